@@ -1,0 +1,65 @@
+"""The Typer application every command module registers on. Commands only parse and delegate."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from sl2s import __version__
+from sl2s.diagnostics import Sl2sError
+
+app = typer.Typer(
+    name="sl2s",
+    help="Turn a plan of log lines into per-machine Python services, and keep them in step.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"sl2s {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """sl2s: structured logging to system."""
+
+
+def report(error: Sl2sError) -> None:
+    """Print every diagnostic of a user-facing error to stderr."""
+    for diagnostic in error.diagnostics:
+        typer.echo(str(diagnostic), err=True)
+
+
+def main() -> None:
+    """Console-script entry: user mistakes become `FILE:LINE: message` and exit 1, never a traceback."""
+    try:
+        code = app(standalone_mode=False)
+    except Sl2sError as error:
+        report(error)
+        sys.exit(1)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as error:  # click's usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(error, click.ClickException):
+            error.show()
+            sys.exit(error.exit_code)
+        if isinstance(error, click.exceptions.Abort):
+            typer.echo("aborted", err=True)
+            sys.exit(1)
+        raise
+    sys.exit(code if isinstance(code, int) else 0)
