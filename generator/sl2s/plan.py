@@ -1,0 +1,477 @@
+"""Read and validate a plan file (docs/plan-format.md) into a model.Plan.
+
+`parse_plan(data, path)` is pure: bytes in, Plan out, or Sl2sError carrying every problem found, each
+as `FILE:LINE: message` where LINE is the physical line (split on `\\n`) where the row starts.
+`read_plan(path)` is the thin I/O shell around it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+from sl2s.diagnostics import Diagnostic, Sl2sError
+from sl2s.model import Flow, Placeholder, Plan, Step
+from sl2s.names import identifier_or_none, step_slug_or_none
+from sl2s.template import TemplateError, parse
+
+REQUIRED = ("request", "log", "machine")
+OPTIONAL = ("id",)
+KNOWN = REQUIRED + OPTIONAL
+DELIMITERS = ("\t", ",", ";")  # also the order that breaks ties
+DELIMITER_NAMES = {"\t": "tab", ",": "comma", ";": "semicolon"}
+
+# Embedding, override and isolate controls: they make text display in another order than it is
+# stored ("Trojan Source"). Plain direction marks (U+200E/U+200F/U+061C) are harmless and allowed.
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+_UTF8_BOM = b"\xef\xbb\xbf"
+_OTHER_BOMS = (
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\xfe\xff", "UTF-16"),
+    (b"\xff\xfe", "UTF-16"),
+)
+_BLANK = " \t\r"  # what a blank line may contain
+
+
+@dataclass(frozen=True)
+class _Record:
+    line: int  # physical line where the row starts
+    cells: tuple[str, ...]  # as read, unstripped
+
+
+@dataclass(frozen=True)
+class _Bad:
+    line: int
+    message: str
+
+
+# ---------------------------------------------------------------------------------------------
+# Bytes -> text
+
+
+def _line_at(data: bytes, offset: int) -> int:
+    return data.count(b"\n", 0, offset) + 1
+
+
+def _decode(data: bytes, path: str) -> str:
+    """The file's text (BOM removed), or Sl2sError for empty, binary or non-UTF-8 files."""
+    if not data:
+        raise Sl2sError(Diagnostic(path, 0, "the file is empty"))
+    for bom, name in _OTHER_BOMS:
+        if data.startswith(bom):
+            raise Sl2sError(
+                Diagnostic(path, 1, f"the file is {name} (byte-order mark); save it as UTF-8")
+            )
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        message = f"binary file: NUL byte at byte offset {nul}"
+        raise Sl2sError(Diagnostic(path, _line_at(data, nul), message))
+    skip = len(_UTF8_BOM) if data.startswith(_UTF8_BOM) else 0
+    try:
+        return data[skip:].decode("utf-8")
+    except UnicodeDecodeError as error:
+        offset = skip + error.start
+        message = (
+            f"not UTF-8: byte 0x{data[offset]:02X} at byte offset {offset} cannot be decoded;"
+            " save the file as UTF-8"
+        )
+        raise Sl2sError(Diagnostic(path, _line_at(data, offset), message)) from None
+
+
+def _bidi_problems(text: str) -> list[tuple[int, str]]:
+    problems = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        for c in sorted(set(line) & BIDI_CONTROLS):
+            problems.append(
+                (
+                    number,
+                    f"bidirectional control character U+{ord(c):04X}"
+                    f" ({unicodedata.name(c)}) can make the plan display differently from what"
+                    " it says; remove it",
+                )
+            )
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------
+# Text -> records (strict CSV: a cell is quoted when its first non-blank character is `"`; inside,
+# `""` is a quote; after the closing quote only blanks may come before the delimiter or line end;
+# a `"` inside an unquoted cell is an ordinary character)
+
+
+def _records(text: str, delimiter: str) -> list[_Record | _Bad]:
+    out: list[_Record | _Bad] = []
+    blanks = " \t".replace(delimiter, "")
+    n = len(text)
+    i, line = 0, 1
+    while i < n:
+        eol = text.find("\n", i)
+        eol = n if eol < 0 else eol
+        physical = text[i:eol]
+        if not physical.strip(_BLANK) or physical.lstrip(" \t").startswith("#"):
+            i, line = eol + 1, line + 1
+            continue
+        start = line
+        cells: list[str] = []
+        while True:  # one cell per iteration; i is at the cell's start
+            j = i
+            while j < n and text[j] in blanks:
+                j += 1
+            if j < n and text[j] == '"':
+                pieces: list[str] = []
+                k = j + 1
+                while True:
+                    quote = text.find('"', k)
+                    if quote < 0:
+                        out.append(
+                            _Bad(start, "unterminated quote: the quoted cell opened here never closes")
+                        )
+                        return out
+                    pieces.append(text[k:quote])
+                    if text.startswith('"', quote + 1):
+                        pieces.append('"')
+                        k = quote + 2
+                        continue
+                    k = quote + 1
+                    break
+                line += text.count("\n", j, k)
+                cells.append("".join(pieces))
+                m = k
+                while m < n and text[m] in blanks:
+                    m += 1
+                if text.startswith("\r\n", m) or (m == n - 1 and text[m] == "\r"):
+                    m += 1
+                if m >= n or text[m] == "\n":
+                    i, line = m + 1, line + 1
+                    break
+                if text[m] == delimiter:
+                    i = m + 1
+                    continue
+                out.append(
+                    _Bad(
+                        start,
+                        "unexpected text after the closing quote of a cell; inside a quoted cell"
+                        ' write a quote as ""',
+                    )
+                )
+                eol = text.find("\n", m)
+                i = n if eol < 0 else eol + 1
+                line += 1
+                cells = []
+                break
+            # unquoted cell: up to the delimiter or the end of the line
+            k = i
+            while k < n and text[k] != delimiter and text[k] != "\n":
+                k += 1
+            cell = text[i:k]
+            if cell.endswith("\r") and (k == n or text[k] == "\n"):
+                cell = cell[:-1]
+            cells.append(cell)
+            if "\r" in cell:
+                out.append(
+                    _Bad(
+                        start,
+                        "carriage return (\\r) inside an unquoted cell; quote the cell if the"
+                        " \\r belongs to the text, or end lines with \\n or \\r\\n",
+                    )
+                )
+                eol = text.find("\n", k)
+                i = n if eol < 0 else eol + 1
+                line += 1
+                cells = []
+                break
+            if k < n and text[k] == delimiter:
+                i = k + 1
+                continue
+            i, line = k + 1, line + 1
+            break
+        if cells:
+            out.append(_Record(start, tuple(cells)))
+    return out
+
+
+def _header_score(records: list[_Record | _Bad]) -> int:
+    """How many known column names the first row has (0 unless it looks like a header)."""
+    if not records or not isinstance(records[0], _Record):
+        return 0
+    cells = records[0].cells
+    known = sum(1 for c in cells if c.strip().casefold() in KNOWN)
+    return known if len(cells) >= 2 and known >= 2 else 0
+
+
+def _choose(text: str) -> tuple[str, list[_Record | _Bad], bool]:
+    """(delimiter, records, has_header) per the rules in docs/plan-format.md."""
+    candidates = [(d, _records(text, d)) for d in DELIMITERS]
+    scored = [(_header_score(r), -n, d, r) for n, (d, r) in enumerate(candidates)]
+    best = max(scored, key=lambda s: (s[0], s[1]))
+    if best[0]:
+        return best[2], best[3], True
+
+    def threes(records: list[_Record | _Bad]) -> int:
+        return sum(1 for r in records if isinstance(r, _Record) and len(r.cells) == 3)
+
+    counted = [(threes(r), -n, d, r) for n, (d, r) in enumerate(candidates)]
+    if not any(c[0] for c in counted):  # no delimiter fits any row: the most frequent one
+        counted = [(text.count(d), -n, d, r) for n, (d, r) in enumerate(candidates)]
+    best = max(counted, key=lambda s: (s[0], s[1]))
+    return best[2], best[3], False
+
+
+# ---------------------------------------------------------------------------------------------
+# Records -> rows -> Plan
+
+
+@dataclass(frozen=True)
+class _Row:
+    line: int
+    request: str
+    log: str
+    machine: str
+    id: str
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def _columns(header: _Record, diags: list[tuple[int, str]]) -> dict[str, int] | None:
+    columns: dict[str, int] = {}
+    for index, raw in enumerate(header.cells):
+        name = raw.strip().casefold()
+        if name not in KNOWN:
+            diags.append(
+                (
+                    header.line,
+                    f"unknown column {raw.strip()!r} (the columns are request, log, machine"
+                    " and optionally id)",
+                )
+            )
+        elif name in columns:
+            diags.append((header.line, f"column {name!r} appears twice"))
+        else:
+            columns[name] = index
+    missing = [c for c in REQUIRED if c not in columns]
+    for name in missing:
+        diags.append((header.line, f"missing column {name!r}"))
+    return None if missing else columns
+
+
+def _rows(text: str, diags: list[tuple[int, str]]) -> tuple[list[_Row], int | None]:
+    """Rows of the plan and the header's line (None without a header)."""
+    delimiter, records, has_header = _choose(text)
+    header_line = None
+    width = 3
+    columns: dict[str, int] | None = {"request": 0, "log": 1, "machine": 2}
+    names = ", ".join(REQUIRED)
+    if has_header:
+        header = records[0]
+        assert isinstance(header, _Record)
+        records = records[1:]
+        header_line = header.line
+        width = len(header.cells)
+        names = ", ".join(c.strip() for c in header.cells)
+        columns = _columns(header, diags)
+    rows: list[_Row] = []
+    for record in records:
+        if isinstance(record, _Bad):
+            diags.append((record.line, record.message))
+            continue
+        if len(record.cells) != width:
+            diags.append(
+                (
+                    record.line,
+                    f"row has {_plural(len(record.cells), 'cell')}, expected {width} ({names})"
+                    f" separated by {DELIMITER_NAMES[delimiter]}s; quote a cell that contains"
+                    " the separator",
+                )
+            )
+            continue
+        if columns is None:
+            continue
+
+        def cell(name: str, cells: tuple[str, ...] = record.cells) -> str:
+            return cells[columns[name]].strip() if name in columns else ""
+
+        row = _Row(record.line, cell("request"), cell("log"), cell("machine"), cell("id"))
+        empty = [c for c in REQUIRED if not getattr(row, c)]
+        for name in empty:
+            diags.append((record.line, f"empty {name} cell"))
+        if not empty:
+            rows.append(row)
+    return rows, header_line
+
+
+class _Spellings:
+    """Identifier -> (first spelling, its line); reports a second spelling of one identifier."""
+
+    def __init__(self, kind: str, diags: list[tuple[int, str]]) -> None:
+        self.kind = kind
+        self.diags = diags
+        self.seen: dict[str, tuple[str, int]] = {}
+        self.reported: set[str] = set()
+
+    def add(self, spelling: str, line: int, shown: str | None = None) -> str | None:
+        shown = spelling if shown is None else shown
+        name = identifier_or_none(spelling)
+        if name is None:
+            self.diags.append(
+                (line, f"{self.kind} {shown!r} has no letters or digits usable in an identifier")
+            )
+            return None
+        first = self.seen.setdefault(name, (spelling, line))
+        if first[0] != spelling and spelling not in self.reported:
+            self.reported.add(spelling)
+            self.diags.append(
+                (
+                    line,
+                    f"{self.kind} {shown!r} and {self._shown(first[0])!r} (line {first[1]}) are"
+                    f" the same identifier {name!r}; spell them the same way, or rename one",
+                )
+            )
+        return name
+
+    def _shown(self, spelling: str) -> str:
+        return spelling
+
+
+class _FieldSpellings(_Spellings):
+    def _shown(self, spelling: str) -> str:
+        return ":" + spelling
+
+
+def _steps(rows: list[_Row], diags: list[tuple[int, str]]):
+    flows = _Spellings("request", diags)
+    machines = _Spellings("machine", diags)
+    machine_spellings: dict[str, str] = {}
+    flow_spellings: dict[str, str] = {}
+    steps: dict[str, list[Step]] = {}
+    for row in rows:
+        flow = flows.add(row.request, row.line)
+        machine = machines.add(row.machine, row.line)
+        try:
+            parts = parse(row.log)
+        except TemplateError as error:
+            diags.append((row.line, str(error)))
+            parts = None
+        if row.id:
+            step_id = identifier_or_none(row.id)
+            if step_id is None:
+                diags.append(
+                    (row.line, f"id {row.id!r} has no letters or digits usable in an identifier")
+                )
+        else:
+            step_id = step_slug_or_none(row.log)
+            if step_id is None:
+                diags.append(
+                    (
+                        row.line,
+                        "the log text gives no usable step id (no letters or digits); add an"
+                        " 'id' column",
+                    )
+                )
+        if flow is None or machine is None or parts is None or step_id is None:
+            continue
+        machine_spellings.setdefault(machine, row.machine)
+        flow_spellings.setdefault(flow, row.request)
+        steps.setdefault(flow, []).append(
+            Step(
+                flow=flow,
+                id=step_id,
+                template=row.log,
+                parts=parts,
+                machine=machine,
+                line=row.line,
+                explicit_id=bool(row.id),
+            )
+        )
+    return steps, flow_spellings, machine_spellings
+
+
+def _check_flow(flow: str, spelling: str, steps: list[Step], diags: list[tuple[int, str]]) -> None:
+    ids: dict[str, Step] = {}
+    for step in steps:
+        first = ids.setdefault(step.id, step)
+        if first is not step:
+            if step.explicit_id:
+                hint = "ids must be unique within a request"
+            else:
+                hint = "give one of the rows its own value in an 'id' column"
+            diags.append(
+                (
+                    step.line,
+                    f"step id {step.id!r} is already used in request {spelling!r} on line"
+                    f" {first.line}; {hint}",
+                )
+            )
+    fields = _FieldSpellings("field", diags)
+    secret_at: dict[str, tuple[Placeholder, int]] = {}
+    for step in steps:
+        for part in step.parts:
+            if isinstance(part, Placeholder):
+                fields.add(part.spelling[1:], step.line, shown=part.spelling)
+                if part.secret:
+                    secret_at.setdefault(part.name, (part, step.line))
+    for step in steps:
+        shown: set[str] = set()
+        for part in step.parts:
+            if (
+                isinstance(part, Placeholder)
+                and not part.secret
+                and part.name in secret_at
+                and part.name not in shown
+            ):
+                shown.add(part.name)
+                secret, line = secret_at[part.name]
+                diags.append(
+                    (
+                        step.line,
+                        f"field {part.spelling!r} would show {part.name!r} in clear, but it is a"
+                        f" secret in request {spelling!r} ({secret.spelling!r}, line {line});"
+                        f" write '#{part.spelling[1:]}'",
+                    )
+                )
+
+
+def parse_plan(data: bytes, path: str) -> Plan:
+    """The plan in `data` (read from `path`, which is only used in messages and Plan.path)."""
+    text = _decode(data, path)
+    diags: list[tuple[int, str]] = _bidi_problems(text)
+    rows, header_line = _rows(text, diags)
+    if not rows and not diags:
+        if header_line is None:
+            diags.append((0, "no steps: the file has only blank lines and comments"))
+        else:
+            diags.append((header_line, "no steps: the file has a header row but no rows after it"))
+    steps, flow_spellings, machine_spellings = _steps(rows, diags)
+    for flow, flow_steps in steps.items():
+        _check_flow(flow, flow_spellings[flow], flow_steps, diags)
+    if diags:
+        raise Sl2sError(sorted({Diagnostic(path, line, message) for line, message in diags}))
+    return Plan(
+        path=path,
+        flows=tuple(
+            Flow(name=flow, spelling=flow_spellings[flow], steps=tuple(flow_steps))
+            for flow, flow_steps in steps.items()
+        ),
+        digest=hashlib.sha256(data).hexdigest(),
+        machine_spellings=tuple(machine_spellings.items()),
+    )
+
+
+def read_plan(path: str | os.PathLike[str]) -> Plan:
+    """Read and validate the plan file at `path`; Sl2sError (every problem) when it is not valid."""
+    shown = os.fspath(path)
+    try:
+        data = Path(shown).read_bytes()
+    except FileNotFoundError:
+        raise Sl2sError(Diagnostic(shown, 0, "no such file")) from None
+    except IsADirectoryError:
+        raise Sl2sError(Diagnostic(shown, 0, "is a directory, not a plan file")) from None
+    except OSError as error:
+        raise Sl2sError(Diagnostic(shown, 0, f"cannot read the file: {error.strerror}")) from None
+    return parse_plan(data, shown)
