@@ -80,3 +80,26 @@ def test_directory(tmp_path: Path) -> None:
     assert [str(d) for d in caught.value.diagnostics] == [
         f"{tmp_path}: is a directory, not a plan file"
     ]
+
+
+def test_shop_sample() -> None:
+    p = read_plan(SAMPLES / "shop.csv")
+    assert [f.name for f in p.flows] == ["add_to_cart", "checkout", "order_status", "refund"]
+    assert p.machines == ("browser", "web", "inventory", "payments", "mailer")
+    add = p.flow("add_to_cart")
+    # A1 B2 C3 A4 B5 A6: the flow comes back to machines already on the call stack.
+    assert [s.machine for s in add.steps] == [
+        "browser",
+        "web",
+        "inventory",
+        "browser",
+        "web",
+        "browser",
+    ]
+    checkout = p.flow("checkout")
+    assert checkout.secrets == ("card_number",)
+    assert {s.machine for s in checkout.steps if s.secrets} == {"payments"}
+    quoted = checkout.step("reserved_item_count_items_reservation_reservation_id")
+    assert quoted.template == "Reserved :item_count items; reservation :reservation_id"
+    assert quoted.line == 14
+    assert all(not f.secrets for f in p.flows if f.name != "checkout")
