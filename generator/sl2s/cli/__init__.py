@@ -1,5 +1,6 @@
 """The `sl2s` command line. Each module here registers its commands on `app`; see app.py."""
 
 from sl2s.cli.app import app, main
+from sl2s.cli import observe as _observe  # noqa: F401,E402  (story, patterns, incidents)
 
 __all__ = ["app", "main"]

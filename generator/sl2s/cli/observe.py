@@ -1,0 +1,108 @@
+"""`sl2s story`, `sl2s patterns`, `sl2s incidents list|show|errors`: parse, delegate, print, exit."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from sl2s.cli.app import app
+from sl2s.diagnostics import Sl2sError
+
+incidents_app = typer.Typer(
+    name="incidents",
+    help="Incidents written by the flight recorder (from a log dir, or a running machine's URL).",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+app.add_typer(incidents_app, name="incidents")
+
+
+@app.command("story")
+def story_command(
+    logs: List[str] = typer.Argument(..., help="Event files (.jsonl/.jsonl.gz) or log directories of any machines."),
+    correlation_id: Optional[str] = typer.Option(None, "--correlation-id", help="The run to tell."),
+    last: bool = typer.Option(False, "--last", help="The most recent run (the default)."),
+    failed: bool = typer.Option(False, "--failed", help="The most recent run that failed."),
+    event: Optional[str] = typer.Option(None, "--event", help="The run that contains this event id."),
+    fmt: str = typer.Option("text", "--format", help="text or markdown."),
+) -> None:
+    """Tell one flow run across all machines, in causal order: steps, hops, durations, where it stopped."""
+    from sl2s.observe.story import Selection, tell
+
+    chosen = sum(bool(x) for x in (correlation_id, last, failed, event))
+    if chosen > 1:
+        raise Sl2sError("choose one of --correlation-id, --last, --failed, --event")
+    text, _failed = tell(
+        logs, Selection(correlation_id=correlation_id, last=last or not chosen, failed=failed, event_id=event), fmt
+    )
+    typer.echo(text, nl=False)
+
+
+@app.command("patterns")
+def patterns_command(
+    plan: str = typer.Argument(..., help="The plan file."),
+    logs: List[str] = typer.Argument(..., help="Event files or log directories."),
+    new_since: Optional[str] = typer.Option(
+        None, "--new-since", help="State file: report only patterns new since the run that wrote it (updated)."
+    ),
+    fmt: str = typer.Option("text", "--format", help="text or markdown."),
+) -> None:
+    """Report events the plan does not predict, grouped and counted. Exit 1 when anything is new."""
+    from sl2s.observe.patterns import run_patterns
+
+    text, new = run_patterns(plan, logs, new_since, fmt)
+    typer.echo(text, nl=False)
+    raise typer.Exit(1 if new else 0)
+
+
+@incidents_app.command("list")
+def incidents_list(
+    log_dir: Optional[str] = typer.Argument(None, help="The log directory the incidents are in."),
+    url: Optional[str] = typer.Option(None, "--url", help="A running machine's incidents endpoint."),
+    since: Optional[str] = typer.Option(None, "--since", help="Only incidents after this incident id."),
+) -> None:
+    """List incidents, oldest first."""
+    from sl2s.observe import incidents
+
+    if url:
+        summaries = incidents.fetch_remote(url, since=since)
+    else:
+        summaries = [i.summary() for i in incidents.list_incidents(_need(log_dir), since)]
+    typer.echo(incidents.render_list(summaries), nl=False)
+
+
+@incidents_app.command("show")
+def incidents_show(
+    args: List[str] = typer.Argument(..., metavar="[LOG_DIR] INCIDENT_ID", help="Log directory (omit with --url) and incident id (or a unique part of it)."),
+    url: Optional[str] = typer.Option(None, "--url", help="A running machine's incidents endpoint."),
+) -> None:
+    """Show one incident: header, links, and its events with the triggers marked."""
+    from sl2s.observe import incidents
+
+    if url:
+        if len(args) != 1:
+            raise Sl2sError("with --url, name only the incident id")
+        incident = incidents.fetch_remote(url, incident_id=args[0])
+    else:
+        if len(args) != 2:
+            raise Sl2sError("usage: sl2s incidents show LOG_DIR INCIDENT_ID")
+        incident = incidents.find_incident(args[0], args[1])
+    typer.echo(incidents.render_show(incident), nl=False)
+
+
+@incidents_app.command("errors")
+def incidents_errors(
+    log_dir: str = typer.Argument(..., help="The log directory the incidents are in."),
+) -> None:
+    """Errors grouped by fingerprint (exception type + in-app frames), with count and first/last seen."""
+    from sl2s.observe import incidents
+
+    typer.echo(incidents.render_errors(incidents.error_groups(incidents.list_incidents(log_dir))), nl=False)
+
+
+def _need(log_dir: Optional[str]) -> str:
+    if not log_dir:
+        raise Sl2sError("name a log directory, or --url of a running machine")
+    return log_dir

@@ -1,0 +1,156 @@
+"""Error fingerprints: the same bug, wherever and however often it fires, is one group.
+
+A fingerprint is the exception type plus the in-app frames of its traceback (file and function,
+innermost last) — no line numbers (an edit above the bug must not split the group) and no message
+(it carries data: ids, names, values). Files are reduced to their last two path components, so one
+bug deployed under different roots is still one group. In-app means: not the standard library,
+not site-/dist-packages, and not sl2s's own runtime/observe code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sysconfig
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from sl2s.observe import events as ev
+
+_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line \d+, in (?P<function>.+?)\s*$', re.M)
+_LIBRARY_MARKERS = ("site-packages", "dist-packages", "<frozen", "<string>")
+# a standard library of any machine's Python, not only this one's
+_ANY_STDLIB = re.compile(r"/lib/python\d+(\.\d+)?/|/Lib/[^/]+\.py$|^<")
+_SL2S_DIRS = (
+    os.sep.join(("", "sl2s", "runtime", "")),
+    os.sep.join(("", "sl2s", "observe", "")),
+    "/sl2s/runtime/",
+    "/sl2s/observe/",
+)
+
+
+def _stdlib_dirs() -> tuple[str, ...]:
+    dirs = set()
+    for key in ("stdlib", "platstdlib"):
+        path = sysconfig.get_paths().get(key)
+        if path:
+            dirs.add(os.path.normcase(os.path.realpath(path)) + os.sep)
+    return tuple(dirs)
+
+
+_STDLIB = _stdlib_dirs()
+
+
+def in_app(path: str) -> bool:
+    normalised = path.replace("\\", "/")
+    if any(marker in normalised for marker in _LIBRARY_MARKERS):
+        return False
+    if any(marker in path or marker in normalised for marker in _SL2S_DIRS):
+        return False
+    if _ANY_STDLIB.search(normalised):
+        return False
+    real = os.path.normcase(path)
+    return not any(real.startswith(d) for d in _STDLIB)
+
+
+def short_path(path: str) -> str:
+    parts = [p for p in path.replace("\\", "/").split("/") if p]
+    return "/".join(parts[-2:])
+
+
+def frames_from_stacktrace(text: str) -> list[tuple[str, str]]:
+    """(file, function) of every frame of a formatted Python traceback, outermost first."""
+    return [(m.group("file"), m.group("function")) for m in _FRAME.finditer(text or "")]
+
+
+def frames_from_traceback(tb) -> list[tuple[str, str]]:
+    import traceback
+
+    return [(f.filename, f.name) for f in traceback.extract_tb(tb)]
+
+
+def fingerprint(exception_type: str, frames: Iterable[tuple[str, str]]) -> str:
+    app_frames = [f"{short_path(file)}:{function}" for file, function in frames if in_app(file)]
+    text = "\n".join([exception_type, *app_frames])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def app_frames(frames: Iterable[tuple[str, str]]) -> list[str]:
+    return [f"{short_path(file)}:{function}" for file, function in frames if in_app(file)]
+
+
+def event_frames(event: dict) -> list[tuple[str, str]]:
+    """The frames an event carries: its `exception.stacktrace`, else the step's own function."""
+    a = ev.attrs(event)
+    frames = frames_from_stacktrace(a.get("exception.stacktrace") or "")
+    if not frames and a.get("code.filepath"):
+        frames = [(str(a["code.filepath"]), str(a.get("code.function") or ""))]
+    return frames
+
+
+def event_fingerprint(event: dict) -> str | None:
+    """The fingerprint of an event that carries an exception, else None."""
+    a = ev.attrs(event)
+    exception_type = a.get("exception.type")
+    if not exception_type:
+        return None
+    return fingerprint(str(exception_type), event_frames(event))
+
+
+@dataclass
+class ErrorGroup:
+    fingerprint: str
+    exception_type: str
+    frames: list[str]
+    count: int = 0
+    first_seen: str = ""
+    last_seen: str = ""
+    example: str = ""
+    machines: set[str] = field(default_factory=set)
+    incidents: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "fingerprint": self.fingerprint,
+            "exception_type": self.exception_type,
+            "frames": self.frames,
+            "count": self.count,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "example": self.example,
+            "machines": sorted(self.machines),
+            "incidents": self.incidents,
+        }
+
+
+class ErrorGroups:
+    """Errors grouped by fingerprint, with count and first/last seen (event timestamps)."""
+
+    def __init__(self) -> None:
+        self.groups: dict[str, ErrorGroup] = {}
+
+    def add(self, event: dict, incident: str | None = None) -> str | None:
+        fp = event_fingerprint(event)
+        if fp is None:
+            return None
+        a = ev.attrs(event)
+        group = self.groups.get(fp)
+        if group is None:
+            group = self.groups[fp] = ErrorGroup(
+                fp, str(a.get("exception.type")), app_frames(event_frames(event)),
+                example=str(a.get("exception.message") or ""),
+            )
+        when = str(event.get("timestamp") or "")
+        group.count += 1
+        if when and (not group.first_seen or when < group.first_seen):
+            group.first_seen = when
+        if when > group.last_seen:
+            group.last_seen = when
+        group.machines.add(ev.machine(event))
+        if incident and incident not in group.incidents:
+            group.incidents.append(incident)
+        return fp
+
+    def sorted(self) -> list[ErrorGroup]:
+        return sorted(self.groups.values(), key=lambda g: (-g.count, g.first_seen, g.fingerprint))

@@ -1,0 +1,252 @@
+"""Reading incidents back: list, show, error groups; and the Starlette routes serving them.
+
+An incident is `incident-<id>.jsonl.gz` once closed, or `incident-<id>.jsonl` while open or when
+its process died mid-incident (a torn last line is skipped). When both exist (died between the
+gzip's rename and the plain file's removal) the gzip is complete and wins; a `.gz.tmp` is ignored.
+Incident ids start with their UTC time, so they sort chronologically and serve as a `since` cursor.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from sl2s.diagnostics import Sl2sError
+from sl2s.observe import events as ev
+from sl2s.observe.fingerprint import ErrorGroups
+
+
+def incident_paths(log_dir: str | os.PathLike) -> dict[str, Path]:
+    """incident id -> the file to read, in id (= time) order."""
+    directory = Path(log_dir)
+    if not directory.is_dir():
+        raise Sl2sError(f"{log_dir}: not a directory")
+    found: dict[str, Path] = {}
+    for path in directory.iterdir():
+        name = path.name
+        if not name.startswith("incident-"):
+            continue
+        if name.endswith(".jsonl.gz"):
+            found[name[: -len(".jsonl.gz")]] = path
+        elif name.endswith(".jsonl"):
+            found.setdefault(name[: -len(".jsonl")], path)
+    return dict(sorted(found.items()))
+
+
+@dataclass(frozen=True)
+class Incident:
+    id: str
+    path: Path
+    header: dict
+    events: tuple[dict, ...]  # marked event lines: before, trigger, after
+    footer: dict | None
+
+    @property
+    def complete(self) -> bool:
+        return self.footer is not None
+
+    @property
+    def trigger(self) -> dict:
+        return self.header.get("trigger") or {}
+
+    def summary(self) -> dict:
+        a = ev.attrs(self.trigger)
+        exception = self.header.get("exception") or {}
+        return {
+            "id": self.id,
+            "opened_at": self.header.get("opened_at"),
+            "machine": self.header.get("service.name"),
+            "flow": a.get("sl2s.flow"),
+            "step": a.get("sl2s.step") or self.trigger.get("event_name"),
+            "severity": self.trigger.get("severity_text"),
+            "exception": exception.get("type"),
+            "message": exception.get("message") or self.trigger.get("body"),
+            "fingerprint": self.header.get("fingerprint"),
+            "links": self.header.get("links") or {},
+            "events": len(self.events),
+            "triggers": sum(1 for e in self.events if e.get("sl2s.trigger")),
+            "complete": self.complete,
+            "reason": (self.footer or {}).get("reason"),
+        }
+
+
+def read_incident(path: Path) -> Incident:
+    header: dict | None = None
+    footer: dict | None = None
+    events: list[dict] = []
+    for line in ev.open_lines(path):
+        try:
+            item = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue  # a torn last line of a killed process
+        if not isinstance(item, dict):
+            continue
+        phase = item.get("sl2s.incident")
+        if phase == "header":
+            header = item
+        elif phase == "end":
+            footer = item
+        elif phase:
+            events.append(item)
+    if header is None:
+        raise Sl2sError(f"{path}: not an incident file (no header line)")
+    incident_id = str(header.get("id") or path.name.split(".jsonl")[0])
+    return Incident(incident_id, path, header, tuple(events), footer)
+
+
+def list_incidents(log_dir: str | os.PathLike, since: str | None = None) -> list[Incident]:
+    out = []
+    for incident_id, path in incident_paths(log_dir).items():
+        if since and incident_id <= since:
+            continue
+        try:
+            out.append(read_incident(path))
+        except Sl2sError:
+            continue  # a file that died before its header: nothing to show
+    return out
+
+
+def find_incident(log_dir: str | os.PathLike, incident_id: str) -> Incident:
+    paths = incident_paths(log_dir)
+    key = incident_id if incident_id.startswith("incident-") else f"incident-{incident_id}"
+    matches = [k for k in paths if k == key or k.startswith(key) or k.endswith(incident_id)]
+    if len(matches) != 1:
+        what = "no incident" if not matches else f"{len(matches)} incidents"
+        raise Sl2sError(f"{log_dir}: {what} matching {incident_id!r}")
+    return read_incident(paths[matches[0]])
+
+
+def error_groups(incidents: list[Incident]) -> ErrorGroups:
+    groups = ErrorGroups()
+    for incident in incidents:
+        for event in incident.events:
+            if event.get("sl2s.trigger"):
+                groups.add(event, incident.id)
+    return groups
+
+
+# ----------------------------------------------------------------------------- rendering (pure)
+
+
+def render_list(summaries: list[dict]) -> str:
+    if not summaries:
+        return "no incidents\n"
+    out = []
+    for s in summaries:
+        what = s.get("exception") or s.get("severity") or "?"
+        status = "" if s.get("complete") else "  (incomplete: the process stopped mid-incident)"
+        plan = (s.get("links") or {}).get("plan") or ""
+        out.append(
+            f"{s['id']}  {s.get('machine')}  {s.get('flow')}/{s.get('step')}  {what}: "
+            f"{s.get('message') or ''}  [{plan}] {s.get('events')} events, "
+            f"{s.get('triggers')} trigger(s){status}"
+        )
+    return "\n".join(out) + "\n"
+
+
+def render_show(incident: Incident) -> str:
+    h = incident.header
+    s = incident.summary()
+    links = h.get("links") or {}
+    out = [
+        f"{incident.id}",
+        f"  machine       {s['machine']} (pid {h.get('pid')}, instance {h.get('service.instance.id')})",
+        f"  trigger       {s['severity']} {s['flow']}/{s['step']}: {s['exception'] or ''} {s['message'] or ''}".rstrip(),
+        f"  fingerprint   {h.get('fingerprint')}",
+        f"  plan          {links.get('plan', '')}",
+        f"  source        {links.get('source', '')}",
+        f"  versions      sl2s {h.get('sl2s.version')}, Python {h.get('python.version')}",
+        f"  plan digest   {h.get('plan.digest') or 'unknown'}",
+        f"  git revision  {h.get('git.revision') or 'unknown'}",
+        f"  closed        {(incident.footer or {}).get('reason') or 'no (incomplete)'}",
+        "",
+    ]
+    for e in incident.events:
+        a = ev.attrs(e)
+        mark = {"before": " ", "trigger": ">", "after": " "}.get(e.get("sl2s.incident"), " ")
+        if e.get("sl2s.trigger"):
+            mark = ">"
+        out.append(
+            f"{mark} {e.get('timestamp', '')}  {ev.machine(e)}  {e.get('severity_text', ''):<5}  "
+            f"{a.get('sl2s.flow', '')}/{a.get('sl2s.step') or e.get('event_name', '')}: {e.get('body', '')}"
+            + (f"  [{a['sl2s.plan']}]" if a.get("sl2s.plan") else "")
+        )
+    return "\n".join(out) + "\n"
+
+
+def render_errors(groups: ErrorGroups) -> str:
+    rows = groups.sorted()
+    if not rows:
+        return "no errors\n"
+    out = []
+    for g in rows:
+        out.append(
+            f"{g.fingerprint}  {g.count}x  {g.exception_type}  first {g.first_seen}  last {g.last_seen}  "
+            f"on {', '.join(sorted(g.machines))}"
+        )
+        out.extend(f"    {frame}" for frame in g.frames)
+    return "\n".join(out) + "\n"
+
+
+# ----------------------------------------------------------------------------- HTTP
+
+
+def routes(log_dir: str | os.PathLike):
+    """Starlette routes to mount (auth is the mounting app's business), e.g.
+    `Mount("/_sl2s/incidents", routes=routes(log_dir))`:
+
+    - `GET /?since=<incident id>` -> `{"incidents": [summary…], "cursor": <last id or since>}`
+    - `GET /{incident_id}` -> the incident file's lines (`application/x-ndjson`), 404 if unknown
+    """
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    async def list_endpoint(request):
+        since = request.query_params.get("since") or None
+        found = list_incidents(log_dir, since) if Path(log_dir).is_dir() else []
+        summaries = [i.summary() for i in found]
+        cursor = summaries[-1]["id"] if summaries else since
+        return JSONResponse({"incidents": summaries, "cursor": cursor})
+
+    async def show_endpoint(request):
+        incident_id = request.path_params["incident_id"]
+        paths = incident_paths(log_dir) if Path(log_dir).is_dir() else {}
+        path = paths.get(incident_id)
+        if path is None:
+            return JSONResponse({"error": f"no incident {incident_id}"}, status_code=404)
+        data = b"".join(line if line.endswith(b"\n") else line + b"\n" for line in ev.open_lines(path))
+        return Response(data, media_type="application/x-ndjson")
+
+    return [
+        Route("/", list_endpoint, methods=["GET"]),
+        Route("/{incident_id}", show_endpoint, methods=["GET"]),
+    ]
+
+
+def fetch_remote(url: str, incident_id: str | None = None, since: str | None = None, timeout: float = 10.0):
+    """Client side of `routes`: summaries (list) or one Incident (show) from a running machine."""
+    import tempfile
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    base = url.rstrip("/")
+    target = f"{base}/{urllib.parse.quote(incident_id)}" if incident_id else f"{base}/"
+    if since and not incident_id:
+        target += "?" + urllib.parse.urlencode({"since": since})
+    try:
+        with urllib.request.urlopen(target, timeout=timeout) as response:  # noqa: S310 - user-given URL
+            data = response.read()
+    except urllib.error.HTTPError as error:
+        raise Sl2sError(f"{target}: HTTP {error.code}") from None
+    except (urllib.error.URLError, OSError) as error:
+        raise Sl2sError(f"{target}: {getattr(error, 'reason', error)}") from None
+    if incident_id is None:
+        return orjson.loads(data)["incidents"]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{incident_id}.jsonl"
+        path.write_bytes(data)
+        return read_incident(path)

@@ -1,0 +1,133 @@
+"""OpenTelemetry: one span per machine segment, the step events as span events.
+
+A runtime hooks listener (`segment_started`, `segment_finished`, `event`). Optional: it needs
+`opentelemetry-api` (the `otel` extra installs the SDK); `install_if_configured` subscribes it only
+when the process has configured an SDK TracerProvider, so an unconfigured process pays nothing.
+The span joins the run's W3C trace (the events' `trace_id`), parented on the span the segment
+info names as its parent when there is one.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from sl2s import __version__
+from sl2s.observe import events as ev
+
+
+def _get(info: Any, *names: str, default=None):
+    for name in names:
+        if isinstance(info, dict):
+            if info.get(name) is not None:
+                return info[name]
+        else:
+            value = getattr(info, name, None)
+            if value is not None:
+                return value
+    return default
+
+
+def _scalar_attributes(event: dict) -> dict:
+    out = {}
+    for key, value in ev.attrs(event).items():
+        if isinstance(value, (str, bool, int, float)):
+            out[key] = value
+        elif isinstance(value, dict):
+            for sub, v in value.items():
+                if isinstance(v, (str, bool, int, float)):
+                    out[f"{key}.{sub}"] = v
+    out["severity_text"] = str(event.get("severity_text") or "")
+    out["body"] = str(event.get("body") or "")
+    return out
+
+
+class SpanListener:
+    def __init__(self, tracer_provider=None) -> None:
+        from opentelemetry import trace
+
+        provider = tracer_provider or trace.get_tracer_provider()
+        self._tracer = provider.get_tracer("sl2s", __version__)
+        self._spans: dict[tuple, list] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(correlation_id, machine) -> tuple:
+        return (correlation_id, machine)
+
+    def _parent_context(self, info):
+        from opentelemetry import trace
+        from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+        trace_id = _get(info, "trace_id")
+        parent = _get(info, "parent_span_id", "parent_id")
+        if not trace_id or not parent:
+            return None
+        try:
+            context = SpanContext(
+                trace_id=int(str(trace_id), 16), span_id=int(str(parent), 16), is_remote=True,
+                trace_flags=TraceFlags(TraceFlags.SAMPLED),
+            )
+        except ValueError:
+            return None
+        return trace.set_span_in_context(NonRecordingSpan(context))
+
+    def segment_started(self, info) -> None:
+        flow = _get(info, "flow", default="?")
+        machine = _get(info, "machine", default="?")
+        cid = _get(info, "correlation_id")
+        attributes = {"sl2s.flow": str(flow), "sl2s.machine": str(machine)}
+        if cid:
+            attributes["sl2s.correlation_id"] = str(cid)
+        at = _get(info, "at", "step")
+        if at:
+            attributes["sl2s.at"] = str(at)
+        span = self._tracer.start_span(
+            f"{flow} @ {machine}", context=self._parent_context(info), attributes=attributes
+        )
+        with self._lock:
+            self._spans.setdefault(self._key(cid, machine), []).append(span)
+
+    def segment_finished(self, info, error=None) -> None:
+        from opentelemetry.trace import Status, StatusCode
+
+        key = self._key(_get(info, "correlation_id"), _get(info, "machine", default="?"))
+        with self._lock:
+            stack = self._spans.get(key)
+            span = stack.pop() if stack else None
+            if stack is not None and not stack:
+                del self._spans[key]
+        if span is None:
+            return
+        if error is not None:
+            span.record_exception(error)
+            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+        span.end()
+
+    def event(self, event: dict) -> None:
+        key = self._key(ev.correlation_id(event), ev.machine(event))
+        with self._lock:
+            stack = self._spans.get(key)
+            span = stack[-1] if stack else None
+        if span is None:
+            return
+        name = ev.attrs(event).get("sl2s.step") or event.get("event_name") or "event"
+        when = ev.parse_time(event.get("timestamp"))
+        span.add_event(
+            str(name), attributes=_scalar_attributes(event),
+            timestamp=int(when.timestamp() * 1e9) if when else None,
+        )
+
+
+def install_if_configured(subscribe) -> SpanListener | None:
+    """Subscribe a SpanListener when an OpenTelemetry SDK TracerProvider is configured."""
+    try:
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+    except ImportError:
+        return None
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        return None
+    listener = SpanListener()
+    subscribe(listener)
+    return listener

@@ -1,0 +1,392 @@
+"""The flight recorder: recent events in memory, written out as an incident when something goes wrong.
+
+Hot path (`FlightRecorder.event`, called for every event by the runtime hooks): append the event
+to the ring buffer of its severity (bounded, default 100 each) and, when the qualifier says so
+(default: WARNING or above), open an incident. It never does I/O and never raises into the flow.
+
+A writer thread owns the files. An incident is `incident-<UTC time>-<random>.jsonl` in the log dir:
+
+1. a header line (`"sl2s.incident": "header"`): incident id, trigger event, pid, service instance
+   id, sl2s + Python versions, plan digest, git revision when known, links (plan file:line of the
+   failing step, source file:line of its function), exception and error fingerprint;
+2. the buffered events, oldest first (`"sl2s.incident": "before"`), then the trigger (`"trigger"`);
+3. the events of the following `trailing_seconds` (5 s) or `trailing_events` (100), whichever comes
+   first (`"after"`); a trigger among them is recorded there and marked `"sl2s.trigger": true`;
+4. a footer (`"sl2s.incident": "end"`) with the reason it closed.
+
+Every line is flushed as it is written, so a process that dies mid-incident leaves a readable plain
+file. When the incident closes, a gzip copy is written to `….jsonl.gz.tmp`, fsynced, renamed to
+`….jsonl.gz` (directory fsynced), and only then is the plain file removed.
+
+The one wait on the flow: when an incident opens, the thread that raised waits up to
+`durable_timeout` (0.25 s) for the header and the buffered events to reach the OS, so that a process
+killed (or exiting) right after an error still leaves its incident. 0 makes it fully asynchronous.
+"""
+
+from __future__ import annotations
+
+import atexit
+import gzip
+import itertools
+import os
+import platform
+import queue
+import secrets
+import shutil
+import threading
+import time
+import uuid
+import weakref
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import orjson
+
+from sl2s import __version__
+from sl2s.observe import events as ev
+from sl2s.observe.fingerprint import ErrorGroups, event_fingerprint
+
+Qualifier = Callable[[dict], bool]
+
+DEFAULT_CAPACITY = 100
+DEFAULT_TRAILING_SECONDS = 5.0
+DEFAULT_TRAILING_EVENTS = 100
+
+
+def warning_or_above(event: dict) -> bool:
+    """The default qualifier: severity WARNING (13) or above, or any event with an exception."""
+    return ev.severity_number(event) >= ev.WARN or "exception.type" in ev.attrs(event)
+
+
+def new_incident_id(now: float | None = None) -> str:
+    stamp = datetime.fromtimestamp(time.time() if now is None else now, timezone.utc)
+    return f"incident-{stamp.strftime('%Y%m%dT%H%M%S.%fZ')}-{secrets.token_hex(4)}"
+
+
+@dataclass
+class _Open:
+    """An incident the hot path is still feeding (owned by the hot path under the lock)."""
+
+    id: str
+    trigger: dict
+    deadline: float
+    after: int = 0
+    durable: threading.Event = field(default_factory=threading.Event)
+
+
+class FlightRecorder:
+    """A runtime hooks listener (`event(evt)`): ring buffers per severity and incident files."""
+
+    def __init__(
+        self,
+        log_dir: str | os.PathLike,
+        *,
+        capacity: int | Mapping[str, int] = DEFAULT_CAPACITY,
+        qualifier: Qualifier | None = None,
+        trailing_seconds: float = DEFAULT_TRAILING_SECONDS,
+        trailing_events: int = DEFAULT_TRAILING_EVENTS,
+        compress: bool = True,
+        durable_timeout: float = 0.25,
+        context: Mapping[str, object] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.log_dir = Path(log_dir)
+        if isinstance(capacity, Mapping):
+            caps = [int(capacity.get(name, DEFAULT_CAPACITY)) for name in ev.SEVERITY_BUCKETS]
+        else:
+            caps = [int(capacity)] * len(ev.SEVERITY_BUCKETS)
+        self._buffers = [deque(maxlen=max(c, 0)) for c in caps]
+        # severity_number (0..24) -> its buffer, so the hot path does one index, no arithmetic
+        self._by_number = [self._buffers[ev.severity_bucket(n)] for n in range(25)]
+        self._qualifier = qualifier
+        self._seq = itertools.count()
+        self._lock = threading.Lock()
+        self._open: _Open | None = None
+        self.trailing_seconds = trailing_seconds
+        self.trailing_events = trailing_events
+        self.compress = compress
+        self.durable_timeout = durable_timeout
+        self.context = dict(context or {})
+        self.context.setdefault("service.instance.id", uuid.uuid4().hex)
+        self._clock = clock
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self.errors = ErrorGroups()  # written by the writer thread only
+        self.written: list[Path] = []  # closed incidents, in order
+        self.failures = 0  # I/O errors swallowed by the writer (never raised into the flow)
+
+    # ---------------------------------------------------------------------------- hot path
+
+    def event(self, evt: dict) -> None:
+        try:
+            seq = next(self._seq)
+            number = evt.get("severity_number", 9)
+            try:
+                self._by_number[number].append((seq, evt))
+            except (IndexError, TypeError):
+                number = ev.severity_number(evt)
+                self._buffers[ev.severity_bucket(number)].append((seq, evt))
+            if self._open is not None:
+                self._during(seq, evt)
+            elif (
+                self._qualifier(evt) if self._qualifier is not None
+                else (number >= ev.WARN or "exception.type" in evt.get("attributes", ()))
+            ):
+                self._trigger(seq, evt)
+        except Exception:  # noqa: BLE001 - a recorder must never break the flow
+            self.failures += 1
+
+    def _qualifies(self, evt: dict) -> bool:
+        return (self._qualifier or warning_or_above)(evt)
+
+    def _during(self, seq: int, evt: dict) -> None:
+        with self._lock:
+            current = self._open
+            if current is None:
+                pass
+            elif self._clock() >= current.deadline:
+                self._open = None
+                self._queue.put(("close", current, "window"))
+            else:
+                current.after += 1
+                self._queue.put(("event", current, evt, self._qualifies(evt)))
+                if current.after >= self.trailing_events:
+                    self._open = None
+                    self._queue.put(("close", current, "limit"))
+                return
+        if self._qualifies(evt):
+            self._trigger(seq, evt)
+
+    def _trigger(self, seq: int, evt: dict) -> None:
+        with self._lock:
+            if self._open is not None:  # another thread opened one meanwhile: join it
+                current = self._open
+                current.after += 1
+                self._queue.put(("event", current, evt, True))
+                return
+            before = sorted(
+                (item for buffer in self._buffers for item in tuple(buffer) if item[0] < seq),
+                key=lambda item: item[0],
+            )
+            opened = _Open(new_incident_id(), evt, self._clock() + self.trailing_seconds)
+            self._open = opened if self.trailing_events > 0 else None
+            self._queue.put(("open", opened, [e for _, e in before], evt))
+            if self.trailing_events <= 0:
+                self._queue.put(("close", opened, "limit"))
+            self._ensure_thread()
+        if self.durable_timeout > 0:
+            opened.durable.wait(self.durable_timeout)
+
+    # ---------------------------------------------------------------------------- lifecycle
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(
+                target=_writer_loop, args=(weakref.proxy(self), self._queue),
+                name="sl2s-flight-recorder", daemon=True,
+            )
+            self._thread.start()
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Close the open incident now (reason "shutdown") and wait until everything is on disk."""
+        with self._lock:
+            current, self._open = self._open, None
+            if current is not None:
+                self._queue.put(("close", current, "shutdown"))
+        if self._thread is None or not self._thread.is_alive():
+            return
+        done = threading.Event()
+        self._queue.put(("sync", done))
+        done.wait(timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        self.flush(timeout)
+        if self._thread is not None and self._thread.is_alive():
+            self._queue.put(("stop",))
+            self._thread.join(timeout)
+
+    def register_atexit(self) -> None:
+        atexit.register(self.close, 5.0)
+
+    # ---------------------------------------------------------------------------- writer side
+
+    def header(self, incident_id: str, trigger: dict, buffered: int) -> dict:
+        a = ev.attrs(trigger)
+        links = {}
+        if a.get("sl2s.plan"):
+            links["plan"] = a["sl2s.plan"]
+        if a.get("code.filepath"):
+            links["source"] = f"{a['code.filepath']}:{a.get('code.lineno') or 0}"
+        header = {
+            "sl2s.incident": "header",
+            "id": incident_id,
+            "opened_at": ev.utc_now_text(),
+            "pid": os.getpid(),
+            "service.name": ev.machine(trigger),
+            "sl2s.version": __version__,
+            "python.version": platform.python_version(),
+            "plan.digest": None,
+            "git.revision": None,
+            **self.context,
+            "links": links,
+            "exception": (
+                {"type": a.get("exception.type"), "message": a.get("exception.message")}
+                if a.get("exception.type") else None
+            ),
+            "fingerprint": event_fingerprint(trigger),
+            "buffered": buffered,
+            "trigger": trigger,
+        }
+        return header
+
+
+def _marked(event: dict, phase: str, trigger: bool, fingerprint: str | None) -> bytes:
+    """The event's JSON with the incident markers spliced in front (no copy of the event dict)."""
+    mark = {"sl2s.incident": phase}
+    if trigger:
+        mark["sl2s.trigger"] = True
+    if fingerprint:
+        mark["sl2s.fingerprint"] = fingerprint
+    body = orjson.dumps(event)
+    prefix = orjson.dumps(mark)
+    if body == b"{}":
+        return prefix + b"\n"
+    return prefix[:-1] + b"," + body[1:] + b"\n"
+
+
+class _File:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.handle = path.open("wb")
+        self.after = 0
+        self.triggers = 1
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.handle.write(data)
+        self.handle.flush()
+
+
+def _writer_loop(recorder, inbox: queue.SimpleQueue) -> None:
+    files: dict[str, _File] = {}
+    deadlines: dict[str, float] = {}
+    while True:
+        timeout = None
+        if deadlines:
+            try:
+                timeout = max(min(deadlines.values()) - recorder._clock(), 0.0)
+            except ReferenceError:
+                return
+        try:
+            message = inbox.get(timeout=timeout)
+        except queue.Empty:
+            try:
+                now = recorder._clock()
+            except ReferenceError:
+                return
+            for incident_id, deadline in list(deadlines.items()):
+                if now >= deadline:
+                    _close(recorder, files.pop(incident_id), "window")
+                    del deadlines[incident_id]
+            continue
+        except ReferenceError:
+            return
+        kind = message[0]
+        try:
+            if kind == "open":
+                _, opened, before, trigger = message
+                out = _open_file(recorder, opened, before, trigger)
+                files[opened.id] = out
+                deadlines[opened.id] = opened.deadline
+            elif kind == "event":
+                _, current, event, is_trigger = message
+                out = files.get(current.id)
+                if out is not None:
+                    fp = recorder.errors.add(event, current.id) if is_trigger else None
+                    out.after += 1
+                    out.triggers += bool(is_trigger)
+                    out.write(_marked(event, "after", is_trigger, fp))
+            elif kind == "close":
+                _, current, reason = message
+                out = files.pop(current.id, None)
+                deadlines.pop(current.id, None)
+                if out is not None:
+                    _close(recorder, out, reason)
+            elif kind == "sync":
+                message[1].set()
+            elif kind == "stop":
+                for incident_id in list(files):
+                    _close(recorder, files.pop(incident_id), "shutdown")
+                return
+        except ReferenceError:
+            return
+        except Exception:  # noqa: BLE001 - disk full, permissions: count, never raise
+            try:
+                recorder.failures += 1
+            except ReferenceError:
+                return
+            if kind == "open":
+                message[1].durable.set()
+
+
+def _open_file(recorder, opened: _Open, before: list[dict], trigger: dict) -> _File:
+    try:
+        recorder.log_dir.mkdir(parents=True, exist_ok=True)
+        out = _File(recorder.log_dir / f"{opened.id}.jsonl")
+        fp = recorder.errors.add(trigger, opened.id)
+        out.write(orjson.dumps(recorder.header(opened.id, trigger, len(before)), default=str) + b"\n")
+        out.write(b"".join(_marked(e, "before", False, None) for e in before))
+        out.write(_marked(trigger, "trigger", True, fp))
+        return out
+    finally:
+        opened.durable.set()
+
+
+def _close(recorder, out: _File, reason: str) -> None:
+    if out.closed:
+        return
+    out.closed = True
+    footer = {
+        "sl2s.incident": "end",
+        "reason": reason,
+        "events_after": out.after,
+        "triggers": out.triggers,
+        "closed_at": ev.utc_now_text(),
+    }
+    out.write(orjson.dumps(footer) + b"\n")
+    os.fsync(out.handle.fileno())
+    out.handle.close()
+    final = out.path
+    if recorder.compress:
+        final = _compress(out.path)
+    recorder.written.append(final)
+
+
+def _compress(plain: Path) -> Path:
+    gz = plain.with_name(plain.name + ".gz")
+    tmp = plain.with_name(plain.name + ".gz.tmp")
+    with plain.open("rb") as source, tmp.open("wb") as raw:
+        with gzip.GzipFile(filename=plain.name, mode="wb", fileobj=raw, mtime=0) as zipped:
+            shutil.copyfileobj(source, zipped)
+        raw.flush()
+        os.fsync(raw.fileno())
+    os.replace(tmp, gz)
+    _fsync_dir(plain.parent)
+    plain.unlink()
+    return gz
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
