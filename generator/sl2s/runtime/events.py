@@ -1,0 +1,165 @@
+"""Event plumbing: ids, timestamps, and the JSON-lines sink (one file per machine).
+
+Hot path: an event is a dict serialised once with orjson and appended to an in-memory buffer; the
+buffer is written with one `os.write` on an `O_APPEND` descriptor (whole lines only, so several
+processes may append to one file) when it passes `BUFFER_BYTES`, at the end of every outermost
+activation (a flow's entry, or an inbound hop) and at interpreter exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import os
+import threading
+import time
+
+import orjson
+
+BUFFER_BYTES = 1 << 16
+
+SEVERITY = {  # OpenTelemetry severity numbers
+    "DEBUG": 5,
+    "INFO": 9,
+    "WARNING": 13,
+    "ERROR": 17,
+    "CRITICAL": 21,
+}
+
+dumps = orjson.dumps
+APPEND_NEWLINE = orjson.OPT_APPEND_NEWLINE
+
+# -- ids ----------------------------------------------------------------------------------------
+
+_prefix = ""
+_counter = itertools.count(1)
+
+
+def _reseed() -> None:
+    global _prefix, _counter
+    _prefix = os.urandom(8).hex()
+    _counter = itertools.count(1)
+
+
+_reseed()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reseed)
+
+
+def new_event_id() -> str:
+    """32 hex digits: a per-process random prefix and a counter (unique, cheap, ordered per process)."""
+    return f"{_prefix}{next(_counter):016x}"
+
+
+def new_trace_id() -> str:
+    return os.urandom(16).hex()
+
+
+def new_span_id() -> str:
+    return os.urandom(8).hex()
+
+
+# -- timestamps ---------------------------------------------------------------------------------
+
+_second = -1
+_second_text = ""
+
+
+def now() -> str:
+    """UTC time as `2026-11-23T10:00:00.000000Z` (the date/time text is cached per second)."""
+    global _second, _second_text
+    t = time.time()
+    second = int(t)
+    if second != _second:
+        _second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second = second
+    return f"{_second_text}.{int((t - second) * 1e6):06d}Z"
+
+
+# -- sinks --------------------------------------------------------------------------------------
+
+
+class Sink:
+    """Buffered appender of JSON lines to one file."""
+
+    __slots__ = ("path", "_fd", "_buf", "_size", "_lock")
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd = -1
+        self._buf: list[bytes] = []
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def write(self, line: bytes) -> None:
+        self._buf.append(line)
+        self._size += len(line)
+        if self._size > BUFFER_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            if not self._buf:
+                return
+            data = b"".join(self._buf)
+            self._buf.clear()
+            self._size = 0
+            if self._fd < 0:
+                os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            view = memoryview(data)
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+
+    def close(self) -> None:
+        self.flush()
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+
+
+_sinks: dict[str, Sink] = {}
+_sinks_lock = threading.Lock()
+
+
+def sink(log_dir: str, machine: str) -> Sink:
+    path = os.path.join(log_dir, f"{machine}.jsonl")
+    found = _sinks.get(path)
+    if found is None:
+        with _sinks_lock:
+            found = _sinks.setdefault(path, Sink(path))
+    return found
+
+
+def flush_all() -> None:
+    for s in list(_sinks.values()):
+        try:
+            s.flush()
+        except OSError:
+            pass
+
+
+def close_all() -> None:
+    """Flush and close every sink (tests, and interpreter exit)."""
+    with _sinks_lock:
+        sinks = list(_sinks.values())
+        _sinks.clear()
+    for s in sinks:
+        try:
+            s.close()
+        except OSError:
+            pass
+
+
+def _forget_after_fork() -> None:
+    # the child must not write the parent's buffered lines a second time
+    for s in _sinks.values():
+        s._buf.clear()
+        s._size = 0
+
+
+atexit.register(close_all)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)

@@ -1,0 +1,221 @@
+"""The hop client: stdlib `http.client`, one keep-alive connection per (thread, origin).
+
+Chosen by measurement (DESIGN.md, "Costs worth knowing"): on loopback a hop to a Starlette/uvicorn
+server costs ~0.43 ms with `http.client` against ~1.25 ms with `httpx.Client`. A connection is
+never shared between threads, so no locking is needed; each thread keeps its own small pool.
+
+Retries (docs/hop-protocol.md, "Retries"): connection failures (refused, reset, closed while idle)
+are retried always; timeouts and 409/429/502/503/504 are retried too because the idempotency key
+makes a repeated hop safe — the server answers a repeat from its store and never runs a step twice.
+Backoff is exponential with full jitter, bounded by the hop's deadline. When every attempt failed,
+`HopUnreachable` names the target, its URL, the attempts and the idempotency key.
+"""
+
+from __future__ import annotations
+
+import http.client
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+# Idle time after which a pooled connection is dropped instead of reused. uvicorn closes idle
+# keep-alive connections after `timeout_keep_alive` (5 s by default, and as `sl2s serve` sets it);
+# staying well below that avoids sending on a connection the server is closing.
+CLIENT_IDLE_SECONDS = 2.0
+SERVER_KEEPALIVE_SECONDS = 5
+
+RETRY_STATUSES = frozenset({409, 429, 502, 503, 504})
+BACKOFF_BASE = 0.05
+BACKOFF_CAP = 2.0
+
+
+class HopUnreachable(Exception):
+    """Every attempt of a hop failed at the transport level."""
+
+    def __init__(self, target: str, url: str, attempts: int, last: str, idempotency_key: str) -> None:
+        self.target = target
+        self.url = url
+        self.attempts = attempts
+        self.last = last
+        self.idempotency_key = idempotency_key
+        super().__init__(
+            f"machine '{target}' at {url} did not answer after {attempts} attempt(s): {last}"
+            f" (idempotency key {idempotency_key})"
+        )
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: Mapping[str, str]  # lower-case names
+    body: bytes
+    attempts: int
+
+
+class _Pooled:
+    __slots__ = ("conn", "last_used")
+
+    def __init__(self, conn: http.client.HTTPConnection) -> None:
+        self.conn = conn
+        self.last_used = time.monotonic()
+
+
+class HopClient:
+    """POSTs hop bodies with retries. Thread-safe: every thread has its own connections."""
+
+    def __init__(
+        self,
+        *,
+        timeout: float = 30.0,
+        attempts: int = 4,
+        idle_seconds: float = CLIENT_IDLE_SECONDS,
+        backoff_base: float = BACKOFF_BASE,
+        backoff_cap: float = BACKOFF_CAP,
+        sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.timeout = timeout
+        self.attempts = max(1, attempts)
+        self.idle_seconds = idle_seconds
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self._sleep = sleep
+        self._jitter = jitter
+        self._local = threading.local()
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def _pool(self) -> dict[tuple[str, str, int], _Pooled]:
+        pool = getattr(self._local, "pool", None)
+        if pool is None:
+            pool = self._local.pool = {}
+        return pool
+
+    def _connection(self, origin: tuple[str, str, int], timeout: float) -> tuple[http.client.HTTPConnection, bool]:
+        pool = self._pool()
+        pooled = pool.get(origin)
+        if pooled is not None:
+            if time.monotonic() - pooled.last_used < self.idle_seconds:
+                pooled.conn.timeout = timeout
+                if pooled.conn.sock is not None:
+                    pooled.conn.sock.settimeout(timeout)
+                return pooled.conn, True
+            pooled.conn.close()
+            del pool[origin]
+        scheme, host, port = origin
+        cls = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+        conn = cls(host, port, timeout=timeout)
+        conn.connect()
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        pool[origin] = _Pooled(conn)
+        return conn, False
+
+    def _drop(self, origin: tuple[str, str, int]) -> None:
+        pooled = self._pool().pop(origin, None)
+        if pooled is not None:
+            pooled.conn.close()
+
+    def close(self) -> None:
+        """Close this thread's connections."""
+        for origin in list(self._pool()):
+            self._drop(origin)
+
+    def _send_once(
+        self, origin: tuple[str, str, int], path: str, body: bytes, headers: Mapping[str, str], timeout: float
+    ) -> tuple[int, dict[str, str], bytes]:
+        for fresh_try in (False, True):
+            conn, reused = self._connection(origin, timeout)
+            try:
+                conn.request("POST", path, body=body, headers=dict(headers))
+                resp = conn.getresponse()
+                data = resp.read()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self._drop(origin)
+                if reused and not fresh_try:
+                    continue  # the server closed an idle connection: one immediate fresh try
+                raise
+            except BaseException:
+                self._drop(origin)
+                raise
+            if resp.will_close:
+                self._drop(origin)
+            else:
+                self._pool()[origin].last_used = time.monotonic()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- hops ----------------------------------------------------------------------------------
+
+    def post(
+        self,
+        *,
+        target: str,
+        base_url: str,
+        path: str,
+        body: bytes,
+        idempotency_key: str,
+        headers_for: Callable[[float], Mapping[str, str]],
+    ) -> Response:
+        """POST `body` to `base_url + path`, retrying; `headers_for(now)` signs each attempt anew.
+
+        Returns the first response that is not retryable. Raises HopUnreachable when the attempts
+        or the deadline run out.
+        """
+        parts = urlsplit(base_url)
+        scheme = parts.scheme or "http"
+        origin = (scheme, parts.hostname or "127.0.0.1", parts.port or (443 if scheme == "https" else 80))
+        full_path = (parts.path.rstrip("/") + path) if parts.path else path
+        deadline = time.monotonic() + self.timeout
+        last_stamp = 0.0
+        last = "no attempt made"
+        attempt = 0
+        while attempt < self.attempts:
+            attempt += 1
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                last = f"{last}; hop deadline of {self.timeout:g} s passed"
+                break
+            now = max(time.time(), last_stamp + 0.001)  # every attempt gets a new signature
+            last_stamp = now
+            retry_after = 0.0
+            try:
+                status, resp_headers, data = self._send_once(origin, full_path, body, headers_for(now), remaining)
+            except (OSError, http.client.HTTPException) as error:
+                last = _describe(error)
+            else:
+                if status not in RETRY_STATUSES:
+                    return Response(status, resp_headers, data, attempt)
+                last = f"HTTP {status} {_reason(data)}"
+                retry_after = _retry_after(resp_headers.get("retry-after"))
+            if attempt < self.attempts:
+                delay = max(retry_after, self._jitter() * min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)))
+                delay = min(delay, max(0.0, deadline - time.monotonic()))
+                if delay > 0:
+                    self._sleep(delay)
+        raise HopUnreachable(target, base_url, attempt, last, idempotency_key)
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, (socket.timeout, TimeoutError)):
+        return "timed out"
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, http.client.RemoteDisconnected):
+        return "connection closed without a response"
+    text = str(error) or type(error).__name__
+    return f"{type(error).__name__}: {text}"
+
+
+def _reason(data: bytes) -> str:
+    text = data[:200].decode("utf-8", "replace")
+    return text
+
+
+def _retry_after(value: str | None) -> float:
+    if value and value.strip().isdigit():
+        return min(float(value.strip()), BACKOFF_CAP)
+    return 0.0

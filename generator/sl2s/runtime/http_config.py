@@ -1,0 +1,185 @@
+"""Where each machine is served and how hops behave: `sl2s.toml`, `.sl2s/up.toml`, environment.
+
+Precedence, lowest first (a later source overrides an earlier one per machine / per setting):
+
+1. `<services>/sl2s.toml`          committed by the user
+2. `<services>/.sl2s/up.toml`      written by `sl2s up` while it runs, removed when it stops
+3. environment: `SL2S_URL_<MACHINE>` (machine name upper-cased), `SL2S_HOP_TIMEOUT`,
+   `SL2S_HOP_ATTEMPTS`, `SL2S_MAX_BODY`
+
+```toml
+[machines]
+server = "http://127.0.0.1:8001"
+emailservice = "http://10.0.0.7:8000"
+
+[hop]
+timeout = 30        # seconds for one hop, every retry included
+attempts = 4        # tries per hop (1 = no retry)
+max_body = 1048576  # bytes a server accepts in one hop request
+```
+
+The hop key comes from `SL2S_HOP_KEY` (or, for `sl2s up`'s fresh key, `<services>/.sl2s/hop.key`),
+never from a committed file.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from sl2s.diagnostics import Diagnostic, Sl2sError
+from sl2s.runtime.http_protocol import DEFAULT_MAX_BODY, parse_keys
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+CONFIG_FILE = "sl2s.toml"
+UP_FILE = ".sl2s/up.toml"
+KEY_FILE = ".sl2s/hop.key"
+ENV_KEY = "SL2S_HOP_KEY"
+ENV_URL_PREFIX = "SL2S_URL_"
+
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_ATTEMPTS = 4
+
+
+class HopConfigError(Sl2sError):
+    """Configuration that cannot work: a user-facing error."""
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    urls: Mapping[str, str] = field(default_factory=dict)  # machine -> base URL, no trailing /
+    sources: Mapping[str, str] = field(default_factory=dict)  # machine -> where its URL came from
+    keys: tuple[bytes, ...] = ()  # signing key first, then keys still accepted
+    key_source: str = ""
+    timeout: float = DEFAULT_TIMEOUT
+    attempts: int = DEFAULT_ATTEMPTS
+    max_body: int = DEFAULT_MAX_BODY
+
+    def url(self, machine: str) -> str | None:
+        return self.urls.get(machine)
+
+    def describe(self, machine: str) -> str:
+        url = self.urls.get(machine)
+        if url is None:
+            return f"machine '{machine}' has no address"
+        return f"machine '{machine}' at {url} (from {self.sources.get(machine, '?')})"
+
+
+def env_name(machine: str) -> str:
+    return ENV_URL_PREFIX + machine.upper()
+
+
+def check_url(url: object, where: str) -> str:
+    if not isinstance(url, str):
+        raise HopConfigError(f"{where}: expected a URL string like http://127.0.0.1:8001")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise HopConfigError(f"{where}: {url!r} is not an http:// or https:// URL with a host")
+    if parts.query or parts.fragment:
+        raise HopConfigError(f"{where}: {url!r} must not have a query or fragment")
+    try:
+        parts.port
+    except ValueError:
+        raise HopConfigError(f"{where}: {url!r} has an invalid port") from None
+    return url.rstrip("/")
+
+
+def _read_toml(path: Path, label: str) -> dict:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as error:
+        raise HopConfigError(Diagnostic(label, 0, f"not valid TOML: {error}")) from None
+
+
+def _apply_file(data: dict, label: str, urls: dict, sources: dict, settings: dict) -> None:
+    unknown = sorted(set(data) - {"machines", "hop"})
+    if unknown:
+        raise HopConfigError(Diagnostic(label, 0, f"unknown table(s): {', '.join(unknown)}"))
+    machines = data.get("machines", {})
+    if not isinstance(machines, dict):
+        raise HopConfigError(Diagnostic(label, 0, "[machines] must be a table of name = URL"))
+    for name, url in machines.items():
+        urls[name] = check_url(url, f"{label}: [machines] {name}")
+        sources[name] = label
+    hop = data.get("hop", {})
+    if not isinstance(hop, dict):
+        raise HopConfigError(Diagnostic(label, 0, "[hop] must be a table"))
+    for name, value in hop.items():
+        if name not in ("timeout", "attempts", "max_body"):
+            raise HopConfigError(Diagnostic(label, 0, f"[hop] has unknown setting {name!r}"))
+        settings[name] = (value, f"{label}: [hop] {name}")
+
+
+def _number(value: object, where: str, kind: type, minimum: float) -> float | int:
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise HopConfigError(f"{where}: {value!r} is not a number") from None
+    if isinstance(value, bool) or number < minimum:
+        raise HopConfigError(f"{where}: {value!r} must be at least {minimum}")
+    return number
+
+
+def load_config(services_dir: str | Path | None, environ: Mapping[str, str] | None = None) -> HttpConfig:
+    """Read the address map and hop settings for a generated tree (or only the environment)."""
+    environ = os.environ if environ is None else environ
+    urls: dict[str, str] = {}
+    sources: dict[str, str] = {}
+    settings: dict[str, tuple[object, str]] = {}
+    key_text, key_source = None, ""
+    if services_dir is not None:
+        root = Path(services_dir)
+        for relative in (CONFIG_FILE, UP_FILE):
+            label = f"{root.name}/{relative}"
+            _apply_file(_read_toml(root / relative, label), label, urls, sources, settings)
+        key_path = root / KEY_FILE
+        if key_path.is_file():
+            key_text, key_source = key_path.read_text(encoding="utf-8").strip(), f"{root.name}/{KEY_FILE}"
+    for name, value in environ.items():
+        if name.startswith(ENV_URL_PREFIX) and value:
+            machine = name[len(ENV_URL_PREFIX) :].lower()
+            urls[machine] = check_url(value, f"environment {name}")
+            sources[machine] = f"environment {name}"
+    for setting, env in (("timeout", "SL2S_HOP_TIMEOUT"), ("attempts", "SL2S_HOP_ATTEMPTS"), ("max_body", "SL2S_MAX_BODY")):
+        if environ.get(env):
+            settings[setting] = (environ[env], f"environment {env}")
+    if environ.get(ENV_KEY):
+        key_text, key_source = environ[ENV_KEY], f"environment {ENV_KEY}"
+    try:
+        keys = parse_keys(key_text)
+    except ValueError as error:
+        raise HopConfigError(f"{key_source}: {error}") from None
+    values: dict[str, float | int] = {}
+    for name, kind, minimum in (("timeout", float, 0.001), ("attempts", int, 1), ("max_body", int, 1)):
+        if name in settings:
+            value, where = settings[name]
+            values[name] = _number(value, where, kind, minimum)
+    return HttpConfig(
+        urls=urls,
+        sources=sources,
+        keys=keys,
+        key_source=key_source,
+        timeout=float(values.get("timeout", DEFAULT_TIMEOUT)),
+        attempts=int(values.get("attempts", DEFAULT_ATTEMPTS)),
+        max_body=int(values.get("max_body", DEFAULT_MAX_BODY)),
+    )
+
+
+def render_machines_toml(urls: Mapping[str, str], header: str = "") -> str:
+    """A `[machines]` table as TOML text (used by `sl2s up` for `.sl2s/up.toml`)."""
+    lines = [f"# {line}" if line else "#" for line in header.splitlines()]
+    lines.append("[machines]")
+    for name in sorted(urls):
+        lines.append(f'{name} = "{urls[name]}"')
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,256 @@
+"""One machine as a Starlette ASGI app: the hop endpoint, a health endpoint, an idempotency store.
+
+`create_app(handler, machine=..., keys=...)` builds the app around any hop handler (a function
+from request envelope to response envelope); `machine_app(services_dir, machine)` binds it to a
+generated machine's `Machine.handle`. The module-level `app` is configured by environment, so
+`uvicorn sl2s.runtime.http_server:app` serves a machine with no code of its own:
+
+    SL2S_SERVICES=path/to/services SL2S_MACHINE=server SL2S_HOP_KEY=... \\
+        uvicorn sl2s.runtime.http_server:app --host 127.0.0.1 --port 8001
+
+The protocol (statuses, headers, idempotency) is in docs/hop-protocol.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from sl2s.runtime import http_protocol as p
+
+log = logging.getLogger("sl2s.http")
+
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class HopMeta:
+    """What a hop carries besides its envelope (from headers), handed to the handler."""
+
+    idempotency_key: str
+    traceparent: p.TraceParent | None
+    correlation_id: str | None
+    causation_id: str | None
+
+
+# A handler gets the checked request envelope and its meta; it returns the response envelope, or
+# raises an exception with `to_dict()` (sl2s.runtime.errors.RuntimeFailure) which travels back as a
+# failure, or a p.Rejection.
+Handler = Callable[[dict[str, Any], HopMeta], Mapping[str, Any]]
+
+
+# ---------------------------------------------------------------------------------------------
+# idempotency store
+
+
+@dataclass
+class _Entry:
+    digest: str  # SHA-256 of the request body
+    created: float
+    nonces: set[str] = field(default_factory=set)  # signatures seen with this key
+    pending: bool = True
+    status: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None  # None once evicted for space (a tombstone)
+
+
+class IdempotencyStore:
+    """Responses by idempotency key, kept for `retention` seconds, at most `max_bytes` of bodies.
+
+    Used only from the event loop's thread, so it needs no lock. Keys live at least as long as a
+    signature can be valid (twice the allowed skew plus a minute), so a replayed request is always
+    recognised. When stored bodies pass `max_bytes`, the oldest bodies are dropped but their keys
+    stay as tombstones: a retry then gets 410 instead of running the hop again.
+    """
+
+    def __init__(self, retention: float, max_bytes: int = 64 * 1024 * 1024, max_entries: int = 500_000) -> None:
+        self.retention = retention
+        self.max_bytes = max_bytes
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str, now: float) -> _Entry | None:
+        self._expire(now)
+        return self._entries.get(key)
+
+    def begin(self, key: str, digest: str, nonce: str | None, now: float) -> _Entry:
+        entry = _Entry(digest=digest, created=now)
+        if nonce:
+            entry.nonces.add(nonce)
+        self._entries[key] = entry
+        return entry
+
+    def finish(self, entry: _Entry, status: int, headers: dict[str, str], body: bytes) -> None:
+        entry.pending = False
+        entry.status, entry.headers, entry.body = status, headers, body
+        self._bytes += len(body)
+        if self._bytes > self.max_bytes:
+            for old in self._entries.values():
+                if self._bytes <= self.max_bytes:
+                    break
+                if old.body is not None and not old.pending and old is not entry:
+                    self._bytes -= len(old.body)
+                    old.body = None
+        while len(self._entries) > self.max_entries:
+            _, old = self._entries.popitem(last=False)
+            if old.body is not None:
+                self._bytes -= len(old.body)
+            log.warning("idempotency store full: forgot the oldest key before its retention ended")
+
+    def _expire(self, now: float) -> None:
+        while self._entries:
+            key, oldest = next(iter(self._entries.items()))
+            if now - oldest.created <= self.retention or oldest.pending:
+                return
+            del self._entries[key]
+            if oldest.body is not None:
+                self._bytes -= len(oldest.body)
+
+
+# ---------------------------------------------------------------------------------------------
+# the app
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise p.Rejection(400, "bad_length", "content-length is not a number")
+        if int(length) > limit:
+            raise p.Rejection(413, "too_large", f"hop body of {length} bytes exceeds the limit of {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise p.Rejection(413, "too_large", f"hop body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _respond(status: int, body: bytes, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(body, status_code=status, media_type=JSON, headers=dict(headers or {}))
+
+
+def _reject(rejection: p.Rejection, extra: Mapping[str, str] | None = None) -> Response:
+    headers = {p.H_OUTCOME: "rejected", **(extra or {})}
+    return _respond(rejection.status, rejection.body(), headers)
+
+
+def create_app(
+    handler: Handler,
+    *,
+    machine: str,
+    keys: tuple[bytes, ...] = (),
+    max_body: int = p.DEFAULT_MAX_BODY,
+    max_skew: float = p.MAX_SKEW_SECONDS,
+    clock: Callable[[], float] = time.time,
+    store: IdempotencyStore | None = None,
+    extra_routes: list | None = None,
+) -> Starlette:
+    """The ASGI app of one machine. `keys` empty = unauthenticated (only for loopback/--insecure)."""
+    store = store or IdempotencyStore(retention=2 * max_skew + 60)
+
+    async def hop(request: Request) -> Response:
+        path = request.url.path
+        try:
+            flow, at = p.parse_hop_path(path)
+            body = await _read_body(request, max_body)
+            headers = request.headers
+            if keys:
+                nonce: str | None = p.verify(keys, headers, "POST", path, body, clock(), max_skew)
+            else:
+                nonce = None
+            ikey = p.check_idempotency_key(headers.get(p.H_IDEMPOTENCY_KEY))
+        except p.Rejection as rejection:
+            return _reject(rejection)
+
+        now = clock()
+        digest = p.body_digest(body)
+        entry = store.get(ikey, now)
+        if entry is not None:
+            if entry.digest != digest:
+                return _reject(p.Rejection(422, "key_reused", "this idempotency key was used for a different hop body"))
+            if nonce is not None and nonce in entry.nonces:
+                return _reject(p.Rejection(401, "replayed", "this exact signed hop was already received"))
+            if nonce is not None:
+                entry.nonces.add(nonce)
+            if entry.pending:
+                return _reject(
+                    p.Rejection(409, "in_progress", "a hop with this idempotency key is still running"),
+                    {"retry-after": "1"},
+                )
+            if entry.body is None:
+                return _reject(p.Rejection(410, "forgotten", "the stored answer for this key was evicted; the hop ran once"))
+            return _respond(entry.status, entry.body, {**entry.headers, "sl2s-replayed": "true"})
+
+        entry = store.begin(ikey, digest, nonce, now)
+        status, out_headers, out_body = 500, {p.H_OUTCOME: "failed"}, b""
+        try:
+            try:
+                envelope = p.decode_object(body, "hop body")
+                p.check_request(envelope, flow, at)
+                if envelope["target"] != machine:
+                    raise p.Rejection(
+                        421, "wrong_machine", f"hop for machine '{envelope['target']}' reached machine '{machine}'"
+                    )
+                baggage = p.parse_baggage(headers.get(p.H_BAGGAGE))
+                meta = HopMeta(
+                    idempotency_key=ikey,
+                    traceparent=p.parse_traceparent(headers.get(p.H_TRACEPARENT)),
+                    correlation_id=baggage.get(p.BAGGAGE_CORRELATION),
+                    causation_id=baggage.get(p.BAGGAGE_CAUSATION),
+                )
+                result = await run_in_threadpool(_call, handler, envelope, meta)
+            except p.Rejection as rejection:
+                status, out_headers, out_body = rejection.status, {p.H_OUTCOME: "rejected"}, rejection.body()
+            else:
+                status, out_headers, out_body = result
+        finally:
+            store.finish(entry, status, out_headers, out_body)
+        return _respond(status, out_body, out_headers)
+
+    async def health(request: Request) -> Response:
+        return _respond(200, p.encode({"status": "ok", "machine": machine}))
+
+    routes = [
+        Route(p.HOP_PREFIX + "{flow}/{at}", hop, methods=["POST"]),
+        Route(p.HEALTH_PATH, health, methods=["GET", "HEAD"]),
+        *(extra_routes or []),
+    ]
+    application = Starlette(routes=routes)
+    application.state.store = store
+    application.state.machine = machine
+    return application
+
+
+def _call(handler: Handler, envelope: dict[str, Any], meta: HopMeta) -> tuple[int, dict[str, str], bytes]:
+    """Run the handler in a worker thread; turn its outcome into (status, headers, body)."""
+    try:
+        result = handler(envelope, meta)
+    except p.Rejection:
+        raise
+    except Exception as error:  # noqa: BLE001 - every failure travels back to the caller
+        to_dict = getattr(error, "to_dict", None)
+        if callable(to_dict):
+            failure = to_dict()
+        else:
+            log.exception("hop handler crashed")
+            failure = {"class": "HopFailed", "message": f"{type(error).__name__}: {error}"}
+        return 500, {p.H_OUTCOME: "failed"}, p.encode({"outcome": "failed", "failure": failure})
+    return 200, {p.H_OUTCOME: "returned"}, p.encode({"outcome": "returned", **dict(result)})

@@ -1,0 +1,865 @@
+"""`Machine` and `Run`: what generated wiring drives (docs/runtime.md, docs/architecture.md).
+
+A `Run` is one activation of one machine in one flow run: the entry (`Machine.start`) or a segment
+run for an inbound hop (`Machine.handle`). It holds the context (a dict of JSON data), runs steps,
+writes one event per step, hops with `call`, and ends with `return_to` (segment) or `finish` (entry).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import threading
+import traceback
+from collections.abc import Callable, Mapping
+
+from sl2s.runtime import events, hooks, logcapture, registry, system
+from sl2s.runtime.errors import HopFailed, RuntimeFailure, StepFailed, WiringError, failure_from_dict
+from sl2s.runtime.registry import UNSET
+from sl2s.runtime.transport import HopRequest, HopResponse, select_transport
+from sl2s.template import parse, show_value
+
+MASK = "***"
+_OPEN, _RETURNED, _FINISHED, _FAILED = "open", "returned", "finished", "failed"
+_LOG_SEVERITY = ((50, 21), (40, 17), (30, 13), (20, 9), (0, 5))
+
+_dumps = events.dumps
+_NL = events.APPEND_NEWLINE
+_new_event_id = events.new_event_id
+_now = events.now
+_event_fns = hooks.event_fns
+_CURRENT = logcapture.CURRENT
+_local = threading.local()
+
+
+def _type_name(exc: BaseException) -> str:
+    cls = type(exc)
+    module = cls.__module__
+    return cls.__qualname__ if module in ("builtins", "__main__") else f"{module}.{cls.__qualname__}"
+
+
+def _env_secrets() -> set[str]:
+    raw = os.environ.get("SL2S_SECRETS", "")
+    return {name.strip() for name in raw.split(",") if name.strip()}
+
+
+class _Prepared:
+    """A registered step, ready to run fast on one machine."""
+
+    __slots__ = (
+        "id",
+        "func",
+        "template",
+        "parts",
+        "placeholders",
+        "params",
+        "var_kw",
+        "plan",
+        "filepath",
+        "lineno",
+        "function",
+        "constant_body",
+    )
+
+
+class Machine:
+    """One machine of a generated system. Created once by `<system>/<machine>/_wiring.py`."""
+
+    def __init__(self, wiring_module_name: str, machine: str) -> None:
+        self.name = machine
+        self.package = wiring_module_name.rpartition(".")[0]  # "services.server"
+        self.system = self.package.rpartition(".")[0]  # "services"
+        self.resource = {"service.name": machine}
+        self._segments: dict[tuple[str, str], Callable] = {}
+        self._prepared: dict[str, dict[str, _Prepared]] = {}
+        self._prepared_version = -1
+        self._secrets: dict[str, tuple[int, frozenset[str]]] = {}
+        self._info: system.SystemInfo | None = None
+        registry.register_machine(self)
+        logcapture.install()
+
+    def __repr__(self) -> str:
+        return f"Machine({self.system!r}, {self.name!r})"
+
+    # -- what wiring calls ----------------------------------------------------------------------
+
+    def start(self, flow: str, **fields: object) -> Run:
+        """Begin a flow run on this machine (its entry). `UNSET` fields are left out of the context."""
+        context = {k: v for k, v in fields.items() if v is not UNSET}
+        trace_id = events.new_trace_id()
+        run = Run(
+            self,
+            flow,
+            context,
+            trace_id=trace_id,
+            parent_span_id=None,
+            correlation_id=events.new_trace_id(),
+            causation_id=None,
+            secret_names=set(self.secret_names(flow)),
+            stack=[],
+            at=None,
+        )
+        for name in context:
+            run.set_by[name] = None
+        run._begin("entry")
+        return run
+
+    def segment(self, flow: str, *, at: str) -> Callable[[Callable], Callable]:
+        """Register the decorated `fn(run) -> run` as this machine's segment of `flow` starting at
+        step `at` (what an inbound hop runs)."""
+
+        def register(fn: Callable) -> Callable:
+            self._segments[(flow, at)] = fn
+            return fn
+
+        return register
+
+    def handle(self, request: HopRequest) -> HopResponse:
+        """Run the segment for an inbound hop. Never raises for failures inside the flow: they come
+        back as `HopResponse.error` (already written as an ERROR event here or deeper)."""
+        trace_id, parent_span = _parse_traceparent(request.traceparent)
+        run = Run(
+            self,
+            request.flow,
+            request.fields,
+            trace_id=trace_id,
+            parent_span_id=parent_span,
+            correlation_id=request.correlation_id,
+            causation_id=request.causation_id,
+            secret_names=set(self.secret_names(request.flow)) | set(request.secrets),
+            stack=list(request.stack),
+            at=request.at,
+        )
+        for name in request.fields:
+            run.set_by[name] = "@" + request.source
+        run._begin("segment")
+        error: BaseException | None = None
+        try:
+            segment = self._segments.get((request.flow, request.at))
+            if segment is None:
+                raise WiringError(
+                    f"machine '{self.name}' has no segment of flow '{request.flow}' starting at "
+                    f"step '{request.at}' (the callers' wiring is newer or older than this "
+                    "machine's: regenerate with `sl2s generate`)",
+                    self.info.plan_location(request.flow, request.at),
+                )
+            result = segment(run)
+            if result is not run or run._state is not _RETURNED:
+                raise WiringError(
+                    f"segment {getattr(segment, '__qualname__', segment)} of machine "
+                    f"'{self.name}' ended without `return run.return_to(...)`"
+                )
+            resume_at, fields = run._return
+            run._check_json(fields, request.source, resume_at or "(flow end)")
+            response = HopResponse(resume_at, fields, sorted(run.secret_names), run.causation_id)
+        except RuntimeFailure as failure:
+            error = failure
+            run._report(failure)
+            response = HopResponse(
+                None, {}, sorted(run.secret_names), run.causation_id, failure.to_dict()
+            )
+        except Exception as exc:  # noqa: BLE001 - a bug in wiring: report it as data, upwards
+            error = exc
+            failure = WiringError(
+                f"machine '{self.name}' crashed running flow '{request.flow}' at "
+                f"'{request.at}': {_type_name(exc)}: {run._scrub(str(exc))}"
+            )
+            run._report(failure)
+            response = HopResponse(
+                None, {}, sorted(run.secret_names), run.causation_id, failure.to_dict()
+            )
+        finally:
+            run._end(error)
+        return response
+
+    # -- lookups (cached) -----------------------------------------------------------------------
+
+    @property
+    def info(self) -> system.SystemInfo:
+        if self._info is None:
+            self._info = system.info(self.system, self.package)
+        return self._info
+
+    def secret_names(self, flow: str) -> frozenset[str]:
+        """Names of the secret fields of `flow`: `#name` placeholders of its steps (registered on any
+        machine of this process, or recorded in the lock file) and `SL2S_SECRETS` (comma-separated)."""
+        cached = self._secrets.get(flow)
+        if cached is not None and cached[0] == registry.version:
+            return cached[1]
+        names = set(self.info.secret_names(flow)) | _env_secrets()
+        for template in registry.flow_templates(flow):
+            try:
+                names.update(p.name for p in parse(template) if not isinstance(p, str) and p.secret)
+            except ValueError:
+                pass
+        frozen = frozenset(names)
+        self._secrets[flow] = (registry.version, frozen)
+        return frozen
+
+    def prepared(self, flow: str) -> dict[str, _Prepared]:
+        if self._prepared_version != registry.version:
+            self._prepared.clear()
+            self._prepared_version = registry.version
+        found = self._prepared.get(flow)
+        if found is None:
+            found = self._prepared[flow] = {}
+        return found
+
+    def _prepare(self, flow: str, step_id: str) -> _Prepared:
+        spec = registry.steps_of(self.package).get((flow, step_id))
+        info = self.info
+        plan = info.plan_location(flow, step_id)
+        if spec is None:
+            message = (
+                f"no @step function for step '{step_id}' of flow '{flow}' on machine '{self.name}'"
+            )
+            elsewhere = registry.packages_with(flow, step_id)
+            if elsewhere:
+                message += (
+                    f"; it is defined in {', '.join(elsewhere)} (move it with `sl2s rebalance`)"
+                )
+            else:
+                message += f" (expected in {self.package.replace('.', '/')}/{flow}.py)"
+            raise WiringError(message, plan)
+        func = spec.func
+        p = _Prepared()
+        p.id, p.func, p.template, p.plan = step_id, func, spec.template, plan
+        parts: list = []
+        for part in parse(spec.template):
+            parts.append(part if isinstance(part, str) else (part.name, part.secret))
+        p.parts = tuple(parts)
+        p.placeholders = tuple(dict.fromkeys(x[0] for x in parts if not isinstance(x, str)))
+        p.constant_body = "".join(parts) if not p.placeholders else None
+        params, var_kw = [], False
+        where = _code_location(func, info)
+        for param in inspect.signature(func).parameters.values():
+            if param.kind is param.VAR_KEYWORD:
+                var_kw = True
+            elif param.kind is param.VAR_POSITIONAL:
+                continue
+            elif param.kind is param.POSITIONAL_ONLY:
+                raise WiringError(
+                    f"step function {func.__qualname__} takes positional-only parameter "
+                    f"'{param.name}'; step parameters are context fields passed by name",
+                    where[0] and f"{where[0]}:{where[1]}",
+                )
+            else:
+                default = UNSET if param.default is param.empty else param.default
+                params.append((param.name, default))
+        p.params, p.var_kw = tuple(params), var_kw
+        p.filepath, p.lineno, p.function = where[0], where[1], func.__qualname__
+        self.prepared(flow)[step_id] = p
+        return p
+
+
+def _code_location(func: Callable, info: system.SystemInfo) -> tuple[str, int]:
+    code = getattr(inspect.unwrap(func), "__code__", None)
+    if code is None:
+        return "", 0
+    return info.relative(code.co_filename), code.co_firstlineno
+
+
+def _parse_traceparent(value: str) -> tuple[str, str | None]:
+    parts = (value or "").split("-")
+    if len(parts) == 4 and len(parts[1]) == 32 and len(parts[2]) == 16:
+        return parts[1], parts[2]
+    return events.new_trace_id(), None
+
+
+def _depth() -> int:
+    return getattr(_local, "depth", 0)
+
+
+class Run:
+    """One activation of one machine in one flow run."""
+
+    __slots__ = (
+        "machine",
+        "flow",
+        "fields",
+        "trace_id",
+        "span_id",
+        "parent_span_id",
+        "correlation_id",
+        "causation_id",
+        "secret_names",
+        "set_by",
+        "stack",
+        "at",
+        "_state",
+        "_return",
+        "_sink",
+        "_info",
+        "_steps",
+        "_secret_values",
+        "_secrets_dirty",
+        "_last_step",
+        "_ended",
+    )
+
+    def __init__(
+        self,
+        machine: Machine,
+        flow: str,
+        fields: dict,
+        *,
+        trace_id: str,
+        parent_span_id: str | None,
+        correlation_id: str,
+        causation_id: str | None,
+        secret_names: set[str],
+        stack: list[str],
+        at: str | None,
+    ) -> None:
+        self.machine = machine
+        self.flow = flow
+        self.fields = fields  # the context: field name -> JSON data (secrets included)
+        self.trace_id = trace_id
+        self.span_id = events.new_span_id()
+        self.parent_span_id = parent_span_id
+        self.correlation_id = correlation_id
+        self.causation_id = causation_id  # id of the last event of this flow run (the next's cause)
+        self.secret_names = secret_names
+        self.set_by: dict[str, str | None] = {}  # field -> step id that set it (None: the entry)
+        self.stack = stack  # machines waiting for this one, outermost first
+        self.at = at
+        self._state = _OPEN
+        self._return: tuple[str | None, dict] | None = None
+        self._sink: events.Sink | None = None
+        self._info: dict | None = None
+        self._steps = machine.prepared(flow)
+        self._secret_values: tuple[str, ...] = ()
+        self._secrets_dirty = True
+        self._last_step: _Prepared | None = None
+        self._ended = False
+
+    def __repr__(self) -> str:
+        return f"<Run {self.machine.name} flow={self.flow!r} at={self.at!r} {self._state}>"
+
+    # -- activation bookkeeping -----------------------------------------------------------------
+
+    def _begin(self, kind: str) -> None:
+        _local.depth = _depth() + 1
+        machine = self.machine
+        self._sink = events.sink(system.log_dir(machine.info), machine.name)
+        self._info = {
+            "kind": kind,
+            "system": machine.system,
+            "machine": machine.name,
+            "flow": self.flow,
+            "at": self.at,
+            "correlation_id": self.correlation_id,
+            "trace_id": self.trace_id,
+            "span_id": self.span_id,
+            "parent_span_id": self.parent_span_id,
+        }
+        if hooks.started_fns:
+            hooks.emit_started(self._info)
+
+    def _end(self, error: BaseException | None) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        if error is not None:
+            self._state = _FAILED
+        depth = _local.depth = max(_depth() - 1, 0)
+        if hooks.finished_fns:
+            hooks.emit_finished(self._info, error)
+        if depth == 0:
+            events.flush_all()
+
+    def _raise(self, failure: RuntimeFailure, cause: BaseException | None = None):
+        """Report `failure` (once), end an entry run, raise."""
+        self._report(failure)
+        if self.at is None:
+            self._end(failure)
+        raise failure from cause
+
+    def _report(self, failure: RuntimeFailure) -> None:
+        if getattr(failure, "reported", False):
+            return
+        failure.reported = True
+        name = "sl2s.hop_failed" if isinstance(failure, HopFailed) else "sl2s.wiring_error"
+        self._emit(
+            name,
+            "ERROR",
+            self._scrub(failure.message),
+            {"exception.type": f"sl2s.{type(failure).__name__}", "exception.message": failure.message},
+            plan=getattr(failure, "location", None),
+        )
+
+    def _check_open(self, what: str) -> None:
+        if self._state is not _OPEN:
+            failure = WiringError(
+                f"run.{what}() on machine '{self.machine.name}' in flow '{self.flow}' after the "
+                f"activation ended ({self._state})"
+            )
+            self._raise(failure)
+
+    # -- secrets --------------------------------------------------------------------------------
+
+    def _refresh_secrets(self) -> None:
+        values = []
+        for name in self.secret_names:
+            value = self.fields.get(name)
+            if isinstance(value, str) and value:
+                values.append(value)
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                values.append(str(value))
+        # longest first, so a secret containing another is masked whole
+        self._secret_values = tuple(sorted(set(values), key=len, reverse=True))
+        self._secrets_dirty = False
+
+    def _scrub(self, text: str) -> str:
+        if self._secrets_dirty:
+            self._refresh_secrets()
+        for value in self._secret_values:
+            if value in text:
+                text = text.replace(value, MASK)
+        return text
+
+    def _masked_fields(self) -> dict:
+        ctx = self.fields
+        names = self.secret_names
+        if names and not names.isdisjoint(ctx):
+            fields = {k: (MASK if k in names else v) for k, v in ctx.items()}
+        else:
+            fields = ctx.copy()
+        if self._secrets_dirty:
+            self._refresh_secrets()
+        if self._secret_values:
+            for k, v in fields.items():
+                if type(v) is str and v is not MASK:
+                    fields[k] = self._scrub(v)
+        return fields
+
+    def _outgoing(self, secrets: tuple[str, ...] | list[str]) -> dict:
+        names = self.secret_names
+        if secrets:
+            names.update(secrets)
+            self._secrets_dirty = True
+        if not names:
+            return dict(self.fields)
+        return {k: v for k, v in self.fields.items() if k not in names or k in secrets}
+
+    # -- steps ----------------------------------------------------------------------------------
+
+    def step(self, step_id: str) -> None:
+        """Run the step `step_id` of this flow on this machine and write its event."""
+        if self._state is not _OPEN:
+            self._check_open("step")
+        p = self._steps.get(step_id)
+        if p is None:
+            try:
+                p = self.machine._prepare(self.flow, step_id)
+            except WiringError as failure:
+                self._raise(failure)
+        ctx = self.fields
+        if p.var_kw:
+            kwargs = dict(ctx)
+            for name, default in p.params:
+                if name not in kwargs:
+                    kwargs[name] = default
+        else:
+            kwargs = {name: ctx.get(name, default) for name, default in p.params}
+        token = _CURRENT.set((self, p))
+        try:
+            result = p.func(**kwargs)
+        except Exception as exc:  # noqa: BLE001 - the user's step failed: report and end the flow
+            _CURRENT.reset(token)
+            self._step_raised(p, exc)
+        _CURRENT.reset(token)
+        self._last_step = p
+        if result is not None:
+            self._merge_result(p, result)
+        self._emit_step(p)
+
+    def _merge_result(self, p: _Prepared, result: object) -> None:
+        if not isinstance(result, Mapping):
+            self._contract(
+                p,
+                f"step function {p.function} returned {type(result).__name__}; a step returns None "
+                "or a mapping of field names to values",
+            )
+        ctx, set_by, names = self.fields, self.set_by, self.secret_names
+        for key, value in result.items():
+            if type(key) is not str or not key.isidentifier():
+                self._contract(
+                    p,
+                    f"step function {p.function} returned the key {key!r}; field names are "
+                    "identifiers",
+                )
+            if value is UNSET:
+                ctx.pop(key, None)
+            else:
+                ctx[key] = value
+            set_by[key] = p.id
+            if key in names:
+                self._secrets_dirty = True
+
+    def _body(self, p: _Prepared) -> str:
+        body = p.constant_body
+        if body is None:
+            ctx = self.fields
+            out = []
+            for part in p.parts:
+                if type(part) is str:
+                    out.append(part)
+                    continue
+                name, secret = part
+                if name not in ctx:
+                    out.append(f"<unset:{name}>")
+                elif secret:
+                    out.append(MASK)
+                else:
+                    value = ctx[name]
+                    t = type(value)
+                    out.append(value if t is str else str(value) if t is int else show_value(value))
+            body = "".join(out)
+        if self._secrets_dirty:
+            self._refresh_secrets()
+        if self._secret_values:
+            body = self._scrub(body)
+        return body
+
+    def _emit_step(self, p: _Prepared) -> None:
+        ctx = self.fields
+        event_id = _new_event_id()
+        attributes = {
+            "sl2s.event_id": event_id,
+            "sl2s.correlation_id": self.correlation_id,
+            "sl2s.causation_id": self.causation_id,
+            "sl2s.flow": self.flow,
+            "sl2s.step": p.id,
+            "sl2s.machine": self.machine.name,
+            "sl2s.template": p.template,
+            "sl2s.fields": self._masked_fields(),
+            "sl2s.unset": [n for n in p.placeholders if n not in ctx] if p.placeholders else [],
+            "code.filepath": p.filepath,
+            "code.lineno": p.lineno,
+            "code.function": p.function,
+        }
+        if p.plan is not None:
+            attributes["sl2s.plan"] = p.plan
+        event = {
+            "timestamp": _now(),
+            "severity_text": "INFO",
+            "severity_number": 9,
+            "body": self._body(p),
+            "trace_id": self.trace_id,
+            "span_id": self.span_id,
+            "event_name": "sl2s.step",
+            "resource": self.machine.resource,
+            "attributes": attributes,
+        }
+        try:
+            line = _dumps(event, option=_NL)
+        except TypeError:
+            bad = _unserialisable(attributes["sl2s.fields"])
+            where = ", ".join(
+                f"'{name}' ({type(ctx[name]).__name__}, set by {self._setter(name)})"
+                for name in bad
+            )
+            self._contract(
+                p, f"field {where} is not JSON data; the context must survive a hop as JSON"
+            )
+        self._sink.write(line)
+        self.causation_id = event_id
+        if _event_fns:
+            hooks.emit_event(event)
+
+    def _setter(self, name: str) -> str:
+        who = self.set_by.get(name)
+        if who is None:
+            return "the flow's caller"
+        if who.startswith("@"):
+            return f"machine '{who[1:]}'"
+        plan = self.machine.info.plan_location(self.flow, who)
+        return f"step '{who}'" + (f" at {plan}" if plan else "")
+
+    def _emit(
+        self,
+        event_name: str,
+        severity: str,
+        body: str,
+        extra: dict,
+        *,
+        step: _Prepared | None = None,
+        plan: str | None = None,
+        fields: bool = True,
+        severity_number: int | None = None,
+    ) -> str:
+        """Write any event of this run (log lines, failures); returns its id."""
+        event_id = _new_event_id()
+        attributes = {
+            "sl2s.event_id": event_id,
+            "sl2s.correlation_id": self.correlation_id,
+            "sl2s.causation_id": self.causation_id,
+            "sl2s.flow": self.flow,
+            "sl2s.machine": self.machine.name,
+        }
+        if step is not None:
+            attributes["sl2s.step"] = step.id
+            attributes["sl2s.template"] = step.template
+            plan = plan or step.plan
+        if plan:
+            attributes["sl2s.plan"] = plan
+        if fields:
+            masked = self._masked_fields()
+            for name in _unserialisable(masked) if masked else ():
+                masked[name] = f"<not JSON: {type(masked[name]).__name__}>"
+            attributes["sl2s.fields"] = masked
+            if step is not None:
+                attributes["sl2s.unset"] = [n for n in step.placeholders if n not in self.fields]
+        attributes.update(extra)
+        event = {
+            "timestamp": _now(),
+            "severity_text": severity,
+            "severity_number": severity_number or events.SEVERITY.get(severity, 9),
+            "body": body,
+            "trace_id": self.trace_id,
+            "span_id": self.span_id,
+            "event_name": event_name,
+            "resource": self.machine.resource,
+            "attributes": attributes,
+        }
+        try:
+            line = _dumps(event, option=_NL)
+        except TypeError:
+            line = _dumps(event, option=_NL, default=repr)
+        self._sink.write(line)
+        self.causation_id = event_id
+        if _event_fns:
+            hooks.emit_event(event)
+        return event_id
+
+    def _emit_log(self, p: _Prepared, record) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - bad %-args: keep the template
+            message = str(record.msg)
+        severity = next(n for level, n in _LOG_SEVERITY if record.levelno >= level)
+        extra = {
+            "sl2s.log.template": record.msg if isinstance(record.msg, str) else repr(record.msg),
+            "sl2s.log.logger": record.name,
+            "code.filepath": self.machine.info.relative(record.pathname),
+            "code.lineno": record.lineno,
+            "code.function": record.funcName,
+        }
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            extra["exception.type"] = _type_name(exc)
+            extra["exception.message"] = self._scrub(str(exc))
+        self._emit(
+            "sl2s.log",
+            record.levelname,
+            self._scrub(message),
+            extra,
+            step=p,
+            fields=False,
+            severity_number=severity,
+        )
+
+    def _contract(self, p: _Prepared, message: str):
+        """The step broke the step contract: ERROR event, StepFailed(kind="contract")."""
+        event_id = self._emit(
+            "sl2s.step",
+            "ERROR",
+            self._body(p),
+            {
+                "exception.type": "sl2s.StepContractError",
+                "exception.message": self._scrub(message),
+                "code.filepath": p.filepath,
+                "code.lineno": p.lineno,
+                "code.function": p.function,
+            },
+            step=p,
+        )
+        failure = StepFailed(
+            machine=self.machine.name,
+            flow=self.flow,
+            step=p.id,
+            plan=p.plan,
+            event_id=event_id,
+            exc_type="sl2s.StepContractError",
+            exc_message=self._scrub(message),
+            source=f"{p.filepath}:{p.lineno}",
+            kind="contract",
+        )
+        failure.reported = True
+        self._raise(failure)
+
+    def _step_raised(self, p: _Prepared, exc: Exception):
+        tb = exc.__traceback__
+        tb = tb.tb_next if tb is not None and tb.tb_next is not None else tb  # drop Run.step
+        frames = traceback.extract_tb(tb)
+        raised_at = (
+            f"{self.machine.info.relative(frames[-1].filename)}:{frames[-1].lineno}"
+            if frames
+            else f"{p.filepath}:{p.lineno}"
+        )
+        stack = self._scrub("".join(traceback.format_exception(type(exc), exc, tb)))
+        exc_type, message = _type_name(exc), self._scrub(str(exc))
+        event_id = self._emit(
+            "sl2s.step",
+            "ERROR",
+            self._body(p),
+            {
+                "exception.type": exc_type,
+                "exception.message": message,
+                "exception.stacktrace": stack,
+                "sl2s.raised_at": raised_at,
+                "code.filepath": p.filepath,
+                "code.lineno": p.lineno,
+                "code.function": p.function,
+            },
+            step=p,
+        )
+        failure = StepFailed(
+            machine=self.machine.name,
+            flow=self.flow,
+            step=p.id,
+            plan=p.plan,
+            event_id=event_id,
+            exc_type=exc_type,
+            exc_message=message,
+            source=f"{p.filepath}:{p.lineno}",
+            traceback=stack,
+            kind="exception",
+        )
+        failure.reported = True
+        self._raise(failure, exc)
+
+    # -- hops -----------------------------------------------------------------------------------
+
+    def _check_json(self, fields: dict, target: str, at: str) -> None:
+        try:
+            _dumps(fields)
+        except TypeError as error:
+            bad = _unserialisable(fields) or [next(iter(fields), "?")]
+            name = bad[0]
+            who = self.set_by.get(name)
+            step_id = who if who and not who.startswith("@") else None
+            p = self._steps.get(step_id) if step_id else self._last_step
+            plan = self.machine.info.plan_location(self.flow, step_id) if step_id else None
+            failure = StepFailed(
+                machine=self.machine.name,
+                flow=self.flow,
+                step=step_id or (p.id if p else "(entry)"),
+                plan=plan or (p.plan if p else None),
+                event_id=None,
+                exc_type="sl2s.NotJSON",
+                exc_message=(
+                    f"field '{name}' ({type(fields[name]).__name__}, set by "
+                    f"{self._setter(name)}) cannot travel to machine '{target}' (at '{at}'): "
+                    f"it is not JSON data ({error})"
+                ),
+                source=f"{p.filepath}:{p.lineno}" if p else None,
+                kind="contract",
+            )
+            failure.event_id = self._emit(
+                "sl2s.hop_failed",
+                "ERROR",
+                self._scrub(failure.message),
+                {"exception.type": "sl2s.NotJSON", "exception.message": failure.exc_message},
+                plan=failure.plan,
+            )
+            failure.reported = True
+            self._raise(failure)
+
+    def call(
+        self, target: str, *, at: str, resume_at: str | None, secrets: tuple[str, ...] = ()
+    ) -> None:
+        """Hop to `target`, which runs its segment starting at step `at`; wait until control comes
+        back; check it resumes at `resume_at`; merge the fields that came back."""
+        if self._state is not _OPEN:
+            self._check_open("call")
+        machine = self.machine
+        fields = self._outgoing(secrets)
+        self._check_json(fields, target, at)
+        request = HopRequest(
+            system=machine.system,
+            flow=self.flow,
+            source=machine.name,
+            target=target,
+            at=at,
+            resume_at=resume_at,
+            fields=fields,
+            secrets=sorted(self.secret_names),
+            correlation_id=self.correlation_id,
+            causation_id=self.causation_id,
+            traceparent=f"00-{self.trace_id}-{self.span_id}-01",
+            idempotency_key=_new_event_id(),
+            stack=[*self.stack, machine.name],
+        )
+        try:
+            response = select_transport().call(request)
+        except RuntimeFailure as failure:
+            self._raise(failure)
+        if response.causation_id:
+            self.causation_id = response.causation_id
+        if response.secrets:
+            self.secret_names.update(response.secrets)
+            self._secrets_dirty = True
+        if response.error is not None:
+            failure = failure_from_dict(response.error)
+            failure.reported = True  # the machine that produced it wrote its ERROR event
+            self._raise(failure)
+        if response.resume_at != resume_at:
+            self._raise(
+                WiringError(
+                    f"machine '{target}' handed control back to '{machine.name}' at step "
+                    f"'{response.resume_at}', but the wiring of '{machine.name}' expects "
+                    f"'{resume_at}' (machines generated from different plans: regenerate)",
+                    machine.info.plan_location(self.flow, resume_at) if resume_at else None,
+                )
+            )
+        self.fields.update(response.fields)
+        origin = "@" + target
+        for name in response.fields:
+            self.set_by[name] = origin
+        self._secrets_dirty = True
+
+    def return_to(
+        self, target: str, resume_at: str | None = None, secrets: tuple[str, ...] = ()
+    ) -> Run:
+        """End this activation: control goes back to `target` (a machine waiting up the stack), to
+        resume at step `resume_at` (None: the flow is done), with the non-secret context and the
+        listed secrets. Returns this run, which the segment function returns."""
+        if self._state is not _OPEN:
+            self._check_open("return_to")
+        if target not in self.stack:
+            self._raise(
+                WiringError(
+                    f"machine '{self.machine.name}' returns to '{target}', which is not waiting "
+                    f"for it in flow '{self.flow}' (waiting: {', '.join(self.stack) or 'nobody'})"
+                )
+            )
+        self._return = (resume_at, self._outgoing(secrets))
+        self._state = _RETURNED
+        return self
+
+    def finish(self) -> dict:
+        """End the flow run on its entry machine; returns the final context (secrets included)."""
+        if self._state is not _OPEN:
+            self._check_open("finish")
+        if self.at is not None:
+            self._raise(
+                WiringError(
+                    f"run.finish() in a segment of machine '{self.machine.name}' (flow "
+                    f"'{self.flow}' at '{self.at}'); segments end with run.return_to(...)"
+                )
+            )
+        self._state = _FINISHED
+        self._end(None)
+        return dict(self.fields)
+
+
+def _unserialisable(fields: dict) -> list[str]:
+    bad = []
+    for name, value in fields.items():
+        try:
+            _dumps(value)
+        except TypeError:
+            bad.append(name)
+    return bad

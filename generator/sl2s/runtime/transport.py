@@ -1,0 +1,186 @@
+"""How a hop reaches another machine. The runtime only ever calls `select_transport().call(request)`.
+
+A hop is a `HopRequest` (what the caller sends) answered by a `HopResponse`; both are plain data whose
+`to_dict()` is JSON-serialisable and whose `from_dict()` reads it back, so a transport is: encode the
+request, get it to the target machine, have that machine run `Machine.handle(request)`, encode the
+response, bring it back. Failures inside the callee come back as data (`HopResponse.error`, see
+`sl2s.runtime.errors.failure_from_dict`); a transport raises `HopFailed` only when it cannot deliver.
+
+Transports are chosen by name: `SL2S_TRANSPORT` (default `local`). Plugging one in:
+
+    from sl2s.runtime.transport import register_transport
+
+    register_transport("http", HttpTransport)   # a zero-argument factory, called once, lazily
+
+A name that is not registered yet is looked up by importing `sl2s.runtime.<name>_transport`, which
+must call `register_transport(name, ...)` when imported; or give a dotted path,
+`SL2S_TRANSPORT=package.module:factory`. On the receiving side the server finds the machine with
+`sl2s.runtime.load_machine(request.system, request.target)` and calls `machine.handle(request)`.
+
+`local` (the default): the target machine runs in this process, in this thread; the request and the
+response are still encoded to JSON bytes and decoded again, so what would not survive a real hop
+fails here too, and values change type exactly as they would over the wire (orjson: tuples become
+lists, datetimes ISO strings, dataclasses objects).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+import orjson
+
+from sl2s.runtime import registry
+from sl2s.runtime.errors import WiringError
+
+
+@dataclass
+class HopRequest:
+    """One hop from `source` to `target`: run the segment of `flow` that starts at step `at`."""
+
+    system: str  # system package of both machines, e.g. "services"
+    flow: str
+    source: str  # calling machine
+    target: str  # called machine
+    at: str  # step the target starts at
+    resume_at: str | None  # where the caller expects control back (None: the flow is done)
+    fields: dict  # non-secret context plus the secrets the target uses
+    secrets: list[str]  # names of every field known to be secret in this flow (for masking)
+    correlation_id: str  # one per flow run
+    causation_id: str | None  # id of the caller's last event
+    traceparent: str  # W3C: 00-<trace id>-<caller span id>-01
+    idempotency_key: str  # unique per hop; a retried delivery carries the same key
+    stack: list[str] = field(default_factory=list)  # machines waiting, outermost first
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> HopRequest:
+        return cls(
+            system=data["system"],
+            flow=data["flow"],
+            source=data["source"],
+            target=data["target"],
+            at=data["at"],
+            resume_at=data.get("resume_at"),
+            fields=dict(data.get("fields") or {}),
+            secrets=list(data.get("secrets") or []),
+            correlation_id=data["correlation_id"],
+            causation_id=data.get("causation_id"),
+            traceparent=data.get("traceparent", ""),
+            idempotency_key=data.get("idempotency_key", ""),
+            stack=list(data.get("stack") or []),
+        )
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, data: bytes) -> HopRequest:
+        return cls.from_dict(orjson.loads(data))
+
+
+@dataclass
+class HopResponse:
+    """The answer to a hop: where control resumes and the fields that travel back, or an error."""
+
+    resume_at: str | None
+    fields: dict
+    secrets: list[str]  # secret names the callee knows of (the caller adds them for masking)
+    causation_id: str | None  # id of the callee's last event: the caller's next event follows it
+    error: dict | None = None  # RuntimeFailure.to_dict() of a failure in the callee (or deeper)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> HopResponse:
+        return cls(
+            resume_at=data.get("resume_at"),
+            fields=dict(data.get("fields") or {}),
+            secrets=list(data.get("secrets") or []),
+            causation_id=data.get("causation_id"),
+            error=data.get("error"),
+        )
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, data: bytes) -> HopResponse:
+        return cls.from_dict(orjson.loads(data))
+
+
+class Transport(Protocol):
+    def call(self, request: HopRequest) -> HopResponse: ...
+
+
+class LocalTransport:
+    """All machines in this process; every hop still round-trips through JSON bytes."""
+
+    name = "local"
+
+    def call(self, request: HopRequest) -> HopResponse:
+        delivered = HopRequest.from_json(request.to_json())
+        target = registry.machine(delivered.system, delivered.target)
+        response = target.handle(delivered)
+        return HopResponse.from_json(response.to_json())
+
+
+_factories: dict[str, Callable[[], Transport]] = {"local": LocalTransport}
+_instances: dict[str, Transport] = {}
+_lock = threading.RLock()  # re-entrant: importing a transport module registers it
+
+DEFAULT = "local"
+
+
+def register_transport(name: str, factory: Callable[[], Transport]) -> None:
+    """Make `SL2S_TRANSPORT=name` use `factory()` (called once, on first use)."""
+    with _lock:
+        _factories[name] = factory
+        _instances.pop(name, None)
+
+
+def transports() -> tuple[str, ...]:
+    return tuple(sorted(_factories))
+
+
+def select_transport(name: str | None = None) -> Transport:
+    """The transport named `name`, else `SL2S_TRANSPORT`, else `local` (one instance per name)."""
+    if name is None:
+        name = os.environ.get("SL2S_TRANSPORT") or DEFAULT
+    found = _instances.get(name)
+    if found is not None:
+        return found
+    with _lock:
+        found = _instances.get(name)
+        if found is not None:
+            return found
+        factory = _factories.get(name) or _import_factory(name)
+        found = _instances[name] = factory()
+        return found
+
+
+def _import_factory(name: str) -> Callable[[], Transport]:
+    if ":" in name:
+        module_name, _, attr = name.partition(":")
+        try:
+            return getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as error:
+            raise WiringError(f"SL2S_TRANSPORT={name}: cannot load {name} ({error})") from None
+    module_name = f"sl2s.runtime.{name}_transport"
+    try:
+        importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name != module_name:
+            raise
+    factory = _factories.get(name)
+    if factory is None:
+        known = ", ".join(transports())
+        raise WiringError(f"unknown transport '{name}' (SL2S_TRANSPORT); known: {known}")
+    return factory
