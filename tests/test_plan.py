@@ -428,3 +428,19 @@ def test_all_problems_at_once_sorted_by_line() -> None:
         " commas; quote a cell that contains the separator",
         "my plan.csv:4: unterminated quote: the quoted cell opened here never closes",
     ]
+
+
+def test_two_spellings_of_a_field_with_different_sigils() -> None:
+    assert errors("login,Typed #Password,m\nlogin,Bye :password,m\n") == [
+        "plan.csv:2: field ':password' and '#Password' (line 1) are the same identifier"
+        " 'password'; spell them the same way, or rename one",
+        "plan.csv:2: field ':password' would show 'password' in clear, but it is a secret in"
+        " request 'login' ('#Password', line 1); write '#password'",
+    ]
+
+
+def test_header_with_empty_column_names() -> None:
+    assert errors("request,log,machine,,\nlogin,Hi,m,,\n") == [
+        "plan.csv:1: column 4 of the header has no name",
+        "plan.csv:1: column 5 of the header has no name",
+    ]

@@ -26,6 +26,7 @@ import hashlib
 import keyword
 import re
 import unicodedata
+from functools import lru_cache
 
 MAX_LENGTH = 60
 _HEAD_LENGTH = 51
@@ -110,6 +111,7 @@ def _shorten(name: str) -> str:
     return f"{name[:_HEAD_LENGTH]}_{digest}"
 
 
+@lru_cache(maxsize=4096)
 def identifier_or_none(text: str) -> str | None:
     """The normalised identifier of `text`, or None when nothing usable is left."""
     name = _snake(_ascii(text))

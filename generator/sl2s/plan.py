@@ -243,7 +243,9 @@ def _columns(header: _Record, diags: list[tuple[int, str]]) -> dict[str, int] | 
     columns: dict[str, int] = {}
     for index, raw in enumerate(header.cells):
         name = raw.strip().casefold()
-        if name not in KNOWN:
+        if not name:
+            diags.append((header.line, f"column {index + 1} of the header has no name"))
+        elif name not in KNOWN:
             diags.append(
                 (
                     header.line,
@@ -312,10 +314,11 @@ class _Spellings:
     def __init__(self, kind: str, diags: list[tuple[int, str]]) -> None:
         self.kind = kind
         self.diags = diags
-        self.seen: dict[str, tuple[str, int]] = {}
+        self.seen: dict[str, tuple[str, int, str]] = {}
         self.reported: set[str] = set()
 
     def add(self, spelling: str, line: int, shown: str | None = None) -> str | None:
+        """The identifier of `spelling` (shown in messages as `shown`), or None when unusable."""
         shown = spelling if shown is None else shown
         name = identifier_or_none(spelling)
         if name is None:
@@ -323,25 +326,19 @@ class _Spellings:
                 (line, f"{self.kind} {shown!r} has no letters or digits usable in an identifier")
             )
             return None
-        first = self.seen.setdefault(name, (spelling, line))
-        if first[0] != spelling and spelling not in self.reported:
+        first_spelling, first_line, first_shown = self.seen.setdefault(
+            name, (spelling, line, shown)
+        )
+        if first_spelling != spelling and spelling not in self.reported:
             self.reported.add(spelling)
             self.diags.append(
                 (
                     line,
-                    f"{self.kind} {shown!r} and {self._shown(first[0])!r} (line {first[1]}) are"
+                    f"{self.kind} {shown!r} and {first_shown!r} (line {first_line}) are"
                     f" the same identifier {name!r}; spell them the same way, or rename one",
                 )
             )
         return name
-
-    def _shown(self, spelling: str) -> str:
-        return spelling
-
-
-class _FieldSpellings(_Spellings):
-    def _shown(self, spelling: str) -> str:
-        return ":" + spelling
 
 
 def _steps(rows: list[_Row], diags: list[tuple[int, str]]):
@@ -408,7 +405,7 @@ def _check_flow(flow: str, spelling: str, steps: list[Step], diags: list[tuple[i
                     f" {first.line}; {hint}",
                 )
             )
-    fields = _FieldSpellings("field", diags)
+    fields = _Spellings("field", diags)
     secret_at: dict[str, tuple[Placeholder, int]] = {}
     for step in steps:
         for part in step.parts:
