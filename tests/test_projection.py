@@ -2,42 +2,24 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from sl2s.diagnostics import Sl2sError
-from sl2s.model import Flow, Placeholder, Plan, Step
+from sl2s.model import Plan
+from sl2s.plan import parse_plan
 from sl2s.projection import Call, Return, RunStep, project, summary
 
-_PLACEHOLDER = re.compile(r"(?<![\w:#])([:#])([^\W\d]\w*)")
-
-
 def make_plan(text: str, path: str = "plan.csv") -> Plan:
-    """A tiny stand-in for the plan reader: `flow|log text|machine` rows, one per line.
+    """A plan from `flow|log text|machine` rows, one per line, read by the real plan reader.
 
-    Step ids are `s<line>` so that tests can name them; lines are 1-based physical lines of `text`.
+    Rows get ids `s1`, `s2`, … in order so that tests can name steps; a header row comes first, so
+    row n is on line n + 1 of the file.
     """
-    flows: dict[str, list[Step]] = {}
-    for line, row in enumerate(text.strip("\n").splitlines(), start=1):
+    lines = ["request\tlog\tmachine\tid"]
+    for number, row in enumerate(text.strip("\n").splitlines(), start=1):
         flow, template, machine = (cell.strip() for cell in row.split("|"))
-        parts: list = []
-        pos = 0
-        for m in _PLACEHOLDER.finditer(template):
-            if m.start() > pos:
-                parts.append(template[pos : m.start()])
-            parts.append(Placeholder(m.group(2), m.group(1) == "#", m.group(0)))
-            pos = m.end()
-        if pos < len(template):
-            parts.append(template[pos:])
-        flows.setdefault(flow, []).append(
-            Step(flow, f"s{line}", template, tuple(parts), machine, line)
-        )
-    return Plan(
-        path,
-        tuple(Flow(name, name, tuple(steps)) for name, steps in flows.items()),
-        digest="0" * 64,
-    )
+        lines.append(f"{flow}\t{template}\t{machine}\ts{number}")
+    return parse_plan(("\n".join(lines) + "\n").encode(), path)
 
 
 def letters(machines: str, flow: str = "f") -> Plan:
@@ -209,17 +191,17 @@ def test_secret_only_reachable_through_a_machine_that_does_not_use_it_is_an_erro
     with pytest.raises(Sl2sError) as caught:
         project(make_plan("f|Typed #pin|a\nf|Relaying|b\nf|Checking #pin|c"))
     messages = [str(d) for d in caught.value.diagnostics]
-    assert [d.line for d in caught.value.diagnostics] == [1, 3]
-    assert messages[0].startswith("plan.csv:1: secret #pin of flow 'f' is known here on 'a'")
-    assert "machine 'c' (line 3) through 'b'" in messages[0]
-    assert messages[1].startswith("plan.csv:3: secret #pin is needed by machine 'c'")
+    assert [d.line for d in caught.value.diagnostics] == [2, 4]
+    assert messages[0].startswith("plan.csv:2: secret #pin of flow 'f' is known here on 'a'")
+    assert "machine 'c' (line 4) through 'b'" in messages[0]
+    assert messages[1].startswith("plan.csv:4: secret #pin is needed by machine 'c'")
     assert "through machine 'b', which does not use it" in messages[1]
 
 
 def test_secret_returned_through_a_non_user_is_an_error_at_both_lines():
     with pytest.raises(Sl2sError) as caught:
         project(make_plan("f|Start|a\nf|Asking|b\nf|Issued #token|c\nf|Got #token|a"))
-    assert [d.line for d in caught.value.diagnostics] == [3, 4]
+    assert [d.line for d in caught.value.diagnostics] == [4, 5]
     assert "'b', which does not use it" in str(caught.value)
 
 
@@ -230,14 +212,14 @@ def test_uses_can_make_a_relay_machine_legal_and_its_absence_an_error():
     # a machine asking (by uses) for a secret it cannot get is reported too
     with pytest.raises(Sl2sError) as caught:
         project(make_plan("f|Typed #pin|a\nf|Relaying|b\nf|Working|c"), uses={("f", "c"): {"pin"}})
-    assert [d.line for d in caught.value.diagnostics] == [1, 3]
+    assert [d.line for d in caught.value.diagnostics] == [2, 4]
 
 
 def test_all_flows_problems_are_reported_together():
     text = "f|Typed #pin|a\nf|Relaying|b\nf|Checking #pin|c\ng|Typed #key|a\ng|Relaying|b\ng|Checking #key|c"
     with pytest.raises(Sl2sError) as caught:
         project(make_plan(text))
-    assert sorted({d.line for d in caught.value.diagnostics}) == [1, 3, 4, 6]
+    assert sorted({d.line for d in caught.value.diagnostics}) == [2, 4, 5, 7]
 
 
 def test_call_resume_matches_the_return_that_ends_the_callee():

@@ -1,0 +1,166 @@
+"""sl2s.show: text / Mermaid / Markdown renderings of a projection, and their escaping."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import unicodedata
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import SAMPLE_PLANS
+from sl2s import show
+from sl2s.model import Flow, Plan, Step
+from sl2s.plan import parse_plan, read_plan
+from sl2s.projection import project
+
+SAMPLES = sorted(SAMPLE_PLANS.glob("*.csv"))
+
+
+def sample(path) -> str:
+    return f"sample_plans/{path.name}"
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.stem)
+def test_mermaid_golden_for_every_sample_plan(path, golden):
+    projection = project(read_plan(sample(path)))
+    golden(f"show/{path.stem}.mmd", show.mermaid(projection))
+
+
+def test_text_and_markdown_goldens_for_login(golden):
+    projection = project(read_plan("sample_plans/login.csv"))
+    golden("show/login.txt", show.text(projection))
+    golden("show/login.md", show.markdown(projection))
+
+
+def test_mermaid_structure_for_login():
+    lines = show.mermaid(project(read_plan("sample_plans/login.csv"))).splitlines()
+    assert lines[:3] == [
+        "sequenceDiagram",
+        "    participant m_client as client",
+        "    participant m_server as server",
+    ]
+    arrows = [line.strip() for line in lines if ">>" in line]
+    assert arrows == [
+        "m_client->>+m_server: username",
+        "m_server-->>-m_client: username",
+        "m_client->>+m_server: (no fields)",
+        "m_server-->>-m_client: (no fields)",
+    ]
+    assert "    Note over m_client: User attempted login as #58;username and #35;password" in lines
+    assert sum(line.strip().startswith("Note over m_client,m_server: flow ") for line in lines) == 2
+
+
+def test_secrets_are_labelled_by_name_on_arrows():
+    data = b"request,log,machine\nf,Typed #pin,a\nf,Checking #pin,b\n"
+    mermaid = show.mermaid(project(parse_plan(data, "p.csv")))
+    assert "m_a->>+m_b: #35;pin" in mermaid  # renders as "#pin"
+
+
+HOSTILE = [
+    'Evil "x"; end',
+    "#y <br/> <script>alert(1)</script>",
+    '%%{init: {"theme":"dark"}}%%',
+    "\u202eabc\u200b\u2066x\u2069",
+    "line\nNote over m_a: pwned; a->>b: x",
+    "$$x^2$$ ``` &amp; #35; style x:#fff; classDef q:#f00;",
+    "|pipe| `tick` \\|",
+    "",
+]
+
+_SAFE_MERMAID_LINE = re.compile(r"(?:[A-Za-z0-9 _.,()/?!'+\-=*@~\[\]^|]|#\d+;|[^\x00-\x7f])*\Z")
+
+
+def hostile_projection():
+    steps = []
+    for n, template in enumerate(HOSTILE, start=1):
+        machine = "a" if n % 2 else "end"
+        steps.append(Step("f", f"s{n}", template, (template,), machine, n))
+    return project(Plan("hostile.csv", (Flow("f", "f", tuple(steps)),), "0" * 64))
+
+
+def test_a_hostile_plan_cannot_break_the_mermaid_diagram():
+    lines = show.mermaid(hostile_projection()).splitlines()
+    # one line per participant, flow note, step note and hop: nothing was split or swallowed
+    notes = [line for line in lines if line.startswith("    Note over ")]
+    arrows = [line for line in lines if ">>" in line]
+    assert len(notes) == 1 + len(HOSTILE)
+    assert len(arrows) == len(hostile_projection().flow("f").hops)
+    for line in notes:
+        text = line.split(": ", 1)[1]
+        assert _SAFE_MERMAID_LINE.match(text), text
+        assert "%%" not in text and ";" not in re.sub(r"#\d+;", "", text)
+    assert all(unicodedata.category(ch) not in {"Cc", "Cf"} for ch in "".join(lines))
+    assert "participant m_end as end" in lines[2]
+
+
+def _decode_entities(text: str) -> str:
+    return re.sub(r"#(\d+);", lambda m: chr(int(m.group(1))), text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text())
+def test_mermaid_text_is_safe_and_keeps_the_visible_text(text):
+    out = show.mermaid_text(text)
+    assert _SAFE_MERMAID_LINE.match(out)
+    assert not any(unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} for ch in out)
+    expected = show.visible(text).strip() or "\u00a0"
+    assert _decode_entities(out) == expected
+
+
+def _cells(row: str) -> list[str]:
+    """Split a GFM table row on unescaped pipes."""
+    return [cell for cell in re.split(r"(?<!\\)\|", row)[1:-1]]
+
+
+def test_markdown_table_survives_pipes_backticks_and_newlines():
+    md = show.markdown(hostile_projection())
+    rows = [line for line in md.splitlines() if line.startswith("| `f`")]
+    assert len(rows) == len(HOSTILE)
+    for row, template in zip(rows, HOSTILE):
+        cells = _cells(row)
+        assert len(cells) == 4, row
+        if template:
+            assert cells[3].strip().startswith("`") and cells[3].strip().endswith("`")
+    assert md.count("```mermaid") == 1
+    mermaid_block = md.split("```mermaid\n", 1)[1].split("\n```\n", 1)[0]
+    assert "`" not in mermaid_block
+
+
+def test_markdown_has_no_line_numbers_so_inserting_a_row_changes_only_its_lines():
+    before = b"request,log,machine\nf,Start :x,a\nf,Work on :x,b\nf,Done,a\ng,Other,a\n"
+    after = b"request,log,machine\nf,Start :x,a\nf,Prepare :x,a\nf,Work on :x,b\nf,Done,a\ng,Other,a\n"
+    old = show.markdown(project(parse_plan(before, "p.csv"))).splitlines()
+    new = show.markdown(project(parse_plan(after, "p.csv"))).splitlines()
+    changed = [
+        line for line in difflib.unified_diff(old, new, lineterm="", n=0)
+        if line[:1] in "+-" and not line.startswith(("+++", "---"))
+    ]
+    assert changed == [
+        "+    Note over m_a: Prepare #58;x",
+        "+| `f` | `prepare_x` | `a` | `Prepare :x` |",
+    ]
+
+
+def test_text_shows_lines_segments_and_hops():
+    out = show.text(project(read_plan("sample_plans/index.csv")))
+    assert out.splitlines()[:4] == [
+        "plan sample_plans/index.csv",
+        "",
+        "flow index: server -> emailservice -> server",
+        "  [server]",
+    ]
+    assert "  server -> emailservice: call at sending_welcome_email_to_email, resume at " \
+        "rendering_index_page_for_email; carries email" in out
+    assert "    line 1  received_request_for_the_index_page_from_email: " \
+        "Received request for the index page from :email" in out
+
+
+def test_render_dispatches_and_rejects_unknown_formats():
+    projection = project(read_plan("sample_plans/index.csv"))
+    assert show.render(projection, "mermaid") == show.mermaid(projection)
+    assert show.render(projection, "markdown") == show.markdown(projection)
+    with pytest.raises(ValueError):
+        show.render(projection, "svg")
