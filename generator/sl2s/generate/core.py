@@ -1,0 +1,388 @@
+"""Plan (+ the user modules as they are) -> the file set of the generated system. Pure.
+
+`generate()` reads nothing and writes nothing: the shell (writer.py, cli/generate.py) reads the
+plan and the existing user modules, calls it, and writes the result.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from sl2s import __version__
+from sl2s.diagnostics import Diagnostic, Sl2sError
+from sl2s.generate import lock as lockfile
+from sl2s.generate import render
+from sl2s.generate.blackcheck import BlackCheck
+from sl2s.generate.usercode import (
+    FoundStep,
+    UserCodeError,
+    append_stubs,
+    module_names,
+    parse,
+    scan_module,
+)
+from sl2s.model import Plan, Step
+from sl2s.names import identifier
+from sl2s.projection import Activation, Projection, project
+from sl2s.show import markdown
+
+GENERATED_IN_MACHINE = ("__init__.py", "_wiring.py")
+LOCK = "sl2s.lock.json"
+
+
+@dataclass(frozen=True)
+class OutFile:
+    """A file of the generated tree. `generated`: rewritten freely; else user-owned (created or
+    appended to — user modules that need no change are not in the file set at all)."""
+
+    path: str  # relative to the output directory, with `/`
+    content: str
+    generated: bool
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """A step function whose step is no longer in the plan on its machine. It is kept."""
+
+    path: str
+    line: int
+    function: str
+    flow: str
+    id: str
+    imported: (
+        bool  # False: its module is no longer imported (flow gone from the machine)
+    )
+
+    def message(self, prefix: str = "") -> str:
+        where = (
+            "its module is no longer imported"
+            if not self.imported
+            else "it is never called"
+        )
+        return (
+            f"{prefix}{self.path}:{self.line}: step function {self.function}() "
+            f"({self.flow}/{self.id}) is not in the plan on this machine; kept, {where}"
+        )
+
+
+@dataclass(frozen=True)
+class Generation:
+    files: tuple[OutFile, ...]  # sorted by path
+    orphans: tuple[Orphan, ...]
+    added: tuple[tuple[str, str], ...]  # (user module path, step id) of each new stub
+    projection: Projection | None = None
+
+    def file(self, path: str) -> OutFile:
+        for f in self.files:
+            if f.path == path:
+                return f
+        raise KeyError(path)
+
+
+Scanner = Callable[[str, str], list[FoundStep]]  # (path, source) -> steps
+
+
+def _default_scan(path: str, source: str) -> list[FoundStep]:
+    return scan_module(source)
+
+
+@dataclass
+class _Names:
+    """Allocates distinct identifiers in one module namespace, deterministically."""
+
+    taken: set[str] = field(default_factory=set)
+
+    def take(self, base: str) -> str:
+        name = base
+        number = 2
+        while name in self.taken:
+            name = f"{base}_{number}"
+            number += 1
+        self.taken.add(name)
+        return name
+
+
+def _unique(items):
+    return tuple(dict.fromkeys(items))
+
+
+def flow_fields(plan: Plan, flow: str) -> tuple[str, ...]:
+    """Every field and secret of a flow, in order of first appearance (the entry's parameters)."""
+    return _unique(p for s in plan.flow(flow).steps for p in s.placeholders)
+
+
+def generate(
+    plan: Plan,
+    *,
+    plan_ref: str,
+    user_modules: Mapping[str, str],
+    scan: Scanner = _default_scan,
+    check: BlackCheck | None = None,
+    version: str = __version__,
+    prefix: str = "",
+) -> Generation:
+    """The files of the system for `plan`.
+
+    plan_ref: how generated headers and the lock name the plan (the CLI passes its path relative
+    to the output directory). user_modules: `{"<machine>/<name>.py": source}` of every existing
+    non-generated module in the output tree. prefix: put before paths in diagnostics.
+    Raises Sl2sError (every problem) when a user module cannot be read.
+    """
+    check = check or BlackCheck()
+    diagnostics: list[Diagnostic] = []
+    scans: dict[str, list[FoundStep]] = {}
+    for path in sorted(user_modules):
+        try:
+            scans[path] = scan(path, user_modules[path])
+        except UserCodeError as error:
+            diagnostics.append(Diagnostic(prefix + path, error.line, error.message))
+    if diagnostics:
+        raise Sl2sError(diagnostics)
+
+    machines = plan.machines
+    flows_on = {
+        m: tuple(f.name for f in plan.flows if m in f.machines) for m in machines
+    }
+    expected = {
+        m: {(s.flow, s.id): s for s in plan.steps if s.machine == m} for m in machines
+    }
+
+    # Where each step's function is, per machine (only modules the machine's package imports count).
+    found: dict[tuple[str, str, str], tuple[str, FoundStep]] = {}  # (machine, flow, id)
+    orphans: list[Orphan] = []
+    for path, steps in scans.items():
+        machine, _, module = path.partition("/")
+        imported = machine in flows_on and module[:-3] in flows_on[machine]
+        for fs in steps:
+            key = (machine, fs.flow, fs.id)
+            if imported and (fs.flow, fs.id) in expected[machine]:
+                if key in found:
+                    other_path, other = found[key]
+                    diagnostics.append(
+                        Diagnostic(
+                            prefix + path,
+                            fs.line,
+                            f"step {fs.flow}/{fs.id} is defined twice on machine {machine}: "
+                            f"here and at {prefix}{other_path}:{other.line}",
+                        )
+                    )
+                    continue
+                found[key] = (path, fs)
+            else:
+                orphans.append(
+                    Orphan(path, fs.line, fs.function, fs.flow, fs.id, imported)
+                )
+    if diagnostics:
+        raise Sl2sError(diagnostics)
+
+    uses: dict[tuple[str, str], set[str]] = {}
+    for (machine, flow, _), (_, fs) in found.items():
+        secrets = set(plan.flow(flow).secrets)
+        needed = secrets.intersection(fs.params)
+        if needed:
+            uses.setdefault((flow, machine), set()).update(needed)
+    projection = project(plan, uses={k: tuple(sorted(v)) for k, v in uses.items()})
+
+    files: list[OutFile] = []
+    added: list[tuple[str, str]] = []
+    lock_steps: dict[str, dict[str, dict[str, str]]] = {}
+
+    for machine in machines:
+        for flow in flows_on[machine]:
+            path = f"{machine}/{flow}.py"
+            missing: list[Step] = [
+                s
+                for s in plan.flow(flow).steps
+                if s.machine == machine and (machine, flow, s.id) not in found
+            ]
+            if missing:
+                source = user_modules.get(path)
+                taken = (
+                    {"step"}
+                    if source is None
+                    else module_names(parse(source)) | {"step"}
+                )
+                names = _Names(taken)
+                stubs = []
+                for s in missing:
+                    function = names.take(s.id)
+                    stubs.append(check.ensure(render.stub(s, function)))
+                    found[(machine, flow, s.id)] = (
+                        path,
+                        FoundStep(flow, s.id, s.template, function, (), 0),
+                    )
+                    added.append((path, s.id))
+                if source is None:
+                    header = check.ensure(render.user_module_header(flow, machine))
+                    content = render.join(header, stubs)
+                    _validate_user_module(
+                        prefix + path, content, len(stubs), fresh=True
+                    )
+                else:
+                    content = append_stubs(source, stubs)
+                    _validate_user_module(
+                        prefix + path, content, len(stubs), fresh=False, before=source
+                    )
+                files.append(OutFile(path, content, generated=False))
+        for (m, flow, step_id), (path, fs) in found.items():
+            if m != machine:
+                continue
+            lock_steps.setdefault(flow, {})[step_id] = {
+                "machine": machine,
+                "module": f"{machine}.{path.partition('/')[2][:-3]}",
+                "function": fs.function,
+                "template": expected[machine][(flow, step_id)].template,
+            }
+
+    for view in projection.machines:
+        files.extend(
+            _machine_files(
+                plan, view, flows_on[view.name], plan_ref, version, check, prefix
+            )
+        )
+
+    generated_top = [
+        OutFile(
+            "__init__.py",
+            _python(
+                prefix + "__init__.py",
+                check.ensure(render.services_init(plan_ref, version)),
+                "package",
+            ),
+            True,
+        ),
+        OutFile(".gitattributes", render.gitattributes(version), True),
+        OutFile("PLAN.md", render.plan_md(markdown(projection), version), True),
+    ]
+    files.extend(generated_top)
+    digests = {
+        f.path: hashlib.sha256(f.content.encode("utf-8")).hexdigest()
+        for f in files
+        if f.generated
+    }
+    lock_text = lockfile.render(
+        version=version,
+        plan_ref=plan_ref,
+        digest=plan.digest,
+        steps=lock_steps,
+        plan_lines={f.name: {s.id: s.line for s in f.steps} for f in plan.flows},
+        files=digests,
+    )
+    files.append(OutFile(LOCK, lock_text, True))
+    files.sort(key=lambda f: f.path)
+    orphans.sort(key=lambda o: (o.path, o.line))
+    return Generation(tuple(files), tuple(orphans), tuple(added), projection)
+
+
+def _machine_files(
+    plan, view, flows, plan_ref, version, check, prefix
+) -> list[OutFile]:
+    machine = view.name
+    names = _Names({"UNSET", "Machine", "Run"})
+    entries = [a for a in view.entries if a.at is None]
+    for a in entries:
+        names.taken.add(a.flow)
+    machine_var = names.take("machine")
+    chunks = []
+    need_unset = False
+    for activation in view.entries:
+        if activation.at is None:
+            fields = flow_fields(plan, activation.flow)
+            need_unset = need_unset or bool(fields)
+            chunks.append(
+                check.ensure(
+                    render.entry(activation, activation.flow, fields, machine_var)
+                )
+            )
+        else:
+            function = names.take(identifier(f"{activation.flow}_at_{activation.at}"))
+            chunks.append(
+                check.ensure(render.segment(activation, function, machine_var))
+            )
+    imports = (
+        (["UNSET"] if need_unset else [])
+        + ["Machine"]
+        + (["Run"] if len(entries) < len(view.entries) else [])
+    )
+    header = check.ensure(
+        render.wiring_header(machine, machine_var, imports, plan_ref, version)
+    )
+    wiring = _python(
+        prefix + f"{machine}/_wiring.py", render.join(header, chunks), "wiring"
+    )
+    init = render.machine_init(
+        machine, flows, [a.flow for a in entries], plan_ref, version
+    )
+    init = _python(prefix + f"{machine}/__init__.py", check.ensure(init), "machine")
+    return [
+        OutFile(f"{machine}/__init__.py", init, True),
+        OutFile(f"{machine}/_wiring.py", wiring, True),
+    ]
+
+
+# --- validation: every rendered Python file parses and has only the expected top-level statements
+
+
+def _kinds(tree: ast.Module) -> list[str]:
+    kinds = []
+    for i, node in enumerate(tree.body):
+        if (
+            i == 0
+            and isinstance(node, ast.Expr)
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+        ):
+            kinds.append("doc")
+        else:
+            kinds.append(type(node).__name__)
+    return kinds
+
+
+_EXPECTED = {
+    "package": ({"doc"}, ()),
+    "machine": ({"doc"}, ("ImportFrom",)),
+    "wiring": ({"doc"}, ("ImportFrom", "Assign", "FunctionDef")),
+    "user": ({"doc"}, ("ImportFrom", "FunctionDef")),
+}
+
+
+def _parse(path: str, content: str) -> ast.Module:
+    try:
+        return ast.parse(content, filename=path)
+    except SyntaxError as error:  # a bug in sl2s, never the user's: say so plainly
+        raise Sl2sError(
+            Diagnostic(
+                path, error.lineno or 0, f"sl2s generated invalid Python: {error.msg}"
+            )
+        ) from None
+
+
+def _python(path: str, content: str, kind: str) -> str:
+    tree = _parse(path, content)
+    first, rest = _EXPECTED[kind]
+    kinds = _kinds(tree)
+    if not kinds or kinds[0] not in first or any(k not in rest for k in kinds[1:]):
+        raise Sl2sError(
+            Diagnostic(
+                path, 0, f"sl2s generated unexpected top-level statements: {kinds}"
+            )
+        )
+    return content
+
+
+def _validate_user_module(
+    path: str, content: str, count: int, fresh: bool, before: str | None = None
+) -> None:
+    if fresh:
+        _python(path, content, "user")
+        return
+    tree = _parse(path, content)
+    old = ast.parse(before or "")
+    new_nodes = tree.body[len(old.body) :]
+    if len(new_nodes) != count or not all(
+        isinstance(n, ast.FunctionDef) for n in new_nodes
+    ):
+        raise Sl2sError(Diagnostic(path, 0, "sl2s could not append step stubs cleanly"))

@@ -1,0 +1,220 @@
+"""User-owned flow modules: find the step functions in them, and append stubs without touching a byte.
+
+Steps are found by their decorator — `@step("flow", "template")` or `@step("flow", "template",
+id="x")`, also spelled `@runtime.step(...)` / `@sl2s.runtime.step(...)` — on top-level functions,
+never by function name or position. Everything else in the module (helpers, imports, comments,
+formatting) is the user's and is left exactly as it is.
+
+Pure functions over source text: `scan_module(source)` and `append_stubs(source, stubs)`. The
+rebalance engine reuses both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import libcst as cst
+from libcst.metadata import MetadataWrapper, PositionProvider
+
+from sl2s.names import IdentifierError, step_slug
+
+
+@dataclass(frozen=True)
+class FoundStep:
+    """One `@step(...)`-decorated top-level function of a user module."""
+
+    flow: str  # the decorator's first argument
+    id: str  # the `id=` argument, or step_slug(template)
+    template: str  # the decorator's second argument
+    function: str  # the function's name (the user may rename it)
+    params: tuple[
+        str, ...
+    ]  # parameter names (context fields it receives), *args/**kwargs excluded
+    line: int  # line of the function's first decorator (as code.co_firstlineno)
+
+
+class UserCodeError(ValueError):
+    """A user module that cannot be read: a syntax error or a malformed @step decorator."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
+def _is_step_decorator(expr: cst.BaseExpression) -> bool:
+    if not isinstance(expr, cst.Call):
+        return False
+    func = expr.func
+    if isinstance(func, cst.Name):
+        return func.value == "step"
+    return isinstance(func, cst.Attribute) and func.attr.value == "step"
+
+
+def _string(expr: cst.BaseExpression) -> str | None:
+    if isinstance(expr, (cst.SimpleString, cst.ConcatenatedString)):
+        value = expr.evaluated_value
+        return value if isinstance(value, str) else None
+    return None
+
+
+def _params(fn: cst.FunctionDef) -> tuple[str, ...]:
+    p = fn.params
+    return tuple(
+        param.name.value for param in (*p.posonly_params, *p.params, *p.kwonly_params)
+    )
+
+
+def parse(source: str) -> cst.Module:
+    try:
+        return cst.parse_module(source)
+    except cst.ParserSyntaxError as error:
+        raise UserCodeError(error.raw_line, f"cannot parse: {error.message}") from None
+
+
+def scan_module(source: str) -> list[FoundStep]:
+    """The step functions of a user module, in file order.
+
+    Raises UserCodeError for a syntax error or a `@step(...)` whose flow/template is not a string
+    literal (the step could then not be matched to the plan).
+    """
+    module = parse(source)
+    wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
+    positions = wrapper.resolve(PositionProvider)
+    found: list[FoundStep] = []
+    for statement in module.body:
+        if not isinstance(statement, cst.FunctionDef):
+            continue
+        for decorator in statement.decorators:
+            call = decorator.decorator
+            if not _is_step_decorator(call):
+                continue
+            line = positions[decorator].start.line
+            found.append(
+                _found(
+                    call, statement, positions[statement.decorators[0]].start.line, line
+                )
+            )
+    return found
+
+
+def _found(
+    call: cst.Call, fn: cst.FunctionDef, first_line: int, line: int
+) -> FoundStep:
+    positional = [a for a in call.args if a.keyword is None and not a.star]
+    keywords = {a.keyword.value: a.value for a in call.args if a.keyword is not None}
+    flow = _string(positional[0].value) if positional else None
+    template = (
+        _string(positional[1].value)
+        if len(positional) > 1
+        else _string(keywords.get("template", cst.Name("x")))
+    )
+    if flow is None and "flow" in keywords:
+        flow = _string(keywords["flow"])
+    if flow is None or template is None:
+        raise UserCodeError(
+            line,
+            f"@step on {fn.name.value}() needs the flow and the log template as string literals",
+        )
+    if "id" in keywords:
+        step_id = _string(keywords["id"])
+        if step_id is None:
+            raise UserCodeError(
+                line, f"@step on {fn.name.value}(): id= must be a string literal"
+            )
+    else:
+        try:
+            step_id = step_slug(template)
+        except IdentifierError as error:
+            raise UserCodeError(line, f"@step on {fn.name.value}(): {error}") from None
+    return FoundStep(flow, step_id, template, fn.name.value, _params(fn), first_line)
+
+
+def module_names(module: cst.Module) -> set[str]:
+    """Names bound at the top level of a module (functions, classes, assignments, imports)."""
+    names: set[str] = set()
+
+    def target(node: cst.BaseExpression) -> None:
+        if isinstance(node, cst.Name):
+            names.add(node.value)
+        elif isinstance(node, (cst.Tuple, cst.List)):
+            for element in node.elements:
+                target(element.value)
+        elif isinstance(node, cst.StarredElement):
+            target(node.value)
+
+    for statement in module.body:
+        if isinstance(statement, (cst.FunctionDef, cst.ClassDef)):
+            names.add(statement.name.value)
+        elif isinstance(statement, cst.SimpleStatementLine):
+            for small in statement.body:
+                if isinstance(small, cst.Assign):
+                    for t in small.targets:
+                        target(t.target)
+                elif isinstance(small, (cst.AnnAssign, cst.AugAssign)):
+                    target(small.target)
+                elif isinstance(small, (cst.Import, cst.ImportFrom)) and not isinstance(
+                    small.names, cst.ImportStar
+                ):
+                    for alias in small.names:
+                        if alias.asname is not None:
+                            target(alias.asname.name)
+                        else:
+                            dotted = cst.Module([]).code_for_node(alias.name)
+                            names.add(dotted.split(".")[0])
+        else:
+            # if/try/with/for at top level: collect names bound directly inside, conservatively
+            for node in _walk(statement):
+                if isinstance(node, (cst.FunctionDef, cst.ClassDef)):
+                    names.add(node.name.value)
+                elif isinstance(node, cst.Name):
+                    names.add(node.value)
+    return names
+
+
+def _walk(node: cst.CSTNode):
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        stack.extend(current.children)
+
+
+def append_stubs(source: str, stubs: list[str]) -> str:
+    """`source` with the stub functions (black-formatted source text, one per entry) appended.
+
+    Uses libcst: every existing byte stays as it is and in place. Comments and blank lines at the
+    end of the module stay before the new stubs; the stubs follow after two blank lines.
+    """
+    if not stubs:
+        return source
+    module = parse(source)
+    new_body = []
+    for stub in stubs:
+        new_body.extend(cst.parse_module(stub).body)
+    footer = list(module.footer)
+    blank = cst.EmptyLine(
+        indent=False, whitespace=cst.SimpleWhitespace(""), comment=None
+    )
+    if module.body or footer:
+        # Trailing comments and blank lines stay where they are, in front of the first stub, which
+        # follows after (at least) two blank lines.
+        trailing_blank = 0
+        for line in reversed(footer):
+            if line.comment is not None:
+                break
+            trailing_blank += 1
+        lead = [*footer, *[blank] * max(0, 2 - trailing_blank)]
+        first = new_body[0]
+        new_body[0] = first.with_changes(leading_lines=[*lead, *first.leading_lines])
+    rest = []
+    for stub_statement in new_body[1:]:
+        rest.append(
+            stub_statement.with_changes(
+                leading_lines=[blank, blank, *stub_statement.leading_lines]
+            )
+        )
+    updated = module.with_changes(
+        body=[*module.body, new_body[0], *rest], footer=[], has_trailing_newline=True
+    )
+    return updated.code

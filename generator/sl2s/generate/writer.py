@@ -1,0 +1,170 @@
+"""The shell around the pure core: read the tree, compare, write atomically.
+
+Nothing is written until every file has been rendered and validated (core.generate raises first).
+Unchanged files are not touched (their mtime stays). Each write goes to a temporary file in the
+same directory, is fsynced, keeps the old file's mode, and replaces the old file with os.replace.
+Generated files that the previous lock listed and that the plan no longer produces are removed
+(only when they are still exactly as generated).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from sl2s.generate import lock as lockfile
+from sl2s.generate.core import GENERATED_IN_MACHINE, LOCK, Generation
+
+
+@dataclass(frozen=True)
+class Change:
+    path: str  # relative, with `/`
+    old: bytes | None  # None: the file does not exist
+    new: bytes | None  # None: remove the file
+
+    @property
+    def kind(self) -> str:
+        if self.old is None:
+            return "create"
+        if self.new is None:
+            return "remove"
+        return "update"
+
+
+def user_module_paths(out: Path) -> Iterator[str]:
+    """`<machine>/<name>.py` of every non-generated module directly inside a machine directory."""
+    if not out.is_dir():
+        return
+    for machine in sorted(out.iterdir()):
+        if not machine.is_dir() or machine.name.startswith("."):
+            continue
+        for module in sorted(machine.glob("*.py")):
+            if module.name not in GENERATED_IN_MACHINE and module.is_file():
+                yield f"{machine.name}/{module.name}"
+
+
+def read_user_modules(out: Path) -> dict[str, str]:
+    return {
+        path: (out / path).read_text(encoding="utf-8")
+        for path in user_module_paths(out)
+    }
+
+
+def old_lock(out: Path) -> dict:
+    try:
+        return lockfile.read((out / LOCK).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return {}
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def plan_changes(
+    out: Path, generation: Generation, previous_lock: dict | None = None
+) -> list[Change]:
+    """What writing `generation` into `out` would change, sorted by path."""
+    changes: list[Change] = []
+    produced = set()
+    for f in generation.files:
+        produced.add(f.path)
+        new = f.content.encode("utf-8")
+        old = _read(out / f.path)
+        if old != new:
+            changes.append(Change(f.path, old, new))
+    previous = previous_lock if previous_lock is not None else old_lock(out)
+    files = previous.get("files")
+    if isinstance(files, dict):
+        for path, digest in sorted(files.items()):
+            if not isinstance(path, str) or path in produced or not _safe(path):
+                continue
+            old = _read(out / path)
+            if old is not None and hashlib.sha256(old).hexdigest() == digest:
+                changes.append(Change(path, old, None))
+    return sorted(changes, key=lambda c: c.path)
+
+
+def _safe(path: str) -> bool:
+    parts = path.split("/")
+    return (
+        bool(parts)
+        and all(p not in ("", ".", "..") for p in parts)
+        and "\\" not in path
+    )
+
+
+def diff(changes: Iterable[Change], label: str = "") -> str:
+    """A unified diff of the changes (paths as `a/<label><path>` and `b/<label><path>`)."""
+    out: list[str] = []
+    for change in changes:
+        old = (change.old or b"").decode("utf-8", "replace").splitlines(keepends=True)
+        new = (change.new or b"").decode("utf-8", "replace").splitlines(keepends=True)
+        a = "/dev/null" if change.old is None else f"a/{label}{change.path}"
+        b = "/dev/null" if change.new is None else f"b/{label}{change.path}"
+        for line in difflib.unified_diff(old, new, a, b):
+            out.append(
+                line
+                if line.endswith("\n")
+                else line + "\n\\ No newline at end of file\n"
+            )
+    return "".join(out)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically, keeping the mode of an existing file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp, mode)
+        os.replace(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def apply(out: Path, changes: Iterable[Change]) -> None:
+    """Write (or remove) every change. Call only after everything has been rendered and validated.
+
+    The lock file is written last, so an interrupted run leaves a lock that does not yet describe
+    the new files (the next run rewrites them) rather than one that claims more than is there.
+    """
+    ordered = sorted(changes, key=lambda c: (c.path == LOCK, c.path))
+    for change in ordered:
+        target = out / change.path
+        if change.new is None:
+            target.unlink(missing_ok=True)
+        else:
+            write_atomic(target, change.new)
