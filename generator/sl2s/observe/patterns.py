@@ -1,0 +1,379 @@
+"""`sl2s patterns`: every event the plan does not predict, grouped and counted.
+
+Kinds of deviation:
+
+- `unknown template` — a step event whose (flow, step) is not in the plan, or whose template
+  differs from the plan's;
+- `wrong machine` — a planned step logged by another machine than the plan's;
+- `out of order` — within one correlation id, in causal order, a step that is not the plan's next
+  one (a skipped, repeated or reordered step, or a run starting mid-flow);
+- `stopped early` — a run whose last step is not its flow's last step (failed or cut short);
+- `log line` — user log lines (`sl2s.log` events) mined with Drain (drain3), after masking numbers,
+  IPs, UUIDs and hex ids with `*`, so that lines differing only in such values are one pattern;
+- `unexpected event` — any other event name (`sl2s.hop_failed`, `sl2s.deviation`, …).
+
+One streaming pass: per-event checks as lines arrive; per correlation id only a compact causal
+link `(event hash, cause hash, plan index, arrival)` is kept, ordered and checked at the end.
+
+State (`--new-since STATE`): JSON with the pattern keys seen so far and the Drain model (so a log
+pattern keeps its identity as its template generalises). Only patterns absent from the state are
+reported, each with the events before and after its first occurrence; the state is then updated.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import tempfile
+import zlib
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from sl2s.diagnostics import Sl2sError
+from sl2s.model import Plan
+from sl2s.observe import events as ev
+
+STATE_VERSION = 1
+CONTEXT = 2  # events shown before and after a new pattern's first occurrence
+
+KINDS = ("unknown template", "wrong machine", "out of order", "stopped early", "log line", "unexpected event")
+
+# applied in order; each replaces a whole token-like value with `*` (the Drain wildcard)
+MASKS = (
+    r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b",  # UUID
+    r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?(?![\w.])",  # IPv4[:port]
+    r"(?<![\w])0x[0-9a-fA-F]+\b",  # hex literal
+    r"(?<![\w])(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{8,}(?![\w])",  # hex ids, digests
+    r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:[a-zA-Z%]{0,3})(?![\w.])",  # numbers (with a short unit)
+)
+
+
+def make_miner(state: str | None = None):
+    """A drain3 TemplateMiner whose masks and wildcard are `*`, optionally restored from state."""
+    import jsonpickle
+    from drain3 import TemplateMiner
+    from drain3.masking import MaskingInstruction
+    from drain3.template_miner_config import TemplateMinerConfig
+
+    config = TemplateMinerConfig()
+    config.mask_prefix = ""
+    config.mask_suffix = ""
+    config.masking_instructions = [MaskingInstruction(p, "*") for p in MASKS]
+    config.drain_sim_th = 0.4
+    config.drain_depth = 4
+    config.profiling_enabled = False
+    miner = TemplateMiner(config=config)
+    if state:
+        loaded = jsonpickle.loads(zlib.decompress(base64.b64decode(state)).decode(), keys=True)
+        miner.drain.id_to_cluster = loaded.id_to_cluster
+        miner.drain.clusters_counter = loaded.clusters_counter
+        miner.drain.root_node = loaded.root_node
+    return miner
+
+
+def miner_state(miner) -> str:
+    import jsonpickle
+
+    return base64.b64encode(zlib.compress(jsonpickle.dumps(miner.drain, keys=True).encode())).decode()
+
+
+@dataclass
+class Pattern:
+    kind: str
+    key: str
+    text: str
+    count: int = 0
+    first_at: str = ""
+    machines: set[str] = field(default_factory=set)
+    example: str = ""  # a correlation id showing it
+    before: list[str] = field(default_factory=list)
+    after: list[str] = field(default_factory=list)
+    new: bool = True
+
+    def as_dict(self) -> dict:
+        return {
+            "kind": self.kind, "key": self.key, "text": self.text, "count": self.count,
+            "first_at": self.first_at, "machines": sorted(self.machines), "example": self.example,
+            "before": self.before, "after": self.after, "new": self.new,
+        }
+
+
+def _short(source: str, lineno: int, event: dict) -> str:
+    a = ev.attrs(event)
+    what = a.get("sl2s.step") or event.get("event_name") or ""
+    return (
+        f"{Path(source).name}:{lineno}  {ev.machine(event)}  {event.get('severity_text', '')}  "
+        f"{a.get('sl2s.flow', '')}/{what}: {event.get('body', '')}"
+    )
+
+
+class Analyzer:
+    """Feed events (any order across files), then `finish()` for the patterns found."""
+
+    def __init__(self, plan: Plan, *, seen: Iterable[str] = (), drain_state: str | None = None) -> None:
+        self.plan = plan
+        self.steps = plan.steps
+        self.index = {(s.flow, s.id): i for i, s in enumerate(self.steps)}
+        self.first_of_flow = {f.name: self.index[(f.name, f.steps[0].id)] for f in plan.flows if f.steps}
+        self.last_of_flow = {f.name: self.index[(f.name, f.steps[-1].id)] for f in plan.flows if f.steps}
+        self.seen = set(seen)
+        self.patterns: dict[str, Pattern] = {}
+        self.runs: dict[str, list[tuple[int, int, int, int]]] = {}
+        self.run_machines: dict[str, str] = {}
+        self.arrival = 0
+        self.miner = make_miner(drain_state)
+        self._recent: dict[str, deque] = {}
+        self._pending: dict[str, list[list]] = {}  # source -> [[pattern, remaining]]
+        self.events = 0
+
+    # ------------------------------------------------------------------------- streaming part
+
+    def feed(self, source: str, lineno: int, event: dict) -> None:
+        self.events += 1
+        short = None
+        pending = self._pending.get(source)
+        if pending:
+            short = _short(source, lineno, event)
+            for item in pending:
+                item[0].after.append(short)
+                item[1] -= 1
+            self._pending[source] = [item for item in pending if item[1] > 0]
+        a = ev.attrs(event)
+        name = event.get("event_name") or ev.STEP
+        cid = a.get("sl2s.correlation_id")
+        machine = ev.machine(event)
+        g = -1
+        if name == ev.STEP:
+            flow, step = a.get("sl2s.flow"), a.get("sl2s.step")
+            g = self.index.get((flow, step), -1)
+            planned = self.steps[g] if g >= 0 else None
+            template = a.get("sl2s.template")
+            if planned is None or (template is not None and template != planned.template):
+                g = -1
+                self._hit(
+                    "unknown template", f"unknown template|{flow}|{template or step}",
+                    f'{flow}: "{template or step}"', source, lineno, event, cid,
+                )
+            elif machine != planned.machine:
+                self._hit(
+                    "wrong machine", f"wrong machine|{flow}|{step}|{machine}",
+                    f'{flow}/{step} ("{planned.template}") logged on {machine}, planned on {planned.machine}',
+                    source, lineno, event, cid,
+                )
+        elif name == ev.LOG:
+            body = str(event.get("body") or "")
+            result = self.miner.add_log_message(body)
+            cluster = result["cluster_id"]
+            self._hit("log line", f"log line|{cluster}", "", source, lineno, event, cid, cluster=cluster)
+        else:
+            masked = self.miner.masker.mask(str(event.get("body") or ""))
+            self._hit(
+                "unexpected event", f"unexpected event|{name}|{masked}", f"{name}: {masked}",
+                source, lineno, event, cid,
+            )
+        if cid:
+            eid = a.get("sl2s.event_id")
+            cause = a.get("sl2s.causation_id")
+            self.arrival += 1
+            self.runs.setdefault(cid, []).append(
+                (hash(eid) if eid else -self.arrival, hash(cause) if cause else 0, g, self.arrival)
+            )
+        recent = self._recent.get(source)
+        if recent is None:
+            recent = self._recent[source] = deque(maxlen=CONTEXT)
+        recent.append((lineno, event) if short is None else (lineno, event, short))
+
+    def _hit(self, kind, key, text, source, lineno, event, cid, cluster=None) -> None:
+        pattern = self.patterns.get(key)
+        if pattern is None:
+            pattern = self.patterns[key] = Pattern(kind, key, text, new=key not in self.seen)
+            pattern.first_at = f"{source}:{lineno}"
+            pattern.example = cid or ""
+            if pattern.new:
+                recent = self._recent.get(source) or ()
+                pattern.before = [
+                    item[2] if len(item) > 2 else _short(source, item[0], item[1]) for item in recent
+                ]
+                self._pending.setdefault(source, []).append([pattern, CONTEXT])
+        pattern.count += 1
+        pattern.machines.add(ev.machine(event))
+
+    # ------------------------------------------------------------------------- end of stream
+
+    def finish(self) -> list[Pattern]:
+        for cid, links in self.runs.items():
+            self._check_run(cid, links)
+        self.runs.clear()
+        for pattern in self.patterns.values():
+            if pattern.kind == "log line":
+                cluster_id = int(pattern.key.split("|", 1)[1])
+                cluster = self.miner.drain.id_to_cluster.get(cluster_id)
+                pattern.text = cluster.get_template() if cluster is not None else "?"
+        order = {kind: i for i, kind in enumerate(KINDS)}
+        return sorted(self.patterns.values(), key=lambda p: (order[p.kind], -p.count, p.key))
+
+    def _check_run(self, cid: str, links: list[tuple[int, int, int, int]]) -> None:
+        ids = {link[0] for link in links}
+        children: dict[int, list] = {}
+        for link in links:
+            cause = link[1] if link[1] in ids and link[1] != link[0] else 0
+            children.setdefault(cause, []).append(link)
+        ordered: list[int] = []
+        stack = sorted(children.get(0, ()), key=lambda x: x[3], reverse=True)
+        visited = 0
+        while stack:
+            link = stack.pop()
+            visited += 1
+            if visited > len(links):
+                break  # a causation cycle: give up on this run's order
+            if link[2] >= 0:
+                ordered.append(link[2])
+            stack.extend(sorted(children.get(link[0], ()), key=lambda x: x[3], reverse=True))
+        if not ordered:
+            return
+        steps = self.steps
+        previous = None
+        for g in ordered:
+            s = steps[g]
+            if previous is None:
+                if g != self.first_of_flow[s.flow]:
+                    self._run_hit(
+                        "out of order", f"out of order|{s.flow}|^|{s.id}",
+                        f"{s.flow}: run starts at {s.id!r}, not at {steps[self.first_of_flow[s.flow]].id!r}",
+                        cid, None, g,
+                    )
+            elif not (g == previous + 1 and steps[previous].flow == s.flow):
+                p = steps[previous]
+                expected = (
+                    steps[previous + 1].id
+                    if previous + 1 < len(steps) and steps[previous + 1].flow == p.flow else "(end of flow)"
+                )
+                self._run_hit(
+                    "out of order", f"out of order|{s.flow}|{p.id}|{s.id}",
+                    f"{s.flow}: {s.id!r} after {p.id!r} (plan: {expected!r})", cid, previous, g,
+                )
+            previous = g
+        last = steps[ordered[-1]]
+        if ordered[-1] != self.last_of_flow[last.flow]:
+            final = steps[self.last_of_flow[last.flow]]
+            self._run_hit(
+                "stopped early", f"stopped early|{last.flow}|{last.id}",
+                f"{last.flow}: stopped after {last.id!r} on {last.machine}, before its last step {final.id!r}",
+                cid, ordered[-1], None,
+            )
+
+    def _run_hit(self, kind, key, text, cid, before_g, after_g) -> None:
+        pattern = self.patterns.get(key)
+        if pattern is None:
+            pattern = self.patterns[key] = Pattern(kind, key, text, new=key not in self.seen)
+            pattern.first_at = f"correlation id {cid}"
+            pattern.example = cid
+            if pattern.new:
+                if before_g is not None:
+                    s = self.steps[before_g]
+                    pattern.before = [f"{s.machine}  {s.flow}/{s.id}: {s.template}"]
+                if after_g is not None:
+                    s = self.steps[after_g]
+                    pattern.after = [f"{s.machine}  {s.flow}/{s.id}: {s.template}"]
+        pattern.count += 1
+        target = self.steps[after_g if after_g is not None else before_g]
+        pattern.machines.add(target.machine)
+
+
+# --------------------------------------------------------------------------------- state (I/O)
+
+
+def load_state(path: Path) -> dict:
+    if not path.exists():
+        return {"version": STATE_VERSION, "seen": {}, "drain": None}
+    try:
+        data = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as error:
+        raise Sl2sError(f"{path}: not a patterns state file ({error})") from None
+    if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+        raise Sl2sError(f"{path}: not a patterns state file (version {STATE_VERSION} expected)")
+    return data
+
+
+def save_state(path: Path, state: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(orjson.dumps(state, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# --------------------------------------------------------------------------------- rendering
+
+
+def render_text(patterns: list[Pattern], events: int, files: int, with_state: bool) -> str:
+    out = []
+    for p in patterns:
+        mark = "NEW  " if with_state else ""
+        out.append(f"{mark}{p.kind}  {p.count}x  {p.text}  [{', '.join(sorted(p.machines))}; first: {p.first_at}]")
+        for line in p.before:
+            out.append(f"      before: {line}")
+        for line in p.after:
+            out.append(f"      after:  {line}")
+    what = "new pattern(s)" if with_state else "pattern(s) the plan does not predict"
+    out.append(f"{len(patterns)} {what} in {events} events from {files} file(s)")
+    return "\n".join(out) + "\n"
+
+
+def render_markdown(patterns: list[Pattern], events: int, files: int, with_state: bool) -> str:
+    what = "New patterns" if with_state else "Patterns the plan does not predict"
+    out = [f"### {what}", "", f"{len(patterns)} in {events} events from {files} file(s).", ""]
+    if patterns:
+        out += ["| kind | count | pattern | machines | first |", "|---|---|---|---|---|"]
+        for p in patterns:
+            cell = p.text.replace("|", "\\|")
+            out.append(f"| {p.kind} | {p.count} | `{cell}` | {', '.join(sorted(p.machines))} | {p.first_at} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def analyse(plan: Plan, paths: Iterable[str], state: dict | None = None) -> tuple[list[Pattern], Analyzer, ev.ReadStats]:
+    files = ev.event_files(paths)
+    stats = ev.ReadStats()
+    analyzer = Analyzer(
+        plan, seen=(state or {}).get("seen", {}).keys(), drain_state=(state or {}).get("drain")
+    )
+    for source, lineno, event in ev.iter_events(files, stats):
+        analyzer.feed(source, lineno, event)
+    return analyzer.finish(), analyzer, stats
+
+
+def run_patterns(plan_path: str, paths: Iterable[str], state_path: str | None, fmt: str = "text") -> tuple[str, bool]:
+    """Shell-facing: (report, whether anything new was found); updates the state file."""
+    from sl2s.plan import read_plan
+
+    if fmt not in ("text", "markdown"):
+        raise Sl2sError(f"unknown format {fmt!r} (text or markdown)")
+    plan = read_plan(plan_path)
+    state = load_state(Path(state_path)) if state_path else None
+    patterns, analyzer, stats = analyse(plan, paths, state)
+    new = [p for p in patterns if p.new] if state is not None else patterns
+    if state is not None:
+        seen = dict(state.get("seen") or {})
+        for p in patterns:
+            entry = seen.setdefault(p.key, {"kind": p.kind, "text": p.text, "count": 0})
+            entry["count"] = int(entry.get("count", 0)) + p.count
+            entry["text"] = p.text
+        save_state(
+            Path(state_path),
+            {"version": STATE_VERSION, "plan": {"path": plan.path, "digest": plan.digest},
+             "seen": seen, "drain": miner_state(analyzer.miner)},
+        )
+    render = render_markdown if fmt == "markdown" else render_text
+    return render(new, analyzer.events, stats.files, state is not None), bool(new)
