@@ -57,7 +57,8 @@ def test_identifier(text: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "word", sorted(w for w in set(keyword.kwlist) | {"match", "case", "type"} if w.islower())
+    "word",
+    sorted(w for w in set(keyword.kwlist) | {"match", "case", "type"} if w.islower()),
 )
 def test_keywords_and_soft_keywords_get_a_suffix(word: str) -> None:
     assert identifier(word) == word + "_"
@@ -72,7 +73,9 @@ def test_capitalised_keywords_are_plain_names_once_lower_cased() -> None:
     ]
 
 
-@pytest.mark.parametrize("word", ["id", "list", "print", "input", "open", "type", "str", "exit"])
+@pytest.mark.parametrize(
+    "word", ["id", "list", "print", "input", "open", "type", "str", "exit"]
+)
 def test_builtins_get_a_suffix(word: str) -> None:
     assert identifier(word) == word + "_"
 
@@ -87,7 +90,9 @@ def test_frozen_builtins_cover_the_running_interpreter() -> None:
     assert current <= BUILTINS
 
 
-@pytest.mark.parametrize("text", ["", "   ", "..", "/", "日本", "_", "__", "#", "\u200b", "🙂"])
+@pytest.mark.parametrize(
+    "text", ["", "   ", "..", "/", "日本", "_", "__", "#", "\u200b", "🙂"]
+)
 def test_nothing_usable_is_none_or_error(text: str) -> None:
     assert identifier_or_none(text) is None
     with pytest.raises(IdentifierError):
@@ -108,7 +113,9 @@ def test_step_slug_uses_placeholder_names() -> None:
         step_slug("Received request to login as :username")
         == "received_request_to_login_as_username"
     )
-    assert step_slug("Hello :userName and #passWord!") == "hello_user_name_and_pass_word"
+    assert (
+        step_slug("Hello :userName and #passWord!") == "hello_user_name_and_pass_word"
+    )
     assert step_slug("Time is 10:30") == "time_is_10_30"
     assert step_slug_or_none("!!! ...") is None
     with pytest.raises(IdentifierError):

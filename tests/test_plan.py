@@ -71,7 +71,9 @@ def test_index_sample_has_no_header() -> None:
 def test_missing_file() -> None:
     with pytest.raises(Sl2sError) as caught:
         read_plan("does/not/exist.csv")
-    assert [str(d) for d in caught.value.diagnostics] == ["does/not/exist.csv: no such file"]
+    assert [str(d) for d in caught.value.diagnostics] == [
+        "does/not/exist.csv: no such file"
+    ]
 
 
 def test_directory(tmp_path: Path) -> None:
@@ -84,7 +86,12 @@ def test_directory(tmp_path: Path) -> None:
 
 def test_shop_sample() -> None:
     p = read_plan(SAMPLES / "shop.csv")
-    assert [f.name for f in p.flows] == ["add_to_cart", "checkout", "order_status", "refund"]
+    assert [f.name for f in p.flows] == [
+        "add_to_cart",
+        "checkout",
+        "order_status",
+        "refund",
+    ]
     assert p.machines == ("browser", "web", "inventory", "payments", "mailer")
     add = p.flow("add_to_cart")
     # A1 B2 C3 A4 B5 A6: the flow comes back to machines already on the call stack.
@@ -113,7 +120,9 @@ ROWS = [("login", "Hello :name", "client"), ("login", "Served :name", "server")]
 @pytest.mark.parametrize("delimiter", ["\t", ",", ";"])
 @pytest.mark.parametrize("header", [True, False])
 @pytest.mark.parametrize("newline", ["\n", "\r\n"])
-def test_every_delimiter_with_and_without_header(delimiter: str, header: bool, newline: str) -> None:
+def test_every_delimiter_with_and_without_header(
+    delimiter: str, header: bool, newline: str
+) -> None:
     lines = [delimiter.join(r) for r in ROWS]
     if header:
         lines.insert(0, delimiter.join(["Request", "Log", "Machine"]))
@@ -165,19 +174,25 @@ def test_blank_lines_and_comments_keep_physical_line_numbers() -> None:
 
 
 def test_comment_may_contain_unbalanced_quotes_and_any_delimiters() -> None:
-    p = plan('# don\'t "quote; me, \tplease\nlogin,Hi,client\n')
+    p = plan("# don't \"quote; me, \tplease\nlogin,Hi,client\n")
     assert shape(p) == [("login", "hi", "client", 2)]
 
 
 def test_quoted_cells() -> None:
     p = plan('login,"Say ""hi"", then, go",client\n"log in" , "x" ,"web"\n')
     assert [s.template for s in p.steps] == ['Say "hi", then, go', "x"]
-    assert [(s.flow, s.machine) for s in p.steps] == [("login", "client"), ("log_in", "web")]
+    assert [(s.flow, s.machine) for s in p.steps] == [
+        ("login", "client"),
+        ("log_in", "web"),
+    ]
 
 
 def test_multi_line_cell_row_starts_at_its_first_line() -> None:
     p = plan('login,"first\nsecond",client\nlogin,next,client\n')
-    assert [(s.template, s.line) for s in p.steps] == [("first\nsecond", 1), ("next", 3)]
+    assert [(s.template, s.line) for s in p.steps] == [
+        ("first\nsecond", 1),
+        ("next", 3),
+    ]
 
 
 def test_cells_are_trimmed() -> None:
@@ -199,7 +214,9 @@ def test_spellings_are_kept() -> None:
 
 
 def test_id_column() -> None:
-    p = plan("request,id,log,machine\nlogin,Check-PW,Checking,server\nlogin,,Checking again,server\n")
+    p = plan(
+        "request,id,log,machine\nlogin,Check-PW,Checking,server\nlogin,,Checking again,server\n"
+    )
     assert [(s.id, s.explicit_id) for s in p.steps] == [
         ("check_pw", True),
         ("checking_again", False),
@@ -261,13 +278,16 @@ def test_wrong_encoding_offset_counts_the_bom() -> None:
 
 
 @pytest.mark.parametrize(
-    ("encoding", "name"), [("utf-16", "UTF-16"), ("utf-16-be", "UTF-16"), ("utf-32", "UTF-32")]
+    ("encoding", "name"),
+    [("utf-16", "UTF-16"), ("utf-16-be", "UTF-16"), ("utf-32", "UTF-32")],
 )
 def test_utf16_and_utf32(encoding: str, name: str) -> None:
     data = "request,log,machine\n".encode(encoding)
     if encoding == "utf-16-be":
         data = b"\xfe\xff" + data
-    assert errors(data) == [f"plan.csv:1: the file is {name} (byte-order mark); save it as UTF-8"]
+    assert errors(data) == [
+        f"plan.csv:1: the file is {name} (byte-order mark); save it as UTF-8"
+    ]
 
 
 def test_ragged_rows() -> None:
@@ -302,7 +322,7 @@ def test_unterminated_quote() -> None:
 
 def test_text_after_closing_quote() -> None:
     assert errors('login,Hi,client\nlogin,"Bye" now,client\nlogin,x,y\n') == [
-        'plan.csv:2: unexpected text after the closing quote of a cell; inside a quoted cell'
+        "plan.csv:2: unexpected text after the closing quote of a cell; inside a quoted cell"
         ' write a quote as ""'
     ]
 
@@ -347,7 +367,9 @@ def test_empty_cells() -> None:
 
 
 def test_identifiers_empty_after_normalisation() -> None:
-    assert errors("日本,Hi,client\nlogin,Hi,..\nlogin,Hello :名前,client\nlogin,!!!,client\n") == [
+    assert errors(
+        "日本,Hi,client\nlogin,Hi,..\nlogin,Hello :名前,client\nlogin,!!!,client\n"
+    ) == [
         "plan.csv:1: request '日本' has no letters or digits usable in an identifier",
         "plan.csv:2: machine '..' has no letters or digits usable in an identifier",
         "plan.csv:3: placeholder ':名前' has no letters or digits usable in an identifier",
@@ -394,7 +416,9 @@ def test_duplicate_step_ids() -> None:
 
 
 def test_duplicate_explicit_ids() -> None:
-    assert errors("request,log,machine,id\nlogin,Hi,m,greet\nlogin,Hello,m,Greet\n") == [
+    assert errors(
+        "request,log,machine,id\nlogin,Hi,m,greet\nlogin,Hello,m,Greet\n"
+    ) == [
         "plan.csv:3: step id 'greet' is already used in request 'login' on line 2; ids must be"
         " unique within a request"
     ]

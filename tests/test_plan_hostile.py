@@ -60,7 +60,7 @@ def test_log_text_is_kept_verbatim_in_every_delimiter(log: str) -> None:
 
 
 def test_unquoted_quotes_inside_a_cell_are_text() -> None:
-    p = plan('login,He said "hi" and \'bye\',client\n')
+    p = plan("login,He said \"hi\" and 'bye',client\n")
     assert p.steps[0].template == "He said \"hi\" and 'bye'"
 
 
@@ -140,11 +140,20 @@ def test_long_names() -> None:
 
 @pytest.mark.parametrize(
     ("machine", "expected"),
-    [("a/../x", "a_x"), ("../../etc/passwd", "etc_passwd"), ("C:\\Windows", "c_windows"),
-     (".hidden", "hidden"), ("con", "con_"), ("nul.txt", "nul_txt"), ("__pycache__", "pycache")],
+    [
+        ("a/../x", "a_x"),
+        ("../../etc/passwd", "etc_passwd"),
+        ("C:\\Windows", "c_windows"),
+        (".hidden", "hidden"),
+        ("con", "con_"),
+        ("nul.txt", "nul_txt"),
+        ("__pycache__", "pycache"),
+    ],
 )
-def test_path_like_machine_names_become_plain_names(machine: str, expected: str) -> None:
-    assert plan(f"login,Hi,\"{machine}\"\n").machines == (expected,)
+def test_path_like_machine_names_become_plain_names(
+    machine: str, expected: str
+) -> None:
+    assert plan(f'login,Hi,"{machine}"\n').machines == (expected,)
 
 
 @pytest.mark.parametrize("machine", ["..", ".", "/", "\\", "-", "日本"])
@@ -178,7 +187,10 @@ def test_placeholder_spelling_is_kept_for_the_decorator() -> None:
 
 
 def test_crlf_and_lone_cr_at_end_of_file() -> None:
-    assert [s.template for s in plan("login,Hi,m\r\nlogin,Bye,m\r").steps] == ["Hi", "Bye"]
+    assert [s.template for s in plan("login,Hi,m\r\nlogin,Bye,m\r").steps] == [
+        "Hi",
+        "Bye",
+    ]
 
 
 def test_huge_row_count_is_fine() -> None:
@@ -189,9 +201,18 @@ def test_huge_row_count_is_fine() -> None:
 
 # --- properties ------------------------------------------------------------------------------
 
-TRICKY = list(
-    'ab:#_ ,;\t"\'\\\r\n\x00\x85\u2028\u202e\u200b\ufeffé日ｗ{}%1-.'
-) + ["request", "log", "machine", "id", "Request", "\r\n", '""', "#x", ":x", "::x"]
+TRICKY = list("ab:#_ ,;\t\"'\\\r\n\x00\x85\u2028\u202e\u200b\ufeffé日ｗ{}%1-.") + [
+    "request",
+    "log",
+    "machine",
+    "id",
+    "Request",
+    "\r\n",
+    '""',
+    "#x",
+    ":x",
+    "::x",
+]
 
 
 def _check(p) -> None:

@@ -92,7 +92,9 @@ def test_render_fields_secrets_and_missing() -> None:
     text = "Login :username with #password (:attempt)"
     values = {"username": "ann", "password": "hunter2"}
     assert render(text, values) == "Login ann with *** (<unset:attempt>)"
-    assert render(text, values, redact=False) == "Login ann with hunter2 (<unset:attempt>)"
+    assert (
+        render(text, values, redact=False) == "Login ann with hunter2 (<unset:attempt>)"
+    )
     assert render(text, values, unset="?{name}?") == "Login ann with *** (?attempt?)"
     assert render(parse(text), {**values, "attempt": 3}) == "Login ann with *** (3)"
 
@@ -136,11 +138,15 @@ NAMES = st.from_regex(r"[a-z][a-z0-9]{0,8}", fullmatch=True).filter(
     lambda n: identifier_or_none(n) == n
 )
 PLACEHOLDERS = st.builds(
-    lambda name, is_secret: Placeholder(name, is_secret, ("#" if is_secret else ":") + name),
+    lambda name, is_secret: Placeholder(
+        name, is_secret, ("#" if is_secret else ":") + name
+    ),
     NAMES,
     st.booleans(),
 )
-LITERALS = st.text(alphabet=st.sampled_from(list("ab1 :#_-.'\"{}%\\\r\n\x85\u2028é")), min_size=1)
+LITERALS = st.text(
+    alphabet=st.sampled_from(list("ab1 :#_-.'\"{}%\\\r\n\x85\u2028é")), min_size=1
+)
 
 
 @st.composite
@@ -167,13 +173,14 @@ def template_parts(draw):
 def test_round_trip(parts, data) -> None:
     text = unparse(parts)
     parsed = parse(text)
-    assert [(p.name, p.secret) if isinstance(p, Placeholder) else p for p in parsed] == [
-        (p.name, p.secret) if isinstance(p, Placeholder) else p for p in parts
-    ]
+    assert [
+        (p.name, p.secret) if isinstance(p, Placeholder) else p for p in parsed
+    ] == [(p.name, p.secret) if isinstance(p, Placeholder) else p for p in parts]
     names = {p.name for p in parts if isinstance(p, Placeholder)}
     values = {n: data.draw(st.text(max_size=5)) for n in names}
     expected = "".join(
-        p if isinstance(p, str) else ("***" if p.secret else values[p.name]) for p in parts
+        p if isinstance(p, str) else ("***" if p.secret else values[p.name])
+        for p in parts
     )
     assert render(text, values) == expected
 

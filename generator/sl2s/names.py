@@ -36,16 +36,14 @@ SOFT_KEYWORDS = frozenset({"match", "case", "type", "_"})
 
 # Lower-case names in dir(builtins) of CPython 3.10-3.13, including the ones `site` adds.
 # tests/test_names.py checks that the running interpreter adds nothing new.
-BUILTINS = frozenset(
-    """
+BUILTINS = frozenset("""
     abs aiter all anext any ascii bin bool breakpoint bytearray bytes callable chr classmethod
     compile complex copyright credits delattr dict dir divmod enumerate eval exec exit filter float
     format frozenset getattr globals hasattr hash help hex id input int isinstance issubclass iter
     len license list locals map max memoryview min next object oct open ord pow print property
     quit range repr reversed round set setattr slice sorted staticmethod str sum super tuple type
     vars zip
-    """.split()
-)
+    """.split())
 
 # Names that cannot be files or directories on Windows (with any extension).
 WINDOWS_DEVICES = frozenset(
@@ -128,7 +126,9 @@ def identifier(text: str) -> str:
     """The normalised identifier of `text`; IdentifierError when nothing usable is left."""
     name = identifier_or_none(text)
     if name is None:
-        raise IdentifierError(f"{text!r} has no letters or digits usable in an identifier")
+        raise IdentifierError(
+            f"{text!r} has no letters or digits usable in an identifier"
+        )
     return name
 
 

@@ -65,7 +65,9 @@ def _decode(data: bytes, path: str) -> str:
     for bom, name in _OTHER_BOMS:
         if data.startswith(bom):
             raise Sl2sError(
-                Diagnostic(path, 1, f"the file is {name} (byte-order mark); save it as UTF-8")
+                Diagnostic(
+                    path, 1, f"the file is {name} (byte-order mark); save it as UTF-8"
+                )
             )
     nul = data.find(b"\x00")
     if nul >= 0:
@@ -104,94 +106,93 @@ def _bidi_problems(text: str) -> list[tuple[int, str]]:
 # a `"` inside an unquoted cell is an ordinary character)
 
 
-def _records(text: str, delimiter: str) -> list[_Record | _Bad]:
-    out: list[_Record | _Bad] = []
-    blanks = " \t".replace(delimiter, "")
+_UNTERMINATED = "unterminated quote: the quoted cell opened here never closes"
+_AFTER_QUOTE = (
+    "unexpected text after the closing quote of a cell; inside a quoted cell"
+    ' write a quote as ""'
+)
+_BARE_CR = (
+    "carriage return (\\r) inside an unquoted cell; quote the cell if the \\r belongs to the"
+    " text, or end lines with \\n or \\r\\n"
+)
+
+
+def _next_line(text: str, i: int) -> int:
+    """Index just after the end of the physical line that contains index i."""
+    eol = text.find("\n", i)
+    return len(text) if eol < 0 else eol + 1
+
+
+def _skip(text: str, i: int, blanks: str) -> int:
+    while i < len(text) and text[i] in blanks:
+        i += 1
+    return i
+
+
+def _quoted(text: str, i: int) -> tuple[str, int] | None:
+    """The content of a quoted cell whose text starts at i, and the index after its closing quote."""
+    pieces: list[str] = []
+    while True:
+        quote = text.find('"', i)
+        if quote < 0:
+            return None
+        pieces.append(text[i:quote])
+        if not text.startswith('"', quote + 1):
+            return "".join(pieces), quote + 1
+        pieces.append('"')
+        i = quote + 2
+
+
+def _record(text: str, i: int, delimiter: str) -> tuple[tuple[str, ...] | str, int]:
+    """The cells of the record that starts at i (or an error message), and where the next starts."""
     n = len(text)
-    i, line = 0, 1
-    while i < n:
-        eol = text.find("\n", i)
-        eol = n if eol < 0 else eol
-        physical = text[i:eol]
-        if not physical.strip(_BLANK) or physical.lstrip(" \t").startswith("#"):
-            i, line = eol + 1, line + 1
-            continue
-        start = line
-        cells: list[str] = []
-        while True:  # one cell per iteration; i is at the cell's start
-            j = i
-            while j < n and text[j] in blanks:
-                j += 1
-            if j < n and text[j] == '"':
-                pieces: list[str] = []
-                k = j + 1
-                while True:
-                    quote = text.find('"', k)
-                    if quote < 0:
-                        out.append(
-                            _Bad(start, "unterminated quote: the quoted cell opened here never closes")
-                        )
-                        return out
-                    pieces.append(text[k:quote])
-                    if text.startswith('"', quote + 1):
-                        pieces.append('"')
-                        k = quote + 2
-                        continue
-                    k = quote + 1
-                    break
-                line += text.count("\n", j, k)
-                cells.append("".join(pieces))
-                m = k
-                while m < n and text[m] in blanks:
-                    m += 1
-                if text.startswith("\r\n", m) or (m == n - 1 and text[m] == "\r"):
-                    m += 1
-                if m >= n or text[m] == "\n":
-                    i, line = m + 1, line + 1
-                    break
-                if text[m] == delimiter:
-                    i = m + 1
-                    continue
-                out.append(
-                    _Bad(
-                        start,
-                        "unexpected text after the closing quote of a cell; inside a quoted cell"
-                        ' write a quote as ""',
-                    )
-                )
-                eol = text.find("\n", m)
-                i = n if eol < 0 else eol + 1
-                line += 1
-                cells = []
-                break
-            # unquoted cell: up to the delimiter or the end of the line
-            k = i
+    blanks = " \t".replace(delimiter, "")
+    cells: list[str] = []
+    while True:
+        j = _skip(text, i, blanks)
+        if j < n and text[j] == '"':
+            closed = _quoted(text, j + 1)
+            if closed is None:
+                return _UNTERMINATED, n
+            cell, k = closed
+            k = _skip(text, k, blanks)
+            if text.startswith("\r\n", k) or (k == n - 1 and text[k] == "\r"):
+                k += 1
+            if k < n and text[k] not in (delimiter, "\n"):
+                return _AFTER_QUOTE, _next_line(text, k)
+        else:
+            k = j
             while k < n and text[k] != delimiter and text[k] != "\n":
                 k += 1
             cell = text[i:k]
             if cell.endswith("\r") and (k == n or text[k] == "\n"):
                 cell = cell[:-1]
-            cells.append(cell)
             if "\r" in cell:
-                out.append(
-                    _Bad(
-                        start,
-                        "carriage return (\\r) inside an unquoted cell; quote the cell if the"
-                        " \\r belongs to the text, or end lines with \\n or \\r\\n",
-                    )
-                )
-                eol = text.find("\n", k)
-                i = n if eol < 0 else eol + 1
-                line += 1
-                cells = []
-                break
-            if k < n and text[k] == delimiter:
-                i = k + 1
-                continue
-            i, line = k + 1, line + 1
-            break
-        if cells:
-            out.append(_Record(start, tuple(cells)))
+                return _BARE_CR, _next_line(text, k)
+        cells.append(cell)
+        if k < n and text[k] == delimiter:
+            i = k + 1
+        else:
+            return tuple(cells), k + 1
+
+
+def _records(text: str, delimiter: str) -> list[_Record | _Bad]:
+    """Every row of the text split by `delimiter`, or what is wrong with it, skipping blank lines
+    and comments. After an unterminated quote nothing more can be read."""
+    out: list[_Record | _Bad] = []
+    i, line = 0, 1
+    while i < len(text):
+        end = _next_line(text, i)
+        physical = text[i:end].rstrip("\n")
+        if not physical.strip(_BLANK) or physical.lstrip(" \t").startswith("#"):
+            i, line = end, line + 1
+            continue
+        cells, after = _record(text, i, delimiter)
+        out.append(
+            _Bad(line, cells) if isinstance(cells, str) else _Record(line, cells)
+        )
+        line += text.count("\n", i, after)
+        i = after
     return out
 
 
@@ -216,7 +217,9 @@ def _choose(text: str) -> tuple[str, list[_Record | _Bad], bool]:
         return sum(1 for r in records if isinstance(r, _Record) and len(r.cells) == 3)
 
     counted = [(threes(r), -n, d, r) for n, (d, r) in enumerate(candidates)]
-    if not any(c[0] for c in counted):  # no delimiter fits any row: the most frequent one
+    if not any(
+        c[0] for c in counted
+    ):  # no delimiter fits any row: the most frequent one
         counted = [(text.count(d), -n, d, r) for n, (d, r) in enumerate(candidates)]
     best = max(counted, key=lambda s: (s[0], s[1]))
     return best[2], best[3], False
@@ -299,7 +302,9 @@ def _rows(text: str, diags: list[tuple[int, str]]) -> tuple[list[_Row], int | No
         def cell(name: str, cells: tuple[str, ...] = record.cells) -> str:
             return cells[columns[name]].strip() if name in columns else ""
 
-        row = _Row(record.line, cell("request"), cell("log"), cell("machine"), cell("id"))
+        row = _Row(
+            record.line, cell("request"), cell("log"), cell("machine"), cell("id")
+        )
         empty = [c for c in REQUIRED if not getattr(row, c)]
         for name in empty:
             diags.append((record.line, f"empty {name} cell"))
@@ -323,7 +328,10 @@ class _Spellings:
         name = identifier_or_none(spelling)
         if name is None:
             self.diags.append(
-                (line, f"{self.kind} {shown!r} has no letters or digits usable in an identifier")
+                (
+                    line,
+                    f"{self.kind} {shown!r} has no letters or digits usable in an identifier",
+                )
             )
             return None
         first_spelling, first_line, first_shown = self.seen.setdefault(
@@ -359,7 +367,10 @@ def _steps(rows: list[_Row], diags: list[tuple[int, str]]):
             step_id = identifier_or_none(row.id)
             if step_id is None:
                 diags.append(
-                    (row.line, f"id {row.id!r} has no letters or digits usable in an identifier")
+                    (
+                        row.line,
+                        f"id {row.id!r} has no letters or digits usable in an identifier",
+                    )
                 )
         else:
             step_id = step_slug_or_none(row.log)
@@ -389,7 +400,9 @@ def _steps(rows: list[_Row], diags: list[tuple[int, str]]):
     return steps, flow_spellings, machine_spellings
 
 
-def _check_flow(flow: str, spelling: str, steps: list[Step], diags: list[tuple[int, str]]) -> None:
+def _check_flow(
+    flow: str, spelling: str, steps: list[Step], diags: list[tuple[int, str]]
+) -> None:
     ids: dict[str, Step] = {}
     for step in steps:
         first = ids.setdefault(step.id, step)
@@ -443,12 +456,19 @@ def parse_plan(data: bytes, path: str) -> Plan:
         if header_line is None:
             diags.append((0, "no steps: the file has only blank lines and comments"))
         else:
-            diags.append((header_line, "no steps: the file has a header row but no rows after it"))
+            diags.append(
+                (
+                    header_line,
+                    "no steps: the file has a header row but no rows after it",
+                )
+            )
     steps, flow_spellings, machine_spellings = _steps(rows, diags)
     for flow, flow_steps in steps.items():
         _check_flow(flow, flow_spellings[flow], flow_steps, diags)
     if diags:
-        raise Sl2sError(sorted({Diagnostic(path, line, message) for line, message in diags}))
+        raise Sl2sError(
+            sorted({Diagnostic(path, line, message) for line, message in diags})
+        )
     return Plan(
         path=path,
         flows=tuple(
@@ -468,7 +488,11 @@ def read_plan(path: str | os.PathLike[str]) -> Plan:
     except FileNotFoundError:
         raise Sl2sError(Diagnostic(shown, 0, "no such file")) from None
     except IsADirectoryError:
-        raise Sl2sError(Diagnostic(shown, 0, "is a directory, not a plan file")) from None
+        raise Sl2sError(
+            Diagnostic(shown, 0, "is a directory, not a plan file")
+        ) from None
     except OSError as error:
-        raise Sl2sError(Diagnostic(shown, 0, f"cannot read the file: {error.strerror}")) from None
+        raise Sl2sError(
+            Diagnostic(shown, 0, f"cannot read the file: {error.strerror}")
+        ) from None
     return parse_plan(data, shown)

@@ -77,7 +77,9 @@ def parse(text: str) -> tuple[TemplatePart, ...]:
             if literal:
                 parts.append("".join(literal))
                 literal = []
-            parts.append(Placeholder(name=normalised, secret=c == "#", spelling=spelling))
+            parts.append(
+                Placeholder(name=normalised, secret=c == "#", spelling=spelling)
+            )
             i = name.end()
             continue
         literal.append(c)
@@ -158,7 +160,9 @@ def unparse(parts: Iterable[TemplatePart]) -> str:
     for part in merged:
         if isinstance(part, str):
             if previous == "placeholder" and part and _WORD.match(part[0]):
-                raise ValueError(f"text {part!r} would continue the placeholder before it")
+                raise ValueError(
+                    f"text {part!r} would continue the placeholder before it"
+                )
             out += _escape(part, out[-1:])
             previous = "text"
         else:
