@@ -57,7 +57,7 @@ def _placeholders(template: str):
         return []
 
 
-_cache: dict[tuple[str, str], SystemInfo] = {}
+_cache: dict[str, SystemInfo] = {}
 _lock = threading.Lock()
 
 
@@ -72,7 +72,7 @@ def _package_dir(package: str) -> str | None:
 
 def info(system: str, machine_package: str) -> SystemInfo:
     """The SystemInfo of `system` (cached; the lock file is read on first use)."""
-    key = (system, machine_package)
+    key = system or "." + machine_package
     found = _cache.get(key)
     if found is not None:
         return found

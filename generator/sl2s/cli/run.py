@@ -1,0 +1,89 @@
+"""`sl2s run DIR FLOW [FIELD=VALUE | FIELD:=JSON ...]`: run one flow of a generated system in this
+process (local transport) and print its story, one line per step."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+import typer
+
+from sl2s.cli.app import app, report
+from sl2s.diagnostics import Sl2sError
+from sl2s.runtime import StepFailed, hooks
+from sl2s.runtime.launch import check_fields, load_entry, parse_values
+from sl2s.runtime.system import log_dir
+
+
+class _Story:
+    """Prints each event of the run as it is written (secrets are already `***` in events)."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def event(self, evt: dict) -> None:
+        attributes = evt.get("attributes", {})
+        name = evt.get("event_name")
+        machine = attributes.get("sl2s.machine", "?")
+        if name == "sl2s.step":
+            self.steps += 1
+            where = ", ".join(
+                x for x in (attributes.get("sl2s.step"), attributes.get("sl2s.plan")) if x
+            )
+            failed = "  FAILED" if evt.get("severity_text") == "ERROR" else ""
+            typer.echo(f"{machine}: {evt.get('body', '')}  ({where}){failed}")
+        elif name == "sl2s.log":
+            typer.echo(f"{machine}:   {evt.get('severity_text', '')} {evt.get('body', '')}")
+
+
+@app.command("run")
+def run(
+    directory: str = typer.Argument(..., help="The generated system package, e.g. services."),
+    flow: str = typer.Argument(..., help="The flow (request) to run."),
+    values: list[str] = typer.Argument(
+        None,
+        metavar="[FIELD=VALUE | FIELD:=JSON]...",
+        help="Context fields: FIELD=VALUE sets a string, FIELD:=JSON any JSON value.",
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final context."),
+) -> None:
+    """Run FLOW of the system in DIR in this process, printing one line per step.
+
+    Every machine runs here (local transport); the context still crosses each machine boundary as
+    JSON. Events go to SL2S_LOG_DIR (default DIR/.sl2s/logs), one JSON-lines file per machine.
+    Exit status 1 when a step fails: the plan line of the failing step is named, and the traceback of
+    your own code is shown once.
+    """
+    try:
+        fields = parse_values(values or [])
+        entry = load_entry(directory, flow)
+        check_fields(entry, fields)
+    except Sl2sError as error:
+        report(error)
+        raise typer.Exit(1) from None
+    root = logging.getLogger()
+    if not root.handlers and root.level == logging.WARNING:
+        root.setLevel(logging.INFO)  # let the steps' INFO records be captured (stderr unchanged)
+    story = _Story()
+    if not quiet:
+        hooks.subscribe(story)
+    try:
+        result = entry.function(**fields)
+    except StepFailed as failure:
+        if failure.kind == "exception" and failure.traceback:
+            typer.echo(failure.traceback.rstrip("\n"), err=True)
+        report(failure)
+        raise typer.Exit(1) from None
+    except Sl2sError as error:
+        report(error)
+        raise typer.Exit(1) from None
+    finally:
+        hooks.unsubscribe(story)
+    secrets = entry.machine.secret_names(entry.flow)
+    shown = {k: ("***" if k in secrets else v) for k, v in result.items()}
+    context = orjson.dumps(shown, option=orjson.OPT_SORT_KEYS, default=repr).decode()
+    if quiet:
+        typer.echo(context)
+        return
+    typer.echo(f"flow '{entry.flow}' done ({story.steps} steps); context: {context}")
+    typer.echo(f"events: {log_dir(entry.machine.info)}")

@@ -1,0 +1,140 @@
+"""Finding and starting a flow of a generated system in this process (what `sl2s run` does).
+
+`parse_values(["username=ann", "tags:=[1, 2]"])` -> `{"username": "ann", "tags": [1, 2]}`:
+`FIELD=VALUE` gives the string VALUE, `FIELD:=JSON` the JSON value. Field names are normalised like
+plan identifiers (`userName=x` is the field `user_name`).
+
+`load_entry(directory, flow)` imports the system package at `directory` (its parent goes on
+`sys.path`) and returns the flow's entry function and the Machine it starts on. The entry machine is
+the machine of the flow's first step in `sl2s.lock.json`; without a lock file, the one machine whose
+`_wiring.py` defines a function named after the flow.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import orjson
+
+from sl2s.diagnostics import Sl2sError
+from sl2s.names import identifier_or_none
+from sl2s.runtime import registry, system
+from sl2s.runtime.machine import Machine
+
+
+@dataclass(frozen=True)
+class Entry:
+    flow: str
+    function: Callable[..., dict]
+    machine: Machine
+    fields: tuple[str, ...]  # keyword parameters of the entry function
+
+
+def parse_values(values: list[str] | tuple[str, ...]) -> dict[str, object]:
+    fields: dict[str, object] = {}
+    problems: list[str] = []
+    for text in values:
+        name, sep, value = text.partition("=")
+        as_json = name.endswith(":")
+        if as_json:
+            name = name[:-1]
+        field = identifier_or_none(name) if name else None
+        if not sep or field is None:
+            problems.append(f"{text!r}: expected FIELD=VALUE or FIELD:=JSON")
+            continue
+        if as_json:
+            try:
+                fields[field] = orjson.loads(value)
+            except orjson.JSONDecodeError as error:
+                problems.append(f"{text!r}: the value after := is not JSON ({error})")
+                continue
+        else:
+            fields[field] = value
+    if problems:
+        raise Sl2sError(problems[0] if len(problems) == 1 else "; ".join(problems))
+    return fields
+
+
+def _import_system(directory: str) -> tuple[str, str]:
+    path = os.path.abspath(directory)
+    name = os.path.basename(path.rstrip(os.sep))
+    if not os.path.isdir(path):
+        raise Sl2sError(f"{directory}: no such directory (generate it with `sl2s generate`)")
+    if not os.path.isfile(os.path.join(path, "__init__.py")) or not name.isidentifier():
+        raise Sl2sError(
+            f"{directory}: not a generated system package (needs __init__.py and a directory "
+            "name that is a Python identifier)"
+        )
+    parent = os.path.dirname(path)
+    loaded = sys.modules.get(name)
+    if loaded is not None and os.path.dirname(os.path.abspath(loaded.__file__ or "")) != path:
+        raise Sl2sError(f"{directory}: another module named '{name}' is already imported")
+    if parent not in sys.path:
+        sys.path.insert(0, parent)
+    importlib.import_module(name)
+    return name, path
+
+
+def load_entry(directory: str, flow: str) -> Entry:
+    package, path = _import_system(directory)
+    flow_id = identifier_or_none(flow) or flow
+    info = system.info(package, package + "._")
+    machine_name = _entry_machine(info, flow_id, path, directory)
+    try:
+        wiring = importlib.import_module(f"{package}.{machine_name}._wiring")
+        importlib.import_module(f"{package}.{machine_name}")
+    except ModuleNotFoundError as error:
+        raise Sl2sError(
+            f"{directory}: machine '{machine_name}' of flow '{flow_id}' has no wiring ({error})"
+        ) from None
+    function = getattr(wiring, flow_id, None)
+    if not callable(function):
+        raise Sl2sError(
+            f"{directory}: {machine_name}/_wiring.py has no entry function '{flow_id}' "
+            "(regenerate with `sl2s generate`)"
+        )
+    fields = tuple(
+        p.name
+        for p in inspect.signature(function).parameters.values()
+        if p.kind is p.KEYWORD_ONLY
+    )
+    return Entry(flow_id, function, registry.machine(package, machine_name), fields)
+
+
+def _entry_machine(info: system.SystemInfo, flow: str, path: str, directory: str) -> str:
+    if info.plan_lines or info.machines:
+        if flow not in info.machines:
+            known = ", ".join(sorted(info.machines)) or "none"
+            raise Sl2sError(f"{directory}: no flow '{flow}' in this system (flows: {known})")
+        lines = info.plan_lines.get(flow, {})
+        steps = info.machines[flow]
+        first = min(steps, key=lambda step: lines.get(step, 1 << 30))
+        return steps[first]
+    found = []
+    for name in sorted(os.listdir(path)):
+        wiring = os.path.join(path, name, "_wiring.py")
+        if os.path.isfile(wiring):
+            module = importlib.import_module(f"{os.path.basename(path)}.{name}._wiring")
+            if callable(getattr(module, flow, None)):
+                found.append(name)
+    if len(found) != 1:
+        raise Sl2sError(
+            f"{directory}: no sl2s.lock.json, and "
+            + (f"several machines define '{flow}': {', '.join(found)}" if found else f"no machine defines an entry '{flow}'")
+        )
+    return found[0]
+
+
+def check_fields(entry: Entry, fields: dict[str, object]) -> None:
+    unknown = [name for name in fields if name not in entry.fields]
+    if unknown:
+        known = ", ".join(entry.fields) or "none"
+        raise Sl2sError(
+            f"flow '{entry.flow}' has no field {', '.join(repr(n) for n in unknown)} "
+            f"(its fields: {known})"
+        )
