@@ -468,3 +468,17 @@ def test_header_with_empty_column_names() -> None:
         "plan.csv:1: column 4 of the header has no name",
         "plan.csv:1: column 5 of the header has no name",
     ]
+
+
+def test_header_names_are_compared_after_nfkc() -> None:
+    p = plan("Ｒｅｑｕｅｓｔ,ＬＯＧ,Ｍａｃｈｉｎｅ\nlogin,Hi,client\n")
+    assert shape(p) == [("login", "hi", "client", 2)]
+
+
+def test_line_numbers_after_a_bad_multi_line_row() -> None:
+    assert errors('login,"a\nb" x,client\nlogin,Hi,client,extra\n') == [
+        "plan.csv:1: unexpected text after the closing quote of a cell; inside a quoted cell"
+        ' write a quote as ""',
+        "plan.csv:3: row has 4 cells, expected 3 (request, log, machine) separated by commas;"
+        " quote a cell that contains the separator",
+    ]

@@ -255,3 +255,21 @@ def test_read_plan_on_a_hostile_file(tmp_path: Path) -> None:
     assert [str(d) for d in caught.value.diagnostics] == [
         f"{path}:2: binary file: NUL byte at byte offset 7"
     ]
+
+
+@settings(
+    max_examples=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(data=st.binary(max_size=200))
+def test_read_plan_raises_only_sl2s_error(tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "plan.csv"
+    path.write_bytes(data)
+    try:
+        p = read_plan(path)
+    except Sl2sError as error:
+        assert all(d.path == str(path) for d in error.diagnostics)
+    else:
+        _check(p)
+        assert p.path == str(path)

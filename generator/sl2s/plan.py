@@ -196,12 +196,16 @@ def _records(text: str, delimiter: str) -> list[_Record | _Bad]:
     return out
 
 
+def _column_name(cell: str) -> str:
+    return unicodedata.normalize("NFKC", cell).strip().casefold()
+
+
 def _header_score(records: list[_Record | _Bad]) -> int:
     """How many known column names the first row has (0 unless it looks like a header)."""
     if not records or not isinstance(records[0], _Record):
         return 0
     cells = records[0].cells
-    known = sum(1 for c in cells if c.strip().casefold() in KNOWN)
+    known = sum(1 for c in cells if _column_name(c) in KNOWN)
     return known if len(cells) >= 2 and known >= 2 else 0
 
 
@@ -245,7 +249,7 @@ def _plural(count: int, word: str) -> str:
 def _columns(header: _Record, diags: list[tuple[int, str]]) -> dict[str, int] | None:
     columns: dict[str, int] = {}
     for index, raw in enumerate(header.cells):
-        name = raw.strip().casefold()
+        name = _column_name(raw)
         if not name:
             diags.append((header.line, f"column {index + 1} of the header has no name"))
         elif name not in KNOWN:
