@@ -13,30 +13,31 @@ from hypothesis import strategies as st
 from conftest import SAMPLE_PLANS
 from sl2s import show
 from sl2s.model import Flow, Plan, Step
-from sl2s.plan import parse_plan, read_plan
+from sl2s.plan import parse_plan
 from sl2s.projection import project
 
 SAMPLES = sorted(SAMPLE_PLANS.glob("*.csv"))
 
 
-def sample(path) -> str:
-    return f"sample_plans/{path.name}"
+def read_sample(name: str):
+    """A sample plan, named as from the repository root whatever the working directory."""
+    return parse_plan((SAMPLE_PLANS / name).read_bytes(), f"sample_plans/{name}")
 
 
 @pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.stem)
 def test_mermaid_golden_for_every_sample_plan(path, golden):
-    projection = project(read_plan(sample(path)))
+    projection = project(read_sample(path.name))
     golden(f"show/{path.stem}.mmd", show.mermaid(projection))
 
 
 def test_text_and_markdown_goldens_for_login(golden):
-    projection = project(read_plan("sample_plans/login.csv"))
+    projection = project(read_sample("login.csv"))
     golden("show/login.txt", show.text(projection))
     golden("show/login.md", show.markdown(projection))
 
 
 def test_mermaid_structure_for_login():
-    lines = show.mermaid(project(read_plan("sample_plans/login.csv"))).splitlines()
+    lines = show.mermaid(project(read_sample("login.csv"))).splitlines()
     assert lines[:3] == [
         "sequenceDiagram",
         "    participant m_client as client",
@@ -145,7 +146,7 @@ def test_markdown_has_no_line_numbers_so_inserting_a_row_changes_only_its_lines(
 
 
 def test_text_shows_lines_segments_and_hops():
-    out = show.text(project(read_plan("sample_plans/index.csv")))
+    out = show.text(project(read_sample("index.csv")))
     assert out.splitlines()[:4] == [
         "plan sample_plans/index.csv",
         "",
@@ -159,7 +160,7 @@ def test_text_shows_lines_segments_and_hops():
 
 
 def test_render_dispatches_and_rejects_unknown_formats():
-    projection = project(read_plan("sample_plans/index.csv"))
+    projection = project(read_sample("index.csv"))
     assert show.render(projection, "mermaid") == show.mermaid(projection)
     assert show.render(projection, "markdown") == show.markdown(projection)
     with pytest.raises(ValueError):
