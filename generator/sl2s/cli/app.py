@@ -41,25 +41,13 @@ def report(error: Sl2sError) -> None:
 
 
 def main() -> None:
-    """Console-script entry: user mistakes become `FILE:LINE: message` and exit 1, never a traceback."""
+    """Console-script entry: user mistakes become `FILE:LINE: message` and exit 1, never a traceback.
+
+    Typer runs in standalone mode, so usage errors print click's message and exit 2 and Ctrl-C
+    exits 1 with "Aborted!"; an Sl2sError raised by any command arrives here.
+    """
     try:
-        code = app(standalone_mode=False)
+        app()
     except Sl2sError as error:
         report(error)
         sys.exit(1)
-    except typer.Exit as done:
-        sys.exit(done.exit_code)
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
-    except Exception as error:  # click's usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
-            sys.exit(error.exit_code)
-        if isinstance(error, click.exceptions.Abort):
-            typer.echo("aborted", err=True)
-            sys.exit(1)
-        raise
-    sys.exit(code if isinstance(code, int) else 0)
