@@ -155,6 +155,7 @@ def _record(text: str, i: int, delimiter: str) -> tuple[tuple[str, ...] | str, i
             if closed is None:
                 return _UNTERMINATED, n
             cell, k = closed
+            cell = cell.replace("\r\n", "\n")  # the meaning must not depend on line endings
             k = _skip(text, k, blanks)
             if text.startswith("\r\n", k) or (k == n - 1 and text[k] == "\r"):
                 k += 1
