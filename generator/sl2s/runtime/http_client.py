@@ -36,7 +36,9 @@ BACKOFF_CAP = 2.0
 class HopUnreachable(Exception):
     """Every attempt of a hop failed at the transport level."""
 
-    def __init__(self, target: str, url: str, attempts: int, last: str, idempotency_key: str) -> None:
+    def __init__(
+        self, target: str, url: str, attempts: int, last: str, idempotency_key: str
+    ) -> None:
         self.target = target
         self.url = url
         self.attempts = attempts
@@ -95,7 +97,9 @@ class HopClient:
             pool = self._local.pool = {}
         return pool
 
-    def _connection(self, origin: tuple[str, str, int], timeout: float) -> tuple[http.client.HTTPConnection, bool]:
+    def _connection(
+        self, origin: tuple[str, str, int], timeout: float
+    ) -> tuple[http.client.HTTPConnection, bool]:
         pool = self._pool()
         pooled = pool.get(origin)
         if pooled is not None:
@@ -107,7 +111,11 @@ class HopClient:
             pooled.conn.close()
             del pool[origin]
         scheme, host, port = origin
-        cls = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+        cls = (
+            http.client.HTTPSConnection
+            if scheme == "https"
+            else http.client.HTTPConnection
+        )
         conn = cls(host, port, timeout=timeout)
         conn.connect()
         conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -125,7 +133,12 @@ class HopClient:
             self._drop(origin)
 
     def _send_once(
-        self, origin: tuple[str, str, int], path: str, body: bytes, headers: Mapping[str, str], timeout: float
+        self,
+        origin: tuple[str, str, int],
+        path: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        timeout: float,
     ) -> tuple[int, dict[str, str], bytes]:
         for fresh_try in (False, True):
             conn, reused = self._connection(origin, timeout)
@@ -133,7 +146,11 @@ class HopClient:
                 conn.request("POST", path, body=body, headers=dict(headers))
                 resp = conn.getresponse()
                 data = resp.read()
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            except (
+                http.client.RemoteDisconnected,
+                BrokenPipeError,
+                ConnectionResetError,
+            ):
                 self._drop(origin)
                 if reused and not fresh_try:
                     continue  # the server closed an idle connection: one immediate fresh try
@@ -167,7 +184,11 @@ class HopClient:
         """
         parts = urlsplit(base_url)
         scheme = parts.scheme or "http"
-        origin = (scheme, parts.hostname or "127.0.0.1", parts.port or (443 if scheme == "https" else 80))
+        origin = (
+            scheme,
+            parts.hostname or "127.0.0.1",
+            parts.port or (443 if scheme == "https" else 80),
+        )
         full_path = (parts.path.rstrip("/") + path) if parts.path else path
         deadline = time.monotonic() + self.timeout
         last_stamp = 0.0
@@ -179,11 +200,15 @@ class HopClient:
             if remaining <= 0:
                 last = f"{last}; hop deadline of {self.timeout:g} s passed"
                 break
-            now = max(time.time(), last_stamp + 0.001)  # every attempt gets a new signature
+            now = max(
+                time.time(), last_stamp + 0.001
+            )  # every attempt gets a new signature
             last_stamp = now
             retry_after = 0.0
             try:
-                status, resp_headers, data = self._send_once(origin, full_path, body, headers_for(now), remaining)
+                status, resp_headers, data = self._send_once(
+                    origin, full_path, body, headers_for(now), remaining
+                )
             except (OSError, http.client.HTTPException) as error:
                 last = _describe(error)
             else:
@@ -192,7 +217,11 @@ class HopClient:
                 last = f"HTTP {status} {_reason(data)}"
                 retry_after = _retry_after(resp_headers.get("retry-after"))
             if attempt < self.attempts:
-                delay = max(retry_after, self._jitter() * min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)))
+                delay = max(
+                    retry_after,
+                    self._jitter()
+                    * min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)),
+                )
                 delay = min(delay, max(0.0, deadline - time.monotonic()))
                 if delay > 0:
                     self._sleep(delay)

@@ -55,8 +55,12 @@ class HopConfigError(Sl2sError):
 
 @dataclass(frozen=True)
 class HttpConfig:
-    urls: Mapping[str, str] = field(default_factory=dict)  # machine -> base URL, no trailing /
-    sources: Mapping[str, str] = field(default_factory=dict)  # machine -> where its URL came from
+    urls: Mapping[str, str] = field(
+        default_factory=dict
+    )  # machine -> base URL, no trailing /
+    sources: Mapping[str, str] = field(
+        default_factory=dict
+    )  # machine -> where its URL came from
     keys: tuple[bytes, ...] = ()  # signing key first, then keys still accepted
     key_source: str = ""
     timeout: float = DEFAULT_TIMEOUT
@@ -79,10 +83,14 @@ def env_name(machine: str) -> str:
 
 def check_url(url: object, where: str) -> str:
     if not isinstance(url, str):
-        raise HopConfigError(f"{where}: expected a URL string like http://127.0.0.1:8001")
+        raise HopConfigError(
+            f"{where}: expected a URL string like http://127.0.0.1:8001"
+        )
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise HopConfigError(f"{where}: {url!r} is not an http:// or https:// URL with a host")
+        raise HopConfigError(
+            f"{where}: {url!r} is not an http:// or https:// URL with a host"
+        )
     if parts.query or parts.fragment:
         raise HopConfigError(f"{where}: {url!r} must not have a query or fragment")
     try:
@@ -102,13 +110,19 @@ def _read_toml(path: Path, label: str) -> dict:
         raise HopConfigError(Diagnostic(label, 0, f"not valid TOML: {error}")) from None
 
 
-def _apply_file(data: dict, label: str, urls: dict, sources: dict, settings: dict) -> None:
+def _apply_file(
+    data: dict, label: str, urls: dict, sources: dict, settings: dict
+) -> None:
     unknown = sorted(set(data) - {"machines", "hop"})
     if unknown:
-        raise HopConfigError(Diagnostic(label, 0, f"unknown table(s): {', '.join(unknown)}"))
+        raise HopConfigError(
+            Diagnostic(label, 0, f"unknown table(s): {', '.join(unknown)}")
+        )
     machines = data.get("machines", {})
     if not isinstance(machines, dict):
-        raise HopConfigError(Diagnostic(label, 0, "[machines] must be a table of name = URL"))
+        raise HopConfigError(
+            Diagnostic(label, 0, "[machines] must be a table of name = URL")
+        )
     for name, url in machines.items():
         urls[name] = check_url(url, f"{label}: [machines] {name}")
         sources[name] = label
@@ -117,7 +131,9 @@ def _apply_file(data: dict, label: str, urls: dict, sources: dict, settings: dic
         raise HopConfigError(Diagnostic(label, 0, "[hop] must be a table"))
     for name, value in hop.items():
         if name not in ("timeout", "attempts", "max_body"):
-            raise HopConfigError(Diagnostic(label, 0, f"[hop] has unknown setting {name!r}"))
+            raise HopConfigError(
+                Diagnostic(label, 0, f"[hop] has unknown setting {name!r}")
+            )
         settings[name] = (value, f"{label}: [hop] {name}")
 
 
@@ -131,7 +147,9 @@ def _number(value: object, where: str, kind: type, minimum: float) -> float | in
     return number
 
 
-def load_config(services_dir: str | Path | None, environ: Mapping[str, str] | None = None) -> HttpConfig:
+def load_config(
+    services_dir: str | Path | None, environ: Mapping[str, str] | None = None
+) -> HttpConfig:
     """Read the address map and hop settings for a generated tree (or only the environment)."""
     environ = os.environ if environ is None else environ
     urls: dict[str, str] = {}
@@ -142,16 +160,25 @@ def load_config(services_dir: str | Path | None, environ: Mapping[str, str] | No
         root = Path(services_dir)
         for relative in (CONFIG_FILE, UP_FILE):
             label = f"{root.name}/{relative}"
-            _apply_file(_read_toml(root / relative, label), label, urls, sources, settings)
+            _apply_file(
+                _read_toml(root / relative, label), label, urls, sources, settings
+            )
         key_path = root / KEY_FILE
         if key_path.is_file():
-            key_text, key_source = key_path.read_text(encoding="utf-8").strip(), f"{root.name}/{KEY_FILE}"
+            key_text, key_source = (
+                key_path.read_text(encoding="utf-8").strip(),
+                f"{root.name}/{KEY_FILE}",
+            )
     for name, value in environ.items():
         if name.startswith(ENV_URL_PREFIX) and value:
             machine = name[len(ENV_URL_PREFIX) :].lower()
             urls[machine] = check_url(value, f"environment {name}")
             sources[machine] = f"environment {name}"
-    for setting, env in (("timeout", "SL2S_HOP_TIMEOUT"), ("attempts", "SL2S_HOP_ATTEMPTS"), ("max_body", "SL2S_MAX_BODY")):
+    for setting, env in (
+        ("timeout", "SL2S_HOP_TIMEOUT"),
+        ("attempts", "SL2S_HOP_ATTEMPTS"),
+        ("max_body", "SL2S_MAX_BODY"),
+    ):
         if environ.get(env):
             settings[setting] = (environ[env], f"environment {env}")
     if environ.get(ENV_KEY):
@@ -161,7 +188,11 @@ def load_config(services_dir: str | Path | None, environ: Mapping[str, str] | No
     except ValueError as error:
         raise HopConfigError(f"{key_source}: {error}") from None
     values: dict[str, float | int] = {}
-    for name, kind, minimum in (("timeout", float, 0.001), ("attempts", int, 1), ("max_body", int, 1)):
+    for name, kind, minimum in (
+        ("timeout", float, 0.001),
+        ("attempts", int, 1),
+        ("max_body", int, 1),
+    ):
         if name in settings:
             value, where = settings[name]
             values[name] = _number(value, where, kind, minimum)

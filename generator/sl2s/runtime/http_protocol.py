@@ -11,7 +11,7 @@ A hop is `POST /sl2s/v1/hop/<flow>/<at>` with a JSON body (the envelope) and the
     sl2s-timestamp: <unix time in integer milliseconds>            (new on every attempt)
     sl2s-signature: v1=<hex HMAC-SHA256 of the signing string>
     traceparent: 00-<32 hex trace id>-<16 hex span id>-01          (W3C trace context)
-    baggage: sl2s.correlation_id=<id>,sl2s.causation_id=<id>       (W3C baggage)
+    baggage: sl2s.causation_id=<event id>                          (W3C baggage)
 
 The signing string is six lines joined by "\\n", no trailing newline: `v1`, the timestamp, the
 idempotency key, the upper-case method, the path, and the lower-case hex SHA-256 of the raw body.
@@ -42,7 +42,6 @@ H_TRACEPARENT = "traceparent"
 H_BAGGAGE = "baggage"
 H_OUTCOME = "sl2s-outcome"  # response: "returned" | "failed" | "rejected"
 
-BAGGAGE_CORRELATION = "sl2s.correlation_id"
 BAGGAGE_CAUSATION = "sl2s.causation_id"
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9._\-]{16,128}$")
@@ -65,7 +64,9 @@ class Rejection(Exception):
         return f"{self.status} {self.code}: {self.message}"
 
     def body(self) -> bytes:
-        return orjson.dumps({"outcome": "rejected", "code": self.code, "message": self.message})
+        return orjson.dumps(
+            {"outcome": "rejected", "code": self.code, "message": self.message}
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -91,12 +92,19 @@ def parse_hop_path(path: str) -> tuple[str, str]:
 # ---------------------------------------------------------------------------------------------
 # envelope
 
-# The request envelope (JSON object). `context` holds the fields that travel: the non-secret
-# context plus exactly the secrets the target uses. Everything else about the run (trace, causation)
-# travels in headers.
-REQUEST_KEYS = frozenset(
-    {"v", "flow", "source", "target", "at", "resume_at", "correlation_id", "context"}
-)
+# The request envelope (a JSON object): `sl2s.runtime.HopRequest.to_dict()` without the three
+# members that travel as headers (`idempotency_key`, `traceparent`, `causation_id`), plus `"v": 1`.
+# `fields` holds the non-secret context plus exactly the secrets the target uses; `secrets` only
+# names the flow's secret fields (for masking), never their values.
+HEADER_MEMBERS = ("idempotency_key", "traceparent", "causation_id")
+REQUIRED = ("system", "flow", "source", "target", "at", "fields", "correlation_id")
+
+
+def request_body(hop: Mapping[str, Any]) -> bytes:
+    """The wire body of a hop request, from `HopRequest.to_dict()`."""
+    envelope = {"v": 1}
+    envelope.update((k, v) for k, v in hop.items() if k not in HEADER_MEMBERS)
+    return orjson.dumps(envelope)
 
 
 def encode(obj: Any) -> bytes:
@@ -118,8 +126,10 @@ def decode_object(body: bytes, what: str) -> dict[str, Any]:
 def check_request(envelope: Mapping[str, Any], flow: str, at: str) -> None:
     """Validate a decoded request envelope against the path it was posted to (400 on mismatch)."""
     if envelope.get("v") != 1:
-        raise Rejection(400, "bad_envelope", f"unsupported envelope version {envelope.get('v')!r}")
-    missing = sorted(k for k in ("flow", "source", "target", "at", "context") if k not in envelope)
+        raise Rejection(
+            400, "bad_envelope", f"unsupported envelope version {envelope.get('v')!r}"
+        )
+    missing = [k for k in REQUIRED if k not in envelope]
     if missing:
         raise Rejection(400, "bad_envelope", f"envelope lacks {', '.join(missing)}")
     if envelope["flow"] != flow or envelope["at"] != at:
@@ -128,11 +138,26 @@ def check_request(envelope: Mapping[str, Any], flow: str, at: str) -> None:
             "bad_envelope",
             f"envelope is for {envelope['flow']}/{envelope['at']} but was posted to {flow}/{at}",
         )
-    if not isinstance(envelope["context"], dict):
-        raise Rejection(400, "bad_envelope", "envelope context is not a JSON object")
-    for key in ("source", "target"):
+    for key in ("system", "source", "target", "correlation_id"):
         if not isinstance(envelope[key], str):
-            raise Rejection(400, "bad_envelope", f"envelope {key} is not a string")
+            raise Rejection(
+                400, "bad_envelope", f"envelope member {key!r} is not a string"
+            )
+    if not isinstance(envelope["fields"], dict):
+        raise Rejection(
+            400, "bad_envelope", "envelope member 'fields' is not a JSON object"
+        )
+    for key in ("secrets", "stack"):
+        if not isinstance(envelope.get(key, []), list):
+            raise Rejection(
+                400, "bad_envelope", f"envelope member {key!r} is not a list"
+            )
+    if envelope.get("resume_at") is not None and not isinstance(
+        envelope["resume_at"], str
+    ):
+        raise Rejection(
+            400, "bad_envelope", "envelope member 'resume_at' is not a string or null"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,24 +168,39 @@ def body_digest(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-def signing_string(timestamp: str, idempotency_key: str, method: str, path: str, body: bytes) -> bytes:
+def signing_string(
+    timestamp: str, idempotency_key: str, method: str, path: str, body: bytes
+) -> bytes:
     return "\n".join(
         (VERSION, timestamp, idempotency_key, method.upper(), path, body_digest(body))
     ).encode("ascii")
 
 
-def sign(key: bytes, timestamp: str, idempotency_key: str, method: str, path: str, body: bytes) -> str:
+def sign(
+    key: bytes,
+    timestamp: str,
+    idempotency_key: str,
+    method: str,
+    path: str,
+    body: bytes,
+) -> str:
     """The `sl2s-signature` header value."""
-    mac = hmac.new(key, signing_string(timestamp, idempotency_key, method, path, body), "sha256")
+    mac = hmac.new(
+        key, signing_string(timestamp, idempotency_key, method, path, body), "sha256"
+    )
     return f"{VERSION}={mac.hexdigest()}"
 
 
 def check_idempotency_key(value: str | None) -> str:
     if not value:
-        raise Rejection(400, "no_idempotency_key", "the hop has no idempotency-key header")
+        raise Rejection(
+            400, "no_idempotency_key", "the hop has no idempotency-key header"
+        )
     if not _KEY_RE.match(value):
         raise Rejection(
-            400, "bad_idempotency_key", "idempotency-key must be 16..128 chars of [A-Za-z0-9._-]"
+            400,
+            "bad_idempotency_key",
+            "idempotency-key must be 16..128 chars of [A-Za-z0-9._-]",
         )
     return value
 
@@ -184,17 +224,25 @@ def verify(
     timestamp = headers.get(H_TIMESTAMP)
     signature = headers.get(H_SIGNATURE)
     if not timestamp or not signature:
-        raise Rejection(401, "unsigned", "the hop is not signed (sl2s-timestamp/sl2s-signature)")
+        raise Rejection(
+            401, "unsigned", "the hop is not signed (sl2s-timestamp/sl2s-signature)"
+        )
     if not timestamp.isdigit() or len(timestamp) > 16:
-        raise Rejection(401, "bad_timestamp", "sl2s-timestamp is not integer milliseconds")
+        raise Rejection(
+            401, "bad_timestamp", "sl2s-timestamp is not integer milliseconds"
+        )
     skew = now - int(timestamp) / 1000.0
     if abs(skew) > max_skew:
         raise Rejection(
-            401, "stale", f"sl2s-timestamp is {skew:+.0f} s from the server clock (limit ±{max_skew:.0f} s)"
+            401,
+            "stale",
+            f"sl2s-timestamp is {skew:+.0f} s from the server clock (limit ±{max_skew:.0f} s)",
         )
     for key in keys:
         expected = sign(key, timestamp, idempotency_key, method, path, body)
-        if hmac.compare_digest(expected.encode("ascii"), signature.encode("ascii", "replace")):
+        if hmac.compare_digest(
+            expected.encode("ascii"), signature.encode("ascii", "replace")
+        ):
             return signature
     raise Rejection(401, "bad_signature", "the hop's signature does not match")
 
@@ -225,7 +273,11 @@ def parse_traceparent(value: str | None) -> TraceParent | None:
     if len(parts) < 4:
         return None
     version, trace_id, span_id, flags = parts[0], parts[1], parts[2], parts[3]
-    if not _HEX2.match(version) or version == "ff" or (version == "00" and len(parts) != 4):
+    if (
+        not _HEX2.match(version)
+        or version == "ff"
+        or (version == "00" and len(parts) != 4)
+    ):
         return None
     if not (_HEX32.match(trace_id) and _HEX16.match(span_id) and _HEX2.match(flags)):
         return None
@@ -237,7 +289,9 @@ def parse_traceparent(value: str | None) -> TraceParent | None:
 def format_baggage(entries: Mapping[str, str | None]) -> str:
     """W3C baggage list; values percent-encoded; None values left out."""
     return ",".join(
-        f"{name}={quote(value, safe='')}" for name, value in entries.items() if value is not None
+        f"{name}={quote(value, safe='')}"
+        for name, value in entries.items()
+        if value is not None
     )
 
 
@@ -268,8 +322,7 @@ def request_headers(
     path: str,
     body: bytes,
     now: float,
-    traceparent: TraceParent | None,
-    correlation_id: str | None,
+    traceparent: str | None,
     causation_id: str | None,
 ) -> dict[str, str]:
     """All headers of one attempt of a hop. With no key the hop goes unsigned (insecure mode)."""
@@ -281,9 +334,9 @@ def request_headers(
         stamp = timestamp_ms(now)
         headers[H_TIMESTAMP] = stamp
         headers[H_SIGNATURE] = sign(keys[0], stamp, idempotency_key, "POST", path, body)
-    if traceparent is not None:
-        headers[H_TRACEPARENT] = traceparent.header()
-    baggage = format_baggage({BAGGAGE_CORRELATION: correlation_id, BAGGAGE_CAUSATION: causation_id})
+    if traceparent:
+        headers[H_TRACEPARENT] = traceparent
+    baggage = format_baggage({BAGGAGE_CAUSATION: causation_id})
     if baggage:
         headers[H_BAGGAGE] = baggage
     return headers

@@ -30,26 +30,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sl2s.runtime import http_protocol as p
+from sl2s.runtime.transport import HopRequest, HopResponse
 
 log = logging.getLogger("sl2s.http")
 
 JSON = "application/json"
 
 
-@dataclass(frozen=True)
-class HopMeta:
-    """What a hop carries besides its envelope (from headers), handed to the handler."""
-
-    idempotency_key: str
-    traceparent: p.TraceParent | None
-    correlation_id: str | None
-    causation_id: str | None
-
-
-# A handler gets the checked request envelope and its meta; it returns the response envelope, or
-# raises an exception with `to_dict()` (sl2s.runtime.errors.RuntimeFailure) which travels back as a
-# failure, or a p.Rejection.
-Handler = Callable[[dict[str, Any], HopMeta], Mapping[str, Any]]
+# A handler runs one inbound hop: `Machine.handle`. It reports failures inside the flow as
+# `HopResponse.error`; raising is a bug (reported as a 500 "internal" rejection).
+Handler = Callable[[HopRequest], HopResponse]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -76,7 +66,12 @@ class IdempotencyStore:
     stay as tombstones: a retry then gets 410 instead of running the hop again.
     """
 
-    def __init__(self, retention: float, max_bytes: int = 64 * 1024 * 1024, max_entries: int = 500_000) -> None:
+    def __init__(
+        self,
+        retention: float,
+        max_bytes: int = 64 * 1024 * 1024,
+        max_entries: int = 500_000,
+    ) -> None:
         self.retention = retention
         self.max_bytes = max_bytes
         self.max_entries = max_entries
@@ -97,7 +92,9 @@ class IdempotencyStore:
         self._entries[key] = entry
         return entry
 
-    def finish(self, entry: _Entry, status: int, headers: dict[str, str], body: bytes) -> None:
+    def finish(
+        self, entry: _Entry, status: int, headers: dict[str, str], body: bytes
+    ) -> None:
         entry.pending = False
         entry.status, entry.headers, entry.body = status, headers, body
         self._bytes += len(body)
@@ -112,7 +109,9 @@ class IdempotencyStore:
             _, old = self._entries.popitem(last=False)
             if old.body is not None:
                 self._bytes -= len(old.body)
-            log.warning("idempotency store full: forgot the oldest key before its retention ended")
+            log.warning(
+                "idempotency store full: forgot the oldest key before its retention ended"
+            )
 
     def _expire(self, now: float) -> None:
         while self._entries:
@@ -126,6 +125,7 @@ class IdempotencyStore:
 
 # ---------------------------------------------------------------------------------------------
 # worker threads
+
 
 class WorkerPool:
     """Threads that run hop handlers (steps block; a nested hop waits on the next machine).
@@ -149,7 +149,9 @@ class WorkerPool:
         with self._lock:
             if self._idle == 0 and self._threads < self.max_threads:
                 self._threads += 1
-                threading.Thread(target=self._work, name="sl2s-hop", daemon=True).start()
+                threading.Thread(
+                    target=self._work, name="sl2s-hop", daemon=True
+                ).start()
         self._queue.put((loop, future, fn, args))
         return future
 
@@ -162,7 +164,9 @@ class WorkerPool:
                 self._idle -= 1
             try:
                 result, error = fn(*args), None
-            except BaseException as caught:  # noqa: BLE001 - handed to the awaiting coroutine
+            except (
+                BaseException
+            ) as caught:  # noqa: BLE001 - handed to the awaiting coroutine
                 result, error = None, caught
             try:
                 loop.call_soon_threadsafe(_settle, future, result, error)
@@ -189,19 +193,29 @@ async def _read_body(request: Request, limit: int) -> bytes:
         if not length.isdigit():
             raise p.Rejection(400, "bad_length", "content-length is not a number")
         if int(length) > limit:
-            raise p.Rejection(413, "too_large", f"hop body of {length} bytes exceeds the limit of {limit}")
+            raise p.Rejection(
+                413,
+                "too_large",
+                f"hop body of {length} bytes exceeds the limit of {limit}",
+            )
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise p.Rejection(413, "too_large", f"hop body exceeds the limit of {limit} bytes")
+            raise p.Rejection(
+                413, "too_large", f"hop body exceeds the limit of {limit} bytes"
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-def _respond(status: int, body: bytes, headers: Mapping[str, str] | None = None) -> Response:
-    return Response(body, status_code=status, media_type=JSON, headers=dict(headers or {}))
+def _respond(
+    status: int, body: bytes, headers: Mapping[str, str] | None = None
+) -> Response:
+    return Response(
+        body, status_code=status, media_type=JSON, headers=dict(headers or {})
+    )
 
 
 def _reject(rejection: p.Rejection, extra: Mapping[str, str] | None = None) -> Response:
@@ -232,7 +246,9 @@ def create_app(
             body = await _read_body(request, max_body)
             headers = request.headers
             if keys:
-                nonce: str | None = p.verify(keys, headers, "POST", path, body, clock(), max_skew)
+                nonce: str | None = p.verify(
+                    keys, headers, "POST", path, body, clock(), max_skew
+                )
             else:
                 nonce = None
             ikey = p.check_idempotency_key(headers.get(p.H_IDEMPOTENCY_KEY))
@@ -244,19 +260,41 @@ def create_app(
         entry = store.get(ikey, now)
         if entry is not None:
             if entry.digest != digest:
-                return _reject(p.Rejection(422, "key_reused", "this idempotency key was used for a different hop body"))
+                return _reject(
+                    p.Rejection(
+                        422,
+                        "key_reused",
+                        "this idempotency key was used for a different hop body",
+                    )
+                )
             if nonce is not None and nonce in entry.nonces:
-                return _reject(p.Rejection(401, "replayed", "this exact signed hop was already received"))
+                return _reject(
+                    p.Rejection(
+                        401, "replayed", "this exact signed hop was already received"
+                    )
+                )
             if nonce is not None:
                 entry.nonces.add(nonce)
             if entry.pending:
                 return _reject(
-                    p.Rejection(409, "in_progress", "a hop with this idempotency key is still running"),
+                    p.Rejection(
+                        409,
+                        "in_progress",
+                        "a hop with this idempotency key is still running",
+                    ),
                     {"retry-after": "1"},
                 )
             if entry.body is None:
-                return _reject(p.Rejection(410, "forgotten", "the stored answer for this key was evicted; the hop ran once"))
-            return _respond(entry.status, entry.body, {**entry.headers, "sl2s-replayed": "true"})
+                return _reject(
+                    p.Rejection(
+                        410,
+                        "forgotten",
+                        "the stored answer for this key was evicted; the hop ran once",
+                    )
+                )
+            return _respond(
+                entry.status, entry.body, {**entry.headers, "sl2s-replayed": "true"}
+            )
 
         entry = store.begin(ikey, digest, nonce, now)
         try:
@@ -265,29 +303,43 @@ def create_app(
                 p.check_request(envelope, flow, at)
                 if envelope["target"] != machine:
                     raise p.Rejection(
-                        421, "wrong_machine", f"hop for machine '{envelope['target']}' reached machine '{machine}'"
+                        421,
+                        "wrong_machine",
+                        f"hop for machine '{envelope['target']}' reached machine '{machine}'",
                     )
-                baggage = p.parse_baggage(headers.get(p.H_BAGGAGE))
-                meta = HopMeta(
-                    idempotency_key=ikey,
-                    traceparent=p.parse_traceparent(headers.get(p.H_TRACEPARENT)),
-                    correlation_id=baggage.get(p.BAGGAGE_CORRELATION),
-                    causation_id=baggage.get(p.BAGGAGE_CAUSATION),
-                )
-                running = pool.submit(_call, handler, envelope, meta)
+                envelope.pop("v")
+                traceparent = p.parse_traceparent(headers.get(p.H_TRACEPARENT))
+                envelope["traceparent"] = traceparent.header() if traceparent else ""
+                envelope["causation_id"] = p.parse_baggage(
+                    headers.get(p.H_BAGGAGE)
+                ).get(p.BAGGAGE_CAUSATION)
+                envelope["idempotency_key"] = ikey
+                hop_request = HopRequest.from_dict(envelope)
+                running = pool.submit(_call, handler, hop_request)
                 try:
                     status, out_headers, out_body = await asyncio.shield(running)
                 except asyncio.CancelledError:
                     # The server is stopping or the client went away; the hop still runs to its
                     # end in its thread, and its answer is stored for a retry.
-                    running.add_done_callback(lambda done: _finish_later(store, entry, done))
+                    running.add_done_callback(
+                        lambda done: _finish_later(store, entry, done)
+                    )
                     raise
             except p.Rejection as rejection:
-                status, out_headers, out_body = rejection.status, {p.H_OUTCOME: "rejected"}, rejection.body()
+                status, out_headers, out_body = (
+                    rejection.status,
+                    {p.H_OUTCOME: "rejected"},
+                    rejection.body(),
+                )
         except asyncio.CancelledError:
             raise
         except BaseException:
-            store.finish(entry, 500, {p.H_OUTCOME: "failed"}, p.Rejection(500, "internal", "hop crashed").body())
+            store.finish(
+                entry,
+                500,
+                {p.H_OUTCOME: "failed"},
+                p.Rejection(500, "internal", "hop crashed").body(),
+            )
             raise
         store.finish(entry, status, out_headers, out_body)
         return _respond(status, out_body, out_headers)
@@ -308,24 +360,147 @@ def create_app(
 
 def _finish_later(store: IdempotencyStore, entry: _Entry, done: asyncio.Future) -> None:
     if done.cancelled() or done.exception() is not None:
-        store.finish(entry, 500, {p.H_OUTCOME: "failed"}, p.Rejection(500, "internal", "hop crashed").body())
+        store.finish(
+            entry,
+            500,
+            {p.H_OUTCOME: "failed"},
+            p.Rejection(500, "internal", "hop crashed").body(),
+        )
     else:
         status, headers, body = done.result()
         store.finish(entry, status, headers, body)
 
 
-def _call(handler: Handler, envelope: dict[str, Any], meta: HopMeta) -> tuple[int, dict[str, str], bytes]:
-    """Run the handler in a worker thread; turn its outcome into (status, headers, body)."""
+def _call(handler: Handler, request: HopRequest) -> tuple[int, dict[str, str], bytes]:
+    """Run the handler in a worker thread; its response as (status, headers, body)."""
     try:
-        result = handler(envelope, meta)
-    except p.Rejection:
-        raise
-    except Exception as error:  # noqa: BLE001 - every failure travels back to the caller
-        to_dict = getattr(error, "to_dict", None)
-        if callable(to_dict):
-            failure = to_dict()
-        else:
-            log.exception("hop handler crashed")
-            failure = {"class": "HopFailed", "message": f"{type(error).__name__}: {error}"}
-        return 500, {p.H_OUTCOME: "failed"}, p.encode({"outcome": "failed", "failure": failure})
-    return 200, {p.H_OUTCOME: "returned"}, p.encode({"outcome": "returned", **dict(result)})
+        response = handler(request)
+    except Exception as error:  # noqa: BLE001 - a crash still answers the caller
+        log.exception("hop handler crashed")
+        rejection = p.Rejection(
+            500, "internal", f"machine crashed handling the hop: {type(error).__name__}"
+        )
+        return 500, {p.H_OUTCOME: "rejected"}, rejection.body()
+    body = p.encode(response.to_dict())
+    if response.error is not None:
+        return 500, {p.H_OUTCOME: "failed"}, body
+    return 200, {p.H_OUTCOME: "returned"}, body
+
+
+# ---------------------------------------------------------------------------------------------
+# binding to a generated tree
+
+
+def import_system(services_dir: str | os.PathLike) -> str:
+    """Make the generated package at `services_dir` importable; return its package name."""
+    import importlib
+    import sys
+    from pathlib import Path
+
+    from sl2s.runtime.http_config import HopConfigError
+
+    root = Path(services_dir).resolve()
+    if not (root / "__init__.py").is_file():
+        raise HopConfigError(
+            f"{services_dir}: not a generated services package (no __init__.py)"
+        )
+    parent = str(root.parent)
+    if parent not in sys.path:
+        sys.path.insert(0, parent)
+    importlib.import_module(root.name)
+    return root.name
+
+
+def machine_names(services_dir: str | os.PathLike) -> list[str]:
+    """Machines of a generated tree: its sub-packages that have a `_wiring.py`, sorted."""
+    from pathlib import Path
+
+    root = Path(services_dir)
+    return sorted(d.name for d in root.iterdir() if (d / "_wiring.py").is_file())
+
+
+def load_machine(services_dir: str | os.PathLike, name: str):
+    """Import machine `name` of the tree at `services_dir` and return its runtime `Machine`."""
+    from sl2s.runtime import registry
+    from sl2s.runtime.http_config import HopConfigError
+
+    system = import_system(services_dir)
+    known = machine_names(services_dir)
+    if name not in known:
+        raise HopConfigError(
+            f"{services_dir}: no machine '{name}' (machines: {', '.join(known) or 'none'})"
+        )
+    return registry.machine(system, name)
+
+
+def serves_inbound(machine) -> bool:
+    """Whether a machine has segments, i.e. other machines hop to it (it needs an endpoint)."""
+    return bool(getattr(machine, "_segments", None))
+
+
+def machine_app(services_dir: str | os.PathLike, name: str, config=None) -> Starlette:
+    """The app serving machine `name` of the generated tree at `services_dir`.
+
+    Its own outgoing hops go over HTTP too (`SL2S_TRANSPORT` defaults to `http` in a served
+    process), to the addresses of `config` (default: `load_config(services_dir)`).
+    """
+    from sl2s.runtime.http_config import load_config
+
+    os.environ.setdefault("SL2S_TRANSPORT", "http")
+    os.environ.setdefault("SL2S_SERVICES", str(services_dir))
+    config = config or load_config(services_dir)
+    machine = load_machine(services_dir, name)
+    return create_app(
+        machine.handle, machine=name, keys=config.keys, max_body=config.max_body
+    )
+
+
+def app_from_env() -> Starlette:
+    """`machine_app` configured by `SL2S_SERVICES` and `SL2S_MACHINE`."""
+    from sl2s.runtime.http_config import HopConfigError
+
+    services = os.environ.get("SL2S_SERVICES")
+    name = os.environ.get("SL2S_MACHINE")
+    if not services or not name:
+        raise HopConfigError(
+            "set SL2S_SERVICES (the generated directory) and SL2S_MACHINE (the machine to serve)"
+        )
+    return machine_app(services, name)
+
+
+class _EnvApp:
+    """The module-level `app`: builds `app_from_env()` at startup (lifespan) or first request."""
+
+    def __init__(self) -> None:
+        self._app: Starlette | None = None
+        self._lock = threading.Lock()
+
+    def _get(self) -> Starlette:
+        if self._app is None:
+            with self._lock:
+                if self._app is None:
+                    self._app = app_from_env()
+        return self._app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    self._get()
+                except (
+                    Exception
+                ) as error:  # noqa: BLE001 - reported to uvicorn, which exits
+                    await send(
+                        {"type": "lifespan.startup.failed", "message": str(error)}
+                    )
+                    return
+                await send({"type": "lifespan.startup.complete"})
+                message = await receive()
+            if message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+            return
+        await self._get()(scope, receive, send)
+
+
+app = _EnvApp()
