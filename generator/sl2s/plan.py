@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sl2s.diagnostics import Diagnostic, Sl2sError
-from sl2s.model import Flow, Placeholder, Plan, Step
+from sl2s.model import Flow, Placeholder, Plan, Step, TemplatePart
 from sl2s.names import identifier_or_none, step_slug_or_none
 from sl2s.template import TemplateError, parse
 
@@ -155,7 +155,9 @@ def _record(text: str, i: int, delimiter: str) -> tuple[tuple[str, ...] | str, i
             if closed is None:
                 return _UNTERMINATED, n
             cell, k = closed
-            cell = cell.replace("\r\n", "\n")  # the meaning must not depend on line endings
+            cell = cell.replace(
+                "\r\n", "\n"
+            )  # the meaning must not depend on line endings
             k = _skip(text, k, blanks)
             if text.startswith("\r\n", k) or (k == n - 1 and text[k] == "\r"):
                 k += 1
@@ -210,24 +212,25 @@ def _header_score(records: list[_Record | _Bad]) -> int:
     return known if len(cells) >= 2 and known >= 2 else 0
 
 
+def _threes(records: list[_Record | _Bad]) -> int:
+    return sum(1 for r in records if isinstance(r, _Record) and len(r.cells) == 3)
+
+
 def _choose(text: str) -> tuple[str, list[_Record | _Bad], bool]:
     """(delimiter, records, has_header) per the rules in docs/plan-format.md."""
     candidates = [(d, _records(text, d)) for d in DELIMITERS]
-    scored = [(_header_score(r), -n, d, r) for n, (d, r) in enumerate(candidates)]
-    best = max(scored, key=lambda s: (s[0], s[1]))
-    if best[0]:
-        return best[2], best[3], True
 
-    def threes(records: list[_Record | _Bad]) -> int:
-        return sum(1 for r in records if isinstance(r, _Record) and len(r.cells) == 3)
+    def best(score) -> tuple[str, list[_Record | _Bad]]:
+        # the highest score; ties go to the earlier delimiter (tab, comma, semicolon)
+        return max(enumerate(candidates), key=lambda ic: (score(ic[1]), -ic[0]))[1]
 
-    counted = [(threes(r), -n, d, r) for n, (d, r) in enumerate(candidates)]
-    if not any(
-        c[0] for c in counted
-    ):  # no delimiter fits any row: the most frequent one
-        counted = [(text.count(d), -n, d, r) for n, (d, r) in enumerate(candidates)]
-    best = max(counted, key=lambda s: (s[0], s[1]))
-    return best[2], best[3], False
+    delimiter, records = best(lambda c: _header_score(c[1]))
+    if _header_score(records):
+        return delimiter, records, True
+    delimiter, records = best(lambda c: _threes(c[1]))
+    if not _threes(records):  # no delimiter fits any row: the most frequent one
+        delimiter, records = best(lambda c: text.count(c[0]))
+    return delimiter, records, False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,6 +274,13 @@ def _columns(header: _Record, diags: list[tuple[int, str]]) -> dict[str, int] | 
     return None if missing else columns
 
 
+def _row(record: _Record, columns: dict[str, int]) -> _Row:
+    def cell(name: str) -> str:
+        return record.cells[columns[name]].strip() if name in columns else ""
+
+    return _Row(record.line, cell("request"), cell("log"), cell("machine"), cell("id"))
+
+
 def _rows(text: str, diags: list[tuple[int, str]]) -> tuple[list[_Row], int | None]:
     """Rows of the plan and the header's line (None without a header)."""
     delimiter, records, has_header = _choose(text)
@@ -279,9 +289,8 @@ def _rows(text: str, diags: list[tuple[int, str]]) -> tuple[list[_Row], int | No
     columns: dict[str, int] | None = {"request": 0, "log": 1, "machine": 2}
     names = ", ".join(REQUIRED)
     if has_header:
-        header = records[0]
-        assert isinstance(header, _Record)
-        records = records[1:]
+        header, records = records[0], records[1:]
+        assert isinstance(header, _Record)  # _header_score only accepts a _Record
         header_line = header.line
         width = len(header.cells)
         names = ", ".join(c.strip() for c in header.cells)
@@ -290,8 +299,7 @@ def _rows(text: str, diags: list[tuple[int, str]]) -> tuple[list[_Row], int | No
     for record in records:
         if isinstance(record, _Bad):
             diags.append((record.line, record.message))
-            continue
-        if len(record.cells) != width:
+        elif len(record.cells) != width:
             diags.append(
                 (
                     record.line,
@@ -300,21 +308,13 @@ def _rows(text: str, diags: list[tuple[int, str]]) -> tuple[list[_Row], int | No
                     " the separator",
                 )
             )
-            continue
-        if columns is None:
-            continue
-
-        def cell(name: str, cells: tuple[str, ...] = record.cells) -> str:
-            return cells[columns[name]].strip() if name in columns else ""
-
-        row = _Row(
-            record.line, cell("request"), cell("log"), cell("machine"), cell("id")
-        )
-        empty = [c for c in REQUIRED if not getattr(row, c)]
-        for name in empty:
-            diags.append((record.line, f"empty {name} cell"))
-        if not empty:
-            rows.append(row)
+        elif columns is not None:
+            row = _row(record, columns)
+            empty = [c for c in REQUIRED if not getattr(row, c)]
+            for name in empty:
+                diags.append((record.line, f"empty {name} cell"))
+            if not empty:
+                rows.append(row)
     return rows, header_line
 
 
@@ -354,7 +354,32 @@ class _Spellings:
         return name
 
 
-def _steps(rows: list[_Row], diags: list[tuple[int, str]]):
+def _step_id(row: _Row, diags: list[tuple[int, str]]) -> str | None:
+    if row.id:
+        step_id = identifier_or_none(row.id)
+        if step_id is None:
+            message = f"id {row.id!r} has no letters or digits usable in an identifier"
+            diags.append((row.line, message))
+        return step_id
+    step_id = step_slug_or_none(row.log)
+    if step_id is None:
+        message = "the log text gives no usable step id (no letters or digits); add an 'id' column"
+        diags.append((row.line, message))
+    return step_id
+
+
+def _parts(row: _Row, diags: list[tuple[int, str]]) -> tuple[TemplatePart, ...] | None:
+    try:
+        return parse(row.log)
+    except TemplateError as error:
+        diags.append((row.line, str(error)))
+        return None
+
+
+def _steps(
+    rows: list[_Row], diags: list[tuple[int, str]]
+) -> tuple[dict[str, list[Step]], dict[str, str], dict[str, str]]:
+    """Steps by flow, and the first spelling of each flow and machine."""
     flows = _Spellings("request", diags)
     machines = _Spellings("machine", diags)
     machine_spellings: dict[str, str] = {}
@@ -363,30 +388,8 @@ def _steps(rows: list[_Row], diags: list[tuple[int, str]]):
     for row in rows:
         flow = flows.add(row.request, row.line)
         machine = machines.add(row.machine, row.line)
-        try:
-            parts = parse(row.log)
-        except TemplateError as error:
-            diags.append((row.line, str(error)))
-            parts = None
-        if row.id:
-            step_id = identifier_or_none(row.id)
-            if step_id is None:
-                diags.append(
-                    (
-                        row.line,
-                        f"id {row.id!r} has no letters or digits usable in an identifier",
-                    )
-                )
-        else:
-            step_id = step_slug_or_none(row.log)
-            if step_id is None:
-                diags.append(
-                    (
-                        row.line,
-                        "the log text gives no usable step id (no letters or digits); add an"
-                        " 'id' column",
-                    )
-                )
+        parts = _parts(row, diags)
+        step_id = _step_id(row, diags)
         if flow is None or machine is None or parts is None or step_id is None:
             continue
         machine_spellings.setdefault(machine, row.machine)
