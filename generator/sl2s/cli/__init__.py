@@ -4,5 +4,6 @@ from sl2s.cli.app import app, main
 from sl2s.cli import observe as _observe  # noqa: F401,E402  (story, patterns, incidents)
 from sl2s.cli import generate as _generate  # noqa: F401,E402  (generate)
 from sl2s.cli import run as _run  # noqa: F401,E402  (run)
+from sl2s.cli import plan as _plan  # noqa: F401,E402  (check, show, diff)
 
 __all__ = ["app", "main"]
