@@ -213,7 +213,11 @@ class Machine:
             message = (
                 f"no @step function for step '{step_id}' of flow '{flow}' on machine '{self.name}'"
             )
-            elsewhere = registry.packages_with(flow, step_id)
+            elsewhere = [
+                package
+                for package in registry.packages_with(flow, step_id)
+                if package.rpartition(".")[0] == self.system
+            ]
             if elsewhere:
                 message += (
                     f"; it is defined in {', '.join(elsewhere)} (move it with `sl2s rebalance`)"

@@ -1,0 +1,409 @@
+"""sl2s.runtime on hand-written generated trees (tests/data/runtime_tree, per docs/architecture.md):
+the login sample plan (machines client, server) and the A1 B2 C3 A4 B5 A6 stack example."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+
+from sl2s.runtime import (
+    UNSET,
+    HopRequest,
+    StepFailed,
+    WiringError,
+    events,
+    hooks,
+    load_machine,
+    step,
+)
+from sl2s.runtime.errors import failure_from_dict
+
+TREE = Path(__file__).resolve().parent / "data" / "runtime_tree"
+LOGIN_ORDER = [
+    ("client", "user_attempted_login_as_username_and_password", "login.csv:2"),
+    ("server", "received_request_to_login_as_username", "login.csv:3"),
+    ("server", "testing_password_for_username", "login.csv:4"),
+    ("server", "setting_session_for_username", "login.csv:5"),
+    ("server", "finish_handling_user_login", "login.csv:6"),
+    ("client", "login_successful", "login.csv:7"),
+]
+ABC_ORDER = [("a", "a1"), ("b", "b2"), ("c", "c3"), ("a", "a4"), ("b", "b5"), ("a", "a6")]
+
+
+@pytest.fixture
+def logs(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(TREE))
+    monkeypatch.setenv("SL2S_LOG_DIR", str(tmp_path / "logs"))
+    monkeypatch.delenv("SL2S_TRANSPORT", raising=False)
+    monkeypatch.delenv("SL2S_SECRETS", raising=False)
+    yield tmp_path / "logs"
+    events.close_all()
+
+
+def written(log_dir: Path) -> list[dict]:
+    """Every event of every machine's file (files are complete once a flow has ended)."""
+    found = []
+    for path in sorted(log_dir.glob("*.jsonl")):
+        found.extend(json.loads(line) for line in path.read_text("utf-8").splitlines())
+    return found
+
+
+def causal_chain(evts: list[dict]) -> list[dict]:
+    """Order events by following causation ids from the one without a cause."""
+    by_cause = {e["attributes"]["sl2s.causation_id"]: e for e in evts}
+    assert len(by_cause) == len(evts), "two events claim the same cause"
+    chain, cause = [], None
+    while cause in by_cause:
+        chain.append(by_cause[cause])
+        cause = chain[-1]["attributes"]["sl2s.event_id"]
+    assert len(chain) == len(evts), "events do not form one causal chain"
+    return chain
+
+
+def steps_of(chain: list[dict]) -> list[tuple[str, str]]:
+    return [
+        (e["attributes"]["sl2s.machine"], e["attributes"]["sl2s.step"])
+        for e in chain
+        if e["event_name"] == "sl2s.step"
+    ]
+
+
+def test_login_flow_writes_one_event_per_step_in_plan_order(logs):
+    import rt_login.client
+
+    result = rt_login.client.login(username="ann", password="hunter2")
+
+    assert result["greeting"] == "welcome back (s-ann)"
+    evts = written(logs)
+    chain = causal_chain(evts)
+    assert [
+        (e["resource"]["service.name"], e["attributes"]["sl2s.step"], e["attributes"]["sl2s.plan"])
+        for e in chain
+    ] == LOGIN_ORDER
+    assert {e["attributes"]["sl2s.correlation_id"] for e in evts} == {
+        chain[0]["attributes"]["sl2s.correlation_id"]
+    }
+    assert chain[0]["attributes"]["sl2s.causation_id"] is None
+    for before, after in zip(chain, chain[1:]):
+        assert after["attributes"]["sl2s.causation_id"] == before["attributes"]["sl2s.event_id"]
+    # one trace per flow run, one span per machine activation
+    assert len({e["trace_id"] for e in evts}) == 1 and len(chain[0]["trace_id"]) == 32
+    spans = {e["attributes"]["sl2s.machine"]: e["span_id"] for e in chain}
+    assert spans["client"] != spans["server"] and all(len(s) == 16 for s in spans.values())
+    first = chain[0]
+    assert first["body"] == "User attempted login as ann and ***"
+    assert first["severity_text"] == "INFO" and first["severity_number"] == 9
+    assert first["event_name"] == "sl2s.step"
+    assert first["attributes"]["sl2s.template"] == "User attempted login as :username and #password"
+    assert first["attributes"]["sl2s.fields"] == {"username": "ann", "password": "***"}
+    assert first["attributes"]["sl2s.unset"] == []
+    assert first["timestamp"].endswith("Z") and first["timestamp"][10] == "T"
+    testing = chain[2]["attributes"]
+    assert testing["code.filepath"] == "rt_login/server/login.py"
+    source = (TREE / "rt_login/server/login.py").read_text().splitlines()
+    assert source[testing["code.lineno"] - 1].startswith('@step("login", "Testing password')
+    assert testing["code.function"] == "testing_password_for_username"
+
+
+def test_stack_example_returns_up_the_stack_and_resumes_in_plan_order(logs):
+    import rt_abc.a
+
+    result = rt_abc.a.abc(x=1, key="sekrit", mode="ok")
+
+    assert result["trail"] == ["a1", "b2", "c3", "a4", "b5", "a6"]
+    chain = causal_chain(written(logs))
+    assert steps_of(chain) == ABC_ORDER
+    assert [e["attributes"].get("sl2s.plan") for e in chain if e["event_name"] == "sl2s.step"] == [
+        f"abc.csv:{n}" for n in range(1, 7)
+    ]
+    # b has two activations (at b2 and at b5): two spans
+    b_spans = {e["span_id"] for e in chain if e["attributes"]["sl2s.machine"] == "b"}
+    assert len(b_spans) == 2
+
+
+def test_context_crosses_hops_as_json_and_only_listed_secrets_travel(logs):
+    import rt_abc.a
+
+    seen: list[dict] = []
+    listener = hooks.subscribe(lambda evt: seen.append(evt))
+    try:
+        result = rt_abc.a.abc(x=(1, 2), key="sekrit", mode="rotate_key")
+    finally:
+        hooks.unsubscribe(listener)
+
+    # c is never sent the secret (its wiring lists no secrets): its event shows no `key` at all
+    c3 = next(e for e in seen if e["attributes"].get("sl2s.step") == "c3" and e["event_name"] == "sl2s.step")
+    assert "key" not in c3["attributes"]["sl2s.fields"]
+    # b changed the secret and returned it (secrets=("key",)): a sees the new value
+    assert result["key"] == "sekrit-rotated"
+    # the tuple crossed a hop as JSON and came back as a list, as it would over HTTP
+    assert result["x"] == [1, 2]
+
+
+def test_missing_fields_arrive_as_unset_or_the_parameter_default_and_show_as_unset(logs, caplog):
+    import rt_abc.a
+    import rt_login.client
+
+    with pytest.raises(StepFailed):
+        rt_login.client.login(username="ann")  # no password: the server's check fails
+    first = causal_chain(written(logs))[0]
+    assert first["body"] == "User attempted login as ann and <unset:password>"
+    assert first["attributes"]["sl2s.unset"] == ["password"]
+    assert "password" not in first["attributes"]["sl2s.fields"]
+
+    rt_abc.a.abc(x=1, key="k", mode="ok")
+    log_event = next(e for e in written(logs) if e["event_name"] == "sl2s.log")
+    # c3(x, trail, key, mode, limit=3): `key` never reaches c -> UNSET; `limit` -> its default
+    assert log_event["body"] == "c3 got 1 (key unset, limit 3)"
+    assert UNSET is not None and not UNSET and repr(UNSET) == "UNSET"
+
+
+def test_secrets_are_never_written_in_clear(logs):
+    import rt_abc.a
+    import rt_login.client
+
+    server_log = logging.getLogger("rt_login.server.login")
+    server_log.setLevel(logging.DEBUG)
+    try:
+        rt_login.client.login(username="ann", password="hunter2")
+        rt_abc.a.abc(x=1, key="sekrit-value", mode="rotate_key")
+        with pytest.raises(StepFailed) as failed:
+            rt_login.client.login(username="ann", password="wrong-pw-123")
+    finally:
+        server_log.setLevel(logging.NOTSET)
+    events.flush_all()
+
+    raw = b"".join(p.read_bytes() for p in logs.glob("*.jsonl"))
+    assert raw.count(b"\n") >= 17
+    for secret in (b"hunter2", b"sekrit-value", b"wrong-pw-123"):
+        assert secret not in raw
+    # the user's exception message held the password: scrubbed in the event, the error, the traceback
+    failure = failed.value
+    assert failure.exc_message == "password *** is wrong for ann"
+    assert "wrong-pw-123" not in str(failure) and "wrong-pw-123" not in failure.traceback
+    error_event = next(e for e in written(logs) if e["severity_text"] == "ERROR")
+    assert error_event["attributes"]["exception.message"] == "password *** is wrong for ann"
+
+
+def test_a_json_unsafe_field_fails_at_its_step_naming_field_step_and_plan_line(logs):
+    import rt_abc.a
+
+    with pytest.raises(StepFailed) as failed:
+        rt_abc.a.abc(x=1, key="k", mode="unsafe_field")
+
+    failure = failed.value
+    assert (failure.machine, failure.step, failure.plan, failure.kind) == ("b", "b2", "abc.csv:2", "contract")
+    assert "'handle' (Opaque, set by step 'b2' at abc.csv:2) is not JSON data" in failure.exc_message
+    assert str(failure).startswith("abc.csv:2: step 'b2' of flow 'abc' failed on machine 'b'")
+    error = next(e for e in written(logs) if e["severity_text"] == "ERROR")
+    assert error["attributes"]["sl2s.fields"]["handle"] == "<not JSON: Opaque>"
+    assert error["attributes"]["sl2s.event_id"] == failure.event_id
+    assert [s for _, s in steps_of(causal_chain(written(logs)))] == ["a1", "b2"]
+
+
+def test_a_json_unsafe_secret_fails_at_the_hop_naming_field_step_and_plan_line(logs):
+    import rt_abc.a
+
+    with pytest.raises(StepFailed) as failed:
+        rt_abc.a.abc(x=1, key="k", mode="unsafe_secret")
+
+    failure = failed.value
+    assert (failure.machine, failure.step, failure.plan) == ("b", "b2", "abc.csv:2")
+    assert failure.exc_message.startswith(
+        "field 'key' (dict, set by step 'b2' at abc.csv:2) cannot travel to machine 'a'"
+    )
+    hop = next(e for e in written(logs) if e["event_name"] == "sl2s.hop_failed")
+    assert hop["attributes"]["sl2s.machine"] == "b" and hop["severity_text"] == "ERROR"
+
+
+def test_a_step_that_returns_no_mapping_fails_naming_the_step(logs):
+    import rt_abc.a
+
+    with pytest.raises(StepFailed) as failed:
+        rt_abc.a.abc(x=1, key="k", mode="not_a_mapping")
+    assert failed.value.step == "b2" and failed.value.kind == "contract"
+    assert "step function b2 returned list; a step returns None or a mapping" in str(failed.value)
+
+
+def test_a_raising_step_writes_an_error_event_and_the_entry_raises_step_failed(logs):
+    import rt_abc.a
+
+    with pytest.raises(StepFailed) as failed:
+        rt_abc.a.abc(x=7, key="k", mode="raise")
+
+    failure = failed.value
+    assert (failure.machine, failure.flow, failure.step, failure.plan) == ("c", "abc", "c3", "abc.csv:3")
+    assert (failure.exc_type, failure.exc_message) == ("RuntimeError", "c3 cannot handle 7")
+    assert failure.kind == "exception"
+    source = (TREE / "rt_abc/c/abc.py").read_text().splitlines()
+    path, line = failure.source.rsplit(":", 1)
+    assert path == "rt_abc/c/abc.py" and source[int(line) - 1].startswith('@step("abc", "C3')
+    assert 'raise RuntimeError(f"c3 cannot handle {x}")' in failure.traceback
+    assert "sl2s/runtime" not in failure.traceback  # only the user's frames
+    # events are on disk as soon as the flow failed; the flow stopped at c3
+    evts = written(logs)
+    chain = causal_chain(evts)
+    assert [s for _, s in steps_of(chain)] == ["a1", "b2", "c3"]
+    error = chain[-1]
+    assert error["severity_text"] == "ERROR" and error["severity_number"] == 17
+    assert error["attributes"]["sl2s.event_id"] == failure.event_id
+    assert error["attributes"]["exception.type"] == "RuntimeError"
+    assert error["attributes"]["exception.message"] == "c3 cannot handle 7"
+    assert error["attributes"]["sl2s.raised_at"].startswith("rt_abc/c/abc.py:")
+    # travels over hops as data and comes back the same
+    again = failure_from_dict(json.loads(json.dumps(failure.to_dict())))
+    assert isinstance(again, StepFailed) and again.to_dict() == failure.to_dict()
+
+
+def test_logging_records_inside_a_step_become_log_events_of_that_step(logs):
+    import rt_abc.a
+    import rt_login.client
+
+    rt_abc.a.abc(x=1, key="k", mode="ok")
+    chain = causal_chain(written(logs))
+    log_event = next(e for e in chain if e["event_name"] == "sl2s.log")
+    assert chain.index(log_event) == 2  # after b2, before the c3 step event that it belongs to
+    attributes = log_event["attributes"]
+    assert attributes["sl2s.log.template"] == "c3 got %s (key %s, limit %d)"
+    assert attributes["sl2s.step"] == "c3" and attributes["sl2s.machine"] == "c"
+    assert attributes["sl2s.log.logger"] == "rt_abc.c.abc"
+    assert attributes["code.filepath"] == "rt_abc/c/abc.py"
+    assert log_event["severity_text"] == "WARNING" and log_event["severity_number"] == 13
+
+    # records below the logger's enabled level are not created, so not captured
+    for path in logs.glob("*.jsonl"):
+        path.unlink()
+    rt_login.client.login(username="ann", password="hunter2")
+    assert not [e for e in written(logs) if e["event_name"] == "sl2s.log"]
+    logging.getLogger("rt_login.server.login").setLevel(logging.INFO)
+    try:
+        rt_login.client.login(username="ann", password="hunter2")
+    finally:
+        logging.getLogger("rt_login.server.login").setLevel(logging.NOTSET)
+    captured = [e for e in written(logs) if e["event_name"] == "sl2s.log"]
+    assert [e["body"] for e in captured] == ["session s-ann created for ann"]
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[dict] = []
+        self.started: list[dict] = []
+        self.finished: list[tuple[dict, object]] = []
+
+    def event(self, evt: dict) -> None:
+        self.events.append(evt)
+
+    def segment_started(self, info: dict) -> None:
+        self.started.append(info)
+
+    def segment_finished(self, info: dict, error) -> None:
+        self.finished.append((info, error))
+
+
+class Broken:
+    def event(self, evt: dict) -> None:
+        raise ValueError("listener bug")
+
+    def segment_started(self, info: dict) -> None:
+        raise KeyError("listener bug")
+
+    def segment_finished(self, info: dict, error) -> None:
+        raise RuntimeError("listener bug")
+
+
+def test_hooks_see_every_event_and_activation_and_a_raising_listener_breaks_nothing(logs, capsys):
+    import rt_abc.a
+
+    broken, recorder = hooks.subscribe(Broken()), hooks.subscribe(Recorder())
+    try:
+        result = rt_abc.a.abc(x=1, key="k", mode="ok")
+        with pytest.raises(StepFailed) as failed:
+            rt_abc.a.abc(x=1, key="k", mode="raise")
+    finally:
+        hooks.unsubscribe(broken)
+        hooks.unsubscribe(recorder)
+
+    assert result["trail"][-1] == "a6"
+    seen = [e["attributes"]["sl2s.event_id"] for e in recorder.events]
+    assert sorted(seen) == sorted(e["attributes"]["sl2s.event_id"] for e in written(logs))
+    assert len(seen) == 11  # 6 steps + 1 log line; then a1, b2, c3's log line, c3's ERROR
+    first_run = recorder.started[:4]
+    assert [(i["kind"], i["machine"], i["at"]) for i in first_run] == [
+        ("entry", "a", None), ("segment", "b", "b2"), ("segment", "c", "c3"), ("segment", "b", "b5")
+    ]
+    entry, b2, c3, b5 = first_run
+    assert b2["parent_span_id"] == entry["span_id"] and c3["parent_span_id"] == b2["span_id"]
+    assert b5["parent_span_id"] == entry["span_id"]
+    assert len({i["trace_id"] for i in first_run}) == 1
+    assert [(i["machine"], e) for i, e in recorder.finished[:4]] == [
+        ("c", None), ("b", None), ("b", None), ("a", None)
+    ]
+    # the failing run: every activation finishes with the failure, innermost first
+    failing = recorder.finished[4:]
+    assert [i["machine"] for i, _ in failing] == ["c", "b", "a"]
+    assert all(isinstance(e, StepFailed) and e.step == "c3" for _, e in failing)
+    assert failed.value.step == "c3"
+    err = capsys.readouterr().err
+    assert err.count("listener bug") == 1  # reported once per listener object, then ignored
+
+
+def test_an_inbound_hop_for_an_unknown_segment_comes_back_as_an_error_not_an_exception(logs):
+    import rt_abc.a  # noqa: F401  (imports b and c through hops only when a flow runs)
+
+    b = load_machine("rt_abc", "b")
+    request = HopRequest(
+        system="rt_abc", flow="abc", source="a", target="b", at="nowhere", resume_at="a4",
+        fields={"x": 1}, secrets=["key"], correlation_id="c" * 32, causation_id=None,
+        traceparent="00-" + "1" * 32 + "-" + "2" * 16 + "-01", idempotency_key="k1", stack=["a"],
+    )
+    response = b.handle(HopRequest.from_dict(request.to_dict()))
+    assert response.error is not None
+    failure = failure_from_dict(response.error)
+    assert isinstance(failure, WiringError)
+    assert "machine 'b' has no segment of flow 'abc' starting at step 'nowhere'" in str(failure)
+    event = next(e for e in written(logs) if e["event_name"] == "sl2s.wiring_error")
+    assert event["trace_id"] == "1" * 32 and event["attributes"]["sl2s.correlation_id"] == "c" * 32
+
+
+def test_a_step_without_a_function_is_a_wiring_error_with_its_plan_line(tmp_path, monkeypatch, logs):
+    copy = tmp_path / "rt_abc_missing"
+    shutil.copytree(TREE / "rt_abc", copy)
+    user = copy / "c" / "abc.py"
+    user.write_text(user.read_text().replace('id="c3"', 'id="c3_renamed"'))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import rt_abc_missing.a
+
+    with pytest.raises(WiringError) as failed:
+        rt_abc_missing.a.abc(x=1, key="k")
+    assert str(failed.value) == (
+        "abc.csv:3: no @step function for step 'c3' of flow 'abc' on machine 'c' "
+        "(expected in rt_abc_missing/c/abc.py)"
+    )
+
+
+def test_the_default_log_dir_is_inside_the_system_package(tmp_path, monkeypatch):
+    shutil.copytree(TREE / "rt_login", tmp_path / "rt_login_copy")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("SL2S_LOG_DIR", raising=False)
+    import rt_login_copy.client
+
+    rt_login_copy.client.feed()
+    lines = (tmp_path / "rt_login_copy/.sl2s/logs/client.jsonl").read_text().splitlines()
+    assert [json.loads(x)["attributes"]["sl2s.plan"] for x in lines] == ["login.csv:8"]
+    events.close_all()
+
+
+def test_the_same_step_defined_twice_on_one_machine_is_refused():
+    def first():
+        return None
+
+    def second():
+        return None
+
+    step("dup_flow", "Do it")(first)
+    with pytest.raises(WiringError, match="step 'do_it' of flow 'dup_flow' is defined twice"):
+        step("dup_flow", "Do it")(second)
