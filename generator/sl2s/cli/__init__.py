@@ -5,5 +5,6 @@ from sl2s.cli import observe as _observe  # noqa: F401,E402  (story, patterns, i
 from sl2s.cli import generate as _generate  # noqa: F401,E402  (generate)
 from sl2s.cli import run as _run  # noqa: F401,E402  (run)
 from sl2s.cli import plan as _plan  # noqa: F401,E402  (check, show, diff)
+from sl2s.cli import serve as _serve  # noqa: F401,E402  (serve, up, deploy)
 
 __all__ = ["app", "main"]

@@ -46,6 +46,12 @@ def run(
         help="Context fields: FIELD=VALUE sets a string, FIELD:=JSON any JSON value.",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final context."),
+    remote: bool = typer.Option(
+        False,
+        "--remote",
+        help="Hop over HTTP to machines already running (sl2s up / sl2s serve); addresses from "
+        "DIR/sl2s.toml, DIR/.sl2s/up.toml or SL2S_URL_<MACHINE>. Only this machine's steps print.",
+    ),
 ) -> None:
     """Run FLOW of the system in DIR in this process, printing one line per step.
 
@@ -55,6 +61,10 @@ def run(
     your own code is shown once.
     """
     try:
+        if remote:  # --remote: see sl2s.runtime.http_transport.use_http (owned by the HTTP work)
+            from sl2s.runtime.http_transport import use_http
+
+            use_http(directory)
         fields = parse_values(values or [])
         entry = load_entry(directory, flow)
         check_fields(entry, fields)

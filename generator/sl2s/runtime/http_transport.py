@@ -166,3 +166,19 @@ def _plan_location(request: HopRequest) -> str | None:
 
 
 register_transport("http", HttpTransport)
+
+
+def use_http(services_dir: str) -> HttpConfig:
+    """Make this process hop over HTTP to the machines of the tree at `services_dir`
+    (`sl2s run --remote`). Raises HopConfigError when no machine has an address."""
+    from sl2s.runtime.http_config import HopConfigError
+
+    config = load_config(services_dir)
+    if not config.urls:
+        raise HopConfigError(
+            f"{services_dir}: no machine addresses: start the machines with `sl2s up {services_dir}`,"
+            " or list them under [machines] in sl2s.toml, or set SL2S_URL_<MACHINE>"
+        )
+    os.environ["SL2S_TRANSPORT"] = "http"
+    os.environ["SL2S_SERVICES"] = str(services_dir)
+    return config
