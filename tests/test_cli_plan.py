@@ -89,23 +89,44 @@ def test_show_of_an_invalid_plan_exits_1_with_file_line_messages(here):
 
 def test_diff_exit_codes_follow_diff(here):
     same = run("diff", "login.csv", "login.old.csv")
-    assert (same.exit_code, same.stdout) == (0, "--- login.csv\n+++ login.old.csv\nno differences\n")
+    assert (same.exit_code, same.stdout) == (
+        0,
+        "--- login.csv\n+++ login.old.csv\nno differences\n",
+    )
     changed = run("diff", "login.old.csv", "login.new.csv", "--format", "markdown")
     assert changed.exit_code == 1
-    expected = plandiff.markdown(plandiff.diff_plans(read_plan("login.old.csv"), read_plan("login.new.csv")))
+    expected = plandiff.markdown(
+        plandiff.diff_plans(read_plan("login.old.csv"), read_plan("login.new.csv"))
+    )
     assert changed.stdout == expected
     missing = run("diff", "login.csv", "nope.csv")
-    assert (missing.exit_code, missing.stdout, missing.stderr) == (2, "", "nope.csv: no such file\n")
+    assert (missing.exit_code, missing.stdout, missing.stderr) == (
+        2,
+        "",
+        "nope.csv: no such file\n",
+    )
     invalid = run("diff", "broken.csv", "routing.csv")
     assert invalid.exit_code == 2
-    assert {line.split(":")[0] for line in invalid.stderr.splitlines()} == {"broken.csv", "routing.csv"}
+    assert {line.split(":")[0] for line in invalid.stderr.splitlines()} == {
+        "broken.csv",
+        "routing.csv",
+    }
 
 
 def test_help_documents_each_command():
     for command, words in [
         ("check", ["PLAN", "Exit status: 0 when all plans are valid, 1"]),
         ("show", ["--format", "mermaid", "markdown", "Exit status"]),
-        ("diff", ["OLD", "NEW", "--format", "0 when the plans are the same, 1 when", "differ, 2"]),
+        (
+            "diff",
+            [
+                "OLD",
+                "NEW",
+                "--format",
+                "0 when the plans are the same, 1 when",
+                "differ, 2",
+            ],
+        ),
     ]:
         result = run(command, "--help")
         assert result.exit_code == 0

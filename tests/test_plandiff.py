@@ -44,13 +44,17 @@ def test_text_golden_for_login(golden):
 
 
 def test_pairs_cover_the_sample_plans():
-    samples = {p.stem for p in (DATA.parent.parent.parent / "sample_plans").glob("*.csv")}
+    samples = {
+        p.stem for p in (DATA.parent.parent.parent / "sample_plans").glob("*.csv")
+    }
     assert samples and samples <= set(PAIRS)
 
 
 def test_formatting_only_changes_are_no_difference():
     old = parse_plan(b"request,log,machine\nf,Start :x,a\nf,Work,b\n", "old.csv")
-    new = parse_plan(b"# a comment\nRequest\tLog\tMachine\n\nf\tStart :x\ta\nf\tWork\tb\n", "new.csv")
+    new = parse_plan(
+        b"# a comment\nRequest\tLog\tMachine\n\nf\tStart :x\ta\nf\tWork\tb\n", "new.csv"
+    )
     d = plandiff.diff_plans(old, new)
     assert d.empty and d.flows == ()
     assert plandiff.text(d) == "--- old.csv\n+++ new.csv\nno differences\n"
@@ -74,7 +78,10 @@ def test_same_explicit_id_with_new_text_is_a_rename_even_when_reordered():
 
 
 def test_moved_added_and_removed_steps_and_their_hops():
-    d = diff("f,Start,a\nf,Work,a\nf,Gone,b\nf,Done,a", "f,Start,a\nf,Work,b\nf,Done,a\nf,Extra,c")
+    d = diff(
+        "f,Start,a\nf,Work,a\nf,Gone,b\nf,Done,a",
+        "f,Start,a\nf,Work,b\nf,Done,a\nf,Extra,c",
+    )
     fd = kinds(d)
     assert [(c.kind, (c.old or c.new).template) for c in fd.steps] == [
         ("moved", "Work"),
@@ -91,17 +98,26 @@ def test_moved_added_and_removed_steps_and_their_hops():
 
 
 def test_fields_and_secrets_newly_reaching_a_machine():
-    d = diff("f,Got :x and #k,a\nf,Work,b\nf,Done,a", "f,Got :x and #k,a\nf,Work with #k on :x,b\nf,Done,a")
+    d = diff(
+        "f,Got :x and #k,a\nf,Work,b\nf,Done,a",
+        "f,Got :x and #k,a\nf,Work with #k on :x,b\nf,Done,a",
+    )
     fd = kinds(d)
     assert [(r.name, r.machine) for r in fd.secrets] == [("k", "b")]
     assert fd.fields == ()  # :x already travelled to b
     d = diff("f,Got,a\nf,Work,b", "f,Got :y,a\nf,Work,b")
-    assert [(r.name, r.machine, r.secret) for r in kinds(d).fields] == [("y", "a", False), ("y", "b", False)]
+    assert [(r.name, r.machine, r.secret) for r in kinds(d).fields] == [
+        ("y", "a", False),
+        ("y", "b", False),
+    ]
 
 
 def test_flows_added_and_removed():
     d = diff("f,Start,a\ng,Old,a", "f,Start,a\nh,New :z,a\nh,More,b")
-    assert [(fd.flow, fd.status) for fd in d.flows] == [("h", "added"), ("g", "removed")]
+    assert [(fd.flow, fd.status) for fd in d.flows] == [
+        ("h", "added"),
+        ("g", "removed"),
+    ]
     text = plandiff.text(d)
     assert "flow added: 2 steps on 'a', 'b'" in text
     assert "flow removed: 1 step on 'a'" in text
@@ -111,7 +127,10 @@ def test_markdown_puts_plan_text_in_code_spans():
     d = diff("f,Hi,a", "f,Hi,a\nf,Ping @octocat <b>|x|</b> `y` $$z$$,a")
     md = plandiff.markdown(d)
     line = [l for l in md.splitlines() if "octocat" in l][0]
-    assert line == "- step added ``Ping @octocat <b>\\|x\\|</b> `y` $$z$$`` on `a` (line 3)"
+    assert (
+        line
+        == "- step added ``Ping @octocat <b>\\|x\\|</b> `y` $$z$$`` on `a` (line 3)"
+    )
 
 
 def test_an_invalid_plan_raises_with_diagnostics():

@@ -9,6 +9,7 @@ from sl2s.model import Plan
 from sl2s.plan import parse_plan
 from sl2s.projection import Call, Return, RunStep, project, summary
 
+
 def make_plan(text: str, path: str = "plan.csv") -> Plan:
     """A plan from `flow|log text|machine` rows, one per line, read by the real plan reader.
 
@@ -24,7 +25,9 @@ def make_plan(text: str, path: str = "plan.csv") -> Plan:
 
 def letters(machines: str, flow: str = "f") -> Plan:
     """`"A B C A"` → one flow whose step on line n runs on the n-th machine (lower-cased)."""
-    return make_plan("\n".join(f"{flow}|Step {m}|{m.lower()}" for m in machines.split()))
+    return make_plan(
+        "\n".join(f"{flow}|Step {m}|{m.lower()}" for m in machines.split())
+    )
 
 
 def hop_tuples(projection, flow: str = "f"):
@@ -59,7 +62,13 @@ def test_worked_example_from_the_design():
                 out.append(("return", op.target, op.resume_at))
         return out
 
-    assert ops(a) == ["s1", ("call", "b", "s2", "s4"), "s4", ("call", "b", "s5", "s6"), "s6"]
+    assert ops(a) == [
+        "s1",
+        ("call", "b", "s2", "s4"),
+        "s4",
+        ("call", "b", "s5", "s6"),
+        "s6",
+    ]
     assert ops(b1) == ["s2", ("call", "c", "s3", "s4"), ("return", "a", "s4")]
     assert ops(c) == ["s3", ("return", "b", "s4")]
     assert ops(b2) == ["s5", ("return", "a", "s6")]
@@ -100,8 +109,16 @@ def test_login_hops_fields_and_machine_views():
     # the server's steps never show #password: it stays on the client
     assert call.secrets == () and back.secrets == ()
     client, server = p.machines
-    assert (client.name, client.inbound, client.flows) == ("client", False, ("login", "feed"))
-    assert (server.name, server.inbound, server.flows) == ("server", True, ("login", "feed"))
+    assert (client.name, client.inbound, client.flows) == (
+        "client",
+        False,
+        ("login", "feed"),
+    )
+    assert (server.name, server.inbound, server.flows) == (
+        "server",
+        True,
+        ("login", "feed"),
+    )
     assert [(a.flow, a.at) for a in client.entries] == [("login", None), ("feed", None)]
     assert [(a.flow, a.at) for a in server.entries] == [("login", "s2"), ("feed", "s8")]
     assert str(summary(p)) == "login.csv: 2 flows, 8 steps, 2 machines, 4 hops"
@@ -120,17 +137,13 @@ def test_uses_sends_a_secret_to_a_machine_whose_code_asks_for_it():
 
 
 def test_index_plan_server_calls_emailservice_and_is_never_called():
-    p = project(
-        make_plan(
-            """
+    p = project(make_plan("""
 index|Received request for the index page from :email|server
 index|Queueing welcome email to :email|server
 index|Sending welcome email to :email|emailservice
 index|Welcome email delivered to :email|emailservice
 index|Rendering index page for :email|server
-"""
-        )
-    )
+"""))
     assert hop_tuples(p, "index") == [
         ("call", "server", "emailservice", "s2", "s3", "s5"),
         ("return", "emailservice", "server", "s4", None, "s5"),
@@ -168,7 +181,11 @@ def test_fields_travel_from_the_first_step_that_shows_them():
 
 
 def test_secret_goes_only_to_machines_that_show_it():
-    p = project(make_plan("f|Typed #pin|a\nf|Relaying|b\nf|Checking #pin|a\nf|Hashing #pin|c\nf|Done|a"))
+    p = project(
+        make_plan(
+            "f|Typed #pin|a\nf|Relaying|b\nf|Checking #pin|a\nf|Hashing #pin|c\nf|Done|a"
+        )
+    )
     assert [(h.kind, h.target, h.secrets) for h in p.flow("f").hops] == [
         ("call", "b", ()),
         ("return", "a", ()),
@@ -178,7 +195,11 @@ def test_secret_goes_only_to_machines_that_show_it():
 
 
 def test_secret_produced_deep_in_a_call_chain_comes_back_through_users():
-    p = project(make_plan("f|Start|a\nf|Asking|b\nf|Issued #token|c\nf|Stored #token|b\nf|Got #token|a"))
+    p = project(
+        make_plan(
+            "f|Start|a\nf|Asking|b\nf|Issued #token|c\nf|Stored #token|b\nf|Got #token|a"
+        )
+    )
     assert [(h.kind, h.target, h.secrets) for h in p.flow("f").hops] == [
         ("call", "b", ()),  # not known yet: c produces it
         ("call", "c", ()),
@@ -192,7 +213,9 @@ def test_secret_only_reachable_through_a_machine_that_does_not_use_it_is_an_erro
         project(make_plan("f|Typed #pin|a\nf|Relaying|b\nf|Checking #pin|c"))
     messages = [str(d) for d in caught.value.diagnostics]
     assert [d.line for d in caught.value.diagnostics] == [2, 4]
-    assert messages[0].startswith("plan.csv:2: secret #pin of flow 'f' is known here on 'a'")
+    assert messages[0].startswith(
+        "plan.csv:2: secret #pin of flow 'f' is known here on 'a'"
+    )
     assert "machine 'c' (line 4) through 'b'" in messages[0]
     assert messages[1].startswith("plan.csv:4: secret #pin is needed by machine 'c'")
     assert "through machine 'b', which does not use it" in messages[1]
@@ -208,10 +231,18 @@ def test_secret_returned_through_a_non_user_is_an_error_at_both_lines():
 def test_uses_can_make_a_relay_machine_legal_and_its_absence_an_error():
     plan = make_plan("f|Typed #pin|a\nf|Relaying|b\nf|Checking #pin|c")
     p = project(plan, uses={("f", "b"): {"pin"}})
-    assert [h.secrets for h in p.flow("f").hops] == [("pin",), ("pin",), ("pin",), ("pin",)]
+    assert [h.secrets for h in p.flow("f").hops] == [
+        ("pin",),
+        ("pin",),
+        ("pin",),
+        ("pin",),
+    ]
     # a machine asking (by uses) for a secret it cannot get is reported too
     with pytest.raises(Sl2sError) as caught:
-        project(make_plan("f|Typed #pin|a\nf|Relaying|b\nf|Working|c"), uses={("f", "c"): {"pin"}})
+        project(
+            make_plan("f|Typed #pin|a\nf|Relaying|b\nf|Working|c"),
+            uses={("f", "c"): {"pin"}},
+        )
     assert [d.line for d in caught.value.diagnostics] == [2, 4]
 
 

@@ -50,8 +50,17 @@ def test_mermaid_structure_for_login():
         "m_client->>+m_server: (no fields)",
         "m_server-->>-m_client: (no fields)",
     ]
-    assert "    Note over m_client: User attempted login as #58;username and #35;password" in lines
-    assert sum(line.strip().startswith("Note over m_client,m_server: flow ") for line in lines) == 2
+    assert (
+        "    Note over m_client: User attempted login as #58;username and #35;password"
+        in lines
+    )
+    assert (
+        sum(
+            line.strip().startswith("Note over m_client,m_server: flow ")
+            for line in lines
+        )
+        == 2
+    )
 
 
 def test_secrets_are_labelled_by_name_on_arrows():
@@ -71,7 +80,9 @@ HOSTILE = [
     "",
 ]
 
-_SAFE_MERMAID_LINE = re.compile(r"(?:[A-Za-z0-9 _.,()/?!'+\-=*@~\[\]^|]|#\d+;|[^\x00-\x7f])*\Z")
+_SAFE_MERMAID_LINE = re.compile(
+    r"(?:[A-Za-z0-9 _.,()/?!'+\-=*@~\[\]^|]|#\d+;|[^\x00-\x7f])*\Z"
+)
 
 
 def hostile_projection():
@@ -136,7 +147,8 @@ def test_markdown_has_no_line_numbers_so_inserting_a_row_changes_only_its_lines(
     old = show.markdown(project(parse_plan(before, "p.csv"))).splitlines()
     new = show.markdown(project(parse_plan(after, "p.csv"))).splitlines()
     changed = [
-        line for line in difflib.unified_diff(old, new, lineterm="", n=0)
+        line
+        for line in difflib.unified_diff(old, new, lineterm="", n=0)
         if line[:1] in "+-" and not line.startswith(("+++", "---"))
     ]
     assert changed == [
@@ -153,10 +165,14 @@ def test_text_shows_lines_segments_and_hops():
         "flow index: server -> emailservice -> server",
         "  [server]",
     ]
-    assert "  server -> emailservice: call at sending_welcome_email_to_email, resume at " \
+    assert (
+        "  server -> emailservice: call at sending_welcome_email_to_email, resume at "
         "rendering_index_page_for_email; carries email" in out
-    assert "    line 1  received_request_for_the_index_page_from_email: " \
+    )
+    assert (
+        "    line 1  received_request_for_the_index_page_from_email: "
         "Received request for the index page from :email" in out
+    )
 
 
 def test_render_dispatches_and_rejects_unknown_formats():

@@ -63,14 +63,18 @@ class FlowDiff:
 
     @property
     def empty(self) -> bool:
-        return self.status == "changed" and not (self.steps or self.hops or self.fields or self.secrets)
+        return self.status == "changed" and not (
+            self.steps or self.hops or self.fields or self.secrets
+        )
 
 
 @dataclass(frozen=True)
 class PlanDiff:
     old_path: str
     new_path: str
-    flows: tuple[FlowDiff, ...]  # only flows with differences: new plan's order, then removed ones
+    flows: tuple[
+        FlowDiff, ...
+    ]  # only flows with differences: new plan's order, then removed ones
 
     @property
     def empty(self) -> bool:
@@ -85,7 +89,9 @@ def diff_plans(old: Plan, new: Plan) -> PlanDiff:
     flows: list[FlowDiff] = []
     for flow in new.flows:
         if flow.name in old_names:
-            fd = _flow_diff(old.flow(flow.name), flow, old_p.flow(flow.name), new_p.flow(flow.name))
+            fd = _flow_diff(
+                old.flow(flow.name), flow, old_p.flow(flow.name), new_p.flow(flow.name)
+            )
         else:
             fd = FlowDiff(
                 flow.name,
@@ -105,7 +111,9 @@ def diff_plans(old: Plan, new: Plan) -> PlanDiff:
 # --- matching ----------------------------------------------------------------------------------
 
 
-def _match(old: Flow, new: Flow) -> tuple[list[tuple[Step | None, Step | None]], set[str]]:
+def _match(
+    old: Flow, new: Flow
+) -> tuple[list[tuple[Step | None, Step | None]], set[str]]:
     """Pairs (old, new) in alignment order (None on one side: removed / added), and the ids of
     steps kept under the same id whose order relative to the other kept steps changed.
 
@@ -114,7 +122,9 @@ def _match(old: Flow, new: Flow) -> tuple[list[tuple[Step | None, Step | None]],
     a = [s.id for s in old.steps]
     b = [s.id for s in new.steps]
     common = set(a) & set(b)
-    partner: dict[int, Step] = {}  # id(new step) -> old step, for common ids and renames
+    partner: dict[int, Step] = (
+        {}
+    )  # id(new step) -> old step, for common ids and renames
     for n in new.steps:
         if n.id in common:
             partner[id(n)] = old.step(n.id)
@@ -133,12 +143,16 @@ def _match(old: Flow, new: Flow) -> tuple[list[tuple[Step | None, Step | None]],
     kept_old = [x for x in a if x in common]
     kept_new = [x for x in b if x in common]
     in_order: set[str] = set()
-    for block in difflib.SequenceMatcher(None, kept_old, kept_new, autojunk=False).get_matching_blocks():
+    for block in difflib.SequenceMatcher(
+        None, kept_old, kept_new, autojunk=False
+    ).get_matching_blocks():
         in_order.update(kept_old[block.a : block.a + block.size])
     return pairs, common - in_order
 
 
-def _flow_diff(old: Flow, new: Flow, old_fp: FlowProjection, new_fp: FlowProjection) -> FlowDiff:
+def _flow_diff(
+    old: Flow, new: Flow, old_fp: FlowProjection, new_fp: FlowProjection
+) -> FlowDiff:
     pairs, reordered = _match(old, new)
     changes: list[StepChange] = []
     renames: dict[str, str] = {}
@@ -164,12 +178,25 @@ def _flow_diff(old: Flow, new: Flow, old_fp: FlowProjection, new_fp: FlowProject
     def key(hop: Hop, ids: dict[str, str]) -> tuple:
         # a call is known by where the callee starts, a return by where control resumes
         where = hop.at if hop.kind == "call" else hop.resume_at
-        return (hop.kind, hop.source, hop.target, None if where is None else ids.get(where, where))
+        return (
+            hop.kind,
+            hop.source,
+            hop.target,
+            None if where is None else ids.get(where, where),
+        )
 
     old_keys = [key(h, renames) for h in old_fp.hops]
     new_keys = [key(h, {}) for h in new_fp.hops]
-    hops = [HopChange("removed", h) for h, k in zip(old_fp.hops, old_keys) if k not in new_keys]
-    hops += [HopChange("added", h) for h, k in zip(new_fp.hops, new_keys) if k not in old_keys]
+    hops = [
+        HopChange("removed", h)
+        for h, k in zip(old_fp.hops, old_keys)
+        if k not in new_keys
+    ]
+    hops += [
+        HopChange("added", h)
+        for h, k in zip(new_fp.hops, new_keys)
+        if k not in old_keys
+    ]
     return FlowDiff(
         new.name,
         "changed",
@@ -197,17 +224,25 @@ def _secret_pairs(flow: Flow | None, fp: FlowProjection | None) -> set[tuple[str
     return pairs
 
 
-def _ordered(pairs: set[tuple[str, str]], flow: str, order: list[str], secret: bool) -> tuple[Reach, ...]:
+def _ordered(
+    pairs: set[tuple[str, str]], flow: str, order: list[str], secret: bool
+) -> tuple[Reach, ...]:
     rank = {name: k for k, name in enumerate(order)}
     return tuple(
         Reach(flow, name, machine, secret)
-        for name, machine in sorted(pairs, key=lambda p: (rank.get(p[0], len(rank)), p[0], p[1]))
+        for name, machine in sorted(
+            pairs, key=lambda p: (rank.get(p[0], len(rank)), p[0], p[1])
+        )
     )
 
 
-def _reach_fields(old_fp: FlowProjection | None, new_fp: FlowProjection) -> tuple[Reach, ...]:
+def _reach_fields(
+    old_fp: FlowProjection | None, new_fp: FlowProjection
+) -> tuple[Reach, ...]:
     order = [f for h in new_fp.hops for f in h.fields]
-    return _ordered(_field_pairs(new_fp) - _field_pairs(old_fp), new_fp.flow, order, False)
+    return _ordered(
+        _field_pairs(new_fp) - _field_pairs(old_fp), new_fp.flow, order, False
+    )
 
 
 def _reach_secrets(old: Flow | None, new: Flow, old_fp, new_fp) -> tuple[Reach, ...]:
@@ -221,7 +256,11 @@ def _reach_secrets(old: Flow | None, new: Flow, old_fp, new_fp) -> tuple[Reach, 
 def _hop_words(hop: Hop, code) -> str:
     if hop.kind == "call":
         return f"{code(hop.source)} calls {code(hop.target)} at {code(hop.at)}"
-    resume = f"resuming at {code(hop.resume_at)}" if hop.resume_at else "at the end of the flow"
+    resume = (
+        f"resuming at {code(hop.resume_at)}"
+        if hop.resume_at
+        else "at the end of the flow"
+    )
     return f"{code(hop.source)} returns to {code(hop.target)} after {code(hop.after)}, {resume}"
 
 
@@ -254,11 +293,15 @@ def _reach_words(reach: Reach, code) -> str:
 
 def _lines(fd: FlowDiff, code) -> list[str]:
     if fd.status == "removed":
-        machines = ", ".join(code(m) for m in dict.fromkeys(s.machine for s in fd.flow_steps))
+        machines = ", ".join(
+            code(m) for m in dict.fromkeys(s.machine for s in fd.flow_steps)
+        )
         return [f"flow removed: {_steps(len(fd.flow_steps))} on {machines}"]
     out: list[str] = []
     if fd.status == "added":
-        machines = ", ".join(code(m) for m in dict.fromkeys(s.machine for s in fd.flow_steps))
+        machines = ", ".join(
+            code(m) for m in dict.fromkeys(s.machine for s in fd.flow_steps)
+        )
         out.append(f"flow added: {_steps(len(fd.flow_steps))} on {machines}")
     out += [f"step {_step_words(c, code)}" for c in fd.steps]
     out += [f"hop {h.kind}: {_hop_words(h.hop, code)}" for h in fd.hops]
@@ -292,7 +335,12 @@ def markdown(diff: PlanDiff) -> str:
     name = markdown_code(PurePath(diff.new_path).name)
     out = [f"### Plan changes in {name}", ""]
     if diff.empty:
-        return "\n".join(out + ["No changes to flows, steps, hops or what reaches each machine."]) + "\n"
+        return (
+            "\n".join(
+                out + ["No changes to flows, steps, hops or what reaches each machine."]
+            )
+            + "\n"
+        )
     for fd in diff.flows:
         out.append(f"**Flow {markdown_code(fd.flow)}**")
         out.append("")

@@ -47,8 +47,12 @@ class Hop:
     target: str
     after: str  # id of the last step run before the hop
     at: str | None  # call: the step the callee starts at; return: None
-    resume_at: str | None  # where control continues after this hop chain; None = the flow is done
-    fields: tuple[str, ...]  # non-secret fields referenced by the flow's steps up to the hop
+    resume_at: (
+        str | None
+    )  # where control continues after this hop chain; None = the flow is done
+    fields: tuple[
+        str, ...
+    ]  # non-secret fields referenced by the flow's steps up to the hop
     secrets: tuple[str, ...]  # secrets the target uses that the source holds
 
 
@@ -61,7 +65,9 @@ class RunStep:
 class Call:
     target: str
     at: str
-    resume_at: str | None  # where this activation continues (or passes on) when the callee returns
+    resume_at: (
+        str | None
+    )  # where this activation continues (or passes on) when the callee returns
     fields: tuple[str, ...]
     secrets: tuple[str, ...]
 
@@ -96,7 +102,9 @@ class FlowProjection:
     flow: str
     segments: tuple[Segment, ...]
     hops: tuple[Hop, ...]  # in the order they happen
-    activations: tuple[Activation, ...]  # in the order they start; the first is the entry
+    activations: tuple[
+        Activation, ...
+    ]  # in the order they start; the first is the entry
 
     @property
     def entry(self) -> Activation:
@@ -110,7 +118,9 @@ class MachineView:
     name: str
     flows: tuple[str, ...]  # flows it takes part in, in plan order
     inbound: bool  # some hop calls it (so it needs an inbound endpoint)
-    entries: tuple[Activation, ...]  # all its activations, flow by flow, in the order they start
+    entries: tuple[
+        Activation, ...
+    ]  # all its activations, flow by flow, in the order they start
 
 
 @dataclass(frozen=True)
@@ -170,7 +180,9 @@ def project(plan: Plan, uses: Uses | None = None) -> Projection:
     """Project `plan` onto its machines. Raises Sl2sError listing every secret-routing problem."""
     uses = uses or {}
     diagnostics: list[Diagnostic] = []
-    flows = tuple(_project_flow(plan.path, flow, uses, diagnostics) for flow in plan.flows)
+    flows = tuple(
+        _project_flow(plan.path, flow, uses, diagnostics) for flow in plan.flows
+    )
     if diagnostics:
         raise Sl2sError(sorted(set(diagnostics), key=lambda d: (d.line, d.message)))
     machines = []
@@ -179,8 +191,14 @@ def project(plan: Plan, uses: Uses | None = None) -> Projection:
             MachineView(
                 name=name,
                 flows=tuple(f.name for f in plan.flows if name in f.machines),
-                inbound=any(h.kind == "call" and h.target == name for fp in flows for h in fp.hops),
-                entries=tuple(a for fp in flows for a in fp.activations if a.machine == name),
+                inbound=any(
+                    h.kind == "call" and h.target == name
+                    for fp in flows
+                    for h in fp.hops
+                ),
+                entries=tuple(
+                    a for fp in flows for a in fp.activations if a.machine == name
+                ),
             )
         )
     return Projection(plan=plan, flows=flows, machines=tuple(machines))
@@ -195,8 +213,12 @@ class _Act:
     at: str | None
     ops: list = field(default_factory=list)
     holds: set[str] = field(default_factory=set)
-    entered_from: str | None = None  # machine of the hop that last gave control to this activation
-    call_op: tuple[_Act, int] | None = None  # (caller, index of the Call op) to fill resume_at
+    entered_from: str | None = (
+        None  # machine of the hop that last gave control to this activation
+    )
+    call_op: tuple[_Act, int] | None = (
+        None  # (caller, index of the Call op) to fill resume_at
+    )
     call_hop: int | None = None  # index of the call hop, to fill resume_at
 
 
@@ -213,7 +235,9 @@ def _segments(flow: Flow) -> tuple[Segment, ...]:
     return tuple(segments)
 
 
-def _project_flow(path: str, flow: Flow, uses: Uses, diagnostics: list[Diagnostic]) -> FlowProjection:
+def _project_flow(
+    path: str, flow: Flow, uses: Uses, diagnostics: list[Diagnostic]
+) -> FlowProjection:
     steps = flow.steps
     if not steps:
         return FlowProjection(flow.name, (), (), ())
@@ -235,7 +259,9 @@ def _project_flow(path: str, flow: Flow, uses: Uses, diagnostics: list[Diagnosti
     acts.append(root)
     stack = [root]
     # secret -> (line, machine) where its current value comes from
-    origin: dict[str, tuple[int, str]] = {s: (steps[0].line, root.machine) for s in root.holds}
+    origin: dict[str, tuple[int, str]] = {
+        s: (steps[0].line, root.machine) for s in root.holds
+    }
     reported: set[tuple[str, str]] = set()
     seen_fields: dict[str, None] = {}
 
@@ -250,7 +276,17 @@ def _project_flow(path: str, flow: Flow, uses: Uses, diagnostics: list[Diagnosti
         secrets = carried(source, target.machine)
         source.ops.append(Return(target.machine, resume_at, fields, secrets))
         hops.append(
-            Hop(flow.name, "return", source.machine, target.machine, after, None, resume_at, fields, secrets)
+            Hop(
+                flow.name,
+                "return",
+                source.machine,
+                target.machine,
+                after,
+                None,
+                resume_at,
+                fields,
+                secrets,
+            )
         )
         target.holds |= set(secrets)
         target.entered_from = source.machine
@@ -262,10 +298,24 @@ def _project_flow(path: str, flow: Flow, uses: Uses, diagnostics: list[Diagnosti
         source = stack[-1]
         fields = tuple(seen_fields)
         secrets = carried(source, step.machine)
-        callee = _Act(step.machine, step.id, holds=set(secrets), entered_from=source.machine)
+        callee = _Act(
+            step.machine, step.id, holds=set(secrets), entered_from=source.machine
+        )
         source.ops.append(Call(step.machine, step.id, None, fields, secrets))
         callee.call_op = (source, len(source.ops) - 1)
-        hops.append(Hop(flow.name, "call", source.machine, step.machine, after, step.id, None, fields, secrets))
+        hops.append(
+            Hop(
+                flow.name,
+                "call",
+                source.machine,
+                step.machine,
+                after,
+                step.id,
+                None,
+                fields,
+                secrets,
+            )
+        )
         callee.call_hop = len(hops) - 1
         acts.append(callee)
         stack.append(callee)
@@ -320,5 +370,7 @@ def _project_flow(path: str, flow: Flow, uses: Uses, diagnostics: list[Diagnosti
     while len(stack) > 1:
         do_return(steps[-1].id, None)
 
-    activations = tuple(Activation(flow.name, a.machine, a.at, tuple(a.ops)) for a in acts)
+    activations = tuple(
+        Activation(flow.name, a.machine, a.at, tuple(a.ops)) for a in acts
+    )
     return FlowProjection(flow.name, _segments(flow), tuple(hops), activations)

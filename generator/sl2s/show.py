@@ -21,13 +21,16 @@ from sl2s.projection import FlowProjection, Hop, Projection
 FORMATS = ("text", "mermaid", "markdown")
 
 _INVISIBLE = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
-_MERMAID_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _.,()/?!'+-=*@~[]^|")
+_MERMAID_SAFE = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _.,()/?!'+-=*@~[]^|"
+)
 _SAFE_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 def visible(text: str) -> str:
     """Replace control, format and separator characters (newlines, bidi controls, zero-width
-    characters) with visible backslash escapes, so that text cannot hide or reorder itself."""
+    characters) with visible backslash escapes, so that text cannot hide or reorder itself.
+    """
     out = []
     for ch in text:
         if unicodedata.category(ch) in _INVISIBLE:
@@ -95,13 +98,17 @@ def text(projection: Projection) -> str:
         for segment in fp.segments:
             lines.append(f"  [{segment.machine}]")
             for step in segment.steps:
-                lines.append(f"    line {step.line:>{width}}  {step.id}: {visible(step.template)}")
+                lines.append(
+                    f"    line {step.line:>{width}}  {step.id}: {visible(step.template)}"
+                )
             for hop in after.get(segment.steps[-1].id, []):
                 if hop.kind == "call":
                     where = f"call at {hop.at}, resume at {hop.resume_at or '(end)'}"
                 else:
                     where = f"return, resume at {hop.resume_at or '(end)'}"
-                lines.append(f"  {hop.source} -> {hop.target}: {where}; carries {_label(hop)}")
+                lines.append(
+                    f"  {hop.source} -> {hop.target}: {where}; carries {_label(hop)}"
+                )
     return "\n".join(lines) + "\n"
 
 
@@ -117,7 +124,8 @@ def _participant_ids(machines: tuple[str, ...]) -> dict[str, str]:
 
 def mermaid(projection: Projection) -> str:
     """A Mermaid `sequenceDiagram`: one participant per machine, a note per step, an arrow per hop
-    (solid: call, dotted: return) labelled with the fields it carries; activations show the stack."""
+    (solid: call, dotted: return) labelled with the fields it carries; activations show the stack.
+    """
     plan = projection.plan
     ids = _participant_ids(plan.machines)
     lines = ["sequenceDiagram"]
@@ -131,7 +139,9 @@ def mermaid(projection: Projection) -> str:
         lines.append(f"    Note over {span}: flow {mermaid_text(fp.flow)}")
         for segment in fp.segments:
             for step in segment.steps:
-                lines.append(f"    Note over {ids[segment.machine]}: {mermaid_text(step.template)}")
+                lines.append(
+                    f"    Note over {ids[segment.machine]}: {mermaid_text(step.template)}"
+                )
             for hop in after.get(segment.steps[-1].id, []):
                 arrow = "->>+" if hop.kind == "call" else "-->>-"
                 lines.append(
@@ -148,7 +158,14 @@ def markdown(projection: Projection, title: str | None = None) -> str:
     plan = projection.plan
     if title is None:
         title = f"Plan {markdown_code(PurePath(plan.path).name)}"
-    lines = [f"# {title}", "", "```mermaid", mermaid(projection).rstrip("\n"), "```", ""]
+    lines = [
+        f"# {title}",
+        "",
+        "```mermaid",
+        mermaid(projection).rstrip("\n"),
+        "```",
+        "",
+    ]
     lines.append("| Flow | Step | Machine | Log |")
     lines.append("| --- | --- | --- | --- |")
     for flow in plan.flows:

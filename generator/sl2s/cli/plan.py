@@ -26,7 +26,9 @@ class DiffFormat(str, Enum):
 
 @app.command("check")
 def check(
-    plans: list[str] = typer.Argument(..., metavar="PLAN", help="Plan files (CSV/TSV) to check."),
+    plans: list[str] = typer.Argument(
+        ..., metavar="PLAN", help="Plan files (CSV/TSV) to check."
+    ),
 ) -> None:
     """Check that each PLAN is valid and can be projected onto its machines.
 
@@ -97,7 +99,9 @@ def diff(
     for path in (old, new):
         try:
             plans.append(read_plan(path))
-            project(plans[-1])  # every problem of both plans is reported, not only the first's
+            project(
+                plans[-1]
+            )  # every problem of both plans is reported, not only the first's
         except Sl2sError as error:
             problems.append(error)
     if problems:
