@@ -52,19 +52,32 @@ class Incident:
     def trigger(self) -> dict:
         return self.header.get("trigger") or {}
 
+    @property
+    def failure(self) -> dict:
+        """The first trigger carrying an exception (the header's trigger may be a warning before it)."""
+        if self.header.get("exception"):
+            return self.trigger
+        for event in self.events:
+            if event.get("sl2s.trigger") and "exception.type" in ev.attrs(event):
+                return event
+        return self.trigger
+
     def summary(self) -> dict:
-        a = ev.attrs(self.trigger)
-        exception = self.header.get("exception") or {}
+        failure = self.failure
+        a = ev.attrs(failure)
+        exception = self.header.get("exception") or {
+            "type": a.get("exception.type"), "message": a.get("exception.message")
+        }
         return {
             "id": self.id,
             "opened_at": self.header.get("opened_at"),
             "machine": self.header.get("service.name"),
             "flow": a.get("sl2s.flow"),
-            "step": a.get("sl2s.step") or self.trigger.get("event_name"),
-            "severity": self.trigger.get("severity_text"),
+            "step": a.get("sl2s.step") or failure.get("event_name"),
+            "severity": failure.get("severity_text"),
             "exception": exception.get("type"),
-            "message": exception.get("message") or self.trigger.get("body"),
-            "fingerprint": self.header.get("fingerprint"),
+            "message": exception.get("message") or failure.get("body"),
+            "fingerprint": self.header.get("fingerprint") or failure.get("sl2s.fingerprint"),
             "links": self.header.get("links") or {},
             "events": len(self.events),
             "triggers": sum(1 for e in self.events if e.get("sl2s.trigger")),

@@ -3,8 +3,12 @@
 A runtime hooks listener (`segment_started`, `segment_finished`, `event`). Optional: it needs
 `opentelemetry-api` (the `otel` extra installs the SDK); `install_if_configured` subscribes it only
 when the process has configured an SDK TracerProvider, so an unconfigured process pays nothing.
-The span joins the run's W3C trace (the events' `trace_id`), parented on the span the segment
-info names as its parent when there is one.
+
+Ids: a segment's span gets the runtime's own trace id and span id (the ones its events and its
+`traceparent` carry), and the caller's span id as parent. So the spans of one run nest across
+machines and processes exactly as the events say, and a span is found from any event line by
+`trace_id`/`span_id`. (With the SDK this is done by handing the tracer the runtime's ids through
+its id generator; a tracer without one gets fresh ids and only the parent link.)
 """
 
 from __future__ import annotations
@@ -42,34 +46,65 @@ def _scalar_attributes(event: dict) -> dict:
     return out
 
 
+class _RuntimeIds:
+    """An id generator that hands out the runtime's ids when told to, else defers."""
+
+    def __init__(self, fallback) -> None:
+        self.fallback = fallback
+        self.local = threading.local()
+
+    def generate_span_id(self) -> int:
+        value = getattr(self.local, "span_id", None)
+        if value:
+            self.local.span_id = None
+            return value
+        return self.fallback.generate_span_id()
+
+    def generate_trace_id(self) -> int:
+        value = getattr(self.local, "trace_id", None)
+        if value:
+            self.local.trace_id = None
+            return value
+        return self.fallback.generate_trace_id()
+
+
+def _hex(value) -> int | None:
+    try:
+        return int(str(value), 16) or None
+    except (TypeError, ValueError):
+        return None
+
+
 class SpanListener:
     def __init__(self, tracer_provider=None) -> None:
         from opentelemetry import trace
 
         provider = tracer_provider or trace.get_tracer_provider()
         self._tracer = provider.get_tracer("sl2s", __version__)
-        self._spans: dict[tuple, list] = {}
+        self._ids = None
+        fallback = getattr(self._tracer, "id_generator", None)
+        if fallback is not None:
+            self._ids = _RuntimeIds(fallback)
+            self._tracer.id_generator = self._ids
+        self._spans: dict[object, list] = {}
         self._lock = threading.Lock()
 
     @staticmethod
-    def _key(correlation_id, machine) -> tuple:
-        return (correlation_id, machine)
+    def _key(span_id, correlation_id, machine) -> object:
+        return span_id if span_id else (correlation_id, machine)
 
     def _parent_context(self, info):
         from opentelemetry import trace
         from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-        trace_id = _get(info, "trace_id")
-        parent = _get(info, "parent_span_id", "parent_id")
+        trace_id = _hex(_get(info, "trace_id"))
+        parent = _hex(_get(info, "parent_span_id", "parent_id"))
         if not trace_id or not parent:
             return None
-        try:
-            context = SpanContext(
-                trace_id=int(str(trace_id), 16), span_id=int(str(parent), 16), is_remote=True,
-                trace_flags=TraceFlags(TraceFlags.SAMPLED),
-            )
-        except ValueError:
-            return None
+        context = SpanContext(
+            trace_id=trace_id, span_id=parent, is_remote=True,
+            trace_flags=TraceFlags(TraceFlags.SAMPLED),
+        )
         return trace.set_span_in_context(NonRecordingSpan(context))
 
     def segment_started(self, info) -> None:
@@ -82,16 +117,26 @@ class SpanListener:
         at = _get(info, "at", "step")
         if at:
             attributes["sl2s.at"] = str(at)
-        span = self._tracer.start_span(
-            f"{flow} @ {machine}", context=self._parent_context(info), attributes=attributes
-        )
+        span_id = _get(info, "span_id")
+        if self._ids is not None:
+            self._ids.local.span_id = _hex(span_id)
+            self._ids.local.trace_id = _hex(_get(info, "trace_id"))
+        try:
+            span = self._tracer.start_span(
+                f"{flow} @ {machine}", context=self._parent_context(info), attributes=attributes
+            )
+        finally:
+            if self._ids is not None:
+                self._ids.local.span_id = self._ids.local.trace_id = None
         with self._lock:
-            self._spans.setdefault(self._key(cid, machine), []).append(span)
+            self._spans.setdefault(self._key(span_id, cid, machine), []).append(span)
 
     def segment_finished(self, info, error=None) -> None:
         from opentelemetry.trace import Status, StatusCode
 
-        key = self._key(_get(info, "correlation_id"), _get(info, "machine", default="?"))
+        key = self._key(
+            _get(info, "span_id"), _get(info, "correlation_id"), _get(info, "machine", default="?")
+        )
         with self._lock:
             stack = self._spans.get(key)
             span = stack.pop() if stack else None
@@ -105,13 +150,15 @@ class SpanListener:
         span.end()
 
     def event(self, event: dict) -> None:
-        key = self._key(ev.correlation_id(event), ev.machine(event))
+        key = self._key(event.get("span_id"), ev.correlation_id(event), ev.machine(event))
         with self._lock:
             stack = self._spans.get(key)
             span = stack[-1] if stack else None
         if span is None:
             return
-        name = ev.attrs(event).get("sl2s.step") or event.get("event_name") or "event"
+        name = event.get("event_name") or "event"
+        if name == ev.STEP:
+            name = ev.attrs(event).get("sl2s.step") or name
         when = ev.parse_time(event.get("timestamp"))
         span.add_event(
             str(name), attributes=_scalar_attributes(event),

@@ -154,7 +154,7 @@ class Analyzer:
             planned = self.steps[g] if g >= 0 else None
             template = a.get("sl2s.template")
             if planned is None or (template is not None and template != planned.template):
-                g = -1
+                # a known step id with another template is still that step for the order checks
                 self._hit(
                     "unknown template", f"unknown template|{flow}|{template or step}",
                     f'{flow}: "{template or step}"', source, lineno, event, cid,

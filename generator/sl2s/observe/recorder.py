@@ -33,6 +33,7 @@ import platform
 import queue
 import secrets
 import shutil
+import sys
 import threading
 import time
 import uuid
@@ -48,6 +49,7 @@ import orjson
 from sl2s import __version__
 from sl2s.observe import events as ev
 from sl2s.observe.fingerprint import ErrorGroups, event_fingerprint
+from sl2s.observe.provenance import git_revision, plan_digest
 
 Qualifier = Callable[[dict], bool]
 
@@ -73,6 +75,7 @@ class _Open:
     id: str
     trigger: dict
     deadline: float
+    directory: Path
     after: int = 0
     durable: threading.Event = field(default_factory=threading.Event)
 
@@ -82,7 +85,7 @@ class FlightRecorder:
 
     def __init__(
         self,
-        log_dir: str | os.PathLike,
+        log_dir: str | os.PathLike | None = None,
         *,
         capacity: int | Mapping[str, int] = DEFAULT_CAPACITY,
         qualifier: Qualifier | None = None,
@@ -93,7 +96,11 @@ class FlightRecorder:
         context: Mapping[str, object] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.log_dir = Path(log_dir)
+        # None: follow the runtime's rule per incident (SL2S_LOG_DIR, else <system dir>/.sl2s/logs
+        # of the trigger's machine, learnt from segment_started), so one recorder serves a process
+        self.log_dir = Path(log_dir) if log_dir is not None else None
+        self._systems: dict[str, str] = {}  # machine -> system package (when log_dir is None)
+        self._provenance_cache: dict[str, dict] = {}
         if isinstance(capacity, Mapping):
             caps = [int(capacity.get(name, DEFAULT_CAPACITY)) for name in ev.SEVERITY_BUCKETS]
         else:
@@ -119,6 +126,45 @@ class FlightRecorder:
         self.failures = 0  # I/O errors swallowed by the writer (never raised into the flow)
 
     # ---------------------------------------------------------------------------- hot path
+
+    def segment_started(self, info) -> None:
+        if self.log_dir is None:
+            machine, system = info.get("machine"), info.get("system")
+            if machine and self._systems.get(machine) != system:
+                self._systems[machine] = system
+
+    def directory_for(self, trigger: dict) -> Path:
+        """Where the incident of `trigger` goes (docs/architecture.md: the machine's log dir)."""
+        if self.log_dir is not None:
+            return self.log_dir
+        configured = os.environ.get("SL2S_LOG_DIR")
+        if configured:
+            return Path(configured)
+        system_dir = self.system_dir(ev.machine(trigger))
+        return (system_dir or Path(".")) / ".sl2s" / "logs"
+
+    def system_dir(self, machine: str) -> Path | None:
+        """The generated system package's directory of a machine seen in segment_started."""
+        system = self._systems.get(machine)
+        module = sys.modules.get(system) if system else None
+        path = getattr(module, "__file__", None)
+        return Path(path).resolve().parent if path else None
+
+    def _provenance(self, machine: str) -> dict:
+        """plan digest and git revision for the header (computed on the writer thread, cached)."""
+        where = self.system_dir(machine)
+        key = str(where)
+        found = self._provenance_cache.get(key)
+        if found is None:
+            found = {}
+            try:
+                if where is not None:
+                    found["plan.digest"] = plan_digest(where)
+                found["git.revision"] = git_revision(where or Path.cwd())
+            except (OSError, ValueError):
+                pass
+            self._provenance_cache[key] = found
+        return found
 
     def event(self, evt: dict) -> None:
         try:
@@ -171,7 +217,9 @@ class FlightRecorder:
                 (item for buffer in self._buffers for item in tuple(buffer) if item[0] < seq),
                 key=lambda item: item[0],
             )
-            opened = _Open(new_incident_id(), evt, self._clock() + self.trailing_seconds)
+            opened = _Open(
+                new_incident_id(), evt, self._clock() + self.trailing_seconds, self.directory_for(evt)
+            )
             self._open = opened if self.trailing_events > 0 else None
             self._queue.put(("open", opened, [e for _, e in before], evt))
             if self.trailing_events <= 0:
@@ -230,7 +278,8 @@ class FlightRecorder:
             "python.version": platform.python_version(),
             "plan.digest": None,
             "git.revision": None,
-            **self.context,
+            **self._provenance(ev.machine(trigger)),
+            **{k: v for k, v in self.context.items() if v is not None},
             "links": links,
             "exception": (
                 {"type": a.get("exception.type"), "message": a.get("exception.message")}
@@ -334,8 +383,8 @@ def _writer_loop(recorder, inbox: queue.SimpleQueue) -> None:
 
 def _open_file(recorder, opened: _Open, before: list[dict], trigger: dict) -> _File:
     try:
-        recorder.log_dir.mkdir(parents=True, exist_ok=True)
-        out = _File(recorder.log_dir / f"{opened.id}.jsonl")
+        opened.directory.mkdir(parents=True, exist_ok=True)
+        out = _File(opened.directory / f"{opened.id}.jsonl")
         fp = recorder.errors.add(trigger, opened.id)
         out.write(orjson.dumps(recorder.header(opened.id, trigger, len(before)), default=str) + b"\n")
         out.write(b"".join(_marked(e, "before", False, None) for e in before))
