@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sl2s import plandiff
 from sl2s.diagnostics import Sl2sError
@@ -137,3 +139,51 @@ def test_an_invalid_plan_raises_with_diagnostics():
     with pytest.raises(Sl2sError) as caught:
         diff("f,Start,a", "f,Typed #pin,a\nf,Relay,b\nf,Use #pin,c")
     assert {d.path for d in caught.value.diagnostics} == {"new.csv"}
+
+
+# --- properties: one edit to a plan is reported as exactly that edit ---------------------------
+
+ROWS = st.lists(st.sampled_from("abc"), min_size=1, max_size=12)
+
+
+def rows_plan(rows: list[tuple[str, str]], path: str):
+    body = "".join(f"f,{text},{machine}\n" for text, machine in rows)
+    return parse_plan(("request,log,machine\n" + body).encode(), path)
+
+
+def numbered(machines: list[str]) -> list[tuple[str, str]]:
+    return [(f"Step {n}", m) for n, m in enumerate(machines)]
+
+
+def step_kinds(d):
+    return [(c.kind, (c.new or c.old).template) for fd in d.flows for c in fd.steps]
+
+
+@settings(max_examples=150, deadline=None)
+@given(ROWS, st.data())
+def test_one_edit_is_reported_as_that_edit(machines, data):
+    rows = numbered(machines)
+    old = rows_plan(rows, "old.csv")
+    assert plandiff.diff_plans(old, rows_plan(rows, "same.csv")).empty
+    at = data.draw(st.integers(0, len(rows)))
+    inserted = (
+        rows[:at] + [("Brand new", data.draw(st.sampled_from("abc")))] + rows[at:]
+    )
+    assert step_kinds(plandiff.diff_plans(old, rows_plan(inserted, "new.csv"))) == [
+        ("added", "Brand new")
+    ]
+    k = data.draw(st.integers(0, len(rows) - 1))
+    if len(rows) > 1:
+        removed = rows[:k] + rows[k + 1 :]
+        assert step_kinds(plandiff.diff_plans(old, rows_plan(removed, "new.csv"))) == [
+            ("removed", rows[k][0])
+        ]
+    renamed = rows[:k] + [("Renamed step", rows[k][1])] + rows[k + 1 :]
+    assert step_kinds(plandiff.diff_plans(old, rows_plan(renamed, "new.csv"))) == [
+        ("renamed", "Renamed step")
+    ]
+    other = data.draw(st.sampled_from([m for m in "abcd" if m != rows[k][1]]))
+    moved = rows[:k] + [(rows[k][0], other)] + rows[k + 1 :]
+    assert step_kinds(plandiff.diff_plans(old, rows_plan(moved, "new.csv"))) == [
+        ("moved", rows[k][0])
+    ]
