@@ -7,6 +7,7 @@ The lock file is optional: without it (or with an unreadable one) events carry n
 from __future__ import annotations
 
 import os
+import posixpath
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -100,7 +101,7 @@ def _read_lock(found: SystemInfo) -> None:
         return
     plan = data.get("plan")
     if isinstance(plan, dict) and isinstance(plan.get("path"), str):
-        found.plan_path = plan["path"]
+        found.plan_path = _plan_path(plan["path"], found.dir)
     lines = data.get("plan_lines")
     if isinstance(lines, dict):
         found.plan_lines = {
@@ -120,6 +121,14 @@ def _read_lock(found: SystemInfo) -> None:
                     found.templates.setdefault(flow, {})[step_id] = entry["template"]
                 if isinstance(entry.get("machine"), str):
                     found.machines.setdefault(flow, {})[step_id] = entry["machine"]
+
+
+def _plan_path(recorded: str, directory: str) -> str:
+    """The lock records the plan relative to the system directory (`../login.csv`); events show it
+    relative to the system directory's parent, like `code.filepath` (`login.csv`)."""
+    if posixpath.isabs(recorded) or os.path.isabs(recorded):
+        return recorded
+    return posixpath.normpath(posixpath.join(os.path.basename(directory), recorded))
 
 
 def forget() -> None:
