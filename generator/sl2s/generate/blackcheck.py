@@ -1,60 +1,82 @@
-"""Cheap proof that rendered Python is black-stable, without running black over every line.
+"""Cheap proof that rendered Python parses, has only the expected statements, and is black-stable.
 
-black costs ~0.75 ms per line; a large plan renders tens of thousands of lines. The templates emit
-black's layout by construction, so what needs checking is the *shape* of each top-level chunk: the
-chunk with every plain string literal replaced by `"s"` and every non-keyword name by `x`, and runs
-of identical lines collapsed (black formats simple statements and bracket items line by line).
-When every line of the real chunk fits in 88 columns, contains only ASCII and no backslash, black
-treats the real chunk exactly as its shape — so black runs once per distinct shape (a few dozen for
-any plan). Any other chunk is checked exactly (cached by content). A chunk black would change is
-replaced by black's output, which is then checked to be stable itself.
+black costs ~0.75 ms per line and ast.parse a few µs per line; a large plan renders hundreds of
+thousands of lines. Every generated Python file is a header plus top-level definitions joined by
+two blank lines (black's own separator), each rendered from a template in black's layout. What
+needs checking is therefore each chunk's *shape*: the chunk with every plain string literal
+replaced by `"s"`, every non-keyword name by `x`, runs of one import line or one bracket item
+collapsed, and each distinct statement of a function body kept once (black formats those line by
+line and statement by statement). When every line of the real chunk fits
+in 88 columns and the chunk is ASCII without backslashes, its shape parses iff it does, has the same
+top-level statements, and black treats it exactly as the chunk. So ast.parse and black run once
+per distinct shape (a few dozen for any plan). Any other chunk is checked as it is. A chunk black
+would change is replaced by black's output, which is then checked in turn.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import keyword
 import re
 from collections.abc import Iterable
 
-import black
-
+from sl2s.diagnostics import Diagnostic, Sl2sError
 from sl2s.generate.encode import LINE_LENGTH
 
-MODE = black.Mode(line_length=LINE_LENGTH)
-
-_STRING = re.compile(r'"""(?:[^"\\]|"(?!""))*"""|"[^"\\\n]*"')
-_NAME = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]*\b")
-_KEEP = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist)
-
-
-def _string(match: re.Match) -> str:
-    text = match.group(0)
-    return text if text.startswith('"""') else '"s"'
-
-
-def _name(match: re.Match) -> str:
-    text = match.group(0)
-    return text if text in _KEEP else "x"
+_KEEP = sorted(set(keyword.kwlist) | set(keyword.softkwlist), key=len, reverse=True)
+_STRING = re.compile(r'(?<!")"[^"\\\n]*"(?!")')
+_NAME = re.compile(r"\b(?!(?:" + "|".join(_KEEP) + r")\b)[A-Za-z_][A-Za-z0-9_]*")
+_LONG = re.compile(r"^.{%d,}$" % (LINE_LENGTH + 1), re.MULTILINE)
+# Runs of one import line, or of one bracket item (`    x=x,`): black treats each alike.
+_REPEAT = re.compile(r"^((?:from [^\n]*| +[^\n]*,)\n)\1+", re.MULTILINE)
 
 
 def shape(chunk: str) -> str | None:
-    """The chunk's shape, or None when only the chunk itself can stand for it."""
-    if "\\" in chunk or not chunk.isascii():
+    """The chunk's shape, or None when only the chunk itself can stand for it.
+
+    Within a function body black formats each statement on its own, so the shape keeps each
+    distinct body statement once, in order of first appearance.
+    """
+    if "\\" in chunk or not chunk.isascii() or _LONG.search(chunk):
         return None
-    lines = chunk.split("\n")
-    if any(len(line) > LINE_LENGTH for line in lines):
-        return None
-    text = _NAME.sub(_name, _STRING.sub(_string, chunk))
+    text = _REPEAT.sub(r"\1", _NAME.sub("x", _STRING.sub('"s"', chunk)))
+    if '"""' in text.partition("def ")[0] or "\n    " not in text:
+        return text  # a module header (docstring) or no body: as it is
     out: list[str] = []
+    seen: set[str] = set()
+    group: list[str] = []
+    depth = 0
     for line in text.split("\n"):
-        if not out or line != out[-1] or not line.strip():
-            out.append(line)
+        group.append(line)
+        depth += line.count("(") + line.count("[") - line.count(")") - line.count("]")
+        if depth:
+            continue
+        statement = "\n".join(group)
+        group = []
+        if statement.startswith("    ") and not statement.startswith("     "):
+            if statement in seen:
+                continue
+            seen.add(statement)
+        out.append(statement)
+    out.extend(group)
     return "\n".join(out)
 
 
-def format_str(text: str) -> str:
-    return black.format_str(text, mode=MODE)
+def statements(tree: ast.Module) -> tuple[str, ...]:
+    """Top-level statement kinds; a leading string expression is `doc`."""
+    kinds = []
+    for i, node in enumerate(tree.body):
+        if (
+            i == 0
+            and isinstance(node, ast.Expr)
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+        ):
+            kinds.append("doc")
+        else:
+            kinds.append(type(node).__name__)
+    return tuple(kinds)
 
 
 def _digest(text: str) -> str:
@@ -62,35 +84,60 @@ def _digest(text: str) -> str:
 
 
 class BlackCheck:
-    """Verifies chunks; remembers (by SHA-256) the shapes and texts already proven stable.
+    """Verifies chunks; remembers (by SHA-256) the shapes and texts already proven good.
 
-    `known` may come from a cache of an earlier run with the same black version.
+    `known` may come from a cache of an earlier run with the same sl2s and black versions.
     """
 
     def __init__(self, known: Iterable[str] = ()) -> None:
         self.known: set[str] = set(known)
         self.black_runs = 0
+        self.parses = 0
 
-    def _stable(self, text: str) -> bool:
-        digest = _digest(text)
+    def _good(self, text: str, allowed: frozenset[str], where: str) -> bool:
+        digest = _digest(" ".join(sorted(allowed)) + "\n" + text)
         if digest in self.known:
             return True
+        self.parses += 1
+        try:
+            tree = ast.parse(text)
+        except SyntaxError as error:  # a bug in sl2s, never the user's: say so plainly
+            raise Sl2sError(
+                Diagnostic(
+                    where, 0, f"sl2s rendered invalid Python ({error.msg}):\n{text}"
+                )
+            ) from None
+        kinds = statements(tree)
+        if not kinds or any(k not in allowed for k in kinds):
+            raise Sl2sError(
+                Diagnostic(
+                    where, 0, f"sl2s rendered unexpected top-level statements {kinds}"
+                )
+            )
         self.black_runs += 1
         if format_str(text) == text:
             self.known.add(digest)
             return True
         return False
 
-    def ensure(self, chunk: str) -> str:
-        """`chunk` if black leaves it as it is, else black's (stable) formatting of it."""
+    def ensure(self, chunk: str, allowed: Iterable[str], where: str = "sl2s") -> str:
+        """`chunk` if it parses to `allowed` statements and black leaves it as it is; else black's
+        (stable) formatting of it. Raises Sl2sError when the chunk does not parse."""
+        allowed = frozenset(allowed)
         key = shape(chunk)
-        if key is not None and self._stable(key):
+        if key is not None and self._good(key, allowed, where):
             return chunk
-        if self._stable(chunk):
+        if self._good(chunk, allowed, where):
             return chunk
         formatted = format_str(chunk)
-        self.black_runs += 1
-        if format_str(formatted) != formatted:  # pragma: no cover - black is idempotent
-            raise RuntimeError("black does not reach a fixed point on generated code")
-        self.known.add(_digest(formatted))
+        if not self._good(
+            formatted, allowed, where
+        ):  # pragma: no cover - black is idempotent
+            raise Sl2sError(Diagnostic(where, 0, "black does not reach a fixed point"))
         return formatted
+
+
+def format_str(text: str) -> str:
+    import black  # imported on first use: a no-op run never needs it
+
+    return black.format_str(text, mode=black.Mode(line_length=LINE_LENGTH))

@@ -26,11 +26,18 @@ from sl2s.generate.usercode import (
 )
 from sl2s.model import Plan, Step
 from sl2s.names import identifier
-from sl2s.projection import Activation, Projection, project
+from sl2s.projection import Projection, project
 from sl2s.show import markdown
 
 GENERATED_IN_MACHINE = ("__init__.py", "_wiring.py")
 LOCK = "sl2s.lock.json"
+
+# The top-level statements each rendered chunk may contain (checked by BlackCheck.ensure).
+DOC_ONLY = ("doc",)
+INIT = ("doc", "ImportFrom")
+WIRING_HEADER = ("doc", "ImportFrom", "Assign")
+USER_HEADER = ("doc", "ImportFrom")
+DEFINITION = ("FunctionDef",)
 
 
 @dataclass(frozen=True)
@@ -109,11 +116,6 @@ def _unique(items):
     return tuple(dict.fromkeys(items))
 
 
-def flow_fields(plan: Plan, flow: str) -> tuple[str, ...]:
-    """Every field and secret of a flow, in order of first appearance (the entry's parameters)."""
-    return _unique(p for s in plan.flow(flow).steps for p in s.placeholders)
-
-
 def generate(
     plan: Plan,
     *,
@@ -143,12 +145,14 @@ def generate(
         raise Sl2sError(diagnostics)
 
     machines = plan.machines
-    flows_on = {
-        m: tuple(f.name for f in plan.flows if m in f.machines) for m in machines
-    }
-    expected = {
-        m: {(s.flow, s.id): s for s in plan.steps if s.machine == m} for m in machines
-    }
+    flows = {f.name: f for f in plan.flows}
+    flows_on: dict[str, list[str]] = {m: [] for m in machines}
+    for f in plan.flows:
+        for m in f.machines:
+            flows_on[m].append(f.name)
+    expected: dict[str, dict[tuple[str, str], Step]] = {m: {} for m in machines}
+    for s in plan.steps:
+        expected[s.machine][(s.flow, s.id)] = s
 
     # Where each step's function is, per machine (only modules the machine's package imports count).
     found: dict[tuple[str, str, str], tuple[str, FoundStep]] = {}  # (machine, flow, id)
@@ -179,85 +183,76 @@ def generate(
         raise Sl2sError(diagnostics)
 
     uses: dict[tuple[str, str], set[str]] = {}
+    secrets_of = {name: set(f.secrets) for name, f in flows.items()}
     for (machine, flow, _), (_, fs) in found.items():
-        secrets = set(plan.flow(flow).secrets)
-        needed = secrets.intersection(fs.params)
+        needed = secrets_of[flow].intersection(fs.params)
         if needed:
             uses.setdefault((flow, machine), set()).update(needed)
     projection = project(plan, uses={k: tuple(sorted(v)) for k, v in uses.items()})
 
     files: list[OutFile] = []
     added: list[tuple[str, str]] = []
-    lock_steps: dict[str, dict[str, dict[str, str]]] = {}
-
     for machine in machines:
         for flow in flows_on[machine]:
             path = f"{machine}/{flow}.py"
             missing: list[Step] = [
                 s
-                for s in plan.flow(flow).steps
+                for s in flows[flow].steps
                 if s.machine == machine and (machine, flow, s.id) not in found
             ]
-            if missing:
-                source = user_modules.get(path)
-                taken = (
-                    {"step"}
-                    if source is None
-                    else module_names(parse(source)) | {"step"}
-                )
-                names = _Names(taken)
-                stubs = []
-                for s in missing:
-                    function = names.take(s.id)
-                    stubs.append(check.ensure(render.stub(s, function)))
-                    found[(machine, flow, s.id)] = (
-                        path,
-                        FoundStep(flow, s.id, s.template, function, (), 0),
-                    )
-                    added.append((path, s.id))
-                if source is None:
-                    header = check.ensure(render.user_module_header(flow, machine))
-                    content = render.join(header, stubs)
-                    _validate_user_module(
-                        prefix + path, content, len(stubs), fresh=True
-                    )
-                else:
-                    content = append_stubs(source, stubs)
-                    _validate_user_module(
-                        prefix + path, content, len(stubs), fresh=False, before=source
-                    )
-                files.append(OutFile(path, content, generated=False))
-        for (m, flow, step_id), (path, fs) in found.items():
-            if m != machine:
+            if not missing:
                 continue
-            lock_steps.setdefault(flow, {})[step_id] = {
-                "machine": machine,
-                "module": f"{machine}.{path.partition('/')[2][:-3]}",
-                "function": fs.function,
-                "template": expected[machine][(flow, step_id)].template,
-            }
+            where = prefix + path
+            source = user_modules.get(path)
+            taken = (
+                {"step"} if source is None else module_names(parse(source)) | {"step"}
+            )
+            names = _Names(taken)
+            stubs = []
+            for s in missing:
+                function = names.take(s.id)
+                stubs.append(check.ensure(render.stub(s, function), DEFINITION, where))
+                found[(machine, flow, s.id)] = (
+                    path,
+                    FoundStep(flow, s.id, s.template, function, (), 0),
+                )
+                added.append((path, s.id))
+            if source is None:
+                header = check.ensure(
+                    render.user_module_header(flow, machine), USER_HEADER, where
+                )
+                content = render.join(header, stubs)
+            else:
+                content = append_stubs(source, stubs)
+                _validate_append(where, source, content, len(stubs))
+            files.append(OutFile(path, content, generated=False))
+
+    lock_steps: dict[str, dict[str, dict[str, str]]] = {}
+    for (machine, flow, step_id), (path, fs) in sorted(found.items()):
+        if (flow, step_id) not in expected.get(machine, {}):
+            continue
+        lock_steps.setdefault(flow, {})[step_id] = {
+            "machine": machine,
+            "module": f"{machine}.{path.partition('/')[2][:-3]}",
+            "function": fs.function,
+            "template": expected[machine][(flow, step_id)].template,
+        }
 
     for view in projection.machines:
         files.extend(
             _machine_files(
-                plan, view, flows_on[view.name], plan_ref, version, check, prefix
+                plan, flows, view, flows_on[view.name], plan_ref, version, check, prefix
             )
         )
 
-    generated_top = [
-        OutFile(
-            "__init__.py",
-            _python(
-                prefix + "__init__.py",
-                check.ensure(render.services_init(plan_ref, version)),
-                "package",
-            ),
-            True,
-        ),
-        OutFile(".gitattributes", render.gitattributes(version), True),
-        OutFile("PLAN.md", render.plan_md(markdown(projection), version), True),
-    ]
-    files.extend(generated_top)
+    services = check.ensure(
+        render.services_init(plan_ref, version), DOC_ONLY, prefix + "__init__.py"
+    )
+    files.append(OutFile("__init__.py", services, True))
+    files.append(OutFile(".gitattributes", render.gitattributes(version), True))
+    files.append(
+        OutFile("PLAN.md", render.plan_md(markdown(projection), version), True)
+    )
     digests = {
         f.path: hashlib.sha256(f.content.encode("utf-8")).hexdigest()
         for f in files
@@ -277,10 +272,9 @@ def generate(
     return Generation(tuple(files), tuple(orphans), tuple(added), projection)
 
 
-def _machine_files(
-    plan, view, flows, plan_ref, version, check, prefix
-) -> list[OutFile]:
+def _machine_files(plan, flows, view, flows_here, plan_ref, version, check, prefix):
     machine = view.name
+    where = f"{prefix}{machine}/_wiring.py"
     names = _Names({"UNSET", "Machine", "Run"})
     entries = [a for a in view.entries if a.at is None]
     for a in entries:
@@ -290,99 +284,47 @@ def _machine_files(
     need_unset = False
     for activation in view.entries:
         if activation.at is None:
-            fields = flow_fields(plan, activation.flow)
-            need_unset = need_unset or bool(fields)
-            chunks.append(
-                check.ensure(
-                    render.entry(activation, activation.flow, fields, machine_var)
-                )
+            fields = _unique(
+                p for s in flows[activation.flow].steps for p in s.placeholders
             )
+            need_unset = need_unset or bool(fields)
+            chunk = render.entry(activation, activation.flow, fields, machine_var)
         else:
             function = names.take(identifier(f"{activation.flow}_at_{activation.at}"))
-            chunks.append(
-                check.ensure(render.segment(activation, function, machine_var))
-            )
-    imports = (
-        (["UNSET"] if need_unset else [])
-        + ["Machine"]
-        + (["Run"] if len(entries) < len(view.entries) else [])
-    )
-    header = check.ensure(
-        render.wiring_header(machine, machine_var, imports, plan_ref, version)
-    )
-    wiring = _python(
-        prefix + f"{machine}/_wiring.py", render.join(header, chunks), "wiring"
-    )
+            chunk = render.segment(activation, function, machine_var)
+        chunks.append(check.ensure(chunk, DEFINITION, where))
+    imports = ["UNSET"] if need_unset else []
+    imports.append("Machine")
+    if len(entries) < len(view.entries):
+        imports.append("Run")
+    header = render.wiring_header(machine, machine_var, imports, plan_ref, version)
+    wiring = render.join(check.ensure(header, WIRING_HEADER, where), chunks)
     init = render.machine_init(
-        machine, flows, [a.flow for a in entries], plan_ref, version
+        machine, flows_here, [a.flow for a in entries], plan_ref, version
     )
-    init = _python(prefix + f"{machine}/__init__.py", check.ensure(init), "machine")
+    init = check.ensure(init, INIT, f"{prefix}{machine}/__init__.py")
     return [
         OutFile(f"{machine}/__init__.py", init, True),
         OutFile(f"{machine}/_wiring.py", wiring, True),
     ]
 
 
-# --- validation: every rendered Python file parses and has only the expected top-level statements
+# --- validation of an appended user module (the rest is checked chunk by chunk) ------------------
 
 
-def _kinds(tree: ast.Module) -> list[str]:
-    kinds = []
-    for i, node in enumerate(tree.body):
-        if (
-            i == 0
-            and isinstance(node, ast.Expr)
-            and isinstance(node.value, ast.Constant)
-            and isinstance(node.value.value, str)
-        ):
-            kinds.append("doc")
-        else:
-            kinds.append(type(node).__name__)
-    return kinds
-
-
-_EXPECTED = {
-    "package": ({"doc"}, ()),
-    "machine": ({"doc"}, ("ImportFrom",)),
-    "wiring": ({"doc"}, ("ImportFrom", "Assign", "FunctionDef")),
-    "user": ({"doc"}, ("ImportFrom", "FunctionDef")),
-}
-
-
-def _parse(path: str, content: str) -> ast.Module:
+def _validate_append(where: str, before: str, after: str, count: int) -> None:
+    """The appended module parses, and what was added is exactly `count` function definitions."""
     try:
-        return ast.parse(content, filename=path)
-    except SyntaxError as error:  # a bug in sl2s, never the user's: say so plainly
+        tree = ast.parse(after)
+        old = ast.parse(before)
+    except SyntaxError as error:
         raise Sl2sError(
-            Diagnostic(
-                path, error.lineno or 0, f"sl2s generated invalid Python: {error.msg}"
-            )
+            Diagnostic(where, error.lineno or 0, f"cannot append stubs: {error.msg}")
         ) from None
-
-
-def _python(path: str, content: str, kind: str) -> str:
-    tree = _parse(path, content)
-    first, rest = _EXPECTED[kind]
-    kinds = _kinds(tree)
-    if not kinds or kinds[0] not in first or any(k not in rest for k in kinds[1:]):
-        raise Sl2sError(
-            Diagnostic(
-                path, 0, f"sl2s generated unexpected top-level statements: {kinds}"
-            )
-        )
-    return content
-
-
-def _validate_user_module(
-    path: str, content: str, count: int, fresh: bool, before: str | None = None
-) -> None:
-    if fresh:
-        _python(path, content, "user")
-        return
-    tree = _parse(path, content)
-    old = ast.parse(before or "")
     new_nodes = tree.body[len(old.body) :]
     if len(new_nodes) != count or not all(
         isinstance(n, ast.FunctionDef) for n in new_nodes
     ):
-        raise Sl2sError(Diagnostic(path, 0, "sl2s could not append step stubs cleanly"))
+        raise Sl2sError(
+            Diagnostic(where, 0, "sl2s could not append the step stubs cleanly")
+        )

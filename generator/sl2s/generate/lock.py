@@ -20,20 +20,46 @@ def render(
     plan_lines: Mapping[str, Mapping[str, int]],
     files: Mapping[str, str],
 ) -> str:
-    marks = {flow: f"\x00plan_lines:{flow}" for flow in plan_lines}
     data = {
         "tool": TOOL,
         "version": version,
         "plan": {"path": plan_ref, "digest": digest},
         "steps": steps,
-        "plan_lines": marks,
+        "plan_lines": _OneLine(plan_lines),
         "files": files,
     }
-    text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=True)
-    for flow, mark in marks.items():
-        one_line = json.dumps(plan_lines[flow], sort_keys=True, ensure_ascii=True)
-        text = text.replace(json.dumps(mark, ensure_ascii=True), one_line, 1)
-    return text + "\n"
+    out: list[str] = []
+    _emit(data, 0, out)
+    return "".join(out) + "\n"
+
+
+class _OneLine(dict):
+    """A mapping whose values are each written on one line."""
+
+
+_scalar = json.JSONEncoder(ensure_ascii=True).encode
+
+
+def _emit(value, depth: int, out: list[str], one_line_values: bool = False) -> None:
+    """json.dumps(value, indent=2, sort_keys=True, ensure_ascii=True), with the C encoder for
+    scalars (the indenting encoder of the json module is pure Python and slow on large locks).
+    """
+    if one_line_values:
+        out.append(json.dumps(value, sort_keys=True, ensure_ascii=True))
+        return
+    if not isinstance(value, dict) or not value:
+        out.append(_scalar(value) if not isinstance(value, dict) else "{}")
+        return
+    inner = "\n" + "  " * (depth + 1)
+    out.append("{")
+    first = True
+    for key in sorted(value):
+        out.append(inner if first else "," + inner)
+        first = False
+        out.append(_scalar(key))
+        out.append(": ")
+        _emit(value[key], depth + 1, out, isinstance(value, _OneLine))
+    out.append("\n" + "  " * depth + "}")
 
 
 def read(text: str) -> dict:
