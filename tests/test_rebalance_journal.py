@@ -118,6 +118,13 @@ def test_recover_from_argv_uses_out_option(tmp_path):
     out.mkdir()
     (out / "a.py").write_bytes(b"a\n")
     _committed_journal(out, [_entry("a.py", b"a\n", b"A\n")])
-    assert journal.recover_from_argv(["generate", "plan.csv", "--out", str(tmp_path / "nope")]) is None
+    assert journal.recover_from_argv(["generate", "plan.csv", "--out", str(tmp_path / "nope")]) == []
     assert journal.recover_from_argv(["generate", "plan.csv", f"--out={out}"])
     assert (out / "a.py").read_bytes() == b"A\n"
+
+
+def test_recover_from_argv_finds_a_positional_directory(tmp_path):
+    (tmp_path / "a.py").write_bytes(b"a\n")
+    _committed_journal(tmp_path, [_entry("a.py", b"a\n", b"A\n")])
+    assert journal.recover_from_argv(["run", str(tmp_path), "login"])
+    assert (tmp_path / "a.py").read_bytes() == b"A\n"

@@ -6,5 +6,6 @@ from sl2s.cli import generate as _generate  # noqa: F401,E402  (generate)
 from sl2s.cli import run as _run  # noqa: F401,E402  (run)
 from sl2s.cli import plan as _plan  # noqa: F401,E402  (check, show, diff)
 from sl2s.cli import serve as _serve  # noqa: F401,E402  (serve, up, deploy)
+from sl2s.cli import rebalance as _rebalance  # noqa: F401,E402  (rebalance)
 
 __all__ = ["app", "main"]

@@ -32,6 +32,9 @@ def _root(
     ),
 ) -> None:
     """sl2s: structured logging to system."""
+    from sl2s.cli.rebalance import recover_hook  # finish an interrupted rebalance first
+
+    recover_hook()
 
 
 def report(error: Sl2sError) -> None:

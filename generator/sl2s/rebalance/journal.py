@@ -197,15 +197,22 @@ def _remove_temporaries(root: Path, entries: list[dict]) -> None:
             tmp.unlink()
 
 
-def recover_from_argv(argv: list[str]) -> str | None:
-    """The CLI hook: recover under `--out DIR` if given, else under `services`. Cheap when idle."""
-    out = "services"
+def recover_from_argv(argv: list[str]) -> list[str]:
+    """The CLI hook: recover under `services`, `--out DIR`, and any directory named on the command
+    line (e.g. `sl2s run DIR`) that holds a journal. Costs one stat per argument when idle."""
+    candidates = ["services"]
     for n, arg in enumerate(argv):
         if arg == "--out" and n + 1 < len(argv):
-            out = argv[n + 1]
+            candidates.append(argv[n + 1])
         elif arg.startswith("--out="):
-            out = arg.split("=", 1)[1]
-    root = Path(out)
-    if not (root / JOURNAL).exists() and not (root / PARTIAL).exists():
-        return None
-    return recover(root)
+            candidates.append(arg.split("=", 1)[1])
+        elif not arg.startswith("-"):
+            candidates.append(arg)
+    done = []
+    for candidate in dict.fromkeys(candidates):
+        root = Path(candidate)
+        if (root / JOURNAL).exists() or (root / PARTIAL).exists():
+            what = recover(root)
+            if what:
+                done.append(f"{root}: {what}")
+    return done

@@ -43,6 +43,9 @@ from sl2s.rebalance.layout import (
 )
 
 MANUAL = "needs a manual move"
+# The import every user module starts with (docs/architecture.md): it stays even when no step is
+# left, so that moving a module's last step away and back restores it byte for byte.
+RUNTIME_STEP = ("from", "sl2s.runtime", "step")
 
 
 @dataclass(frozen=True)
@@ -212,7 +215,7 @@ def _decide(a: _Parsed, b: _Parsed, functions: list[str]) -> _Plan:
             alias = next(al for al in binder.aliases if al.bound == name)
             plan.carried.append(alias)
             others = [u for u in a.info.readers({name}) if id(u) not in moving]
-            if not others:
+            if not others and alias.target(a.package) != RUNTIME_STEP:
                 plan.removed.append(alias)
         elif binder.kind in ("def", "class", "assign"):
             plan.cross.append(name)
@@ -398,7 +401,8 @@ def _apply(a: _Parsed, b: _Parsed, plan: _Plan, functions: list[str], before: st
     anchor = None
     if before is not None:
         found = [it for it in b.info.binders.get(before, []) if it.kind == "def"]
-        anchor = found[0].chunk if found and any(s is found[0].chunk for s in b.segs) else None
+        moved_reads = set().union(*(it.reads for it in plan.moving))
+        anchor = _owned_top(b, found[0], moved_reads) if found and any(s is found[0].chunk for s in b.segs) else None
     if moved_pairs:
         upper = _chunk_above(b.segs, anchor)
         first_sep, first = moved_pairs[0]
@@ -548,6 +552,30 @@ def _add_import(b: _Parsed, alias: imp.Alias, first_party: frozenset[str]) -> Ch
     gap = ["\n", "\n"] if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) else ["\n"]
     _insert_at(b.segs, first, [new_item.chunk, Gap(gap)])
     return new_item.chunk
+
+
+def _owned_top(b: _Parsed, item: Item, moved_reads: set[str]) -> Chunk:
+    """The first chunk of `item`'s own helpers sitting right above it (used by nothing else, and
+    not by the code being moved in), so that a block inserted before `item` does not split it
+    from them."""
+    chunks = [s for s in b.segs if isinstance(s, Chunk)]
+    by_chunk = {id(it.chunk): it for it in b.info.items}
+    owned = {id(item)}
+    top = item.chunk
+    index = next(i for i, c in enumerate(chunks) if c is top)
+    while index > 0:
+        above = by_chunk.get(id(chunks[index - 1]))
+        if above is None or above.kind not in ("def", "class", "assign") or not above.binds:
+            break
+        if above.binds & moved_reads:
+            break
+        users = b.info.readers(above.binds)
+        if not users or any(id(u) not in owned for u in users if u is not above):
+            break
+        owned.add(id(above))
+        top = above.chunk
+        index -= 1
+    return top
 
 
 def _chunk_above(segs: list[Segment], anchor: Chunk | None) -> Chunk | None:
