@@ -1,0 +1,22 @@
+"""Steps of flow 'index' that run on machine 'emailservice'.
+
+This module is yours. sl2s created it, and afterwards only appends a stub when the plan
+gains a step here (`sl2s rebalance` moves whole functions). Steps are found by their
+@step decorator: rename functions, add helpers, imports and comments freely. A step
+function receives the context fields named by its parameters and returns None or a
+mapping of the fields it sets.
+"""
+
+from sl2s.runtime import step
+
+
+@step("index", "Sending welcome email to :email")
+def sending_welcome_email_to_email(email):
+    # Not implemented yet: this step does nothing.
+    return None
+
+
+@step("index", "Welcome email delivered to :email")
+def welcome_email_delivered_to_email(email):
+    # Not implemented yet: this step does nothing.
+    return None

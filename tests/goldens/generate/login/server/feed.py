@@ -1,0 +1,16 @@
+"""Steps of flow 'feed' that run on machine 'server'.
+
+This module is yours. sl2s created it, and afterwards only appends a stub when the plan
+gains a step here (`sl2s rebalance` moves whole functions). Steps are found by their
+@step decorator: rename functions, add helpers, imports and comments freely. A step
+function receives the context fields named by its parameters and returns None or a
+mapping of the fields it sets.
+"""
+
+from sl2s.runtime import step
+
+
+@step("feed", "Retrieving feed information")
+def retrieving_feed_information():
+    # Not implemented yet: this step does nothing.
+    return None

@@ -1,0 +1,16 @@
+"""Steps of flow 'add_to_cart' that run on machine 'inventory'.
+
+This module is yours. sl2s created it, and afterwards only appends a stub when the plan
+gains a step here (`sl2s rebalance` moves whole functions). Steps are found by their
+@step decorator: rename functions, add helpers, imports and comments freely. A step
+function receives the context fields named by its parameters and returns None or a
+mapping of the fields it sets.
+"""
+
+from sl2s.runtime import step
+
+
+@step("add_to_cart", "Checking stock of :sku")
+def checking_stock_of_sku(sku):
+    # Not implemented yet: this step does nothing.
+    return None

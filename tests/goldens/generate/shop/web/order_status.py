@@ -1,0 +1,22 @@
+"""Steps of flow 'order_status' that run on machine 'web'.
+
+This module is yours. sl2s created it, and afterwards only appends a stub when the plan
+gains a step here (`sl2s rebalance` moves whole functions). Steps are found by their
+@step decorator: rename functions, add helpers, imports and comments freely. A step
+function receives the context fields named by its parameters and returns None or a
+mapping of the fields it sets.
+"""
+
+from sl2s.runtime import step
+
+
+@step("order_status", "Looking up order :order_id")
+def looking_up_order_order_id(order_id):
+    # Not implemented yet: this step does nothing.
+    return None
+
+
+@step("order_status", "Order :order_id is :status")
+def order_order_id_is_status(order_id, status):
+    # Not implemented yet: this step does nothing.
+    return None
