@@ -53,6 +53,12 @@ class _RuntimeIds:
         self.fallback = fallback
         self.local = threading.local()
 
+    def __getattr__(self, name):  # is_trace_id_random and whatever later SDKs ask
+        return getattr(self.fallback, name)
+
+    def is_trace_id_random(self) -> bool:
+        return False  # the runtime's ids are random, but not ours to vouch for
+
     def generate_span_id(self) -> int:
         value = getattr(self.local, "span_id", None)
         if value:
