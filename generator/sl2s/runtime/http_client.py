@@ -7,7 +7,8 @@ never shared between threads, so no locking is needed; each thread keeps its own
 Retries (docs/hop-protocol.md, "Retries"): connection failures (refused, reset, closed while idle)
 are retried always; timeouts and 409/429/502/503/504 are retried too because the idempotency key
 makes a repeated hop safe — the server answers a repeat from its store and never runs a step twice.
-Backoff is exponential with full jitter, bounded by the hop's deadline. When every attempt failed,
+`timeout` bounds each attempt (connect, send, every wait for the answer); a hop takes at most
+`attempts × timeout` plus backoff. Backoff is exponential with full jitter. When every attempt failed,
 `HopUnreachable` names the target, its URL, the attempts and the idempotency key.
 """
 
@@ -180,7 +181,7 @@ class HopClient:
         """POST `body` to `base_url + path`, retrying; `headers_for(now)` signs each attempt anew.
 
         Returns the first response that is not retryable. Raises HopUnreachable when the attempts
-        or the deadline run out.
+        run out.
         """
         parts = urlsplit(base_url)
         scheme = parts.scheme or "http"
@@ -190,16 +191,11 @@ class HopClient:
             parts.port or (443 if scheme == "https" else 80),
         )
         full_path = (parts.path.rstrip("/") + path) if parts.path else path
-        deadline = time.monotonic() + self.timeout
         last_stamp = 0.0
         last = "no attempt made"
         attempt = 0
         while attempt < self.attempts:
             attempt += 1
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                last = f"{last}; hop deadline of {self.timeout:g} s passed"
-                break
             now = max(
                 time.time(), last_stamp + 0.001
             )  # every attempt gets a new signature
@@ -207,7 +203,7 @@ class HopClient:
             retry_after = 0.0
             try:
                 status, resp_headers, data = self._send_once(
-                    origin, full_path, body, headers_for(now), remaining
+                    origin, full_path, body, headers_for(now), self.timeout
                 )
             except (OSError, http.client.HTTPException) as error:
                 last = _describe(error)
@@ -222,7 +218,6 @@ class HopClient:
                     self._jitter()
                     * min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)),
                 )
-                delay = min(delay, max(0.0, deadline - time.monotonic()))
                 if delay > 0:
                     self._sleep(delay)
         raise HopUnreachable(target, base_url, attempt, last, idempotency_key)

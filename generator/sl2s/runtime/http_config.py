@@ -13,7 +13,7 @@ server = "http://127.0.0.1:8001"
 emailservice = "http://10.0.0.7:8000"
 
 [hop]
-timeout = 30        # seconds for one hop, every retry included
+timeout = 30        # seconds one attempt of a hop may take (connect, send, answer)
 attempts = 4        # tries per hop (1 = no retry)
 max_body = 1048576  # bytes a server accepts in one hop request
 ```

@@ -236,7 +236,8 @@ def create_app(
     max_threads: int = 64,
 ) -> Starlette:
     """The ASGI app of one machine. `keys` empty = unauthenticated (only for loopback/--insecure)."""
-    store = store or IdempotencyStore(retention=2 * max_skew + 60)
+    if store is None:
+        store = IdempotencyStore(retention=2 * max_skew + 60)
     pool = WorkerPool(max_threads)
 
     async def hop(request: Request) -> Response:

@@ -41,9 +41,13 @@ class ThreadServer:
         self.sock = loopback_socket()
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        cfg = uvicorn.Config(
-            app, log_level="warning", lifespan="off", timeout_keep_alive=5, **config
-        )
+        options = {
+            "log_level": "warning",
+            "lifespan": "off",
+            "timeout_keep_alive": 5,
+            **config,
+        }
+        cfg = uvicorn.Config(app, **options)
         self.server = uvicorn.Server(cfg)
         self.thread = threading.Thread(target=self._run, daemon=True)
 
