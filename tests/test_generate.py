@@ -123,7 +123,7 @@ def test_lock_format_keys_sorted_and_plan_lines_one_line_per_flow() -> None:
     assert data["plan"]["path"] == "../plan.csv" and len(data["plan"]["digest"]) == 64
     assert data["steps"]["a"]["one_x"] == {
         "machine": "m1",
-        "module": "m1.a",
+        "module": "m1/a.py",
         "function": "one_x",
         "template": "One :x",
     }

@@ -233,7 +233,7 @@ def generate(
             continue
         lock_steps.setdefault(flow, {})[step_id] = {
             "machine": machine,
-            "module": f"{machine}.{path.partition('/')[2][:-3]}",
+            "module": path,
             "function": fs.function,
             "template": expected[machine][(flow, step_id)].template,
         }
