@@ -210,7 +210,7 @@ def test_kill_right_after_the_trigger_leaves_a_readable_incident(tmp_path):
     assert "incomplete" in listed.output
 
 
-def test_cli_list_show_errors(tmp_path):
+def test_cli_list_show_errors(tmp_path, monkeypatch):
     rng = random.Random(6)
     recorder = FlightRecorder(tmp_path, trailing_events=1)
     for i in range(3):
@@ -234,6 +234,9 @@ def test_cli_list_show_errors(tmp_path):
     assert error_groups(incidents).sorted()[0].count == 3
     missing = runner.invoke(app, ["incidents", "show", str(tmp_path), "nope"])
     assert missing.exit_code == 1
+    monkeypatch.setenv("SL2S_LOG_DIR", str(tmp_path))  # the runtime's log dir is the default
+    default = runner.invoke(app, ["incidents", "show", incidents[2].id])
+    assert default.exit_code == 0 and incidents[2].id in default.output, default.output
 
 
 def _free_port() -> int:

@@ -59,7 +59,9 @@ def patterns_command(
 
 @incidents_app.command("list")
 def incidents_list(
-    log_dir: Optional[str] = typer.Argument(None, help="The log directory the incidents are in."),
+    log_dir: Optional[str] = typer.Argument(
+        None, help="The log directory (default: $SL2S_LOG_DIR, else services/.sl2s/logs)."
+    ),
     url: Optional[str] = typer.Option(None, "--url", help="A running machine's incidents endpoint."),
     since: Optional[str] = typer.Option(None, "--since", help="Only incidents after this incident id."),
 ) -> None:
@@ -86,23 +88,27 @@ def incidents_show(
             raise Sl2sError("with --url, name only the incident id")
         incident = incidents.fetch_remote(url, incident_id=args[0])
     else:
-        if len(args) != 2:
-            raise Sl2sError("usage: sl2s incidents show LOG_DIR INCIDENT_ID")
-        incident = incidents.find_incident(args[0], args[1])
+        if len(args) not in (1, 2):
+            raise Sl2sError("usage: sl2s incidents show [LOG_DIR] INCIDENT_ID")
+        incident = incidents.find_incident(_need(args[0] if len(args) == 2 else None), args[-1])
     typer.echo(incidents.render_show(incident), nl=False)
 
 
 @incidents_app.command("errors")
 def incidents_errors(
-    log_dir: str = typer.Argument(..., help="The log directory the incidents are in."),
+    log_dir: Optional[str] = typer.Argument(
+        None, help="The log directory (default: $SL2S_LOG_DIR, else services/.sl2s/logs)."
+    ),
 ) -> None:
     """Errors grouped by fingerprint (exception type + in-app frames), with count and first/last seen."""
     from sl2s.observe import incidents
 
-    typer.echo(incidents.render_errors(incidents.error_groups(incidents.list_incidents(log_dir))), nl=False)
+    found = incidents.list_incidents(_need(log_dir))
+    typer.echo(incidents.render_errors(incidents.error_groups(found)), nl=False)
 
 
 def _need(log_dir: Optional[str]) -> str:
-    if not log_dir:
-        raise Sl2sError("name a log directory, or --url of a running machine")
-    return log_dir
+    """The log dir named, else the runtime's default: `$SL2S_LOG_DIR`, else `services/.sl2s/logs`."""
+    import os
+
+    return log_dir or os.environ.get("SL2S_LOG_DIR") or os.path.join("services", ".sl2s", "logs")
