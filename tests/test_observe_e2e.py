@@ -135,13 +135,17 @@ def test_otel_spans_per_segment_with_step_events(tree):
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import SimpleSpanProcessor
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from opentelemetry import trace
+        from sl2s.observe import install
         from sl2s.observe.otel import SpanListener
         from sl2s.runtime import hooks
 
         exporter = InMemorySpanExporter()
         provider = TracerProvider()
         provider.add_span_processor(SimpleSpanProcessor(exporter))
-        hooks.subscribe(SpanListener(provider))
+        trace.set_tracer_provider(provider)
+        install()  # a configured SDK provider: the span listener comes with the recorder
+        assert sum(isinstance(x, SpanListener) for x in hooks.listeners()) == 1
         events = []
         hooks.subscribe(events.append)
         import services.client as client

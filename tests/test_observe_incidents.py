@@ -277,3 +277,31 @@ def test_http_routes_serve_incidents_with_a_since_cursor(tmp_path):
     finally:
         server.should_exit = True
         thread.join(5)
+
+
+def test_concurrent_triggers_each_land_in_exactly_one_incident(tmp_path):
+    recorder = FlightRecorder(tmp_path, trailing_events=7, durable_timeout=0)
+    errors_sent = []
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        for i in range(40):
+            fail = LOGIN[rng.randrange(len(LOGIN))].id if i % 4 == 0 else None
+            run = flow_run(LOGIN, cid=f"t{seed}-{i}", start_ms=i, rng=rng, fail_at=fail)
+            for e in run:
+                recorder.event(e)
+            if fail:
+                errors_sent.append(ev.event_id(run[-1]))
+
+    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    recorder.close()
+    assert recorder.failures == 0
+    incidents = list_incidents(tmp_path)
+    assert incidents and all(i.complete for i in incidents)
+    marked = [ev.event_id(e) for i in incidents for e in i.events if e.get("sl2s.trigger")]
+    assert sorted(marked) == sorted(errors_sent)  # every error recorded once, none twice
+    assert sum(g.count for g in error_groups(incidents).groups.values()) == len(errors_sent)

@@ -125,3 +125,33 @@ def test_cli_story(tmp_path):
     result = CliRunner().invoke(app, ["story", str(tmp_path / "client.jsonl"), "--format", "markdown"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("### Run `c1`")
+
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    parents=st.lists(st.integers(min_value=0, max_value=10_000), min_size=1, max_size=40),
+    skews=st.lists(st.integers(min_value=-500, max_value=500), min_size=40, max_size=40),
+    seed=st.integers(0, 1000),
+)
+def test_causal_order_puts_every_cause_before_its_effects(parents, skews, seed):
+    """Any causation tree, any clock skew per event, any input order: causes come first."""
+    events = []
+    for i, p in enumerate(parents):
+        cause = f"e{p % i}" if i else None
+        events.append({
+            "timestamp": f"2026-11-23T10:00:{(i * 7 + skews[i] % 50) % 60:02d}.000000Z",
+            "attributes": {"sl2s.event_id": f"e{i}", "sl2s.causation_id": cause, "sl2s.correlation_id": "c"},
+        })
+    random.Random(seed).shuffle(events)
+    ordered = causal_order(events)
+    position = {ev.event_id(e): n for n, (e, _) in enumerate(ordered)}
+    assert len(ordered) == len(events)
+    for e, parent in ordered:
+        cause = ev.causation_id(e)
+        if cause is not None:
+            assert position[cause] < position[ev.event_id(e)]
+            assert ev.event_id(parent) == cause
