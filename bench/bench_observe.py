@@ -39,7 +39,11 @@ def listener_floor(n: int = 200_000) -> tuple[float, float]:
 
     plan = demo_plan()
     rng = random.Random(1)
-    sample = [e for i in range(200) for e in flow_run(plan.flow("login").steps, cid=str(i), start_ms=i, rng=rng)]
+    sample = [
+        e
+        for i in range(200)
+        for e in flow_run(plan.flow("login").steps, cid=str(i), start_ms=i, rng=rng)
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         sink = rt_events.Sink(os.path.join(tmp, "floor.jsonl"))
         recorder = FlightRecorder(tmp)
@@ -69,8 +73,7 @@ def listener_floor(n: int = 200_000) -> tuple[float, float]:
     return best_plain / n * 1e6, best_recorded / n * 1e6
 
 
-RUNTIME_SCRIPT = textwrap.dedent(
-    """
+RUNTIME_SCRIPT = textwrap.dedent("""
     import json, sys, time
     sys.path.insert(0, ".")
     from sl2s.observe.recorder import FlightRecorder
@@ -93,8 +96,7 @@ RUNTIME_SCRIPT = textwrap.dedent(
         hooks.unsubscribe(recorder)
     events = flows * 6
     print(json.dumps({"without": without / events * 1e6, "with": with_ / events * 1e6}))
-    """
-)
+    """)
 
 
 def runtime_cost(flows: int) -> tuple[float, float] | str:
@@ -106,14 +108,20 @@ def runtime_cost(flows: int) -> tuple[float, float] | str:
         shutil.copy(ROOT / "sample_plans" / "login.csv", base / "login.csv")
         sl2s = [sys.executable, "-c", "from sl2s.cli import main; main()"]
         done = subprocess.run(
-            [*sl2s, "generate", "login.csv", "--out", "services"], cwd=base, capture_output=True, text=True
+            [*sl2s, "generate", "login.csv", "--out", "services"],
+            cwd=base,
+            capture_output=True,
+            text=True,
         )
         if done.returncode != 0:
             return f"generate failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}"
         env = {**os.environ, "SL2S_LOG_DIR": str(base / "logs"), "SL2S_INCIDENTS": "0"}
         done = subprocess.run(
             [sys.executable, "-c", RUNTIME_SCRIPT, str(flows), str(base / "incidents")],
-            cwd=base, capture_output=True, text=True, env=env,
+            cwd=base,
+            capture_output=True,
+            text=True,
+            env=env,
         )
         if done.returncode != 0:
             return f"runtime failed: {done.stderr.strip().splitlines()[-1:]}"
@@ -121,8 +129,7 @@ def runtime_cost(flows: int) -> tuple[float, float] | str:
         return data["without"], data["with"]
 
 
-CHILD = textwrap.dedent(
-    """
+CHILD = textwrap.dedent("""
     import resource, sys, time
     what, logs = sys.argv[1], sys.argv[2]
     t = time.perf_counter()
@@ -147,12 +154,13 @@ CHILD = textwrap.dedent(
         analyse(demo_plan(), [logs])
     seconds = time.perf_counter() - t
     print(seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-    """
-)
+    """)
 
 
 def measure(what: str, logs: Path) -> tuple[float, float]:
-    done = subprocess.run([sys.executable, "-c", CHILD, what, str(logs)], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, what, str(logs)], capture_output=True, text=True
+    )
     if done.returncode != 0:
         raise SystemExit(f"{what} failed:\n{done.stderr}")
     seconds, kb = done.stdout.split()
@@ -162,14 +170,31 @@ def measure(what: str, logs: Path) -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="sl2s.observe benchmarks")
     parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--events-dir", type=Path, default=None, help="reuse (or create) the events here")
-    parser.add_argument("--flows", type=int, default=3000, help="flows per batch in the runtime comparison")
+    parser.add_argument(
+        "--events-dir",
+        type=Path,
+        default=None,
+        help="reuse (or create) the events here",
+    )
+    parser.add_argument(
+        "--flows",
+        type=int,
+        default=3000,
+        help="flows per batch in the runtime comparison",
+    )
     args = parser.parse_args(argv)
 
     rows: list[tuple[str, str, str, str]] = []
     floor, recorded = listener_floor()
     rows.append(("per event: dump + sink write (floor)", f"{floor:.2f} µs", "", ""))
-    rows.append(("per event: same + FlightRecorder.event", f"{recorded:.2f} µs", f"{recorded / floor:.2f}x floor", ""))
+    rows.append(
+        (
+            "per event: same + FlightRecorder.event",
+            f"{recorded:.2f} µs",
+            f"{recorded / floor:.2f}x floor",
+            "",
+        )
+    )
     result = runtime_cost(args.flows)
     if isinstance(result, str):
         rows.append(("runtime comparison", "not run", result, ""))
@@ -177,7 +202,14 @@ def main(argv: list[str] | None = None) -> int:
         without, with_ = result
         ok = "ok" if with_ / without <= 1.3 else "OVER"
         rows.append(("per event: runtime, no listener", f"{without:.2f} µs", "", ""))
-        rows.append(("per event: runtime + flight recorder", f"{with_:.2f} µs", f"{with_ / without:.2f}x (<= 1.3x)", ok))
+        rows.append(
+            (
+                "per event: runtime + flight recorder",
+                f"{with_:.2f} µs",
+                f"{with_ / without:.2f}x (<= 1.3x)",
+                ok,
+            )
+        )
 
     tmp = None
     logs = args.events_dir
@@ -190,13 +222,33 @@ def main(argv: list[str] | None = None) -> int:
 
             t = time.perf_counter()
             write_events(logs, args.events)
-            rows.append((f"make_events: {args.events:,} events", f"{time.perf_counter() - t:.1f} s", "", ""))
+            rows.append(
+                (
+                    f"make_events: {args.events:,} events",
+                    f"{time.perf_counter() - t:.1f} s",
+                    "",
+                    "",
+                )
+            )
         size = sum(p.stat().st_size for p in logs.glob("*.jsonl")) / 2**20
         for what in ("floor", "story", "story --failed", "patterns"):
             seconds, mb = measure(what, logs)
-            label = "parse every line once (floor)" if what == "floor" else f"sl2s {what}"
-            ok = "" if what == "floor" else ("ok" if seconds < 30 and mb < 1024 else "OVER")
-            rows.append((f"{label} ({size:.0f} MB of logs)", f"{seconds:.1f} s", f"{mb:.0f} MB peak", ok))
+            label = (
+                "parse every line once (floor)" if what == "floor" else f"sl2s {what}"
+            )
+            ok = (
+                ""
+                if what == "floor"
+                else ("ok" if seconds < 30 and mb < 1024 else "OVER")
+            )
+            rows.append(
+                (
+                    f"{label} ({size:.0f} MB of logs)",
+                    f"{seconds:.1f} s",
+                    f"{mb:.0f} MB peak",
+                    ok,
+                )
+            )
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -37,16 +37,32 @@ def write_events(out: Path, total: int, seed: int = 1) -> int:
             if roll < 0.3:
                 events = flow_run(feed, cid=cid, start_ms=run * 0.4, rng=rng)
             elif roll < 0.34:
-                events = flow_run(login, cid=cid, start_ms=run * 0.4, rng=rng, log_lines={
-                    login[2].id: [f"ElasticSearch query failed to IP 10.0.{rng.randrange(256)}.{rng.randrange(256)}"
-                                  f" on run {run}"],
-                })
+                events = flow_run(
+                    login,
+                    cid=cid,
+                    start_ms=run * 0.4,
+                    rng=rng,
+                    log_lines={
+                        login[2].id: [
+                            f"ElasticSearch query failed to IP 10.0.{rng.randrange(256)}.{rng.randrange(256)}"
+                            f" on run {run}"
+                        ],
+                    },
+                )
             elif roll < 0.35:
-                events = flow_run(login, cid=cid, start_ms=run * 0.4, rng=rng, fail_at=login[rng.randrange(1, 5)].id)
+                events = flow_run(
+                    login,
+                    cid=cid,
+                    start_ms=run * 0.4,
+                    rng=rng,
+                    fail_at=login[rng.randrange(1, 5)].id,
+                )
             else:
                 events = flow_run(login, cid=cid, start_ms=run * 0.4, rng=rng)
                 if run % 50_000 == 7:
-                    events[2]["attributes"]["sl2s.template"] = "Testing pasword for :username"
+                    events[2]["attributes"][
+                        "sl2s.template"
+                    ] = "Testing pasword for :username"
                 elif run % 50_000 == 11:
                     events[3]["attributes"]["sl2s.machine"] = "client"
                     events[3]["resource"] = {"service.name": "client"}

@@ -28,7 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def generated(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("generated")
     shutil.copy(ROOT / "sample_plans" / "login.csv", base / "login.csv")
-    result = CliRunner().invoke(app, ["generate", str(base / "login.csv"), "--out", str(base / "services")])
+    result = CliRunner().invoke(
+        app, ["generate", str(base / "login.csv"), "--out", str(base / "services")]
+    )
     assert result.exit_code == 0, result.output
     server = base / "services" / "server" / "login.py"
     source = server.read_text()
@@ -62,7 +64,12 @@ def run_child(tree: Path, body: str) -> str:
     script = "import sys, json\nsys.path.insert(0, '.')\n" + textwrap.dedent(body)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SL2S_")}
     done = subprocess.run(
-        [sys.executable, "-c", script], cwd=tree, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", script],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
@@ -91,15 +98,26 @@ def test_a_step_raising_on_the_second_machine_makes_one_incident_on_that_machine
     assert incident.path.name.endswith(".jsonl.gz") and incident.complete
     summary = incident.summary()
     assert summary["machine"] == "server"
-    assert (summary["flow"], summary["step"]) == ("login", "testing_password_for_username")
-    assert summary["exception"] == "ValueError" and summary["message"] == "wrong password for bob"
+    assert (summary["flow"], summary["step"]) == (
+        "login",
+        "testing_password_for_username",
+    )
+    assert (
+        summary["exception"] == "ValueError"
+        and summary["message"] == "wrong password for bob"
+    )
     links = incident.header["links"]
     assert links["plan"].endswith("login.csv:4")
     assert links["source"].startswith("services/server/login.py:")
     assert len(incident.header["plan.digest"]) == 64
     # before: the ann run, then bob's steps up to the failing one, all in order
     before = [e for e in incident.events if e["sl2s.incident"] == "before"]
-    bob = [e for e in before if e["attributes"]["sl2s.correlation_id"] == incident.trigger["attributes"]["sl2s.correlation_id"]]
+    bob = [
+        e
+        for e in before
+        if e["attributes"]["sl2s.correlation_id"]
+        == incident.trigger["attributes"]["sl2s.correlation_id"]
+    ]
     assert [e["attributes"].get("sl2s.step") for e in bob] == [
         "user_attempted_login_as_username_and_password",
         "received_request_to_login_as_username",
@@ -118,14 +136,28 @@ def test_a_step_raising_on_the_second_machine_makes_one_incident_on_that_machine
     story = CliRunner().invoke(app, ["story", str(logs), "--failed"])
     assert story.exit_code == 0, story.output
     assert "-- call client -> server" in story.output
-    assert "stopped with ERROR at server login/testing_password_for_username: ValueError: wrong password for bob" in story.output
+    assert (
+        "stopped with ERROR at server login/testing_password_for_username: ValueError: wrong password for bob"
+        in story.output
+    )
 
     patterns = CliRunner().invoke(app, ["patterns", str(tree / "login.csv"), str(logs)])
     assert patterns.exit_code == 1, patterns.output
     lines = patterns.output.splitlines()
-    assert any(x.startswith("stopped early  1x  login: stopped after 'testing_password_for_username'") for x in lines)
-    assert any(x.startswith("log line  2x  ElasticSearch query failed to IP * on run *") for x in lines)
-    assert not any(x.startswith(("unknown template", "wrong machine", "out of order")) for x in lines)
+    assert any(
+        x.startswith(
+            "stopped early  1x  login: stopped after 'testing_password_for_username'"
+        )
+        for x in lines
+    )
+    assert any(
+        x.startswith("log line  2x  ElasticSearch query failed to IP * on run *")
+        for x in lines
+    )
+    assert not any(
+        x.startswith(("unknown template", "wrong machine", "out of order"))
+        for x in lines
+    )
 
 
 def test_otel_spans_per_segment_with_step_events(tree):
@@ -165,17 +197,29 @@ def test_otel_spans_per_segment_with_step_events(tree):
     )
     data = json.loads(out.strip().splitlines()[-1])
     spans = data["spans"]
-    assert sorted(s["name"] for s in spans) == ["login @ client", "login @ client", "login @ server", "login @ server"]
+    assert sorted(s["name"] for s in spans) == [
+        "login @ client",
+        "login @ client",
+        "login @ server",
+        "login @ server",
+    ]
     by_span = {s["span"]: s for s in spans}
     # every event belongs to the span with its own trace/span id
     for trace_id, span_id, _step in data["events"]:
         assert by_span[span_id]["trace"] == trace_id
-    ok_client = next(s for s in spans if s["name"] == "login @ client" and s["status"] != "ERROR")
+    ok_client = next(
+        s for s in spans if s["name"] == "login @ client" and s["status"] != "ERROR"
+    )
     ok_server = next(s for s in spans if s["parent"] == ok_client["span"])
-    assert ok_client["events"] == ["user_attempted_login_as_username_and_password", "login_successful"]
+    assert ok_client["events"] == [
+        "user_attempted_login_as_username_and_password",
+        "login_successful",
+    ]
     assert ok_server["events"] == [
-        "received_request_to_login_as_username", "testing_password_for_username",
-        "setting_session_for_username", "finish_handling_user_login",
+        "received_request_to_login_as_username",
+        "testing_password_for_username",
+        "setting_session_for_username",
+        "finish_handling_user_login",
     ]
     failed = [s for s in spans if s["status"] == "ERROR"]
     assert {s["name"] for s in failed} == {"login @ server", "login @ client"}

@@ -39,9 +39,17 @@ def hop_failed(run: list[dict], rng) -> dict:
     """What the calling machine emits when the callee raised (ERROR on the caller)."""
     last = run[-1]
     return event(
-        flow="login", step=LOGIN[0].id, machine="client", template="", body="hop to server failed",
-        cid=ev.correlation_id(last), cause=ev.event_id(last), eid=f"{rng.getrandbits(64):x}",
-        at_ms=999, severity="ERROR", event_name="sl2s.hop_failed",
+        flow="login",
+        step=LOGIN[0].id,
+        machine="client",
+        template="",
+        body="hop to server failed",
+        cid=ev.correlation_id(last),
+        cause=ev.event_id(last),
+        eid=f"{rng.getrandbits(64):x}",
+        at_ms=999,
+        severity="ERROR",
+        event_name="sl2s.hop_failed",
         exception=("ValueError", "boom", ""),
     )
 
@@ -53,7 +61,14 @@ def test_step_raising_on_the_second_machine_makes_exactly_one_incident(tmp_path)
     failing = flow_run(LOGIN, cid="bad", start_ms=50, rng=rng, fail_at=LOGIN[2].id)
     for e in noise[0] + noise[1] + failing + [hop_failed(failing, rng)]:
         recorder.event(e)
-    after = [e for run in (flow_run(FEED, cid=f"later-{i}", start_ms=200 + i, rng=rng) for i in range(5)) for e in run]
+    after = [
+        e
+        for run in (
+            flow_run(FEED, cid=f"later-{i}", start_ms=200 + i, rng=rng)
+            for i in range(5)
+        )
+        for e in run
+    ]
     for e in after:
         recorder.event(e)
     recorder.close()
@@ -62,7 +77,9 @@ def test_step_raising_on_the_second_machine_makes_exactly_one_incident(tmp_path)
     assert len(incidents) == 1
     incident = incidents[0]
     assert incident.path.name.endswith(".jsonl.gz")
-    assert not list(tmp_path.glob("incident-*.jsonl")), "the plain file is removed once the gz is complete"
+    assert not list(
+        tmp_path.glob("incident-*.jsonl")
+    ), "the plain file is removed once the gz is complete"
     h = incident.header
     assert h["service.name"] == "server"
     assert h["trigger"]["attributes"]["sl2s.step"] == LOGIN[2].id
@@ -75,12 +92,17 @@ def test_step_raising_on_the_second_machine_makes_exactly_one_incident(tmp_path)
     phases = [e["sl2s.incident"] for e in incident.events]
     before = [e for e in incident.events if e["sl2s.incident"] == "before"]
     # the preceding events of the failing flow, in order, plus the other flows' events before it
-    assert [ev.event_id(e) for e in before if ev.correlation_id(e) == "bad"] == [ev.event_id(e) for e in failing[:-1]]
+    assert [ev.event_id(e) for e in before if ev.correlation_id(e) == "bad"] == [
+        ev.event_id(e) for e in failing[:-1]
+    ]
     assert len(before) == 4 + 2  # two feed runs of 2 events + two login steps
     assert phases.index("trigger") == len(before)
     trailing = [e for e in incident.events if e["sl2s.incident"] == "after"]
     assert len(trailing) == 5  # the window closes after trailing_events
-    assert trailing[0]["event_name"] == "sl2s.hop_failed" and trailing[0]["sl2s.trigger"] is True
+    assert (
+        trailing[0]["event_name"] == "sl2s.hop_failed"
+        and trailing[0]["sl2s.trigger"] is True
+    )
     assert ev.event_id(trailing[1]) == ev.event_id(after[0])
     assert incident.footer["reason"] == "limit" and incident.footer["triggers"] == 2
 
@@ -101,13 +123,20 @@ def test_time_window_closes_the_incident_without_further_events(tmp_path):
     recorder.close()
     (incident,) = list_incidents(tmp_path)
     assert incident.footer["reason"] == "window"
-    assert [ev.correlation_id(e) for e in incident.events if e["sl2s.incident"] == "after"] == ["y"]
+    assert [
+        ev.correlation_id(e) for e in incident.events if e["sl2s.incident"] == "after"
+    ] == ["y"]
 
 
 def test_ring_buffers_are_bounded_per_severity_and_the_qualifier_is_pluggable(tmp_path):
     rng = random.Random(3)
     only_fatal = lambda e: e.get("severity_number", 0) >= 21  # noqa: E731
-    recorder = FlightRecorder(tmp_path, capacity={"INFO": 3, "WARN": 2}, qualifier=only_fatal, trailing_events=0)
+    recorder = FlightRecorder(
+        tmp_path,
+        capacity={"INFO": 3, "WARN": 2},
+        qualifier=only_fatal,
+        trailing_events=0,
+    )
     for i in range(10):
         for e in flow_run(FEED, cid=f"f{i}", start_ms=i, rng=rng):
             recorder.event(e)
@@ -150,16 +179,24 @@ def test_fingerprint_groups_the_same_bug_and_separates_different_ones():
         )
 
     a = frames_from_stacktrace(trace("/srv/a/services/server/login.py", 12, "check"))
-    b = frames_from_stacktrace(trace("/home/b/services/server/login.py", 40, "check"))  # moved, edited
-    c = frames_from_stacktrace(trace("/srv/a/services/server/login.py", 12, "set_session"))
+    b = frames_from_stacktrace(
+        trace("/home/b/services/server/login.py", 40, "check")
+    )  # moved, edited
+    c = frames_from_stacktrace(
+        trace("/srv/a/services/server/login.py", 12, "set_session")
+    )
     assert fingerprint("KeyError", a) == fingerprint("KeyError", b)
     assert fingerprint("KeyError", a) != fingerprint("KeyError", c)
     assert fingerprint("KeyError", a) != fingerprint("ValueError", a)
 
     groups = ErrorGroups()
     rng = random.Random(5)
-    for i, (stack, message) in enumerate([(a, "user 1"), (b, "user 2"), (c, "user 3"), (a, "user 4")]):
-        e = flow_run(LOGIN, cid=f"c{i}", start_ms=i * 1000, rng=rng, fail_at=LOGIN[2].id)[-1]
+    for i, (stack, message) in enumerate(
+        [(a, "user 1"), (b, "user 2"), (c, "user 3"), (a, "user 4")]
+    ):
+        e = flow_run(
+            LOGIN, cid=f"c{i}", start_ms=i * 1000, rng=rng, fail_at=LOGIN[2].id
+        )[-1]
         e["attributes"]["exception.type"] = "KeyError"
         e["attributes"]["exception.message"] = message
         e["attributes"]["exception.stacktrace"] = "".join(
@@ -173,8 +210,7 @@ def test_fingerprint_groups_the_same_bug_and_separates_different_ones():
 
 
 def test_kill_right_after_the_trigger_leaves_a_readable_incident(tmp_path):
-    script = textwrap.dedent(
-        """
+    script = textwrap.dedent("""
         import random, sys, time
         from sl2s.observe.recorder import FlightRecorder
         from sl2s.observe.synthetic import demo_plan, flow_run
@@ -187,8 +223,7 @@ def test_kill_right_after_the_trigger_leaves_a_readable_incident(tmp_path):
             recorder.event(e)
         print("triggered", flush=True)
         time.sleep(60)
-        """
-    )
+        """)
     child = subprocess.Popen(
         [sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True
     )
@@ -214,7 +249,9 @@ def test_cli_list_show_errors(tmp_path, monkeypatch):
     rng = random.Random(6)
     recorder = FlightRecorder(tmp_path, trailing_events=1)
     for i in range(3):
-        for e in flow_run(LOGIN, cid=f"c{i}", start_ms=i * 100, rng=rng, fail_at=LOGIN[2].id):
+        for e in flow_run(
+            LOGIN, cid=f"c{i}", start_ms=i * 100, rng=rng, fail_at=LOGIN[2].id
+        ):
             recorder.event(e)
         recorder.event(flow_run(FEED, cid=f"f{i}", start_ms=i * 100 + 50, rng=rng)[0])
     recorder.close()
@@ -234,7 +271,9 @@ def test_cli_list_show_errors(tmp_path, monkeypatch):
     assert error_groups(incidents).sorted()[0].count == 3
     missing = runner.invoke(app, ["incidents", "show", str(tmp_path), "nope"])
     assert missing.exit_code == 1
-    monkeypatch.setenv("SL2S_LOG_DIR", str(tmp_path))  # the runtime's log dir is the default
+    monkeypatch.setenv(
+        "SL2S_LOG_DIR", str(tmp_path)
+    )  # the runtime's log dir is the default
     default = runner.invoke(app, ["incidents", "show", incidents[2].id])
     assert default.exit_code == 0 and incidents[2].id in default.output, default.output
 
@@ -258,8 +297,12 @@ def test_http_routes_serve_incidents_with_a_since_cursor(tmp_path):
     recorder.close()
     port = _free_port()
     server = uvicorn.Server(
-        uvicorn.Config(Starlette(routes=[Mount("/_sl2s/incidents", routes=routes(tmp_path))]),
-                       host="127.0.0.1", port=port, log_level="error")
+        uvicorn.Config(
+            Starlette(routes=[Mount("/_sl2s/incidents", routes=routes(tmp_path))]),
+            host="127.0.0.1",
+            port=port,
+            log_level="error",
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -269,11 +312,15 @@ def test_http_routes_serve_incidents_with_a_since_cursor(tmp_path):
         url = f"http://127.0.0.1:{port}/_sl2s/incidents"
         summaries = fetch_remote(url)
         assert [s["id"] for s in summaries] == [i.id for i in list_incidents(tmp_path)]
-        assert fetch_remote(url, since=summaries[0]["id"])[0]["id"] == summaries[1]["id"]
+        assert (
+            fetch_remote(url, since=summaries[0]["id"])[0]["id"] == summaries[1]["id"]
+        )
         remote = fetch_remote(url, incident_id=summaries[1]["id"])
         assert remote.header == read_incident(list_incidents(tmp_path)[1].path).header
         result = CliRunner().invoke(app, ["incidents", "list", "--url", url])
-        assert result.exit_code == 0 and result.output.count("ValueError") == 2, result.output
+        assert (
+            result.exit_code == 0 and result.output.count("ValueError") == 2
+        ), result.output
     finally:
         server.should_exit = True
         thread.join(5)
@@ -302,6 +349,12 @@ def test_concurrent_triggers_each_land_in_exactly_one_incident(tmp_path):
     assert recorder.failures == 0
     incidents = list_incidents(tmp_path)
     assert incidents and all(i.complete for i in incidents)
-    marked = [ev.event_id(e) for i in incidents for e in i.events if e.get("sl2s.trigger")]
-    assert sorted(marked) == sorted(errors_sent)  # every error recorded once, none twice
-    assert sum(g.count for g in error_groups(incidents).groups.values()) == len(errors_sent)
+    marked = [
+        ev.event_id(e) for i in incidents for e in i.events if e.get("sl2s.trigger")
+    ]
+    assert sorted(marked) == sorted(
+        errors_sent
+    )  # every error recorded once, none twice
+    assert sum(g.count for g in error_groups(incidents).groups.values()) == len(
+        errors_sent
+    )

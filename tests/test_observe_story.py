@@ -11,7 +11,14 @@ from typer.testing import CliRunner
 from sl2s.cli import app
 from sl2s.diagnostics import Sl2sError
 from sl2s.observe import events as ev
-from sl2s.observe.story import Selection, build_story, causal_order, collect_run, select_run, tell
+from sl2s.observe.story import (
+    Selection,
+    build_story,
+    causal_order,
+    collect_run,
+    select_run,
+    tell,
+)
 from sl2s.observe.synthetic import demo_plan, flow_run
 
 PLAN = demo_plan()
@@ -28,7 +35,9 @@ def write_logs(tmp_path, runs, shuffle_seed=None):
     for m, events in per_machine.items():
         if shuffle_seed is not None:
             rng.shuffle(events)
-        (tmp_path / f"{m}.jsonl").write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+        (tmp_path / f"{m}.jsonl").write_bytes(
+            b"".join(orjson.dumps(e) + b"\n" for e in events)
+        )
     return tmp_path
 
 
@@ -72,13 +81,18 @@ def test_story_shows_hops_durations_and_where_it_stopped(tmp_path):
     story = build_story("bad", collect_run(files, "bad"))
     assert story.failed
     assert [x.text for x in story.lines if x.kind == "hop"] == ["call client -> server"]
-    assert "stopped with ERROR at server login/testing_password_for_username: ValueError: boom" in story.stopped
+    assert (
+        "stopped with ERROR at server login/testing_password_for_username: ValueError: boom"
+        in story.stopped
+    )
     assert "plan.csv:4" in story.stopped
 
     text, failed = tell([str(tmp_path)], Selection(correlation_id="ok"))
     assert not failed
     lines = text.splitlines()
-    assert lines[0].startswith("run ok (flow login): 6 events on 2 machine(s): client, server")
+    assert lines[0].startswith(
+        "run ok (flow login): 6 events on 2 machine(s): client, server"
+    )
     assert "-- call client -> server" in text and "-- return server -> client" in text
     assert "+1.5 ms" in text  # time since the cause
     assert lines[-1].startswith("last event at client login/login_successful")
@@ -95,7 +109,9 @@ def test_secrets_stay_redacted_and_incident_copies_are_not_counted_twice(tmp_pat
     run[0]["body"] = "User attempted login as ann and ***"
     write_logs(tmp_path, [run])
     # an incident file named explicitly repeats events: they are deduplicated by event id
-    (tmp_path / "copy.jsonl").write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in run[:3]))
+    (tmp_path / "copy.jsonl").write_bytes(
+        b"".join(orjson.dumps(e) + b"\n" for e in run[:3])
+    )
     text, _ = tell([str(tmp_path)], Selection(correlation_id="c"))
     assert "ann and ***" in text
     assert text.count("login_successful:") == 1
@@ -118,11 +134,15 @@ def test_torn_lines_are_skipped_and_missing_paths_are_user_errors(tmp_path):
 
 def test_cli_story(tmp_path):
     rng = random.Random(4)
-    write_logs(tmp_path, [flow_run(LOGIN, cid="c1", start_ms=0, rng=rng, fail_at=LOGIN[1].id)])
+    write_logs(
+        tmp_path, [flow_run(LOGIN, cid="c1", start_ms=0, rng=rng, fail_at=LOGIN[1].id)]
+    )
     result = CliRunner().invoke(app, ["story", str(tmp_path), "--failed"])
     assert result.exit_code == 0, result.output
     assert "stopped with ERROR at server" in result.output
-    result = CliRunner().invoke(app, ["story", str(tmp_path / "client.jsonl"), "--format", "markdown"])
+    result = CliRunner().invoke(
+        app, ["story", str(tmp_path / "client.jsonl"), "--format", "markdown"]
+    )
     assert result.exit_code == 0, result.output
     assert result.output.startswith("### Run `c1`")
 
@@ -133,8 +153,12 @@ from hypothesis import strategies as st
 
 @settings(max_examples=60, deadline=None)
 @given(
-    parents=st.lists(st.integers(min_value=0, max_value=10_000), min_size=1, max_size=40),
-    skews=st.lists(st.integers(min_value=-500, max_value=500), min_size=40, max_size=40),
+    parents=st.lists(
+        st.integers(min_value=0, max_value=10_000), min_size=1, max_size=40
+    ),
+    skews=st.lists(
+        st.integers(min_value=-500, max_value=500), min_size=40, max_size=40
+    ),
     seed=st.integers(0, 1000),
 )
 def test_causal_order_puts_every_cause_before_its_effects(parents, skews, seed):
@@ -142,10 +166,16 @@ def test_causal_order_puts_every_cause_before_its_effects(parents, skews, seed):
     events = []
     for i, p in enumerate(parents):
         cause = f"e{p % i}" if i else None
-        events.append({
-            "timestamp": f"2026-11-23T10:00:{(i * 7 + skews[i] % 50) % 60:02d}.000000Z",
-            "attributes": {"sl2s.event_id": f"e{i}", "sl2s.causation_id": cause, "sl2s.correlation_id": "c"},
-        })
+        events.append(
+            {
+                "timestamp": f"2026-11-23T10:00:{(i * 7 + skews[i] % 50) % 60:02d}.000000Z",
+                "attributes": {
+                    "sl2s.event_id": f"e{i}",
+                    "sl2s.causation_id": cause,
+                    "sl2s.correlation_id": "c",
+                },
+            }
+        )
     random.Random(seed).shuffle(events)
     ordered = causal_order(events)
     position = {ev.event_id(e): n for n, (e, _) in enumerate(ordered)}

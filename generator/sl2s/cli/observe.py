@@ -21,11 +21,21 @@ app.add_typer(incidents_app, name="incidents")
 
 @app.command("story")
 def story_command(
-    logs: List[str] = typer.Argument(..., help="Event files (.jsonl/.jsonl.gz) or log directories of any machines."),
-    correlation_id: Optional[str] = typer.Option(None, "--correlation-id", help="The run to tell."),
-    last: bool = typer.Option(False, "--last", help="The most recent run (the default)."),
-    failed: bool = typer.Option(False, "--failed", help="The most recent run that failed."),
-    event: Optional[str] = typer.Option(None, "--event", help="The run that contains this event id."),
+    logs: List[str] = typer.Argument(
+        ..., help="Event files (.jsonl/.jsonl.gz) or log directories of any machines."
+    ),
+    correlation_id: Optional[str] = typer.Option(
+        None, "--correlation-id", help="The run to tell."
+    ),
+    last: bool = typer.Option(
+        False, "--last", help="The most recent run (the default)."
+    ),
+    failed: bool = typer.Option(
+        False, "--failed", help="The most recent run that failed."
+    ),
+    event: Optional[str] = typer.Option(
+        None, "--event", help="The run that contains this event id."
+    ),
     fmt: str = typer.Option("text", "--format", help="text or markdown."),
 ) -> None:
     """Tell one flow run across all machines, in causal order: steps, hops, durations, where it stopped."""
@@ -35,7 +45,14 @@ def story_command(
     if chosen > 1:
         raise Sl2sError("choose one of --correlation-id, --last, --failed, --event")
     text, _failed = tell(
-        logs, Selection(correlation_id=correlation_id, last=last or not chosen, failed=failed, event_id=event), fmt
+        logs,
+        Selection(
+            correlation_id=correlation_id,
+            last=last or not chosen,
+            failed=failed,
+            event_id=event,
+        ),
+        fmt,
     )
     typer.echo(text, nl=False)
 
@@ -45,7 +62,9 @@ def patterns_command(
     plan: str = typer.Argument(..., help="The plan file."),
     logs: List[str] = typer.Argument(..., help="Event files or log directories."),
     new_since: Optional[str] = typer.Option(
-        None, "--new-since", help="State file: report only patterns new since the run that wrote it (updated)."
+        None,
+        "--new-since",
+        help="State file: report only patterns new since the run that wrote it (updated).",
     ),
     fmt: str = typer.Option("text", "--format", help="text or markdown."),
 ) -> None:
@@ -60,10 +79,15 @@ def patterns_command(
 @incidents_app.command("list")
 def incidents_list(
     log_dir: Optional[str] = typer.Argument(
-        None, help="The log directory (default: $SL2S_LOG_DIR, else services/.sl2s/logs)."
+        None,
+        help="The log directory (default: $SL2S_LOG_DIR, else services/.sl2s/logs).",
     ),
-    url: Optional[str] = typer.Option(None, "--url", help="A running machine's incidents endpoint."),
-    since: Optional[str] = typer.Option(None, "--since", help="Only incidents after this incident id."),
+    url: Optional[str] = typer.Option(
+        None, "--url", help="A running machine's incidents endpoint."
+    ),
+    since: Optional[str] = typer.Option(
+        None, "--since", help="Only incidents after this incident id."
+    ),
 ) -> None:
     """List incidents, oldest first."""
     from sl2s.observe import incidents
@@ -71,14 +95,22 @@ def incidents_list(
     if url:
         summaries = incidents.fetch_remote(url, since=since)
     else:
-        summaries = [i.summary() for i in incidents.list_incidents(_need(log_dir), since)]
+        summaries = [
+            i.summary() for i in incidents.list_incidents(_need(log_dir), since)
+        ]
     typer.echo(incidents.render_list(summaries), nl=False)
 
 
 @incidents_app.command("show")
 def incidents_show(
-    args: List[str] = typer.Argument(..., metavar="[LOG_DIR] INCIDENT_ID", help="Log directory (omit with --url) and incident id (or a unique part of it)."),
-    url: Optional[str] = typer.Option(None, "--url", help="A running machine's incidents endpoint."),
+    args: List[str] = typer.Argument(
+        ...,
+        metavar="[LOG_DIR] INCIDENT_ID",
+        help="Log directory (omit with --url) and incident id (or a unique part of it).",
+    ),
+    url: Optional[str] = typer.Option(
+        None, "--url", help="A running machine's incidents endpoint."
+    ),
 ) -> None:
     """Show one incident: header, links, and its events with the triggers marked."""
     from sl2s.observe import incidents
@@ -90,14 +122,17 @@ def incidents_show(
     else:
         if len(args) not in (1, 2):
             raise Sl2sError("usage: sl2s incidents show [LOG_DIR] INCIDENT_ID")
-        incident = incidents.find_incident(_need(args[0] if len(args) == 2 else None), args[-1])
+        incident = incidents.find_incident(
+            _need(args[0] if len(args) == 2 else None), args[-1]
+        )
     typer.echo(incidents.render_show(incident), nl=False)
 
 
 @incidents_app.command("errors")
 def incidents_errors(
     log_dir: Optional[str] = typer.Argument(
-        None, help="The log directory (default: $SL2S_LOG_DIR, else services/.sl2s/logs)."
+        None,
+        help="The log directory (default: $SL2S_LOG_DIR, else services/.sl2s/logs).",
     ),
 ) -> None:
     """Errors grouped by fingerprint (exception type + in-app frames), with count and first/last seen."""
@@ -111,4 +146,8 @@ def _need(log_dir: Optional[str]) -> str:
     """The log dir named, else the runtime's default: `$SL2S_LOG_DIR`, else `services/.sl2s/logs`."""
     import os
 
-    return log_dir or os.environ.get("SL2S_LOG_DIR") or os.path.join("services", ".sl2s", "logs")
+    return (
+        log_dir
+        or os.environ.get("SL2S_LOG_DIR")
+        or os.path.join("services", ".sl2s", "logs")
+    )

@@ -14,7 +14,13 @@ from pathlib import Path
 from sl2s.observe.provenance import git_revision, plan_digest
 from sl2s.observe.recorder import FlightRecorder, warning_or_above
 
-__all__ = ["FlightRecorder", "install", "warning_or_above", "git_revision", "plan_digest"]
+__all__ = [
+    "FlightRecorder",
+    "install",
+    "warning_or_above",
+    "git_revision",
+    "plan_digest",
+]
 
 _installed: dict[str, FlightRecorder] = {}
 _install_lock = threading.Lock()
@@ -37,7 +43,12 @@ def install(
     span listener is subscribed too. Other options go to FlightRecorder (capacity, qualifier,
     trailing_seconds, trailing_events, compress, durable_timeout).
     """
-    if os.environ.get("SL2S_INCIDENTS", "1").strip().lower() in ("0", "false", "no", "off"):
+    if os.environ.get("SL2S_INCIDENTS", "1").strip().lower() in (
+        "0",
+        "false",
+        "no",
+        "off",
+    ):
         return None
     key = str(Path(log_dir).resolve()) if log_dir is not None else ""
     try:
@@ -45,10 +56,14 @@ def install(
             if key in _installed:
                 return _installed[key]
             if subscribe is None:
-                from sl2s.runtime.hooks import subscribe  # noqa: PLC0415 - no cycle at import time
+                from sl2s.runtime.hooks import (
+                    subscribe,
+                )  # noqa: PLC0415 - no cycle at import time
             context = dict(options.pop("context", {}) or {})
             where = services_dir or os.getcwd()
-            context.setdefault("plan.digest", plan_digest(services_dir) if services_dir else None)
+            context.setdefault(
+                "plan.digest", plan_digest(services_dir) if services_dir else None
+            )
             context.setdefault("git.revision", _safe(git_revision, where))
             recorder = FlightRecorder(log_dir, context=context, **options)
             subscribe(recorder)
@@ -59,7 +74,9 @@ def install(
                 install_if_configured(subscribe)
             _installed[key] = recorder
             return recorder
-    except Exception:  # noqa: BLE001 - observing must never stop a service from starting
+    except (
+        Exception
+    ):  # noqa: BLE001 - observing must never stop a service from starting
         return None
 
 

@@ -60,9 +60,14 @@ def severity_number(event: dict) -> int:
     if isinstance(n, int):
         return n
     text = str(event.get("severity_text") or "").upper()
-    return {"TRACE": 1, "DEBUG": 5, "INFO": 9, "WARN": 13, "WARNING": 13, "ERROR": 17}.get(
-        text, 21 if text in ("FATAL", "CRITICAL") else 9
-    )
+    return {
+        "TRACE": 1,
+        "DEBUG": 5,
+        "INFO": 9,
+        "WARN": 13,
+        "WARNING": 13,
+        "ERROR": 17,
+    }.get(text, 21 if text in ("FATAL", "CRITICAL") else 9)
 
 
 def severity_bucket(number: int) -> int:

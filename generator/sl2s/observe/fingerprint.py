@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 
 from sl2s.observe import events as ev
 
-_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line \d+, in (?P<function>.+?)\s*$', re.M)
+_FRAME = re.compile(
+    r'^\s*File "(?P<file>[^"]+)", line \d+, in (?P<function>.+?)\s*$', re.M
+)
 _LIBRARY_MARKERS = ("site-packages", "dist-packages", "<frozen", "<string>")
 # a standard library of any machine's Python, not only this one's
 _ANY_STDLIB = re.compile(r"/lib/python\d+(\.\d+)?/|/Lib/[^/]+\.py$|^<")
@@ -71,13 +73,17 @@ def frames_from_traceback(tb) -> list[tuple[str, str]]:
 
 
 def fingerprint(exception_type: str, frames: Iterable[tuple[str, str]]) -> str:
-    app_frames = [f"{short_path(file)}:{function}" for file, function in frames if in_app(file)]
+    app_frames = [
+        f"{short_path(file)}:{function}" for file, function in frames if in_app(file)
+    ]
     text = "\n".join([exception_type, *app_frames])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def app_frames(frames: Iterable[tuple[str, str]]) -> list[str]:
-    return [f"{short_path(file)}:{function}" for file, function in frames if in_app(file)]
+    return [
+        f"{short_path(file)}:{function}" for file, function in frames if in_app(file)
+    ]
 
 
 def event_frames(event: dict) -> list[tuple[str, str]]:
@@ -138,7 +144,9 @@ class ErrorGroups:
         group = self.groups.get(fp)
         if group is None:
             group = self.groups[fp] = ErrorGroup(
-                fp, str(a.get("exception.type")), app_frames(event_frames(event)),
+                fp,
+                str(a.get("exception.type")),
+                app_frames(event_frames(event)),
                 example=str(a.get("exception.message") or ""),
             )
         when = str(event.get("timestamp") or "")
@@ -153,4 +161,6 @@ class ErrorGroups:
         return fp
 
     def sorted(self) -> list[ErrorGroup]:
-        return sorted(self.groups.values(), key=lambda g: (-g.count, g.first_seen, g.fingerprint))
+        return sorted(
+            self.groups.values(), key=lambda g: (-g.count, g.first_seen, g.fingerprint)
+        )

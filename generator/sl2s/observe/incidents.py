@@ -66,7 +66,8 @@ class Incident:
         failure = self.failure
         a = ev.attrs(failure)
         exception = self.header.get("exception") or {
-            "type": a.get("exception.type"), "message": a.get("exception.message")
+            "type": a.get("exception.type"),
+            "message": a.get("exception.message"),
         }
         return {
             "id": self.id,
@@ -77,7 +78,8 @@ class Incident:
             "severity": failure.get("severity_text"),
             "exception": exception.get("type"),
             "message": exception.get("message") or failure.get("body"),
-            "fingerprint": self.header.get("fingerprint") or failure.get("sl2s.fingerprint"),
+            "fingerprint": self.header.get("fingerprint")
+            or failure.get("sl2s.fingerprint"),
             "links": self.header.get("links") or {},
             "events": len(self.events),
             "triggers": sum(1 for e in self.events if e.get("sl2s.trigger")),
@@ -110,7 +112,9 @@ def read_incident(path: Path) -> Incident:
     return Incident(incident_id, path, header, tuple(events), footer)
 
 
-def list_incidents(log_dir: str | os.PathLike, since: str | None = None) -> list[Incident]:
+def list_incidents(
+    log_dir: str | os.PathLike, since: str | None = None
+) -> list[Incident]:
     out = []
     for incident_id, path in incident_paths(log_dir).items():
         if since and incident_id <= since:
@@ -124,8 +128,14 @@ def list_incidents(log_dir: str | os.PathLike, since: str | None = None) -> list
 
 def find_incident(log_dir: str | os.PathLike, incident_id: str) -> Incident:
     paths = incident_paths(log_dir)
-    key = incident_id if incident_id.startswith("incident-") else f"incident-{incident_id}"
-    matches = [k for k in paths if k == key or k.startswith(key) or k.endswith(incident_id)]
+    key = (
+        incident_id
+        if incident_id.startswith("incident-")
+        else f"incident-{incident_id}"
+    )
+    matches = [
+        k for k in paths if k == key or k.startswith(key) or k.endswith(incident_id)
+    ]
     if len(matches) != 1:
         what = "no incident" if not matches else f"{len(matches)} incidents"
         raise Sl2sError(f"{log_dir}: {what} matching {incident_id!r}")
@@ -150,7 +160,11 @@ def render_list(summaries: list[dict]) -> str:
     out = []
     for s in summaries:
         what = s.get("exception") or s.get("severity") or "?"
-        status = "" if s.get("complete") else "  (incomplete: the process stopped mid-incident)"
+        status = (
+            ""
+            if s.get("complete")
+            else "  (incomplete: the process stopped mid-incident)"
+        )
         plan = (s.get("links") or {}).get("plan") or ""
         out.append(
             f"{s['id']}  {s.get('machine')}  {s.get('flow')}/{s.get('step')}  {what}: "
@@ -179,7 +193,9 @@ def render_show(incident: Incident) -> str:
     ]
     for e in incident.events:
         a = ev.attrs(e)
-        mark = {"before": " ", "trigger": ">", "after": " "}.get(e.get("sl2s.incident"), " ")
+        mark = {"before": " ", "trigger": ">", "after": " "}.get(
+            e.get("sl2s.incident"), " "
+        )
         if e.get("sl2s.trigger"):
             mark = ">"
         out.append(
@@ -229,8 +245,13 @@ def routes(log_dir: str | os.PathLike):
         paths = incident_paths(log_dir) if Path(log_dir).is_dir() else {}
         path = paths.get(incident_id)
         if path is None:
-            return JSONResponse({"error": f"no incident {incident_id}"}, status_code=404)
-        data = b"".join(line if line.endswith(b"\n") else line + b"\n" for line in ev.open_lines(path))
+            return JSONResponse(
+                {"error": f"no incident {incident_id}"}, status_code=404
+            )
+        data = b"".join(
+            line if line.endswith(b"\n") else line + b"\n"
+            for line in ev.open_lines(path)
+        )
         return Response(data, media_type="application/x-ndjson")
 
     return [
@@ -239,7 +260,12 @@ def routes(log_dir: str | os.PathLike):
     ]
 
 
-def fetch_remote(url: str, incident_id: str | None = None, since: str | None = None, timeout: float = 10.0):
+def fetch_remote(
+    url: str,
+    incident_id: str | None = None,
+    since: str | None = None,
+    timeout: float = 10.0,
+):
     """Client side of `routes`: summaries (list) or one Incident (show) from a running machine."""
     import tempfile
     import urllib.error
@@ -251,7 +277,9 @@ def fetch_remote(url: str, incident_id: str | None = None, since: str | None = N
     if since and not incident_id:
         target += "?" + urllib.parse.urlencode({"since": since})
     try:
-        with urllib.request.urlopen(target, timeout=timeout) as response:  # noqa: S310 - user-given URL
+        with urllib.request.urlopen(
+            target, timeout=timeout
+        ) as response:  # noqa: S310 - user-given URL
             data = response.read()
     except urllib.error.HTTPError as error:
         raise Sl2sError(f"{target}: HTTP {error.code}") from None

@@ -108,7 +108,9 @@ class SpanListener:
         if not trace_id or not parent:
             return None
         context = SpanContext(
-            trace_id=trace_id, span_id=parent, is_remote=True,
+            trace_id=trace_id,
+            span_id=parent,
+            is_remote=True,
             trace_flags=TraceFlags(TraceFlags.SAMPLED),
         )
         return trace.set_span_in_context(NonRecordingSpan(context))
@@ -129,7 +131,9 @@ class SpanListener:
             self._ids.local.trace_id = _hex(_get(info, "trace_id"))
         try:
             span = self._tracer.start_span(
-                f"{flow} @ {machine}", context=self._parent_context(info), attributes=attributes
+                f"{flow} @ {machine}",
+                context=self._parent_context(info),
+                attributes=attributes,
             )
         finally:
             if self._ids is not None:
@@ -141,7 +145,9 @@ class SpanListener:
         from opentelemetry.trace import Status, StatusCode
 
         key = self._key(
-            _get(info, "span_id"), _get(info, "correlation_id"), _get(info, "machine", default="?")
+            _get(info, "span_id"),
+            _get(info, "correlation_id"),
+            _get(info, "machine", default="?"),
         )
         with self._lock:
             stack = self._spans.get(key)
@@ -152,11 +158,15 @@ class SpanListener:
             return
         if error is not None:
             span.record_exception(error)
-            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+            span.set_status(
+                Status(StatusCode.ERROR, f"{type(error).__name__}: {error}")
+            )
         span.end()
 
     def event(self, event: dict) -> None:
-        key = self._key(event.get("span_id"), ev.correlation_id(event), ev.machine(event))
+        key = self._key(
+            event.get("span_id"), ev.correlation_id(event), ev.machine(event)
+        )
         with self._lock:
             stack = self._spans.get(key)
             span = stack[-1] if stack else None
@@ -167,7 +177,8 @@ class SpanListener:
             name = ev.attrs(event).get("sl2s.step") or name
         when = ev.parse_time(event.get("timestamp"))
         span.add_event(
-            str(name), attributes=_scalar_attributes(event),
+            str(name),
+            attributes=_scalar_attributes(event),
             timestamp=int(when.timestamp() * 1e9) if when else None,
         )
 

@@ -41,7 +41,14 @@ from sl2s.observe import events as ev
 STATE_VERSION = 1
 CONTEXT = 2  # events shown before and after a new pattern's first occurrence
 
-KINDS = ("unknown template", "wrong machine", "out of order", "stopped early", "log line", "unexpected event")
+KINDS = (
+    "unknown template",
+    "wrong machine",
+    "out of order",
+    "stopped early",
+    "log line",
+    "unexpected event",
+)
 
 # applied in order; each replaces a whole token-like value with `*` (the Drain wildcard)
 MASKS = (
@@ -69,7 +76,9 @@ def make_miner(state: str | None = None):
     config.profiling_enabled = False
     miner = TemplateMiner(config=config)
     if state:
-        loaded = jsonpickle.loads(zlib.decompress(base64.b64decode(state)).decode(), keys=True)
+        loaded = jsonpickle.loads(
+            zlib.decompress(base64.b64decode(state)).decode(), keys=True
+        )
         miner.drain.id_to_cluster = loaded.id_to_cluster
         miner.drain.clusters_counter = loaded.clusters_counter
         miner.drain.root_node = loaded.root_node
@@ -79,7 +88,9 @@ def make_miner(state: str | None = None):
 def miner_state(miner) -> str:
     import jsonpickle
 
-    return base64.b64encode(zlib.compress(jsonpickle.dumps(miner.drain, keys=True).encode())).decode()
+    return base64.b64encode(
+        zlib.compress(jsonpickle.dumps(miner.drain, keys=True).encode())
+    ).decode()
 
 
 @dataclass
@@ -97,9 +108,16 @@ class Pattern:
 
     def as_dict(self) -> dict:
         return {
-            "kind": self.kind, "key": self.key, "text": self.text, "count": self.count,
-            "first_at": self.first_at, "machines": sorted(self.machines), "example": self.example,
-            "before": self.before, "after": self.after, "new": self.new,
+            "kind": self.kind,
+            "key": self.key,
+            "text": self.text,
+            "count": self.count,
+            "first_at": self.first_at,
+            "machines": sorted(self.machines),
+            "example": self.example,
+            "before": self.before,
+            "after": self.after,
+            "new": self.new,
         }
 
 
@@ -115,12 +133,18 @@ def _short(source: str, lineno: int, event: dict) -> str:
 class Analyzer:
     """Feed events (any order across files), then `finish()` for the patterns found."""
 
-    def __init__(self, plan: Plan, *, seen: Iterable[str] = (), drain_state: str | None = None) -> None:
+    def __init__(
+        self, plan: Plan, *, seen: Iterable[str] = (), drain_state: str | None = None
+    ) -> None:
         self.plan = plan
         self.steps = plan.steps
         self.index = {(s.flow, s.id): i for i, s in enumerate(self.steps)}
-        self.first_of_flow = {f.name: self.index[(f.name, f.steps[0].id)] for f in plan.flows if f.steps}
-        self.last_of_flow = {f.name: self.index[(f.name, f.steps[-1].id)] for f in plan.flows if f.steps}
+        self.first_of_flow = {
+            f.name: self.index[(f.name, f.steps[0].id)] for f in plan.flows if f.steps
+        }
+        self.last_of_flow = {
+            f.name: self.index[(f.name, f.steps[-1].id)] for f in plan.flows if f.steps
+        }
         self.seen = set(seen)
         self.patterns: dict[str, Pattern] = {}
         self.runs: dict[str, list[tuple[int, int, int, int]]] = {}
@@ -153,35 +177,65 @@ class Analyzer:
             g = self.index.get((flow, step), -1)
             planned = self.steps[g] if g >= 0 else None
             template = a.get("sl2s.template")
-            if planned is None or (template is not None and template != planned.template):
+            if planned is None or (
+                template is not None and template != planned.template
+            ):
                 # a known step id with another template is still that step for the order checks
                 self._hit(
-                    "unknown template", f"unknown template|{flow}|{template or step}",
-                    f'{flow}: "{template or step}"', source, lineno, event, cid,
+                    "unknown template",
+                    f"unknown template|{flow}|{template or step}",
+                    f'{flow}: "{template or step}"',
+                    source,
+                    lineno,
+                    event,
+                    cid,
                 )
             elif machine != planned.machine:
                 self._hit(
-                    "wrong machine", f"wrong machine|{flow}|{step}|{machine}",
+                    "wrong machine",
+                    f"wrong machine|{flow}|{step}|{machine}",
                     f'{flow}/{step} ("{planned.template}") logged on {machine}, planned on {planned.machine}',
-                    source, lineno, event, cid,
+                    source,
+                    lineno,
+                    event,
+                    cid,
                 )
         elif name == ev.LOG:
             body = str(event.get("body") or "")
             result = self.miner.add_log_message(body)
             cluster = result["cluster_id"]
-            self._hit("log line", f"log line|{cluster}", "", source, lineno, event, cid, cluster=cluster)
+            self._hit(
+                "log line",
+                f"log line|{cluster}",
+                "",
+                source,
+                lineno,
+                event,
+                cid,
+                cluster=cluster,
+            )
         else:
             masked = self.miner.masker.mask(str(event.get("body") or ""))
             self._hit(
-                "unexpected event", f"unexpected event|{name}|{masked}", f"{name}: {masked}",
-                source, lineno, event, cid,
+                "unexpected event",
+                f"unexpected event|{name}|{masked}",
+                f"{name}: {masked}",
+                source,
+                lineno,
+                event,
+                cid,
             )
         if cid:
             eid = a.get("sl2s.event_id")
             cause = a.get("sl2s.causation_id")
             self.arrival += 1
             self.runs.setdefault(cid, []).append(
-                (hash(eid) if eid else -self.arrival, hash(cause) if cause else 0, g, self.arrival)
+                (
+                    hash(eid) if eid else -self.arrival,
+                    hash(cause) if cause else 0,
+                    g,
+                    self.arrival,
+                )
             )
         recent = self._recent.get(source)
         if recent is None:
@@ -191,13 +245,16 @@ class Analyzer:
     def _hit(self, kind, key, text, source, lineno, event, cid, cluster=None) -> None:
         pattern = self.patterns.get(key)
         if pattern is None:
-            pattern = self.patterns[key] = Pattern(kind, key, text, new=key not in self.seen)
+            pattern = self.patterns[key] = Pattern(
+                kind, key, text, new=key not in self.seen
+            )
             pattern.first_at = f"{source}:{lineno}"
             pattern.example = cid or ""
             if pattern.new:
                 recent = self._recent.get(source) or ()
                 pattern.before = [
-                    item[2] if len(item) > 2 else _short(source, item[0], item[1]) for item in recent
+                    item[2] if len(item) > 2 else _short(source, item[0], item[1])
+                    for item in recent
                 ]
                 self._pending.setdefault(source, []).append([pattern, CONTEXT])
         pattern.count += 1
@@ -215,7 +272,9 @@ class Analyzer:
                 cluster = self.miner.drain.id_to_cluster.get(cluster_id)
                 pattern.text = cluster.get_template() if cluster is not None else "?"
         order = {kind: i for i, kind in enumerate(KINDS)}
-        return sorted(self.patterns.values(), key=lambda p: (order[p.kind], -p.count, p.key))
+        return sorted(
+            self.patterns.values(), key=lambda p: (order[p.kind], -p.count, p.key)
+        )
 
     def _check_run(self, cid: str, links: list[tuple[int, int, int, int]]) -> None:
         ids = {link[0] for link in links}
@@ -233,7 +292,9 @@ class Analyzer:
                 break  # a causation cycle: give up on this run's order
             if link[2] >= 0:
                 ordered.append(link[2])
-            stack.extend(sorted(children.get(link[0], ()), key=lambda x: x[3], reverse=True))
+            stack.extend(
+                sorted(children.get(link[0], ()), key=lambda x: x[3], reverse=True)
+            )
         if not ordered:
             return
         steps = self.steps
@@ -243,34 +304,47 @@ class Analyzer:
             if previous is None:
                 if g != self.first_of_flow[s.flow]:
                     self._run_hit(
-                        "out of order", f"out of order|{s.flow}|^|{s.id}",
+                        "out of order",
+                        f"out of order|{s.flow}|^|{s.id}",
                         f"{s.flow}: run starts at {s.id!r}, not at {steps[self.first_of_flow[s.flow]].id!r}",
-                        cid, None, g,
+                        cid,
+                        None,
+                        g,
                     )
             elif not (g == previous + 1 and steps[previous].flow == s.flow):
                 p = steps[previous]
                 expected = (
                     steps[previous + 1].id
-                    if previous + 1 < len(steps) and steps[previous + 1].flow == p.flow else "(end of flow)"
+                    if previous + 1 < len(steps) and steps[previous + 1].flow == p.flow
+                    else "(end of flow)"
                 )
                 self._run_hit(
-                    "out of order", f"out of order|{s.flow}|{p.id}|{s.id}",
-                    f"{s.flow}: {s.id!r} after {p.id!r} (plan: {expected!r})", cid, previous, g,
+                    "out of order",
+                    f"out of order|{s.flow}|{p.id}|{s.id}",
+                    f"{s.flow}: {s.id!r} after {p.id!r} (plan: {expected!r})",
+                    cid,
+                    previous,
+                    g,
                 )
             previous = g
         last = steps[ordered[-1]]
         if ordered[-1] != self.last_of_flow[last.flow]:
             final = steps[self.last_of_flow[last.flow]]
             self._run_hit(
-                "stopped early", f"stopped early|{last.flow}|{last.id}",
+                "stopped early",
+                f"stopped early|{last.flow}|{last.id}",
                 f"{last.flow}: stopped after {last.id!r} on {last.machine}, before its last step {final.id!r}",
-                cid, ordered[-1], None,
+                cid,
+                ordered[-1],
+                None,
             )
 
     def _run_hit(self, kind, key, text, cid, before_g, after_g) -> None:
         pattern = self.patterns.get(key)
         if pattern is None:
-            pattern = self.patterns[key] = Pattern(kind, key, text, new=key not in self.seen)
+            pattern = self.patterns[key] = Pattern(
+                kind, key, text, new=key not in self.seen
+            )
             pattern.first_at = f"correlation id {cid}"
             pattern.example = cid
             if pattern.new:
@@ -296,7 +370,9 @@ def load_state(path: Path) -> dict:
     except (OSError, orjson.JSONDecodeError) as error:
         raise Sl2sError(f"{path}: not a patterns state file ({error})") from None
     if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
-        raise Sl2sError(f"{path}: not a patterns state file (version {STATE_VERSION} expected)")
+        raise Sl2sError(
+            f"{path}: not a patterns state file (version {STATE_VERSION} expected)"
+        )
     return data
 
 
@@ -305,7 +381,9 @@ def save_state(path: Path, state: dict) -> None:
     fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(orjson.dumps(state, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+            handle.write(
+                orjson.dumps(state, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+            )
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -317,11 +395,15 @@ def save_state(path: Path, state: dict) -> None:
 # --------------------------------------------------------------------------------- rendering
 
 
-def render_text(patterns: list[Pattern], events: int, files: int, with_state: bool) -> str:
+def render_text(
+    patterns: list[Pattern], events: int, files: int, with_state: bool
+) -> str:
     out = []
     for p in patterns:
         mark = "NEW  " if with_state else ""
-        out.append(f"{mark}{p.kind}  {p.count}x  {p.text}  [{', '.join(sorted(p.machines))}; first: {p.first_at}]")
+        out.append(
+            f"{mark}{p.kind}  {p.count}x  {p.text}  [{', '.join(sorted(p.machines))}; first: {p.first_at}]"
+        )
         for line in p.before:
             out.append(f"      before: {line}")
         for line in p.after:
@@ -331,30 +413,48 @@ def render_text(patterns: list[Pattern], events: int, files: int, with_state: bo
     return "\n".join(out) + "\n"
 
 
-def render_markdown(patterns: list[Pattern], events: int, files: int, with_state: bool) -> str:
+def render_markdown(
+    patterns: list[Pattern], events: int, files: int, with_state: bool
+) -> str:
     what = "New patterns" if with_state else "Patterns the plan does not predict"
-    out = [f"### {what}", "", f"{len(patterns)} in {events} events from {files} file(s).", ""]
+    out = [
+        f"### {what}",
+        "",
+        f"{len(patterns)} in {events} events from {files} file(s).",
+        "",
+    ]
     if patterns:
-        out += ["| kind | count | pattern | machines | first |", "|---|---|---|---|---|"]
+        out += [
+            "| kind | count | pattern | machines | first |",
+            "|---|---|---|---|---|",
+        ]
         for p in patterns:
             cell = p.text.replace("|", "\\|")
-            out.append(f"| {p.kind} | {p.count} | `{cell}` | {', '.join(sorted(p.machines))} | {p.first_at} |")
+            out.append(
+                f"| {p.kind} | {p.count} | `{cell}` | {', '.join(sorted(p.machines))} | {p.first_at} |"
+            )
         out.append("")
     return "\n".join(out)
 
 
-def analyse(plan: Plan, paths: Iterable[str], state: dict | None = None) -> tuple[list[Pattern], Analyzer, ev.ReadStats]:
+def analyse(
+    plan: Plan, paths: Iterable[str], state: dict | None = None
+) -> tuple[list[Pattern], Analyzer, ev.ReadStats]:
     files = ev.event_files(paths)
     stats = ev.ReadStats()
     analyzer = Analyzer(
-        plan, seen=(state or {}).get("seen", {}).keys(), drain_state=(state or {}).get("drain")
+        plan,
+        seen=(state or {}).get("seen", {}).keys(),
+        drain_state=(state or {}).get("drain"),
     )
     for source, lineno, event in ev.iter_events(files, stats):
         analyzer.feed(source, lineno, event)
     return analyzer.finish(), analyzer, stats
 
 
-def run_patterns(plan_path: str, paths: Iterable[str], state_path: str | None, fmt: str = "text") -> tuple[str, bool]:
+def run_patterns(
+    plan_path: str, paths: Iterable[str], state_path: str | None, fmt: str = "text"
+) -> tuple[str, bool]:
     """Shell-facing: (report, whether anything new was found); updates the state file."""
     from sl2s.plan import read_plan
 
@@ -372,8 +472,12 @@ def run_patterns(plan_path: str, paths: Iterable[str], state_path: str | None, f
             entry["text"] = p.text
         save_state(
             Path(state_path),
-            {"version": STATE_VERSION, "plan": {"path": plan.path, "digest": plan.digest},
-             "seen": seen, "drain": miner_state(analyzer.miner)},
+            {
+                "version": STATE_VERSION,
+                "plan": {"path": plan.path, "digest": plan.digest},
+                "seen": seen,
+                "drain": miner_state(analyzer.miner),
+            },
         )
     render = render_markdown if fmt == "markdown" else render_text
     return render(new, analyzer.events, stats.files, state is not None), bool(new)

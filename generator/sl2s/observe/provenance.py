@@ -17,7 +17,7 @@ def git_revision(start: str | os.PathLike) -> str | None:
             text = dot_git.read_text(encoding="utf-8", errors="replace").strip()
             if not text.startswith("gitdir:"):
                 return None
-            dot_git = (candidate / text[len("gitdir:"):].strip()).resolve()
+            dot_git = (candidate / text[len("gitdir:") :].strip()).resolve()
         if not dot_git.is_dir():
             continue
         try:

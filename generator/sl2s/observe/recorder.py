@@ -99,10 +99,15 @@ class FlightRecorder:
         # None: follow the runtime's rule per incident (SL2S_LOG_DIR, else <system dir>/.sl2s/logs
         # of the trigger's machine, learnt from segment_started), so one recorder serves a process
         self.log_dir = Path(log_dir) if log_dir is not None else None
-        self._systems: dict[str, str] = {}  # machine -> system package (when log_dir is None)
+        self._systems: dict[str, str] = (
+            {}
+        )  # machine -> system package (when log_dir is None)
         self._provenance_cache: dict[str, dict] = {}
         if isinstance(capacity, Mapping):
-            caps = [int(capacity.get(name, DEFAULT_CAPACITY)) for name in ev.SEVERITY_BUCKETS]
+            caps = [
+                int(capacity.get(name, DEFAULT_CAPACITY))
+                for name in ev.SEVERITY_BUCKETS
+            ]
         else:
             caps = [int(capacity)] * len(ev.SEVERITY_BUCKETS)
         self._buffers = [deque(maxlen=max(c, 0)) for c in caps]
@@ -123,7 +128,9 @@ class FlightRecorder:
         self._thread: threading.Thread | None = None
         self.errors = ErrorGroups()  # written by the writer thread only
         self.written: list[Path] = []  # closed incidents, in order
-        self.failures = 0  # I/O errors swallowed by the writer (never raised into the flow)
+        self.failures = (
+            0  # I/O errors swallowed by the writer (never raised into the flow)
+        )
 
     # ---------------------------------------------------------------------------- hot path
 
@@ -178,8 +185,11 @@ class FlightRecorder:
             if self._open is not None:
                 self._during(seq, evt)
             elif (
-                self._qualifier(evt) if self._qualifier is not None
-                else (number >= ev.WARN or "exception.type" in evt.get("attributes", ()))
+                self._qualifier(evt)
+                if self._qualifier is not None
+                else (
+                    number >= ev.WARN or "exception.type" in evt.get("attributes", ())
+                )
             ):
                 self._trigger(seq, evt)
         except Exception:  # noqa: BLE001 - a recorder must never break the flow
@@ -214,11 +224,19 @@ class FlightRecorder:
                 self._queue.put(("event", current, evt, True))
                 return
             before = sorted(
-                (item for buffer in self._buffers for item in tuple(buffer) if item[0] < seq),
+                (
+                    item
+                    for buffer in self._buffers
+                    for item in tuple(buffer)
+                    if item[0] < seq
+                ),
                 key=lambda item: item[0],
             )
             opened = _Open(
-                new_incident_id(), evt, self._clock() + self.trailing_seconds, self.directory_for(evt)
+                new_incident_id(),
+                evt,
+                self._clock() + self.trailing_seconds,
+                self.directory_for(evt),
             )
             self._open = opened if self.trailing_events > 0 else None
             self._queue.put(("open", opened, [e for _, e in before], evt))
@@ -233,8 +251,10 @@ class FlightRecorder:
     def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(
-                target=_writer_loop, args=(weakref.proxy(self), self._queue),
-                name="sl2s-flight-recorder", daemon=True,
+                target=_writer_loop,
+                args=(weakref.proxy(self), self._queue),
+                name="sl2s-flight-recorder",
+                daemon=True,
             )
             self._thread.start()
 
@@ -283,7 +303,8 @@ class FlightRecorder:
             "links": links,
             "exception": (
                 {"type": a.get("exception.type"), "message": a.get("exception.message")}
-                if a.get("exception.type") else None
+                if a.get("exception.type")
+                else None
             ),
             "fingerprint": event_fingerprint(trigger),
             "buffered": buffered,
@@ -386,7 +407,10 @@ def _open_file(recorder, opened: _Open, before: list[dict], trigger: dict) -> _F
         opened.directory.mkdir(parents=True, exist_ok=True)
         out = _File(opened.directory / f"{opened.id}.jsonl")
         fp = recorder.errors.add(trigger, opened.id)
-        out.write(orjson.dumps(recorder.header(opened.id, trigger, len(before)), default=str) + b"\n")
+        out.write(
+            orjson.dumps(recorder.header(opened.id, trigger, len(before)), default=str)
+            + b"\n"
+        )
         out.write(b"".join(_marked(e, "before", False, None) for e in before))
         out.write(_marked(trigger, "trigger", True, fp))
         return out
@@ -418,7 +442,9 @@ def _compress(plain: Path) -> Path:
     gz = plain.with_name(plain.name + ".gz")
     tmp = plain.with_name(plain.name + ".gz.tmp")
     with plain.open("rb") as source, tmp.open("wb") as raw:
-        with gzip.GzipFile(filename=plain.name, mode="wb", fileobj=raw, mtime=0) as zipped:
+        with gzip.GzipFile(
+            filename=plain.name, mode="wb", fileobj=raw, mtime=0
+        ) as zipped:
             shutil.copyfileobj(source, zipped)
         raw.flush()
         os.fsync(raw.fileno())

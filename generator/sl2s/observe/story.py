@@ -88,7 +88,9 @@ def causal_order(events: Iterable[dict]) -> list[tuple[dict, dict | None]]:
 
     ordered: list[tuple[dict, dict | None]] = []
     visited: set[int] = set()
-    stack: list[tuple[dict, dict | None]] = [(e, None) for e in sorted(children.get(None, []), key=key, reverse=True)]
+    stack: list[tuple[dict, dict | None]] = [
+        (e, None) for e in sorted(children.get(None, []), key=key, reverse=True)
+    ]
     while stack:
         e, parent = stack.pop()
         if id(e) in visited:
@@ -154,15 +156,25 @@ def build_story(cid: str, events: Iterable[dict]) -> Story:
                 stack.append(m)
                 kind = "call"
             lines.append(
-                Line("hop", m, f"{kind} {previous_machine} -> {m}", hop_kind=kind,
-                     source=previous_machine, target=m)
+                Line(
+                    "hop",
+                    m,
+                    f"{kind} {previous_machine} -> {m}",
+                    hop_kind=kind,
+                    source=previous_machine,
+                    target=m,
+                )
             )
         elif not stack:
             stack.append(m)
         previous_machine = m
         when = ev.parse_time(event.get("timestamp"))
-        cause_time = ev.parse_time(parent.get("timestamp")) if parent is not None else None
-        delta = (when - cause_time).total_seconds() * 1000 if when and cause_time else None
+        cause_time = (
+            ev.parse_time(parent.get("timestamp")) if parent is not None else None
+        )
+        delta = (
+            (when - cause_time).total_seconds() * 1000 if when and cause_time else None
+        )
         elapsed = (when - start).total_seconds() * 1000 if when and start else None
         location = a.get("sl2s.plan") or ""
         lines.append(
@@ -192,7 +204,9 @@ def build_story(cid: str, events: Iterable[dict]) -> Story:
         stopped = f"stopped with {stop_event.get('severity_text') or 'ERROR'} at {where}: {what}{link_text}"
     else:
         stopped = f"last event at {where}{link_text}"
-    return Story(cid, tuple(flows), tuple(machines), tuple(lines), stopped, bool(failures))
+    return Story(
+        cid, tuple(flows), tuple(machines), tuple(lines), stopped, bool(failures)
+    )
 
 
 def _source_link(a: dict) -> str:
@@ -220,7 +234,9 @@ def render_text(story: Story) -> str:
             continue
         sev = "" if x.severity in ("", "INFO") else f"{x.severity} "
         loc = f"  [{x.location}]" if x.location else ""
-        out.append(f"{_ms(x.delta_ms):>11}  {x.machine:<{width}}  {x.step}: {sev}{x.text}{loc}")
+        out.append(
+            f"{_ms(x.delta_ms):>11}  {x.machine:<{width}}  {x.step}: {sev}{x.text}{loc}"
+        )
     out.append(story.stopped)
     return "\n".join(out) + "\n"
 
@@ -239,7 +255,9 @@ def render_markdown(story: Story) -> str:
     n = 0
     for x in story.lines:
         if x.kind == "hop":
-            out.append(f"| | | | *{x.hop_kind}* | {_md(x.source)} → {_md(x.target)} | |")
+            out.append(
+                f"| | | | *{x.hop_kind}* | {_md(x.source)} → {_md(x.target)} | |"
+            )
             continue
         n += 1
         sev = "" if x.severity in ("", "INFO") else f"**{x.severity}** "
@@ -250,7 +268,9 @@ def render_markdown(story: Story) -> str:
     return "\n".join(out)
 
 
-def tell(paths: Iterable[str], selection: Selection, fmt: str = "text") -> tuple[str, bool]:
+def tell(
+    paths: Iterable[str], selection: Selection, fmt: str = "text"
+) -> tuple[str, bool]:
     """Shell-facing: (rendered story, whether the run failed)."""
     files = ev.event_files(paths)
     if not files:

@@ -17,7 +17,9 @@ _EPOCH = datetime(2026, 11, 23, 10, 0, 0, tzinfo=timezone.utc)
 
 
 def ts(offset_ms: float) -> str:
-    return (_EPOCH + timedelta(milliseconds=offset_ms)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return (_EPOCH + timedelta(milliseconds=offset_ms)).strftime(
+        "%Y-%m-%dT%H:%M:%S.%fZ"
+    )
 
 
 def hexid(rng: random.Random, n: int) -> str:
@@ -58,7 +60,11 @@ def event(
         "sl2s.unset": [],
     }
     if code:
-        attributes["code.filepath"], attributes["code.lineno"], attributes["code.function"] = code
+        (
+            attributes["code.filepath"],
+            attributes["code.lineno"],
+            attributes["code.function"],
+        ) = code
     if exception:
         (
             attributes["exception.type"],
@@ -103,9 +109,22 @@ def flow_run(
         for text in (log_lines or {}).get(s.id, ()):
             eid = hexid(rng, 32)
             out.append(
-                event(flow=s.flow, step=s.id, machine=s.machine, template="", body=text, cid=cid,
-                      cause=cause, eid=eid, at_ms=at, trace_id=trace_id, span_id=span,
-                      plan=f"{plan_path}:{s.line}", event_name="sl2s.log", severity="WARN")
+                event(
+                    flow=s.flow,
+                    step=s.id,
+                    machine=s.machine,
+                    template="",
+                    body=text,
+                    cid=cid,
+                    cause=cause,
+                    eid=eid,
+                    at_ms=at,
+                    trace_id=trace_id,
+                    span_id=span,
+                    plan=f"{plan_path}:{s.line}",
+                    event_name="sl2s.log",
+                    severity="WARN",
+                )
             )
             cause = eid
             at += 0.2
@@ -113,14 +132,20 @@ def flow_run(
         failing = s.id == fail_at
         out.append(
             event(
-                flow=s.flow, step=s.id, machine=s.machine, template=s.template,
-                body=_render(s), cid=cid, cause=cause, eid=eid, at_ms=at, trace_id=trace_id,
-                span_id=span, plan=f"{plan_path}:{s.line}",
+                flow=s.flow,
+                step=s.id,
+                machine=s.machine,
+                template=s.template,
+                body=_render(s),
+                cid=cid,
+                cause=cause,
+                eid=eid,
+                at_ms=at,
+                trace_id=trace_id,
+                span_id=span,
+                plan=f"{plan_path}:{s.line}",
                 severity="ERROR" if failing else "INFO",
-                exception=(
-                    ("ValueError", "boom", _stacktrace(s))
-                    if failing else None
-                ),
+                exception=(("ValueError", "boom", _stacktrace(s)) if failing else None),
                 code=(f"services/{s.machine}/{s.flow}.py", 10 + s.line, s.id),
             )
         )
@@ -135,7 +160,8 @@ def _render(s: Step) -> str:
     if not s.parts:
         return s.template
     return "".join(
-        p if isinstance(p, str) else ("***" if p.secret else f"<{p.name}>") for p in s.parts
+        p if isinstance(p, str) else ("***" if p.secret else f"<{p.name}>")
+        for p in s.parts
     )
 
 
@@ -156,11 +182,34 @@ def demo_plan(path: str = "login.csv"):
     from sl2s.names import step_slug
 
     rows = [
-        ("login", ["User attempted login as ", Placeholder("username", False, ":username"), " and ",
-                   Placeholder("password", True, "#password")], "client"),
-        ("login", ["Received request to login as ", Placeholder("username", False, ":username")], "server"),
-        ("login", ["Testing password for ", Placeholder("username", False, ":username")], "server"),
-        ("login", ["Setting session for ", Placeholder("username", False, ":username")], "server"),
+        (
+            "login",
+            [
+                "User attempted login as ",
+                Placeholder("username", False, ":username"),
+                " and ",
+                Placeholder("password", True, "#password"),
+            ],
+            "client",
+        ),
+        (
+            "login",
+            [
+                "Received request to login as ",
+                Placeholder("username", False, ":username"),
+            ],
+            "server",
+        ),
+        (
+            "login",
+            ["Testing password for ", Placeholder("username", False, ":username")],
+            "server",
+        ),
+        (
+            "login",
+            ["Setting session for ", Placeholder("username", False, ":username")],
+            "server",
+        ),
         ("login", ["Finish handling user login"], "server"),
         ("login", ["Login successful"], "client"),
         ("feed", ["Fetching feed information"], "client"),
