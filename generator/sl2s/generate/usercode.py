@@ -196,11 +196,12 @@ def append_stubs(source: str, stubs: list[str]) -> str:
     blank = cst.EmptyLine(
         indent=False, whitespace=cst.SimpleWhitespace(""), comment=None
     )
-    if module.body or footer:
+    before = footer if module.body else [*module.header, *footer]
+    if before or module.body:
         # Trailing comments and blank lines stay where they are, in front of the first stub, which
         # follows after (at least) two blank lines.
         trailing_blank = 0
-        for line in reversed(footer):
+        for line in reversed(before):
             if line.comment is not None:
                 break
             trailing_blank += 1
