@@ -197,3 +197,153 @@ def test_round_trip_restores_every_file_byte_for_byte(project, data):
     moved_owner[i] = target
     back = do_move(there, moved_owner, i, owner[i])
     assert back == modules
+
+
+# --- whole-command properties: moved code still runs; a kill at any moment leaves before or after
+
+import os  # noqa: E402
+import random  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+CLI = [sys.executable, "-c", "from sl2s.cli import main; main()"]
+
+
+def _cli(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], cwd=root, capture_output=True, text=True, check=False)
+
+
+def _system_code(flows: int, steps: int, machine_of) -> tuple[str, dict[str, str]]:
+    """A plan and the user modules of a system whose steps compute `acc` with helpers and imports."""
+    plan = ["Request\tLog\tMachine"]
+    modules: dict[str, list[tuple[int, str, int]]] = {}
+    for f in range(flows):
+        for i in range(steps):
+            machine = machine_of(f, i)
+            plan.append(f"f{f}\tStep {i} adds to :acc\t{machine}")
+            modules.setdefault(f"{machine}/f{f}.py", []).append((f, machine, i))
+    texts = {}
+    for path, owned in modules.items():
+        f, machine, _ = owned[0]
+        imports = {"import hashlib", "import json"}
+        chunks = []
+        if len(owned) >= 2:
+            chunks.append(f"def shared_{machine}(acc):\n    return json.dumps(acc)[1:-1]\n")
+        for _, _, i in owned:
+            chunks.append(
+                f"# owned by step {i}\nLIMIT_{i} = {i + 4}\n"
+            )
+            chunks.append(
+                f"def _h{i}(acc):\n    return hashlib.sha256(acc.encode()).hexdigest()[:LIMIT_{i}]\n"
+            )
+            use = f"shared_{machine}(acc)" if len(owned) >= 2 else "acc"
+            chunks.append(
+                f'@step("f{f}", "Step {i} adds to :acc")\ndef step_{i}(acc):\n'
+                f'    return {{"acc": {use} + "." + _h{i}(acc)}}\n'
+            )
+        text = (
+            f'"""Steps of flow \'f{f}\' that run on machine \'{machine}\'."""\n\n'
+            + "\n".join(sorted(imports)) + "\n\nfrom sl2s.runtime import step\n"
+            + "".join("\n\n" + c for c in chunks)
+        )
+        texts[path] = black.format_str(text, mode=black.Mode())
+    return "\n".join(plan) + "\n", texts
+
+
+def _make_system(root: Path, plan: str, texts: dict[str, str]) -> None:
+    (root / "plan.csv").write_text(plan, encoding="utf-8")
+    for path, text in texts.items():  # user code first: the generator then only adds the wiring
+        (root / "services" / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / "services" / path).write_text(text, encoding="utf-8")
+    done = _cli(root, "generate", "plan.csv")
+    assert done.returncode == 0, done.stderr
+    assert "stub:" not in done.stdout
+
+
+def _run(root: Path, flow: str) -> list[str]:
+    done = _cli(root, "run", "services", flow, "acc=x")
+    assert done.returncode == 0, done.stdout + done.stderr
+    return [ln.split(": ", 1)[-1] for ln in done.stdout.splitlines() if not ln.startswith("events:")]
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and ".sl2s" not in p.parts and "__pycache__" not in p.parts
+    }
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.sampled_from("abc"), min_size=4, max_size=4),
+    st.lists(st.sampled_from("abc"), min_size=4, max_size=4),
+)
+def test_moved_code_still_runs(before, after):
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        plan, texts = _system_code(1, 4, lambda f, i: before[i])
+        _make_system(root, plan, texts)
+        ran = _run(root, "f0")
+        new_plan, _ = _system_code(1, 4, lambda f, i: after[i])
+        (root / "plan.csv").write_text(new_plan, encoding="utf-8")
+        was = _snapshot(root / "services")
+        done = _cli(root, "rebalance", "plan.csv", "--allow-dirty")
+        if done.returncode != 0:  # only a refused move may stop it, and then nothing changed
+            assert "needs a manual move" in done.stderr, done.stderr
+            assert _snapshot(root / "services") == was
+            return
+        assert _run(root, "f0") == ran
+        assert _cli(root, "generate", "plan.csv", "--check").returncode == 0
+
+
+def test_kill_at_any_moment_leaves_the_tree_before_or_after():
+    """SIGKILL `sl2s rebalance` of 12 flows at random moments (some while it writes), then run
+    another sl2s command: the tree is exactly as before or exactly as after."""
+    flows = 12
+    old = lambda f, i: ("client", "server", "server")[i]  # noqa: E731
+    new = lambda f, i: ("client", "auth" if i == 1 else "server", "server")[i]  # noqa: E731
+    plan, texts = _system_code(flows, 3, old)
+    new_plan, _ = _system_code(flows, 3, new)
+    rng = random.Random(7)
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp) / "base"
+        base.mkdir()
+        _make_system(base, plan, texts)
+        (base / "plan.csv").write_text(new_plan, encoding="utf-8")
+        before = _snapshot(base / "services")
+        full = Path(tmp) / "full"
+        subprocess.run(["cp", "-a", str(base), str(full)], check=True)
+        start = time.monotonic()
+        done = _cli(full, "rebalance", "plan.csv", "--allow-dirty")
+        duration = time.monotonic() - start
+        assert done.returncode == 0, done.stderr
+        after = _snapshot(full / "services")
+        assert after != before
+        outcomes = {"before": 0, "after": 0}
+        for attempt in range(6):
+            work = Path(tmp) / f"kill{attempt}"
+            subprocess.run(["cp", "-a", str(base), str(work)], check=True)
+            proc = subprocess.Popen([*CLI, "rebalance", "plan.csv", "--allow-dirty"], cwd=work,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if attempt % 2:  # kill while writing: as soon as the journal is committed
+                journal_file = work / "services" / ".sl2s-journal.json"
+                deadline = time.monotonic() + 3 * duration + 5
+                while not journal_file.exists() and proc.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.0005)
+                time.sleep(rng.uniform(0, 0.01))
+            else:
+                time.sleep(rng.uniform(0.2, 1.0) * duration)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            check = _cli(work, "generate", "plan.csv", "--check")  # any command recovers first
+            state = _snapshot(work / "services")
+            assert state in (before, after), f"attempt {attempt}: tree is neither before nor after"
+            outcomes["before" if state == before else "after"] += 1
+            if state == after:
+                assert check.returncode == 0, check.stdout + check.stderr
+        assert outcomes["after"] >= 1, outcomes  # the kills did land inside the write window

@@ -92,16 +92,21 @@ def _validate(changes, before: dict[str, str], label: str) -> None:
             problems.append(Diagnostic(label + change.path, error.lineno or 0, f"sl2s produced invalid Python: {error.msg}"))
             continue
         old = before.get(change.path)
-        if old is None:
+        if old is None or _black_stable(text, mode):
             continue
-        try:
-            was_stable = black.format_str(old, mode=mode) == old
-        except Exception:  # noqa: BLE001 - black rejects some valid code; then nothing to keep
-            was_stable = False
-        if was_stable and black.format_str(text, mode=mode) != text:
+        if _black_stable(old, mode):
             problems.append(Diagnostic(label + change.path, 0, "sl2s would leave this black-formatted module unformatted"))
     if problems:
         raise Sl2sError(problems)
+
+
+def _black_stable(text: str, mode) -> bool:
+    import black
+
+    try:
+        return black.format_str(text, mode=mode) == text
+    except Exception:  # noqa: BLE001 - black rejects some valid code; then there is nothing to keep
+        return False
 
 
 @app.command("rebalance")
