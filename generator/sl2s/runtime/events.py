@@ -2,7 +2,7 @@
 
 Hot path: an event is a dict serialised once with orjson and appended to an in-memory buffer; the
 buffer is written with one `os.write` on an `O_APPEND` descriptor (whole lines only, so several
-processes may append to one file) when it passes `BUFFER_BYTES`, at the end of every outermost
+processes may append to one file) when it holds `FLUSH_LINES` lines, at the end of every outermost
 activation (a flow's entry, or an inbound hop) and at interpreter exit.
 """
 
@@ -13,10 +13,11 @@ import itertools
 import os
 import threading
 import time
+from collections import deque
 
 import orjson
 
-BUFFER_BYTES = 1 << 16
+FLUSH_LINES = 256  # lines buffered per file before a write (also flushed at every flow end)
 
 SEVERITY = {  # OpenTelemetry severity numbers
     "DEBUG": 5,
@@ -32,13 +33,14 @@ APPEND_NEWLINE = orjson.OPT_APPEND_NEWLINE
 # -- ids ----------------------------------------------------------------------------------------
 
 _prefix = ""
-_counter = itertools.count(1)
+_FIRST = 10**15  # 16 decimal digits (for the first 9e15 events): fixed width, ordered
+_counter = itertools.count(_FIRST)
 
 
 def _reseed() -> None:
     global _prefix, _counter
     _prefix = os.urandom(8).hex()
-    _counter = itertools.count(1)
+    _counter = itertools.count(_FIRST)
 
 
 _reseed()
@@ -47,8 +49,9 @@ if hasattr(os, "register_at_fork"):
 
 
 def new_event_id() -> str:
-    """32 hex digits: a per-process random prefix and a counter (unique, cheap, ordered per process)."""
-    return f"{_prefix}{next(_counter):016x}"
+    """32 characters: a per-process random prefix (16 hex digits) and a counter (16 decimal digits):
+    unique, cheap, ordered within a process."""
+    return _prefix + str(next(_counter))
 
 
 def new_trace_id() -> str:
@@ -61,49 +64,59 @@ def new_span_id() -> str:
 
 # -- timestamps ---------------------------------------------------------------------------------
 
-_second = -1
-_second_text = ""
+_second = ""
+_second_text = ""  # "2026-11-23T10:00:00."
 
 
 def now() -> str:
     """UTC time as `2026-11-23T10:00:00.000000Z` (the date/time text is cached per second)."""
     global _second, _second_text
-    t = time.time()
-    second = int(t)
-    if second != _second:
-        _second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _second = second
-    return f"{_second_text}.{int((t - second) * 1e6):06d}Z"
+    ns = str(time.time_ns())  # 19 digits until 2286: seconds, then micro-, then nanoseconds
+    if ns[:-9] != _second:
+        _second = ns[:-9]
+        _second_text = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(int(_second)))
+    return _second_text + ns[-9:-3] + "Z"
 
 
 # -- sinks --------------------------------------------------------------------------------------
 
 
 class Sink:
-    """Buffered appender of JSON lines to one file."""
+    """Buffered appender of JSON lines to one file.
 
-    __slots__ = ("path", "_fd", "_buf", "_size", "_lock")
+    Writers append whole lines to `lines` (a deque: appends and pops are atomic, so threads need no
+    lock) and call `flush()` when `len(lines) >= FLUSH_LINES`.
+    """
+
+    __slots__ = ("path", "lines", "_fd", "_lock")
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.lines: deque[bytes] = deque()
         self._fd = -1
-        self._buf: list[bytes] = []
-        self._size = 0
         self._lock = threading.Lock()
 
     def write(self, line: bytes) -> None:
-        self._buf.append(line)
-        self._size += len(line)
-        if self._size > BUFFER_BYTES:
+        lines = self.lines
+        lines.append(line)
+        if len(lines) >= FLUSH_LINES:
             self.flush()
 
     def flush(self) -> None:
+        lines = self.lines
+        if not lines:
+            return
         with self._lock:
-            if not self._buf:
+            taken = []
+            pop = lines.popleft
+            try:
+                while True:
+                    taken.append(pop())
+            except IndexError:
+                pass
+            if not taken:
                 return
-            data = b"".join(self._buf)
-            self._buf.clear()
-            self._size = 0
+            data = b"".join(taken)
             if self._fd < 0:
                 os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -156,8 +169,7 @@ def close_all() -> None:
 def _forget_after_fork() -> None:
     # the child must not write the parent's buffered lines a second time
     for s in _sinks.values():
-        s._buf.clear()
-        s._size = 0
+        s.lines.clear()
 
 
 atexit.register(close_all)

@@ -23,11 +23,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from sl2s.runtime.http_protocol import CLIENT_IDLE_SECONDS
+
 # Idle time after which a pooled connection is dropped instead of reused. uvicorn closes idle
 # keep-alive connections after `timeout_keep_alive` (5 s by default, and as `sl2s serve` sets it);
 # staying well below that avoids sending on a connection the server is closing.
-CLIENT_IDLE_SECONDS = 2.0
-SERVER_KEEPALIVE_SECONDS = 5
 
 RETRY_STATUSES = frozenset({409, 429, 502, 503, 504})
 BACKOFF_BASE = 0.05

@@ -34,6 +34,8 @@ HOP_PREFIX = "/sl2s/v1/hop/"
 HEALTH_PATH = "/sl2s/v1/health"
 MAX_SKEW_SECONDS = 300
 DEFAULT_MAX_BODY = 1024 * 1024  # bytes
+SERVER_KEEPALIVE_SECONDS = 5  # servers close idle keep-alive connections after this
+CLIENT_IDLE_SECONDS = 2.0  # clients stop reusing an idle connection sooner than that
 
 H_IDEMPOTENCY_KEY = "idempotency-key"
 H_TIMESTAMP = "sl2s-timestamp"

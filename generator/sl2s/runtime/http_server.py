@@ -17,6 +17,7 @@ import asyncio
 import logging
 import os
 import queue
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -442,18 +443,24 @@ def serves_inbound(machine) -> bool:
 def machine_app(services_dir: str | os.PathLike, name: str, config=None) -> Starlette:
     """The app serving machine `name` of the generated tree at `services_dir`.
 
-    Its own outgoing hops go over HTTP too (`SL2S_TRANSPORT` defaults to `http` in a served
-    process), to the addresses of `config` (default: `load_config(services_dir)`).
+    `config` (default: `load_config(services_dir)`) gives the hop key and body limit. Its own
+    outgoing hops use `SL2S_TRANSPORT`: a served process calls `serving_defaults` first so that
+    they go over HTTP.
     """
     from sl2s.runtime.http_config import load_config
 
-    os.environ.setdefault("SL2S_TRANSPORT", "http")
-    os.environ.setdefault("SL2S_SERVICES", str(services_dir))
     config = config or load_config(services_dir)
     machine = load_machine(services_dir, name)
     return create_app(
         machine.handle, machine=name, keys=config.keys, max_body=config.max_body
     )
+
+
+def serving_defaults(services_dir: str | os.PathLike) -> None:
+    """In a process that serves a machine: hops to other machines go over HTTP (unless
+    `SL2S_TRANSPORT` says otherwise) with the addresses of this tree."""
+    os.environ.setdefault("SL2S_TRANSPORT", "http")
+    os.environ.setdefault("SL2S_SERVICES", str(services_dir))
 
 
 def app_from_env() -> Starlette:
@@ -466,6 +473,7 @@ def app_from_env() -> Starlette:
         raise HopConfigError(
             "set SL2S_SERVICES (the generated directory) and SL2S_MACHINE (the machine to serve)"
         )
+    serving_defaults(services)
     return machine_app(services, name)
 
 
@@ -505,3 +513,99 @@ class _EnvApp:
 
 
 app = _EnvApp()
+
+
+# ---------------------------------------------------------------------------------------------
+# running a server process (`sl2s serve`, and the processes `sl2s up` starts)
+
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def run_server(
+    directory: str,
+    machine: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    insecure: bool = False,
+    fd: int = -1,
+    warn: Callable[[str], None] = lambda text: print(text, file=sys.stderr, flush=True),
+) -> bool:
+    """Serve `machine` of the tree at `directory` until SIGINT/SIGTERM; False if it never started.
+
+    Without a hop key, refuses (HopConfigError) any address but loopback unless `insecure`.
+    `fd`: serve on this inherited listening socket instead of binding `host:port`.
+    """
+    import socket
+
+    import uvicorn
+
+    from sl2s.runtime.http_config import HopConfigError, load_config
+
+    serving_defaults(directory)
+    config = load_config(directory)
+    if not config.keys:
+        if fd < 0 and not is_loopback(host) and not insecure:
+            raise HopConfigError(
+                f"refusing to serve machine '{machine}' on {host} without SL2S_HOP_KEY: anyone who "
+                "can reach it could run its steps. Set SL2S_HOP_KEY (the same long random string "
+                "on every machine), or pass --insecure."
+            )
+        warn(
+            f"warning: no SL2S_HOP_KEY: hops to machine '{machine}' are not authenticated"
+        )
+    application = machine_app(directory, machine, config)
+    if not serves_inbound(load_machine(directory, machine)):
+        warn(f"warning: no other machine hops to machine '{machine}'")
+    server = uvicorn.Server(
+        uvicorn.Config(
+            application,
+            host=host,
+            port=port,
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            timeout_keep_alive=p.SERVER_KEEPALIVE_SECONDS,
+            timeout_graceful_shutdown=10,
+        )
+    )
+    if fd >= 0:
+        sock = socket.socket(fileno=fd)
+        warn(
+            "serving machine '%s' on http://%s:%d" % (machine, *sock.getsockname()[:2])
+        )
+        server.run(sockets=[sock])
+    else:
+        warn(f"serving machine '{machine}' on http://{host}:{port}")
+        server.run()
+    return bool(server.started)
+
+
+def serve_main(argv: list[str] | None = None) -> None:
+    """`python -c "from sl2s.runtime.http_server import serve_main; serve_main()" DIR MACHINE
+    --fd N`: what `sl2s up` starts per machine (lighter than the whole CLI)."""
+    import argparse
+
+    from sl2s.diagnostics import Sl2sError
+
+    parser = argparse.ArgumentParser(prog="sl2s-serve")
+    parser.add_argument("directory")
+    parser.add_argument("machine")
+    parser.add_argument("--fd", type=int, required=True)
+    args = parser.parse_args(argv)
+    try:
+        started = run_server(args.directory, args.machine, fd=args.fd)
+    except Sl2sError as error:
+        print(str(error), file=sys.stderr)
+        raise SystemExit(1) from None
+    raise SystemExit(0 if started else 1)

@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from contextvars import ContextVar
 
-# (run, prepared step) while a step function runs; None otherwise (and while an event is emitted)
-CURRENT: ContextVar = ContextVar("sl2s_current_step", default=None)
+# CURRENT.step: (run, prepared step) while a step function runs in this thread; None otherwise and
+# while an event is being emitted. (Thread-local, not a ContextVar: a step is a synchronous call, so
+# nothing else runs in its thread meanwhile, and this is cheaper on the per-step path.)
+class _Current(threading.local):
+    step = None  # the default in every thread
+
+
+CURRENT = _Current()
 
 _installed = False
 _lock = threading.Lock()
@@ -32,15 +37,15 @@ def install() -> None:
 
         def sl2s_record_factory(*args, **kwargs):
             record = previous(*args, **kwargs)
-            current = CURRENT.get()
+            current = CURRENT.step
             if current is not None:
-                token = CURRENT.set(None)  # a listener that logs must not recurse
+                CURRENT.step = None  # a listener that logs must not recurse
                 try:
                     current[0]._emit_log(current[1], record)
                 except Exception:  # noqa: BLE001 - capturing a log line never breaks the step
                     pass
                 finally:
-                    CURRENT.reset(token)
+                    CURRENT.step = current
             return record
 
         logging.setLogRecordFactory(sl2s_record_factory)

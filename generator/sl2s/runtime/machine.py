@@ -20,10 +20,12 @@ from sl2s.runtime.transport import HopRequest, HopResponse, select_transport
 from sl2s.template import parse, show_value
 
 MASK = "***"
+_MISSING = object()
 _OPEN, _RETURNED, _FINISHED, _FAILED = "open", "returned", "finished", "failed"
 _LOG_SEVERITY = ((50, 21), (40, 17), (30, 13), (20, 9), (0, 5))
 
 _dumps = events.dumps
+_FLUSH_LINES = events.FLUSH_LINES
 _NL = events.APPEND_NEWLINE
 _new_event_id = events.new_event_id
 _now = events.now
@@ -58,7 +60,9 @@ class _Prepared:
         "filepath",
         "lineno",
         "function",
-        "constant_body",
+        "call",
+        "render",
+        "keys_ok",
     )
 
 
@@ -233,7 +237,6 @@ class Machine:
             parts.append(part if isinstance(part, str) else (part.name, part.secret))
         p.parts = tuple(parts)
         p.placeholders = tuple(dict.fromkeys(x[0] for x in parts if not isinstance(x, str)))
-        p.constant_body = "".join(parts) if not p.placeholders else None
         params, var_kw = [], False
         where = _code_location(func, info)
         for param in inspect.signature(func).parameters.values():
@@ -251,9 +254,68 @@ class Machine:
                 default = UNSET if param.default is param.empty else param.default
                 params.append((param.name, default))
         p.params, p.var_kw = tuple(params), var_kw
+        p.call = _make_caller(func, p.params, var_kw)
+        p.render = _make_renderer(p.parts)
+        p.keys_ok = set()  # keys this step returned before (known to be identifiers)
         p.filepath, p.lineno, p.function = where[0], where[1], func.__qualname__
         self.prepared(flow)[step_id] = p
         return p
+
+
+def _show(value: object) -> str:
+    return str(value) if type(value) is int else show_value(value)
+
+
+def _make_caller(func: Callable, params: tuple, var_kw: bool) -> Callable[[dict], object]:
+    """`call(ctx)`: `func` with its parameters taken from the context by name (generated code: no
+    per-step loop or comprehension on the hot path)."""
+    if var_kw:
+
+        def call(ctx: dict):
+            kwargs = dict(ctx)
+            for name, default in params:
+                if name not in kwargs:
+                    kwargs[name] = default
+            return func(**kwargs)
+
+        return call
+    namespace: dict = {"_f": func}
+    args = []
+    for i, (name, default) in enumerate(params):
+        namespace[f"_d{i}"] = default
+        args.append(f"{name}=_g({name!r}, _d{i})")
+    source = f"def call(ctx):\n    _g = ctx.get\n    return _f({', '.join(args)})\n"
+    exec(source, namespace)  # names are Python identifiers from the function's own signature
+    return namespace["call"]
+
+
+def _make_renderer(parts: tuple) -> Callable[[dict], tuple[str, list]]:
+    """`render(masked_fields) -> (message, unset names)`, generated per template. Rendering from the
+    masked view shows secrets as `***` and already-scrubbed text for other fields."""
+    namespace: dict = {"_M": _MISSING, "_show": _show}
+    lines = ["def render(m):", "    unset = ()", "    _g = m.get"]
+    pieces, seen = [], {}
+    for i, part in enumerate(parts):
+        if isinstance(part, str):
+            pieces.append(repr(part))
+            continue
+        name = part[0]
+        if name in seen:
+            pieces.append(seen[name])
+            continue
+        seen[name] = f"v{i}"
+        lines += [
+            f"    v{i} = _g({name!r}, _M)",
+            f"    if v{i} is _M:",
+            f"        unset += ({name!r},)",
+            f"        v{i} = {('<unset:' + name + '>')!r}",
+            f"    elif type(v{i}) is not str:",
+            f"        v{i} = _show(v{i})",
+        ]
+        pieces.append(f"v{i}")
+    lines.append(f"    return {' + '.join(pieces) or repr('')}, unset")
+    exec("\n".join(lines) + "\n", namespace)
+    return namespace["render"]
 
 
 def _code_location(func: Callable, info: system.SystemInfo) -> tuple[str, int]:
@@ -293,10 +355,12 @@ class Run:
         "_state",
         "_return",
         "_sink",
+        "_lines",
+        "_static",
         "_info",
         "_steps",
         "_secret_values",
-        "_secrets_dirty",
+        "_masked",
         "_last_step",
         "_ended",
     )
@@ -330,10 +394,13 @@ class Run:
         self._state = _OPEN
         self._return: tuple[str | None, dict] | None = None
         self._sink: events.Sink | None = None
+        self._lines = None  # the sink's line buffer (appended to directly on the hot path)
+        self._static: dict[str, tuple[dict, dict]] = {}
         self._info: dict | None = None
         self._steps = machine.prepared(flow)
         self._secret_values: tuple[str, ...] = ()
-        self._secrets_dirty = True
+        self._masked: dict = {}
+        self._remask()
         self._last_step: _Prepared | None = None
         self._ended = False
 
@@ -346,6 +413,7 @@ class Run:
         _local.depth = _depth() + 1
         machine = self.machine
         self._sink = events.sink(system.log_dir(machine.info), machine.name)
+        self._lines = self._sink.lines
         self._info = {
             "kind": kind,
             "system": machine.system,
@@ -401,47 +469,46 @@ class Run:
             self._raise(failure)
 
     # -- secrets --------------------------------------------------------------------------------
+    #
+    # `_masked` mirrors the context as events show it: secret fields `***`, and any secret value
+    # that turns up inside another string field replaced by `***`. It is kept up to date at every
+    # change of the context, so a step event costs one dict copy, not a pass over the context.
 
-    def _refresh_secrets(self) -> None:
-        values = []
-        for name in self.secret_names:
-            value = self.fields.get(name)
+    def _remask(self) -> None:
+        ctx, names = self.fields, self.secret_names
+        values = set()
+        for name in names:
+            value = ctx.get(name)
             if isinstance(value, str) and value:
-                values.append(value)
+                values.add(value)
             elif isinstance(value, (int, float)) and not isinstance(value, bool):
-                values.append(str(value))
+                values.add(str(value))
         # longest first, so a secret containing another is masked whole
-        self._secret_values = tuple(sorted(set(values), key=len, reverse=True))
-        self._secrets_dirty = False
+        self._secret_values = tuple(sorted(values, key=len, reverse=True))
+        masked = {}
+        for key, value in ctx.items():
+            if key in names:
+                masked[key] = MASK
+            elif self._secret_values and type(value) is str:
+                masked[key] = self._scrub(value)
+            else:
+                masked[key] = value
+        self._masked = masked
 
     def _scrub(self, text: str) -> str:
-        if self._secrets_dirty:
-            self._refresh_secrets()
         for value in self._secret_values:
             if value in text:
                 text = text.replace(value, MASK)
         return text
 
     def _masked_fields(self) -> dict:
-        ctx = self.fields
-        names = self.secret_names
-        if names and not names.isdisjoint(ctx):
-            fields = {k: (MASK if k in names else v) for k, v in ctx.items()}
-        else:
-            fields = ctx.copy()
-        if self._secrets_dirty:
-            self._refresh_secrets()
-        if self._secret_values:
-            for k, v in fields.items():
-                if type(v) is str and v is not MASK:
-                    fields[k] = self._scrub(v)
-        return fields
+        return self._masked.copy()
 
     def _outgoing(self, secrets: tuple[str, ...] | list[str]) -> dict:
         names = self.secret_names
-        if secrets:
+        if secrets and not names.issuperset(secrets):
             names.update(secrets)
-            self._secrets_dirty = True
+            self._remask()
         if not names:
             return dict(self.fields)
         return {k: v for k, v in self.fields.items() if k not in names or k in secrets}
@@ -458,34 +525,114 @@ class Run:
                 p = self.machine._prepare(self.flow, step_id)
             except WiringError as failure:
                 self._raise(failure)
-        ctx = self.fields
-        if p.var_kw:
-            kwargs = dict(ctx)
-            for name, default in p.params:
-                if name not in kwargs:
-                    kwargs[name] = default
-        else:
-            kwargs = {name: ctx.get(name, default) for name, default in p.params}
-        token = _CURRENT.set((self, p))
+        current = _CURRENT
+        outer = current.step
+        current.step = (self, p)
         try:
-            result = p.func(**kwargs)
+            result = p.call(self.fields)
         except Exception as exc:  # noqa: BLE001 - the user's step failed: report and end the flow
-            _CURRENT.reset(token)
+            current.step = outer
             self._step_raised(p, exc)
-        _CURRENT.reset(token)
+        current.step = outer
         self._last_step = p
         if result is not None:
-            self._merge_result(p, result)
-        self._emit_step(p)
+            if type(result) is dict and len(result) == 1:
+                # the common case, inline: one plain, non-secret field set
+                ((key, value),) = result.items()
+                if (
+                    key in p.keys_ok
+                    and value is not UNSET
+                    and key not in self.secret_names
+                    and (type(value) is not str or not self._secret_values)
+                ):
+                    self.fields[key] = self._masked[key] = value
+                    self.set_by[key] = step_id
+                else:
+                    self._merge_result(p, result)
+            else:
+                self._merge_result(p, result)
+        # -- the event (hot path: keep it flat) --
+        event_id = _new_event_id()
+        masked = self._masked
+        body, unset = p.render(masked)
+        static = self._static.get(step_id)
+        if static is None:
+            static = self._static[step_id] = self._static_parts(p)
+        attributes = static[0].copy()  # a copy and four stores beat a 13-key literal
+        attributes["sl2s.event_id"] = event_id
+        attributes["sl2s.causation_id"] = self.causation_id
+        attributes["sl2s.fields"] = masked.copy()
+        attributes["sl2s.unset"] = unset
+        event = static[1].copy()
+        event["timestamp"] = _now()
+        event["body"] = body
+        event["attributes"] = attributes
+        try:
+            line = _dumps(event, option=_NL)
+        except TypeError:
+            self._not_json(p, attributes["sl2s.fields"])
+        lines = self._lines
+        lines.append(line)
+        if len(lines) >= _FLUSH_LINES:
+            self._sink.flush()
+        self.causation_id = event_id
+        if _event_fns:
+            hooks.emit_event(event)
+
+    def _static_parts(self, p: _Prepared) -> tuple[dict, dict]:
+        """The parts of this step's event that do not change within this activation (key order is
+        the order of the written line)."""
+        attributes = {
+            "sl2s.event_id": None,
+            "sl2s.correlation_id": self.correlation_id,
+            "sl2s.causation_id": None,
+            "sl2s.flow": self.flow,
+            "sl2s.step": p.id,
+            "sl2s.machine": self.machine.name,
+            "sl2s.template": p.template,
+            "sl2s.plan": p.plan,
+            "sl2s.fields": None,
+            "sl2s.unset": None,
+            "code.filepath": p.filepath,
+            "code.lineno": p.lineno,
+            "code.function": p.function,
+        }
+        if p.plan is None:
+            del attributes["sl2s.plan"]
+        event = {
+            "timestamp": None,
+            "severity_text": "INFO",
+            "severity_number": 9,
+            "body": None,
+            "trace_id": self.trace_id,
+            "span_id": self.span_id,
+            "event_name": "sl2s.step",
+            "resource": self.machine.resource,
+            "attributes": None,
+        }
+        return attributes, event
+
+    def _not_json(self, p: _Prepared, fields: dict):
+        ctx = self.fields
+        bad = _unserialisable(fields)
+        where = ", ".join(
+            f"'{name}' ({type(ctx[name]).__name__}, set by {self._setter(name)})" for name in bad
+        )
+        self._contract(p, f"field {where} is not JSON data; the context must survive a hop as JSON")
 
     def _merge_result(self, p: _Prepared, result: object) -> None:
-        if not isinstance(result, Mapping):
-            self._contract(
-                p,
-                f"step function {p.function} returned {type(result).__name__}; a step returns None "
-                "or a mapping of field names to values",
-            )
-        ctx, set_by, names = self.fields, self.set_by, self.secret_names
+        if type(result) is not dict:
+            if not isinstance(result, Mapping):
+                self._contract(
+                    p,
+                    f"step function {p.function} returned {type(result).__name__}; a step returns "
+                    "None or a mapping of field names to values",
+                )
+            result = dict(result)
+        ctx, set_by, names, masked = self.fields, self.set_by, self.secret_names, self._masked
+        scrub = bool(self._secret_values)
+        remask = False
+        step_id = p.id
         for key, value in result.items():
             if type(key) is not str or not key.isidentifier():
                 self._contract(
@@ -493,84 +640,25 @@ class Run:
                     f"step function {p.function} returned the key {key!r}; field names are "
                     "identifiers",
                 )
+            p.keys_ok.add(key)
+            set_by[key] = step_id
             if value is UNSET:
                 ctx.pop(key, None)
-            else:
-                ctx[key] = value
-            set_by[key] = p.id
+                masked.pop(key, None)
+                remask = remask or key in names
+                continue
+            ctx[key] = value
             if key in names:
-                self._secrets_dirty = True
+                remask = True
+            elif scrub and type(value) is str:
+                masked[key] = self._scrub(value)
+            else:
+                masked[key] = value
+        if remask:
+            self._remask()
 
     def _body(self, p: _Prepared) -> str:
-        body = p.constant_body
-        if body is None:
-            ctx = self.fields
-            out = []
-            for part in p.parts:
-                if type(part) is str:
-                    out.append(part)
-                    continue
-                name, secret = part
-                if name not in ctx:
-                    out.append(f"<unset:{name}>")
-                elif secret:
-                    out.append(MASK)
-                else:
-                    value = ctx[name]
-                    t = type(value)
-                    out.append(value if t is str else str(value) if t is int else show_value(value))
-            body = "".join(out)
-        if self._secrets_dirty:
-            self._refresh_secrets()
-        if self._secret_values:
-            body = self._scrub(body)
-        return body
-
-    def _emit_step(self, p: _Prepared) -> None:
-        ctx = self.fields
-        event_id = _new_event_id()
-        attributes = {
-            "sl2s.event_id": event_id,
-            "sl2s.correlation_id": self.correlation_id,
-            "sl2s.causation_id": self.causation_id,
-            "sl2s.flow": self.flow,
-            "sl2s.step": p.id,
-            "sl2s.machine": self.machine.name,
-            "sl2s.template": p.template,
-            "sl2s.fields": self._masked_fields(),
-            "sl2s.unset": [n for n in p.placeholders if n not in ctx] if p.placeholders else [],
-            "code.filepath": p.filepath,
-            "code.lineno": p.lineno,
-            "code.function": p.function,
-        }
-        if p.plan is not None:
-            attributes["sl2s.plan"] = p.plan
-        event = {
-            "timestamp": _now(),
-            "severity_text": "INFO",
-            "severity_number": 9,
-            "body": self._body(p),
-            "trace_id": self.trace_id,
-            "span_id": self.span_id,
-            "event_name": "sl2s.step",
-            "resource": self.machine.resource,
-            "attributes": attributes,
-        }
-        try:
-            line = _dumps(event, option=_NL)
-        except TypeError:
-            bad = _unserialisable(attributes["sl2s.fields"])
-            where = ", ".join(
-                f"'{name}' ({type(ctx[name]).__name__}, set by {self._setter(name)})"
-                for name in bad
-            )
-            self._contract(
-                p, f"field {where} is not JSON data; the context must survive a hop as JSON"
-            )
-        self._sink.write(line)
-        self.causation_id = event_id
-        if _event_fns:
-            hooks.emit_event(event)
+        return p.render(self._masked)[0]
 
     def _setter(self, name: str) -> str:
         who = self.set_by.get(name)
@@ -804,7 +892,6 @@ class Run:
             self.causation_id = response.causation_id
         if response.secrets:
             self.secret_names.update(response.secrets)
-            self._secrets_dirty = True
         if response.error is not None:
             failure = failure_from_dict(response.error)
             failure.reported = True  # the machine that produced it wrote its ERROR event
@@ -822,7 +909,7 @@ class Run:
         origin = "@" + target
         for name in response.fields:
             self.set_by[name] = origin
-        self._secrets_dirty = True
+        self._remask()
 
     def return_to(
         self, target: str, resume_at: str | None = None, secrets: tuple[str, ...] = ()
