@@ -7,7 +7,6 @@ describe what they do.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import secrets
 import signal
@@ -23,17 +22,7 @@ import typer
 from sl2s.cli.app import app
 from sl2s.diagnostics import Sl2sError
 from sl2s.runtime import http_config
-from sl2s.runtime.http_client import SERVER_KEEPALIVE_SECONDS
 from sl2s.runtime.http_protocol import HEALTH_PATH
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _served(directory: str) -> tuple[list[str], list[str]]:
@@ -68,47 +57,12 @@ def serve(
     address other than loopback unless --insecure is given. Other machines' addresses come from
     DIR/sl2s.toml and SL2S_URL_<MACHINE>.
     """
-    import uvicorn
+    from sl2s.runtime.http_server import run_server
 
-    from sl2s.runtime.http_server import machine_app, serves_inbound
-
-    config = http_config.load_config(directory)
-    if not config.keys:
-        if not _is_loopback(host) and not insecure:
-            raise Sl2sError(
-                f"refusing to serve machine '{machine}' on {host} without SL2S_HOP_KEY: anyone who "
-                "can reach it could run its steps. Set SL2S_HOP_KEY (the same long random string "
-                "on every machine), or pass --insecure."
-            )
-        typer.echo(
-            f"warning: no SL2S_HOP_KEY: hops to machine '{machine}' are not authenticated",
-            err=True,
-        )
-    application = machine_app(directory, machine, config)
-    from sl2s.runtime.http_server import load_machine
-
-    if not serves_inbound(load_machine(directory, machine)):
-        typer.echo(f"warning: no other machine hops to machine '{machine}'", err=True)
-    uv_config = uvicorn.Config(
-        application,
-        host=host,
-        port=port,
-        lifespan="off",
-        log_level="warning",
-        access_log=False,
-        timeout_keep_alive=SERVER_KEEPALIVE_SECONDS,
-        timeout_graceful_shutdown=10,
-    )
-    server = uvicorn.Server(uv_config)
-    if fd >= 0:
-        sock = socket.socket(fileno=fd)
-        where = "http://%s:%d" % sock.getsockname()[:2]
-        typer.echo(f"serving machine '{machine}' on {where}", err=True)
-        server.run(sockets=[sock])
-    else:
-        typer.echo(f"serving machine '{machine}' on http://{host}:{port}", err=True)
-        server.run()
-    if not server.started:
+    warn = lambda text: typer.echo(text, err=True)  # noqa: E731
+    if not run_server(
+        directory, machine, host=host, port=port, insecure=insecure, fd=fd, warn=warn
+    ):
         raise typer.Exit(1)
 
 
@@ -154,6 +108,9 @@ def _stop(procs: dict[str, subprocess.Popen], grace: float = 10.0) -> None:
 
 class _Stop(Exception):
     pass
+
+
+_SERVE = "from sl2s.runtime.http_server import serve_main; serve_main()"
 
 
 @app.command("up")

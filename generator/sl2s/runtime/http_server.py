@@ -519,7 +519,6 @@ app = _EnvApp()
 # running a server process (`sl2s serve`, and the processes `sl2s up` starts)
 
 
-
 def is_loopback(host: str) -> bool:
     import ipaddress
 
