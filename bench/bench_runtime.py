@@ -73,11 +73,11 @@ def bench_runtime(steps: int) -> float:
     run = machine.start("orders", username="ann", card="4111-1111", item="book", amount=12)
     run.step("placed")
     step = run.step
-    start = time.perf_counter()
+    start = time.process_time()
     for i in range(steps // 2):
         step("check")
         step("charge")
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     run.finish()
     return elapsed / (steps // 2 * 2)
 
@@ -107,11 +107,11 @@ def bench_floor(steps: int, event: dict, path: str) -> float:
     option = orjson.OPT_APPEND_NEWLINE
     with open(path, "ab", buffering=1 << 16) as out:
         write = out.write
-        start = time.perf_counter()
+        start = time.process_time()
         for _ in range(steps):
             charge(12, "ann")
             write(dumps(event, option=option))
-        elapsed = time.perf_counter() - start
+        elapsed = time.process_time() - start
     return elapsed / steps
 
 
