@@ -80,12 +80,26 @@ class Incident:
             "message": exception.get("message") or failure.get("body"),
             "fingerprint": self.header.get("fingerprint")
             or failure.get("sl2s.fingerprint"),
-            "links": self.header.get("links") or {},
+            "links": (
+                (self.header.get("links") or {})
+                if failure is self.trigger
+                else _links(failure)
+            ),
             "events": len(self.events),
             "triggers": sum(1 for e in self.events if e.get("sl2s.trigger")),
             "complete": self.complete,
             "reason": (self.footer or {}).get("reason"),
         }
+
+
+def _links(event: dict) -> dict:
+    a = ev.attrs(event)
+    links = {}
+    if a.get("sl2s.plan"):
+        links["plan"] = a["sl2s.plan"]
+    if a.get("code.filepath"):
+        links["source"] = f"{a['code.filepath']}:{a.get('code.lineno') or 0}"
+    return links
 
 
 def read_incident(path: Path) -> Incident:
@@ -133,9 +147,7 @@ def find_incident(log_dir: str | os.PathLike, incident_id: str) -> Incident:
         if incident_id.startswith("incident-")
         else f"incident-{incident_id}"
     )
-    matches = [
-        k for k in paths if k == key or k.startswith(key) or k.endswith(incident_id)
-    ]
+    matches = [k for k in paths if k == key or k.startswith(key) or incident_id in k]
     if len(matches) != 1:
         what = "no incident" if not matches else f"{len(matches)} incidents"
         raise Sl2sError(f"{log_dir}: {what} matching {incident_id!r}")
@@ -177,12 +189,13 @@ def render_list(summaries: list[dict]) -> str:
 def render_show(incident: Incident) -> str:
     h = incident.header
     s = incident.summary()
-    links = h.get("links") or {}
+    links = s.get("links") or {}
+    exception = f"{s['exception']}: " if s["exception"] else ""
     out = [
         f"{incident.id}",
         f"  machine       {s['machine']} (pid {h.get('pid')}, instance {h.get('service.instance.id')})",
-        f"  trigger       {s['severity']} {s['flow']}/{s['step']}: {s['exception'] or ''} {s['message'] or ''}".rstrip(),
-        f"  fingerprint   {h.get('fingerprint')}",
+        f"  failure       {s['severity']} {s['flow']}/{s['step']}: {exception}{s['message'] or ''}",
+        f"  fingerprint   {s['fingerprint'] or '-'}",
         f"  plan          {links.get('plan', '')}",
         f"  source        {links.get('source', '')}",
         f"  versions      sl2s {h.get('sl2s.version')}, Python {h.get('python.version')}",
