@@ -407,3 +407,40 @@ def test_the_same_step_defined_twice_on_one_machine_is_refused():
     step("dup_flow", "Do it")(first)
     with pytest.raises(WiringError, match="step 'do_it' of flow 'dup_flow' is defined twice"):
         step("dup_flow", "Do it")(second)
+
+
+def test_listeners_get_events_as_written_even_when_a_later_step_changes_a_list_in_place(tmp_path, monkeypatch, logs):
+    package = tmp_path / "rt_inplace"
+    (package / "m").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "m" / "__init__.py").write_text("from . import f, _wiring  # noqa: F401\n")
+    (package / "m" / "f.py").write_text(
+        "from sl2s.runtime import step\n\n\n"
+        '@step("f", "Start with :items")\n'
+        "def start_with_items():\n"
+        '    return {"items": ["first"]}\n\n\n'
+        '@step("f", "Add to :items")\n'
+        "def add_to_items(items):\n"
+        '    items.append("second")  # in place\n'
+    )
+    (package / "m" / "_wiring.py").write_text(
+        "from sl2s.runtime import Machine\n\n"
+        'machine = Machine(__name__, "m")\n\n\n'
+        "def f():\n"
+        '    run = machine.start("f")\n'
+        '    run.step("start_with_items")\n'
+        '    run.step("add_to_items")\n'
+        "    return run.finish()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import rt_inplace.m._wiring
+
+    kept: list[dict] = []
+    listener = hooks.subscribe(kept.append)
+    try:
+        assert rt_inplace.m._wiring.f() == {"items": ["first", "second"]}
+    finally:
+        hooks.unsubscribe(listener)
+    assert [e["attributes"]["sl2s.fields"]["items"] for e in kept] == [["first"], ["first", "second"]]
+    assert [e["body"] for e in kept] == ['Start with ["first"]', 'Add to ["first", "second"]']
+    assert "sl2s.plan" not in kept[0]["attributes"]  # no lock file: no plan location

@@ -13,6 +13,8 @@ import threading
 import traceback
 from collections.abc import Callable, Mapping
 
+import orjson
+
 from sl2s.runtime import events, hooks, logcapture, registry, system
 from sl2s.runtime.errors import HopFailed, RuntimeFailure, StepFailed, WiringError, failure_from_dict
 from sl2s.runtime.registry import UNSET
@@ -25,6 +27,7 @@ _OPEN, _RETURNED, _FINISHED, _FAILED = "open", "returned", "finished", "failed"
 _LOG_SEVERITY = ((50, 21), (40, 17), (30, 13), (20, 9), (0, 5))
 
 _dumps = events.dumps
+_loads = orjson.loads
 _FLUSH_LINES = events.FLUSH_LINES
 _NL = events.APPEND_NEWLINE
 _new_event_id = events.new_event_id
@@ -577,7 +580,9 @@ class Run:
             self._sink.flush()
         self.causation_id = event_id
         if _event_fns:
-            hooks.emit_event(event)
+            # a snapshot decoded from the written line: listeners that keep events (the flight
+            # recorder) must not see later in-place changes of the context's lists and dicts
+            hooks.emit_event(_loads(line))
 
     def _static_parts(self, p: _Prepared) -> tuple[dict, dict]:
         """The parts of this step's event that do not change within this activation (key order is
@@ -722,7 +727,9 @@ class Run:
         self._sink.write(line)
         self.causation_id = event_id
         if _event_fns:
-            hooks.emit_event(event)
+            # a snapshot decoded from the written line: listeners that keep events (the flight
+            # recorder) must not see later in-place changes of the context's lists and dicts
+            hooks.emit_event(_loads(line))
         return event_id
 
     def _emit_log(self, p: _Prepared, record) -> None:
