@@ -97,6 +97,10 @@ def test_story_shows_hops_durations_and_where_it_stopped(tmp_path):
     assert "+1.5 ms" in text  # time since the cause
     assert lines[-1].startswith("last event at client login/login_successful")
 
+    marked, _ = tell([str(tmp_path)], Selection(event_id=ev.event_id(ok[3])))
+    (line,) = [x for x in marked.splitlines() if x.startswith(">")]
+    assert "setting_session_for_username" in line
+
     md, _ = tell([str(tmp_path)], Selection(failed=True), fmt="markdown")
     assert md.startswith("### Run `bad`")
     assert "| *call* | client → server |" in md

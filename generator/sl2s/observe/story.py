@@ -119,6 +119,7 @@ class Line:
     hop_kind: str = ""
     source: str = ""
     target: str = ""
+    marked: bool = False  # the event asked for with --event
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ class Story:
     failed: bool
 
 
-def build_story(cid: str, events: Iterable[dict]) -> Story:
+def build_story(cid: str, events: Iterable[dict], mark: str | None = None) -> Story:
     ordered = causal_order(events)
     if not ordered:
         raise Sl2sError(f"no events for correlation id {cid}")
@@ -188,6 +189,7 @@ def build_story(cid: str, events: Iterable[dict]) -> Story:
                 flow=str(a.get("sl2s.flow") or ""),
                 severity=str(event.get("severity_text") or ""),
                 location=location,
+                marked=mark is not None and ev.event_id(event) == mark,
             )
         )
     last = ordered[-1][0]
@@ -235,7 +237,8 @@ def render_text(story: Story) -> str:
         sev = "" if x.severity in ("", "INFO") else f"{x.severity} "
         loc = f"  [{x.location}]" if x.location else ""
         out.append(
-            f"{_ms(x.delta_ms):>11}  {x.machine:<{width}}  {x.step}: {sev}{x.text}{loc}"
+            f"{'>' if x.marked else ' '}{_ms(x.delta_ms):>10}  {x.machine:<{width}}  "
+            f"{x.step}: {sev}{x.text}{loc}"
         )
     out.append(story.stopped)
     return "\n".join(out) + "\n"
@@ -261,6 +264,8 @@ def render_markdown(story: Story) -> str:
             continue
         n += 1
         sev = "" if x.severity in ("", "INFO") else f"**{x.severity}** "
+        if x.marked:
+            sev = "⮕ " + sev
         out.append(
             f"| {n} | {_ms(x.delta_ms)} | {_md(x.machine)} | `{_md(x.step)}` | {sev}{_md(x.text)} | {_md(x.location)} |"
         )
@@ -276,7 +281,7 @@ def tell(
     if not files:
         raise Sl2sError("no event files in the paths given")
     cid = select_run(files, selection)
-    story = build_story(cid, collect_run(files, cid))
+    story = build_story(cid, collect_run(files, cid), mark=selection.event_id)
     if fmt == "markdown":
         return render_markdown(story), story.failed
     if fmt != "text":
