@@ -187,6 +187,24 @@ def test_secrets_are_never_written_in_clear(logs):
     assert "wrong-pw-123" not in str(failure) and "wrong-pw-123" not in failure.traceback
     error_event = next(e for e in written(logs) if e["severity_text"] == "ERROR")
     assert error_event["attributes"]["exception.message"] == "password *** is wrong for ann"
+    debug = [e["body"] for e in written(logs) if e["severity_text"] == "DEBUG"]
+    assert debug == ["checking password *** of ann"] * 2
+
+
+
+def test_a_secret_value_copied_into_a_plain_field_is_masked_there_too(logs):
+    import rt_abc.a
+
+    result = rt_abc.a.abc(x=1, key="sekrit-value", mode="copy_secret")
+    assert result["note"] == "the key is sekrit-value"  # the context on a, b is untouched
+    raw = b"".join(p.read_bytes() for p in logs.glob("*.jsonl"))
+    assert b"sekrit-value" not in raw
+    b2 = next(e for e in written(logs) if e["attributes"].get("sl2s.step") == "b2")
+    assert b2["attributes"]["sl2s.fields"]["note"] == "the key is ***"
+    # the secret does not travel to c (its wiring lists no secrets), not even inside `note`: c gets
+    # the masked text; b keeps its own value when c hands `note` back unchanged
+    c3 = next(e for e in written(logs) if e["attributes"].get("sl2s.step") == "c3" and e["event_name"] == "sl2s.step")
+    assert c3["attributes"]["sl2s.fields"]["note"] == "the key is ***"
 
 
 def test_a_json_unsafe_field_fails_at_its_step_naming_field_step_and_plan_line(logs):

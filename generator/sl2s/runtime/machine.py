@@ -507,14 +507,37 @@ class Run:
     def _masked_fields(self) -> dict:
         return self._masked.copy()
 
-    def _outgoing(self, secrets: tuple[str, ...] | list[str]) -> dict:
+    def _outgoing(self, secrets: tuple[str, ...] | list[str]) -> tuple[dict, dict]:
+        """The fields that travel on a hop: the non-secret context plus the listed secrets. A secret
+        that does not travel does not travel inside another field either: in a string field that
+        contains its value, the value is replaced by `***`. Returns (fields, {name: replaced text})."""
         names = self.secret_names
         if secrets and not names.issuperset(secrets):
             names.update(secrets)
             self._remask()
+        ctx = self.fields
         if not names:
-            return dict(self.fields)
-        return {k: v for k, v in self.fields.items() if k not in names or k in secrets}
+            return dict(ctx), {}
+        fields = {k: v for k, v in ctx.items() if k not in names or k in secrets}
+        withheld = set()
+        for name in names:
+            value = ctx.get(name)
+            if name in secrets or value is None or isinstance(value, bool):
+                continue
+            if isinstance(value, (str, int, float)) and str(value):
+                withheld.add(str(value))
+        replaced = {}
+        if withheld:
+            ordered = sorted(withheld, key=len, reverse=True)
+            for key, value in fields.items():
+                if type(value) is str and key not in names:
+                    text = value
+                    for secret in ordered:
+                        if secret in text:
+                            text = text.replace(secret, MASK)
+                    if text is not value:
+                        fields[key] = replaced[key] = text
+        return fields, replaced
 
     # -- steps ----------------------------------------------------------------------------------
 
@@ -874,7 +897,7 @@ class Run:
         if self._state is not _OPEN:
             self._check_open("call")
         machine = self.machine
-        fields = self._outgoing(secrets)
+        fields, replaced = self._outgoing(secrets)
         self._check_json(fields, target, at)
         request = HopRequest(
             system=machine.system,
@@ -912,9 +935,13 @@ class Run:
                     machine.info.plan_location(self.flow, resume_at) if resume_at else None,
                 )
             )
-        self.fields.update(response.fields)
+        returned = response.fields
+        for name, text in replaced.items():  # came back as sent: keep our unmasked original
+            if returned.get(name) == text:
+                del returned[name]
+        self.fields.update(returned)
         origin = "@" + target
-        for name in response.fields:
+        for name in returned:
             self.set_by[name] = origin
         self._remask()
 
@@ -933,7 +960,7 @@ class Run:
                     f"for it in flow '{self.flow}' (waiting: {', '.join(self.stack) or 'nobody'})"
                 )
             )
-        self._return = (resume_at, self._outgoing(secrets))
+        self._return = (resume_at, self._outgoing(secrets)[0])
         self._state = _RETURNED
         return self
 

@@ -15,6 +15,8 @@ def b2(x, key, trail, mode):
         return {"trail": trail + ["b2"], "handle": Opaque()}
     if mode == "unsafe_secret":
         return {"trail": trail + ["b2"], "key": {"opaque": Opaque()}}
+    if mode == "copy_secret":
+        return {"trail": trail + ["b2"], "note": f"the key is {key}"}
     if mode == "rotate_key":
         return {"trail": trail + ["b2"], "key": key + "-rotated"}
     return {"trail": trail + ["b2"]}

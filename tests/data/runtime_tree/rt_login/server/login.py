@@ -16,6 +16,7 @@ def received_request_to_login_as_username(username):
 
 @step("login", "Testing password for :username")
 def testing_password_for_username(username, password):
+    log.debug("checking password %s of %s", password, username)  # careless, but scrubbed
     if PASSWORDS.get(username) != password:
         raise PermissionError(f"password {password} is wrong for {username}")
     return {"authenticated": True}
