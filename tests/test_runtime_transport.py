@@ -106,3 +106,28 @@ def test_a_hop_that_cannot_be_delivered_ends_the_flow_with_hop_failed_and_an_eve
     assert [e["event_name"] for e in evts] == ["sl2s.step", "sl2s.hop_failed"]
     assert evts[1]["severity_text"] == "ERROR"
     assert evts[1]["attributes"]["sl2s.causation_id"] == evts[0]["attributes"]["sl2s.event_id"]
+
+
+class Misrouting:
+    """Delivers, then claims control resumes somewhere else (a machine generated from another plan)."""
+
+    def call(self, request: HopRequest) -> HopResponse:
+        response = LocalTransport().call(request)
+        response.resume_at = "a6"
+        return response
+
+
+def test_control_coming_back_at_an_unexpected_step_is_a_wiring_error(logs, monkeypatch):
+    import rt_abc.a
+
+    register_transport("misrouting", Misrouting)
+    monkeypatch.setenv("SL2S_TRANSPORT", "misrouting")
+    with pytest.raises(WiringError) as failed:
+        rt_abc.a.abc(x=1, key="k", mode="ok")
+    # the first hop that notices is c's answer to b (b expects 'a4')
+    assert str(failed.value) == (
+        "abc.csv:4: machine 'c' handed control back to 'b' at step 'a6', but the wiring of 'b' "
+        "expects 'a4' (machines generated from different plans: regenerate)"
+    )
+    wiring = [e for e in written(logs) if e["event_name"] == "sl2s.wiring_error"]
+    assert [e["attributes"]["sl2s.machine"] for e in wiring] == ["b"]  # reported once, where seen
