@@ -317,6 +317,12 @@ def test_http_routes_serve_incidents_with_a_since_cursor(tmp_path):
         )
         remote = fetch_remote(url, incident_id=summaries[1]["id"])
         assert remote.header == read_incident(list_incidents(tmp_path)[1].path).header
+        import json
+        import urllib.request
+
+        with urllib.request.urlopen(url + "/errors", timeout=10) as response:
+            (group,) = json.loads(response.read())["errors"]
+        assert group["count"] == 2 and group["exception_type"] == "ValueError"
         result = CliRunner().invoke(app, ["incidents", "list", "--url", url])
         assert (
             result.exit_code == 0 and result.output.count("ValueError") == 2

@@ -241,34 +241,51 @@ def routes(log_dir: str | os.PathLike):
     `Mount("/_sl2s/incidents", routes=routes(log_dir))`:
 
     - `GET /?since=<incident id>` -> `{"incidents": [summary…], "cursor": <last id or since>}`
+    - `GET /errors` -> `{"errors": [error group…]}` (by fingerprint, most frequent first)
     - `GET /{incident_id}` -> the incident file's lines (`application/x-ndjson`), 404 if unknown
     """
+    from starlette.concurrency import run_in_threadpool
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
+    def listed(since=None):  # file I/O: off the event loop
+        return list_incidents(log_dir, since) if Path(log_dir).is_dir() else []
+
+    def lines_of(incident_id):
+        paths = incident_paths(log_dir) if Path(log_dir).is_dir() else {}
+        path = paths.get(incident_id)
+        if path is None:
+            return None
+        return b"".join(
+            line if line.endswith(b"\n") else line + b"\n"
+            for line in ev.open_lines(path)
+        )
+
     async def list_endpoint(request):
         since = request.query_params.get("since") or None
-        found = list_incidents(log_dir, since) if Path(log_dir).is_dir() else []
+        found = await run_in_threadpool(listed, since)
         summaries = [i.summary() for i in found]
         cursor = summaries[-1]["id"] if summaries else since
         return JSONResponse({"incidents": summaries, "cursor": cursor})
 
+    async def errors_endpoint(request):
+        found = await run_in_threadpool(listed)
+        return JSONResponse(
+            {"errors": [g.as_dict() for g in error_groups(found).sorted()]}
+        )
+
     async def show_endpoint(request):
         incident_id = request.path_params["incident_id"]
-        paths = incident_paths(log_dir) if Path(log_dir).is_dir() else {}
-        path = paths.get(incident_id)
-        if path is None:
+        data = await run_in_threadpool(lines_of, incident_id)
+        if data is None:
             return JSONResponse(
                 {"error": f"no incident {incident_id}"}, status_code=404
             )
-        data = b"".join(
-            line if line.endswith(b"\n") else line + b"\n"
-            for line in ev.open_lines(path)
-        )
         return Response(data, media_type="application/x-ndjson")
 
     return [
         Route("/", list_endpoint, methods=["GET"]),
+        Route("/errors", errors_endpoint, methods=["GET"]),
         Route("/{incident_id}", show_endpoint, methods=["GET"]),
     ]
 
