@@ -238,7 +238,7 @@ def render_errors(groups: ErrorGroups) -> str:
 
 def routes(log_dir: str | os.PathLike):
     """Starlette routes to mount (auth is the mounting app's business), e.g.
-    `Mount("/_sl2s/incidents", routes=routes(log_dir))`:
+    `Mount("/sl2s/v1/incidents", routes=routes(log_dir))`:
 
     - `GET /?since=<incident id>` -> `{"incidents": [summary…], "cursor": <last id or since>}`
     - `GET /errors` -> `{"errors": [error group…]}` (by fingerprint, most frequent first)
@@ -256,10 +256,13 @@ def routes(log_dir: str | os.PathLike):
         path = paths.get(incident_id)
         if path is None:
             return None
-        return b"".join(
-            line if line.endswith(b"\n") else line + b"\n"
-            for line in ev.open_lines(path)
-        )
+        lines = ev.open_lines(path)
+        try:
+            return b"".join(
+                line if line.endswith(b"\n") else line + b"\n" for line in lines
+            )
+        finally:
+            lines.close()
 
     async def list_endpoint(request):
         since = request.query_params.get("since") or None
