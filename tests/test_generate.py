@@ -127,6 +127,7 @@ def test_lock_format_keys_sorted_and_plan_lines_one_line_per_flow() -> None:
         "function": "one_x",
         "template": "One :x",
     }
+    assert data["steps"]["b"]["three"]["module"] == "m1/b.py"
     assert '    "a": {"one_x": 1, "two": 2},' in text.splitlines()
     assert '    "b": {"three": 3}' in text.splitlines()
     assert set(data["files"]) == {
@@ -138,14 +139,22 @@ def test_lock_format_keys_sorted_and_plan_lines_one_line_per_flow() -> None:
         "m2/__init__.py",
         "m2/_wiring.py",
     }
-    # apart from plan_lines, exactly what json.dumps(indent=2, sort_keys=True) writes
-    lines = {
-        flow: json.dumps(v, sort_keys=True) for flow, v in data["plan_lines"].items()
-    }
-    data["plan_lines"] = {flow: f"@{flow}@" for flow in lines}
+    assert (
+        '      "one_x": {"function": "one_x", "machine": "m1", "module": "m1/a.py", '
+        '"template": "One :x"},' in text.splitlines()
+    )
+    # apart from the one-line objects, exactly what json.dumps(indent=2, sort_keys=True) writes
+    one_line = {}
+    for flow, by_id in data["plan_lines"].items():
+        one_line[f"@lines {flow}@"] = json.dumps(by_id, sort_keys=True)
+        data["plan_lines"][flow] = f"@lines {flow}@"
+    for flow, by_id in data["steps"].items():
+        for step_id, entry in by_id.items():
+            one_line[f"@step {flow} {step_id}@"] = json.dumps(entry, sort_keys=True)
+            by_id[step_id] = f"@step {flow} {step_id}@"
     reference = json.dumps(data, indent=2, sort_keys=True) + "\n"
-    for flow, one_line in lines.items():
-        reference = reference.replace(f'"@{flow}@"', one_line)
+    for mark, line in one_line.items():
+        reference = reference.replace(json.dumps(mark), line)
     assert text == reference
 
 
@@ -170,7 +179,7 @@ def test_wiring_is_straight_line_with_explicit_hops() -> None:
     assert "run.step('user_attempted_login_as_username_and_password')" in calls
     assert (
         "run.call('server', at='received_request_to_login_as_username', "
-        "resume_at='login_successful', secrets=())" in calls
+        "resume_at='login_successful')" in calls
     )
     server = ast.parse(files["server/_wiring.py"])
     segment = next(
@@ -182,7 +191,7 @@ def test_wiring_is_straight_line_with_explicit_hops() -> None:
         "machine.segment('login', at='received_request_to_login_as_username')"
     )
     assert ast.unparse(segment.body[-1]) == (
-        "return run.return_to('client', resume_at='login_successful', secrets=())"
+        "return run.return_to('client', resume_at='login_successful')"
     )
     # no control flow: a reviewer reads the hops top to bottom
     for node in ast.walk(server):
@@ -239,7 +248,7 @@ def test_names_that_collide_with_module_names_are_made_distinct() -> None:
 def test_secret_travels_to_a_machine_whose_step_function_takes_it() -> None:
     text = "login,User :user with #password,client\nlogin,Check :user,server\n"
     without = tree(build(text))
-    assert "secrets=()" in without["client/_wiring.py"]
+    assert "secrets=" not in without["client/_wiring.py"]  # none crosses: left at the default
     user = {
         "server/login.py": (
             "from sl2s.runtime import step\n\n\n"

@@ -26,7 +26,8 @@ from sl2s.generate.encode import LINE_LENGTH
 
 _KEEP = sorted(set(keyword.kwlist) | set(keyword.softkwlist), key=len, reverse=True)
 _STRING = re.compile(r'(?<!")"[^"\\\n]*"(?!")')
-_NAME = re.compile(r"\b(?!(?:" + "|".join(_KEEP) + r")\b)[A-Za-z_][A-Za-z0-9_]*")
+# Decorator names stay: `@x(` would be shorter than any real decorator head (see _pad_hugs).
+_NAME = re.compile(r"(?<!@)\b(?!(?:" + "|".join(_KEEP) + r")\b)[A-Za-z_][A-Za-z0-9_]*")
 _LONG = re.compile(r"^.{%d,}$" % (LINE_LENGTH + 1), re.MULTILINE)
 # Runs of one import line, or of one bracket item (`    x=x,`): black treats each alike.
 _REPEAT = re.compile(r"^((?:from [^\n]*| +[^\n]*,)\n)\1+", re.MULTILINE)
@@ -41,6 +42,7 @@ def shape(chunk: str) -> str | None:
     if "\\" in chunk or not chunk.isascii() or _LONG.search(chunk):
         return None
     text = _REPEAT.sub(r"\1", _NAME.sub("x", _STRING.sub('"s"', chunk)))
+    text = _pad_hugs(text)
     if '"""' in text.partition("def ")[0] or "\n    " not in text:
         return text  # a module header (docstring) or no body: as it is
     out: list[str] = []
@@ -61,6 +63,33 @@ def shape(chunk: str) -> str | None:
         out.append(statement)
     out.extend(group)
     return "\n".join(out)
+
+
+def _pad_hugs(text: str) -> str:
+    """Widen the middle line of every `head(\n    items\n)` to exactly 88 columns.
+
+    black chooses that layout when the joined line is too long and the items fit on one line; in
+    the real chunk both hold, and in the shape they hold again only if the middle line is as wide
+    as it may be (placeholders are shorter than the real text).
+    """
+    lines = text.split("\n")
+    for i in range(1, len(lines) - 1):
+        before, middle, after = lines[i - 1], lines[i], lines[i + 1]
+        if not before.endswith("(") or middle.endswith(","):
+            continue
+        indent = len(before) - len(before.lstrip(" "))
+        if (
+            not after.startswith(" " * indent + ")")
+            or after[indent + 1 : indent + 2] == ","
+        ):
+            continue
+        room = LINE_LENGTH - len(middle)
+        at = middle.find('"x"')
+        if at >= 0:
+            lines[i] = middle[: at + 2] + "x" * room + middle[at + 2 :]
+        else:
+            lines[i] = middle + "x" * room if middle.endswith("x") else middle
+    return "\n".join(lines)
 
 
 def statements(tree: ast.Module) -> tuple[str, ...]:

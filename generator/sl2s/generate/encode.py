@@ -6,7 +6,8 @@ quoted by hand. In code they appear only as `lit(text)`; in comments only as `in
 non-printable character, so nothing can end the comment or hide in it).
 
 `bracket()` lays out a call or signature the way black does: on one line when it fits in 88
-columns, otherwise one item per line with a magic trailing comma (which black always keeps).
+columns, else the items on one line of their own, else one item per line with a magic trailing
+comma. blackcheck.py verifies the result.
 """
 
 from __future__ import annotations
@@ -50,15 +51,20 @@ def fits(line: str) -> bool:
 def bracket(
     head: str, items: list[str] | tuple[str, ...], tail: str = "", indent: str = ""
 ) -> str:
-    """`head(items...)tail` at `indent`, one line if it fits, else exploded with a trailing comma.
+    """`head(items...)tail` at `indent`, laid out as black lays it out.
 
-    Returns the text without the final newline. `items` are code already (encoded literals,
-    identifiers from sl2s.names, fixed template text).
+    One line if it fits; else the items on one indented line between the brackets, if that fits
+    (black's right-hand split); else one item per line with a magic trailing comma. A `def` with
+    a single parameter gets the trailing comma (black adds it there). Returns the text without
+    the final newline. `items` are code already (encoded literals, identifiers, template text).
     """
     items = list(items)
     one = f"{indent}{head}({', '.join(items)}){tail}"
     if not items or fits(one):
         return one
     inside = indent + INDENT
+    middle = f"{inside}{', '.join(items)}"
+    if fits(middle) and not (len(items) == 1 and head.startswith("def ")):
+        return f"{indent}{head}(\n{middle}\n{indent}){tail}"
     body = "".join(f"{inside}{item},\n" for item in items)
     return f"{indent}{head}(\n{body}{indent}){tail}"

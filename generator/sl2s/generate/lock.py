@@ -1,6 +1,8 @@
-"""sl2s.lock.json: JSON, keys sorted, 2-space indent — except `plan_lines`, one line per flow.
+"""sl2s.lock.json: JSON, keys sorted, 2-space indent — except that each flow's `plan_lines` and
+each step's entry in `steps` are written on one line.
 
-Inserting a plan row then changes one `plan_lines` line per later flow, not one line per step.
+Inserting a plan row then changes one `plan_lines` line per later flow and adds one `steps` line,
+not a block per step.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ def render(
         "tool": TOOL,
         "version": version,
         "plan": {"path": plan_ref, "digest": digest},
-        "steps": steps,
+        "steps": {flow: _OneLine(by_id) for flow, by_id in steps.items()},
         "plan_lines": _OneLine(plan_lines),
         "files": files,
     }

@@ -17,8 +17,4 @@ machine = Machine(__name__, "emailservice")
 def index_at_sending_welcome_email_to_email(run: Run) -> Run:
     run.step("sending_welcome_email_to_email")
     run.step("welcome_email_delivered_to_email")
-    return run.return_to(
-        "server",
-        resume_at="rendering_index_page_for_email",
-        secrets=(),
-    )
+    return run.return_to("server", resume_at="rendering_index_page_for_email")

@@ -22,7 +22,6 @@ def index(*, email=UNSET) -> dict:
         "emailservice",
         at="sending_welcome_email_to_email",
         resume_at="rendering_index_page_for_email",
-        secrets=(),
     )
     run.step("rendering_index_page_for_email")
     return run.finish()

@@ -21,7 +21,6 @@ def login(*, username=UNSET, password=UNSET) -> dict:
         "server",
         at="received_request_to_login_as_username",
         resume_at="login_successful",
-        secrets=(),
     )
     run.step("login_successful")
     return run.finish()
@@ -31,5 +30,5 @@ def feed() -> dict:
     """Run flow 'feed' from machine 'client'; return the final context."""
     run = machine.start("feed")
     run.step("fetching_feed_information")
-    run.call("server", at="retrieving_feed_information", resume_at=None, secrets=())
+    run.call("server", at="retrieving_feed_information", resume_at=None)
     return run.finish()

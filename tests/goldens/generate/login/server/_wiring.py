@@ -19,10 +19,10 @@ def login_at_received_request_to_login_as_username(run: Run) -> Run:
     run.step("testing_password_for_username")
     run.step("setting_session_for_username")
     run.step("finish_handling_user_login")
-    return run.return_to("client", resume_at="login_successful", secrets=())
+    return run.return_to("client", resume_at="login_successful")
 
 
 @machine.segment("feed", at="retrieving_feed_information")
 def feed_at_retrieving_feed_information(run: Run) -> Run:
     run.step("retrieving_feed_information")
-    return run.return_to("client", resume_at=None, secrets=())
+    return run.return_to("client", resume_at=None)

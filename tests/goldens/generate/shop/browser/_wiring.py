@@ -14,11 +14,7 @@ machine = Machine(__name__, "browser")
 
 
 def add_to_cart(
-    *,
-    sku=UNSET,
-    cart_id=UNSET,
-    stock_level=UNSET,
-    item_count=UNSET,
+    *, sku=UNSET, cart_id=UNSET, stock_level=UNSET, item_count=UNSET
 ) -> dict:
     """Run flow 'add_to_cart' from machine 'browser'; return the final context."""
     run = machine.start(
@@ -33,14 +29,12 @@ def add_to_cart(
         "web",
         at="received_add_to_cart_request_for_sku",
         resume_at="showing_sku_in_cart_cart_id_with_stock_level_left",
-        secrets=(),
     )
     run.step("showing_sku_in_cart_cart_id_with_stock_level_left")
     run.call(
         "web",
         at="recording_cart_view_for_cart_id",
         resume_at="cart_badge_shows_item_count_items",
-        secrets=(),
     )
     run.step("cart_badge_shows_item_count_items")
     return run.finish()
@@ -76,7 +70,6 @@ def checkout(
         "web",
         at="received_checkout_request_for_cart_cart_id",
         resume_at="showing_confirmation_page_for_order_order_id",
-        secrets=(),
     )
     run.step("showing_confirmation_page_for_order_order_id")
     return run.finish()
@@ -90,7 +83,6 @@ def order_status(*, order_id=UNSET, status=UNSET) -> dict:
         "web",
         at="looking_up_order_order_id",
         resume_at="showing_status_status_of_order_order_id",
-        secrets=(),
     )
     run.step("showing_status_status_of_order_order_id")
     return run.finish()

@@ -17,9 +17,7 @@ machine = Machine(__name__, "inventory")
 def add_to_cart_at_checking_stock_of_sku(run: Run) -> Run:
     run.step("checking_stock_of_sku")
     return run.return_to(
-        "web",
-        resume_at="showing_sku_in_cart_cart_id_with_stock_level_left",
-        secrets=(),
+        "web", resume_at="showing_sku_in_cart_cart_id_with_stock_level_left"
     )
 
 
@@ -27,18 +25,10 @@ def add_to_cart_at_checking_stock_of_sku(run: Run) -> Run:
 def checkout_at_reserving_stock_for_cart_cart_id(run: Run) -> Run:
     run.step("reserving_stock_for_cart_cart_id")
     run.step("reserved_item_count_items_reservation_reservation_id")
-    return run.return_to(
-        "web",
-        resume_at="pricing_cart_cart_id_at_amount_cents_cents",
-        secrets=(),
-    )
+    return run.return_to("web", resume_at="pricing_cart_cart_id_at_amount_cents_cents")
 
 
 @machine.segment("refund", at="releasing_reservation_reservation_id_back_to_stock")
 def refund_at_releasing_reservation_reservation_id_back_to_stock(run: Run) -> Run:
     run.step("releasing_reservation_reservation_id_back_to_stock")
-    return run.return_to(
-        "web",
-        resume_at="marking_order_order_id_as_refunded",
-        secrets=(),
-    )
+    return run.return_to("web", resume_at="marking_order_order_id_as_refunded")

@@ -17,17 +17,11 @@ machine = Machine(__name__, "mailer")
 def checkout_at_sending_order_confirmation_for_order_id_to_email(run: Run) -> Run:
     run.step("sending_order_confirmation_for_order_id_to_email")
     return run.return_to(
-        "web",
-        resume_at="checkout_of_cart_cart_id_finished_as_order_order_id",
-        secrets=(),
+        "web", resume_at="checkout_of_cart_cart_id_finished_as_order_order_id"
     )
 
 
 @machine.segment("refund", at="sending_refund_notice_for_order_id_to_email")
 def refund_at_sending_refund_notice_for_order_id_to_email(run: Run) -> Run:
     run.step("sending_refund_notice_for_order_id_to_email")
-    return run.return_to(
-        "web",
-        resume_at="refund_of_order_order_id_complete",
-        secrets=(),
-    )
+    return run.return_to("web", resume_at="refund_of_order_order_id_complete")

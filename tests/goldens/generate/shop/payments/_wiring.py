@@ -14,18 +14,13 @@ machine = Machine(__name__, "payments")
 
 
 @machine.segment(
-    "checkout",
-    at="loading_saved_card_card_number_for_customer_customer_id",
+    "checkout", at="loading_saved_card_card_number_for_customer_customer_id"
 )
 def checkout_at_loading_saved_card_card_number_for_cust_808699cc(run: Run) -> Run:
     run.step("loading_saved_card_card_number_for_customer_customer_id")
     run.step("charging_card_card_number_amount_cents_cents")
     run.step("payment_payment_id_approved")
-    return run.return_to(
-        "web",
-        resume_at="created_order_order_id_for_cart_cart_id",
-        secrets=(),
-    )
+    return run.return_to("web", resume_at="created_order_order_id_for_cart_cart_id")
 
 
 @machine.segment("refund", at="refunding_payment_payment_id_of_order_order_id")
@@ -33,7 +28,5 @@ def refund_at_refunding_payment_payment_id_of_order_order_id(run: Run) -> Run:
     run.step("refunding_payment_payment_id_of_order_order_id")
     run.step("refund_refund_id_issued")
     return run.return_to(
-        "web",
-        resume_at="recording_refund_refund_id_on_order_order_id",
-        secrets=(),
+        "web", resume_at="recording_refund_refund_id_on_order_order_id"
     )

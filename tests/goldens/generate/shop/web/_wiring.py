@@ -20,23 +20,16 @@ def add_to_cart_at_received_add_to_cart_request_for_sku(run: Run) -> Run:
         "inventory",
         at="checking_stock_of_sku",
         resume_at="showing_sku_in_cart_cart_id_with_stock_level_left",
-        secrets=(),
     )
     return run.return_to(
-        "browser",
-        resume_at="showing_sku_in_cart_cart_id_with_stock_level_left",
-        secrets=(),
+        "browser", resume_at="showing_sku_in_cart_cart_id_with_stock_level_left"
     )
 
 
 @machine.segment("add_to_cart", at="recording_cart_view_for_cart_id")
 def add_to_cart_at_recording_cart_view_for_cart_id(run: Run) -> Run:
     run.step("recording_cart_view_for_cart_id")
-    return run.return_to(
-        "browser",
-        resume_at="cart_badge_shows_item_count_items",
-        secrets=(),
-    )
+    return run.return_to("browser", resume_at="cart_badge_shows_item_count_items")
 
 
 @machine.segment("checkout", at="received_checkout_request_for_cart_cart_id")
@@ -46,27 +39,22 @@ def checkout_at_received_checkout_request_for_cart_cart_id(run: Run) -> Run:
         "inventory",
         at="reserving_stock_for_cart_cart_id",
         resume_at="pricing_cart_cart_id_at_amount_cents_cents",
-        secrets=(),
     )
     run.step("pricing_cart_cart_id_at_amount_cents_cents")
     run.call(
         "payments",
         at="loading_saved_card_card_number_for_customer_customer_id",
         resume_at="created_order_order_id_for_cart_cart_id",
-        secrets=(),
     )
     run.step("created_order_order_id_for_cart_cart_id")
     run.call(
         "mailer",
         at="sending_order_confirmation_for_order_id_to_email",
         resume_at="checkout_of_cart_cart_id_finished_as_order_order_id",
-        secrets=(),
     )
     run.step("checkout_of_cart_cart_id_finished_as_order_order_id")
     return run.return_to(
-        "browser",
-        resume_at="showing_confirmation_page_for_order_order_id",
-        secrets=(),
+        "browser", resume_at="showing_confirmation_page_for_order_order_id"
     )
 
 
@@ -74,11 +62,7 @@ def checkout_at_received_checkout_request_for_cart_cart_id(run: Run) -> Run:
 def order_status_at_looking_up_order_order_id(run: Run) -> Run:
     run.step("looking_up_order_order_id")
     run.step("order_order_id_is_status")
-    return run.return_to(
-        "browser",
-        resume_at="showing_status_status_of_order_order_id",
-        secrets=(),
-    )
+    return run.return_to("browser", resume_at="showing_status_status_of_order_order_id")
 
 
 def refund(
@@ -105,21 +89,18 @@ def refund(
         "payments",
         at="refunding_payment_payment_id_of_order_order_id",
         resume_at="recording_refund_refund_id_on_order_order_id",
-        secrets=(),
     )
     run.step("recording_refund_refund_id_on_order_order_id")
     run.call(
         "inventory",
         at="releasing_reservation_reservation_id_back_to_stock",
         resume_at="marking_order_order_id_as_refunded",
-        secrets=(),
     )
     run.step("marking_order_order_id_as_refunded")
     run.call(
         "mailer",
         at="sending_refund_notice_for_order_id_to_email",
         resume_at="refund_of_order_order_id_complete",
-        secrets=(),
     )
     run.step("refund_of_order_order_id_complete")
     return run.finish()
