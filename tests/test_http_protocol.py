@@ -242,3 +242,18 @@ def test_hop_paths():
         assert caught.value.status == 404
     with pytest.raises(ValueError):
         p.hop_path("../x", "y")
+
+
+def test_the_transport_body_is_the_documented_envelope():
+    from sl2s.runtime.http_transport import _body
+    from sl2s.runtime.transport import HopRequest
+
+    hop = {
+        **envelope(),
+        "idempotency_key": IKEY,
+        "traceparent": "00-x",
+        "causation_id": "e",
+    }
+    del hop["v"]
+    request = HopRequest.from_dict(hop)
+    assert _body(request) == p.request_body(request.to_dict())

@@ -383,7 +383,9 @@ def _call(handler: Handler, request: HopRequest) -> tuple[int, dict[str, str], b
             500, "internal", f"machine crashed handling the hop: {type(error).__name__}"
         )
         return 500, {p.H_OUTCOME: "rejected"}, rejection.body()
-    body = p.encode(response.to_dict())
+    body = p.encode(
+        response
+    )  # orjson serialises the dataclass (asdict would deep-copy)
     if response.error is not None:
         return 500, {p.H_OUTCOME: "failed"}, body
     return 200, {p.H_OUTCOME: "returned"}, body
