@@ -27,13 +27,14 @@ _OPEN, _RETURNED, _FINISHED, _FAILED = "open", "returned", "finished", "failed"
 _LOG_SEVERITY = ((50, 21), (40, 17), (30, 13), (20, 9), (0, 5))
 
 _dumps = events.dumps
+# placeholders cut out of a step's serialised event: timestamp, body, event id, cause, fields, unset
+_MARKS = tuple(f"\x00sl2s-{name}\x00" for name in ("ts", "body", "id", "cause", "fields", "unset"))
 _loads = orjson.loads
 _FLUSH_LINES = events.FLUSH_LINES
 _NL = events.APPEND_NEWLINE
 _new_event_id = events.new_event_id
 _now = events.now
 _event_fns = hooks.event_fns
-_CURRENT = logcapture.CURRENT
 _local = threading.local()
 
 
@@ -271,24 +272,26 @@ def _show(value: object) -> str:
 
 def _make_caller(func: Callable, params: tuple, var_kw: bool) -> Callable[[dict], object]:
     """`call(ctx)`: `func` with its parameters taken from the context by name (generated code: no
-    per-step loop or comprehension on the hot path)."""
+    per-step loop or comprehension on the hot path). Compiled with the file name
+    `logcapture.CALLER_FILE`, which is how a `logging` call finds the step it runs in."""
+    namespace: dict = {"_f": func, "_params": params}
     if var_kw:
-
-        def call(ctx: dict):
-            kwargs = dict(ctx)
-            for name, default in params:
-                if name not in kwargs:
-                    kwargs[name] = default
-            return func(**kwargs)
-
-        return call
-    namespace: dict = {"_f": func}
-    args = []
-    for i, (name, default) in enumerate(params):
-        namespace[f"_d{i}"] = default
-        args.append(f"{name}=_g({name!r}, _d{i})")
-    source = f"def call(ctx):\n    _g = ctx.get\n    return _f({', '.join(args)})\n"
-    exec(source, namespace)  # names are Python identifiers from the function's own signature
+        source = (
+            "def call(ctx):\n"
+            "    kwargs = dict(ctx)\n"
+            "    for name, default in _params:\n"
+            "        if name not in kwargs:\n"
+            "            kwargs[name] = default\n"
+            "    return _f(**kwargs)\n"
+        )
+    else:
+        args = []
+        for i, (name, default) in enumerate(params):
+            namespace[f"_d{i}"] = default
+            args.append(f"{name}=_g({name!r}, _d{i})")
+        source = f"def call(ctx):\n    _g = ctx.get\n    return _f({', '.join(args)})\n"
+    # names are Python identifiers from the function's own signature
+    exec(compile(source, logcapture.CALLER_FILE, "exec"), namespace)
     return namespace["call"]
 
 
@@ -316,7 +319,7 @@ def _make_renderer(parts: tuple) -> Callable[[dict], tuple[str, list]]:
             f"        v{i} = _show(v{i})",
         ]
         pieces.append(f"v{i}")
-    lines.append(f"    return {' + '.join(pieces) or repr('')}, unset")
+    lines.append(f"    return {' + '.join(pieces) or repr('')}, unset")  # noqa: ISC
     exec("\n".join(lines) + "\n", namespace)
     return namespace["render"]
 
@@ -551,15 +554,10 @@ class Run:
                 p = self.machine._prepare(self.flow, step_id)
             except WiringError as failure:
                 self._raise(failure)
-        current = _CURRENT
-        outer = current.step
-        current.step = (self, p)
         try:
             result = p.call(self.fields)
         except Exception as exc:  # noqa: BLE001 - the user's step failed: report and end the flow
-            current.step = outer
             self._step_raised(p, exc)
-        current.step = outer
         self._last_step = p
         if result is not None:
             if type(result) is dict and len(result) == 1:
@@ -578,25 +576,36 @@ class Run:
             else:
                 self._merge_result(p, result)
         # -- the event (hot path: keep it flat) --
+        # The parts of the line that do not change within this activation are serialised once;
+        # a step serialises only its timestamp, message, ids, fields and unset list between them.
         event_id = _new_event_id()
         masked = self._masked
         body, unset = p.render(masked)
         static = self._static.get(step_id)
         if static is None:
             static = self._static[step_id] = self._static_parts(p)
-        attributes = static[0].copy()  # a copy and four stores beat a 13-key literal
-        attributes["sl2s.event_id"] = event_id
-        attributes["sl2s.causation_id"] = self.causation_id
-        attributes["sl2s.fields"] = masked.copy()
-        attributes["sl2s.unset"] = unset
-        event = static[1].copy()
-        event["timestamp"] = _now()
-        event["body"] = body
-        event["attributes"] = attributes
         try:
-            line = _dumps(event, option=_NL)
+            fields = _dumps(masked)
         except TypeError:
-            self._not_json(p, attributes["sl2s.fields"])
+            self._not_json(p, masked.copy())
+        s0, s1, s2, s3, s4, s5, s6 = static
+        line = b"".join(
+            (
+                s0,
+                _dumps(_now()),
+                s1,
+                _dumps(body),
+                s2,
+                _dumps(event_id),
+                s3,
+                _dumps(self.causation_id),
+                s4,
+                fields,
+                s5,
+                _dumps(unset),
+                s6,
+            )
+        )
         lines = self._lines
         lines.append(line)
         if len(lines) >= _FLUSH_LINES:
@@ -607,20 +616,20 @@ class Run:
             # recorder) must not see later in-place changes of the context's lists and dicts
             hooks.emit_event(_loads(line))
 
-    def _static_parts(self, p: _Prepared) -> tuple[dict, dict]:
-        """The parts of this step's event that do not change within this activation (key order is
-        the order of the written line)."""
+    def _static_parts(self, p: _Prepared) -> tuple[bytes, ...]:
+        """This step's event line in this activation, serialised with markers where the changing
+        values go and cut there: seven byte strings (key order is the documented one)."""
         attributes = {
-            "sl2s.event_id": None,
+            "sl2s.event_id": _MARKS[2],
             "sl2s.correlation_id": self.correlation_id,
-            "sl2s.causation_id": None,
+            "sl2s.causation_id": _MARKS[3],
             "sl2s.flow": self.flow,
             "sl2s.step": p.id,
             "sl2s.machine": self.machine.name,
             "sl2s.template": p.template,
             "sl2s.plan": p.plan,
-            "sl2s.fields": None,
-            "sl2s.unset": None,
+            "sl2s.fields": _MARKS[4],
+            "sl2s.unset": _MARKS[5],
             "code.filepath": p.filepath,
             "code.lineno": p.lineno,
             "code.function": p.function,
@@ -628,17 +637,24 @@ class Run:
         if p.plan is None:
             del attributes["sl2s.plan"]
         event = {
-            "timestamp": None,
+            "timestamp": _MARKS[0],
             "severity_text": "INFO",
             "severity_number": 9,
-            "body": None,
+            "body": _MARKS[1],
             "trace_id": self.trace_id,
             "span_id": self.span_id,
             "event_name": "sl2s.step",
             "resource": self.machine.resource,
-            "attributes": None,
+            "attributes": attributes,
         }
-        return attributes, event
+        rest = _dumps(event, option=_NL)
+        parts = []
+        for mark in _MARKS:
+            before, found, rest = rest.partition(_dumps(mark))
+            assert found, mark
+            parts.append(before)
+        parts.append(rest)
+        return tuple(parts)
 
     def _not_json(self, p: _Prepared, fields: dict):
         ctx = self.fields
@@ -813,7 +829,11 @@ class Run:
 
     def _step_raised(self, p: _Prepared, exc: Exception):
         tb = exc.__traceback__
-        tb = tb.tb_next if tb is not None and tb.tb_next is not None else tb  # drop Run.step
+        while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename in (
+            __file__,
+            logcapture.CALLER_FILE,
+        ):
+            tb = tb.tb_next  # only the user's frames
         frames = traceback.extract_tb(tb)
         raised_at = (
             f"{self.machine.info.relative(frames[-1].filename)}:{frames[-1].lineno}"
