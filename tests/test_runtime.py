@@ -462,3 +462,21 @@ def test_listeners_get_events_as_written_even_when_a_later_step_changes_a_list_i
     assert [e["attributes"]["sl2s.fields"]["items"] for e in kept] == [["first"], ["first", "second"]]
     assert [e["body"] for e in kept] == ['Start with ["first"]', 'Add to ["first", "second"]']
     assert "sl2s.plan" not in kept[0]["attributes"]  # no lock file: no plan location
+
+
+def test_lines_still_buffered_when_the_process_exits_are_written(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        f"import sys; sys.path.insert(0, {str(TREE)!r})\n"
+        "import rt_abc.a._wiring as wiring\n"
+        "run = wiring.machine.start('abc', x=1, key='k', mode='ok')\n"
+        "run.step('a1')\n"  # no finish(): the line is only buffered when the interpreter exits
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SL2S_")}
+    env["SL2S_LOG_DIR"] = str(tmp_path)
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=60)
+    lines = (tmp_path / "a.jsonl").read_text().splitlines()
+    assert [json.loads(x)["attributes"]["sl2s.step"] for x in lines] == ["a1"]
