@@ -77,7 +77,7 @@ def test_out_option_and_no_op_regenerate_keeps_mtimes(
     )  # would show any rewrite
     before["client/_wiring.py"] = (before["client/_wiring.py"][0], 1)
     code, out, _ = sl2s(monkeypatch, capsys, "generate", "plan.csv", "--out", "sys")
-    assert code == 0 and "0 created, 0 updated" in out
+    assert code == 0 and "up to date, nothing written" in out
     after = snapshot(project / "sys")
     assert {k: v for k, v in after.items() if "/.sl2s/" not in "/" + k} == {
         k: v for k, v in before.items() if "/.sl2s/" not in "/" + k
@@ -246,3 +246,46 @@ def test_generated_tree_is_an_importable_package_with_entry_functions(
             m for m in sys.modules if m == "gen_cli_sys" or m.startswith("gen_cli_sys.")
         ]:
             del sys.modules[name]
+
+
+def test_no_op_fast_path_is_not_fooled_by_edits(project, monkeypatch, capsys) -> None:
+    assert sl2s(monkeypatch, capsys, "generate", "plan.csv")[0] == 0
+    assert "nothing written" in sl2s(monkeypatch, capsys, "generate", "plan.csv")[1]
+    # a user edit that changes the wiring (a secret parameter) is seen
+    user = project / "services" / "server" / "login.py"
+    user.write_text(
+        user.read_text().replace(
+            "def received_request_to_login_as_username(username)",
+            "def received_request_to_login_as_username(username, password)",
+        )
+    )
+    code, out, _ = sl2s(monkeypatch, capsys, "generate", "plan.csv")
+    assert code == 0 and "updated" in out and "0 updated" not in out
+    assert (
+        'secrets=("password",)'
+        in (project / "services" / "client" / "_wiring.py").read_text()
+    )
+    # a deleted generated file is seen
+    (project / "services" / "PLAN.md").unlink()
+    code, out, _ = sl2s(monkeypatch, capsys, "generate", "plan.csv")
+    assert code == 0 and "1 created" in out
+    # the cache only saves work: without it the same bytes come out
+    before = snapshot(project / "services")
+    for path in (project / "services" / ".sl2s").rglob("*.json"):
+        path.unlink()
+    assert sl2s(monkeypatch, capsys, "generate", "plan.csv")[0] == 0
+    after = snapshot(project / "services")
+    assert {k: v for k, v in after.items() if not k.startswith(".sl2s/")} == {
+        k: v for k, v in before.items() if not k.startswith(".sl2s/")
+    }
+    assert (project / "services" / ".sl2s" / ".gitignore").read_text().endswith("*\n")
+
+
+def test_orphan_warnings_repeat_on_a_no_op_run(project, monkeypatch, capsys) -> None:
+    assert sl2s(monkeypatch, capsys, "generate", "plan.csv")[0] == 0
+    (project / "plan.csv").write_text(
+        LOGIN.replace("Login successful", "Logged in"), encoding="utf-8"
+    )
+    _, _, err1 = sl2s(monkeypatch, capsys, "generate", "plan.csv")
+    _, out2, err2 = sl2s(monkeypatch, capsys, "generate", "plan.csv")
+    assert "login_successful()" in err1 and err2 == err1 and "nothing written" in out2

@@ -8,9 +8,7 @@ from pathlib import Path
 import typer
 
 from sl2s.cli.app import app
-from sl2s.generate.core import generate as build
-from sl2s.generate.session import Session
-from sl2s.generate.writer import apply, diff, plan_changes
+from sl2s.diagnostics import Diagnostic, Sl2sError
 
 
 def plan_ref(plan: Path, out: Path) -> str:
@@ -37,23 +35,58 @@ def generate_command(
         False, "--diff", help="Print the unified diff; write nothing."
     ),
 ) -> None:
-    """Generate (or bring up to date) the per-machine services of a plan."""
-    from sl2s.plan import read_plan
+    """Generate (or bring up to date) the per-machine services of a plan.
+
+    Generated files are rewritten; user-owned flow modules are created once and afterwards only
+    get stubs appended for new steps. Nothing is written unless everything renders and validates.
+    """
+    from sl2s.generate.session import Session
 
     label = out.as_posix().rstrip("/") + "/"
-    plan_data = read_plan(plan)
+    shown = plan.as_posix()
+    try:
+        plan_bytes = plan.read_bytes()
+    except OSError:
+        plan_bytes = None  # read_plan reports it as FILE: message
+    ref = plan_ref(plan, out)
     session = Session(out)
+    inputs = session.inputs_digest(plan_bytes, ref) if plan_bytes is not None else None
+    messages = session.unchanged(inputs) if inputs is not None else None
+    if (
+        messages is not None
+    ):  # same plan, same user modules, every file as left: nothing to do
+        for message in messages:
+            typer.echo(message, err=True)
+        if check:
+            typer.echo(f"{label} is up to date with {shown}")
+        elif not show_diff:
+            typer.echo(f"{label}: up to date, nothing written")
+        raise typer.Exit(0)
+    _generate(plan, label, ref, session, plan_bytes, check, show_diff, out, shown)
+
+
+def _generate(
+    plan, label, ref, session, plan_bytes, check, show_diff, out, shown
+) -> None:
+    from sl2s.generate.core import generate as build
+    from sl2s.generate.writer import apply, diff, plan_changes
+    from sl2s.plan import read_plan
+
+    plan_data = read_plan(plan)
+    if plan_bytes is None:  # pragma: no cover - read_plan raised already
+        raise Sl2sError(Diagnostic(shown, 0, "cannot read the file"))
     generation = build(
         plan_data,
-        plan_ref=plan_ref(plan, out),
+        plan_ref=ref,
         user_modules=session.user_modules(),
         scan=session.scan,
         check=session.black,
         prefix=label,
     )
     changes = plan_changes(out, generation)
-    for orphan in generation.orphans:
-        typer.echo("warning: " + orphan.message(label), err=True)
+    messages = ["warning: " + orphan.message(label) for orphan in generation.orphans]
+    for message in messages:
+        typer.echo(message, err=True)
     if show_diff:
         typer.echo(diff(changes, label), nl=False)
         raise typer.Exit(0)
@@ -62,21 +95,24 @@ def generate_command(
             typer.echo(f"stale: {label}{change.path} ({change.kind})")
         if changes:
             typer.echo(
-                f"{len(changes)} stale file(s): run `sl2s generate {plan.as_posix()}`",
-                err=True,
+                f"{len(changes)} stale file(s): run `sl2s generate {shown}`", err=True
             )
             raise typer.Exit(1)
-        typer.echo(f"{label} is up to date with {plan.as_posix()}")
+        typer.echo(f"{label} is up to date with {shown}")
         raise typer.Exit(0)
     apply(out, changes)
-    session.save()
+    for path, steps in generation.created:
+        session.seed(generation.file(path).content, steps)
+    generated = {f.path: f.content for f in generation.files if f.generated}
+    session.save(plan_bytes, ref, generated, messages)
     for path, step_id in generation.added:
         typer.echo(f"stub: {label}{path}: {step_id}")
     counts = {
-        kind: sum(1 for c in changes if c.kind == kind)
-        for kind in ("create", "update", "remove")
+        k: sum(1 for c in changes if c.kind == k)
+        for k in ("create", "update", "remove")
     }
     typer.echo(
         f"{label}: {counts['create']} created, {counts['update']} updated, "
-        f"{counts['remove']} removed, {len(generation.files) - counts['create'] - counts['update']} unchanged"
+        f"{counts['remove']} removed, {len(generated) - counts['update'] - counts['create']}"
+        " generated unchanged"
     )

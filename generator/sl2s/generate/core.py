@@ -81,6 +81,8 @@ class Generation:
     orphans: tuple[Orphan, ...]
     added: tuple[tuple[str, str], ...]  # (user module path, step id) of each new stub
     projection: Projection | None = None
+    # What scan_module() finds in each user module this generation creates (for caches).
+    created: tuple[tuple[str, tuple[FoundStep, ...]], ...] = ()
 
     def file(self, path: str) -> OutFile:
         for f in self.files:
@@ -192,6 +194,7 @@ def generate(
 
     files: list[OutFile] = []
     added: list[tuple[str, str]] = []
+    created: list[tuple[str, tuple[FoundStep, ...]]] = []
     for machine in machines:
         for flow in flows_on[machine]:
             path = f"{machine}/{flow}.py"
@@ -222,6 +225,9 @@ def generate(
                     render.user_module_header(flow, machine), USER_HEADER, where
                 )
                 content = render.join(header, stubs)
+                created.append(
+                    (path, _stub_steps(header, stubs, missing, found, machine))
+                )
             else:
                 content = append_stubs(source, stubs)
                 _validate_append(where, source, content, len(stubs))
@@ -269,7 +275,21 @@ def generate(
     files.append(OutFile(LOCK, lock_text, True))
     files.sort(key=lambda f: f.path)
     orphans.sort(key=lambda o: (o.path, o.line))
-    return Generation(tuple(files), tuple(orphans), tuple(added), projection)
+    return Generation(
+        tuple(files), tuple(orphans), tuple(added), projection, tuple(created)
+    )
+
+
+def _stub_steps(header, stubs, steps, found, machine) -> tuple[FoundStep, ...]:
+    """The FoundSteps of a freshly rendered user module (header + stubs), without parsing it."""
+    line = header.count("\n") + 1
+    out = []
+    for stub, s in zip(stubs, steps):
+        line += render.JOIN.count("\n")
+        function = found[(machine, s.flow, s.id)][1].function
+        out.append(FoundStep(s.flow, s.id, s.template, function, s.placeholders, line))
+        line += stub.count("\n")
+    return tuple(out)
 
 
 def _machine_files(plan, flows, view, flows_here, plan_ref, version, check, prefix):

@@ -1,50 +1,105 @@
 """What one `sl2s generate` run reads from the output tree, and its cache.
 
 The cache (`<out>/.sl2s/cache/generate.json`, git-ignored by a `.gitignore` sl2s puts in `.sl2s/`)
-remembers the steps found in each user module by content hash (libcst is slow: ~0.35 ms a line)
-and the shapes black has already passed (black is slower still). It only saves work: deleting it
-changes no output. It is keyed by the sl2s and black versions.
+only saves work — deleting it changes no output. It holds, keyed by the sl2s and black versions:
+
+- the steps found in each user module, by content hash (libcst parsing is slow);
+- the chunk shapes black and ast have already passed (see blackcheck.py);
+- the last run's inputs digest (plan bytes, plan reference, user modules, the code and templates
+  of sl2s that shape the output) and the digest of every file it left, plus its orphan messages.
+  When the inputs and every file are still the same, there is nothing to do: the plan is not even
+  parsed (a no-op on a 10,000-row plan takes well under half a second).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from importlib import resources
 from pathlib import Path
 
-import black
-
+import sl2s
 from sl2s import __version__
 from sl2s.generate.blackcheck import BlackCheck
 from sl2s.generate.usercode import FoundStep, scan_module
-from sl2s.generate.writer import read_user_modules, write_atomic
+from sl2s.generate.writer import user_module_paths, write_atomic
 
 CACHE = Path(".sl2s") / "cache" / "generate.json"
-_KEY = f"sl2s {__version__}, black {black.__version__}"
+# Modules whose code shapes generated output (with the templates).
+_OUTPUT_CODE = (
+    "model",
+    "names",
+    "template",
+    "plan",
+    "projection",
+    "show",
+    "diagnostics",
+)
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _black_version() -> str:
+    from importlib.metadata import version
+
+    return version("black")
+
+
+def code_digest() -> str:
+    """Digest of the sl2s code and templates that generated output depends on."""
+    digest = hashlib.sha256(f"sl2s {__version__}, black {_black_version()}".encode())
+    package = Path(sl2s.__file__).parent
+    paths = [package / f"{name}.py" for name in _OUTPUT_CODE]
+    paths += sorted((package / "generate").glob("*.py"))
+    for path in paths:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    templates = resources.files("sl2s.templates")
+    for entry in sorted(templates.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".j2"):
+            digest.update(entry.name.encode() + b"\0" + entry.read_bytes())
+    return digest.hexdigest()
 
 
 class Session:
     def __init__(self, out: Path) -> None:
         self.out = out
+        self.key = code_digest()
         self._scans: dict[str, list[list]] = {}
+        self._state: dict = {}
         known: list[str] = []
         try:
             data = json.loads((out / CACHE).read_text(encoding="utf-8"))
-            if isinstance(data, dict) and data.get("key") == _KEY:
+            if isinstance(data, dict) and data.get("key") == self.key:
                 self._scans = dict(data.get("scans", {}))
                 known = list(data.get("black", []))
-        except (OSError, ValueError):
+                self._state = dict(data.get("state", {}))
+        except (OSError, ValueError, TypeError):
             pass
-        self._loaded_scans = len(self._scans)
         self._used: dict[str, list[list]] = {}
         self.black = BlackCheck(known)
-        self._loaded_black = len(self.black.known)
+        self._modules: dict[str, str] | None = None
+
+    # --- inputs -------------------------------------------------------------------------------
 
     def user_modules(self) -> dict[str, str]:
-        return read_user_modules(self.out)
+        if self._modules is None:
+            self._modules = {
+                path: (self.out / path).read_text(encoding="utf-8")
+                for path in user_module_paths(self.out)
+            }
+        return self._modules
+
+    def inputs_digest(self, plan_bytes: bytes, plan_ref: str) -> str:
+        digest = hashlib.sha256(self.key.encode())
+        digest.update(_sha(plan_bytes).encode() + b"\0" + plan_ref.encode() + b"\0")
+        for path, source in sorted(self.user_modules().items()):
+            digest.update(path.encode() + b"\0" + _sha(source.encode("utf-8")).encode())
+        return digest.hexdigest()
 
     def scan(self, path: str, source: str) -> list[FoundStep]:
-        digest = hashlib.sha256(source.encode("utf-8")).hexdigest()
+        digest = _sha(source.encode("utf-8"))
         rows = self._scans.get(digest)
         if rows is None:
             found = scan_module(source)  # UserCodeError propagates to the core
@@ -55,16 +110,57 @@ class Session:
         self._used[digest] = rows
         return [FoundStep(r[0], r[1], r[2], r[3], tuple(r[4]), r[5]) for r in rows]
 
-    def save(self) -> None:
-        """Keep the scans of the modules seen in this run (plus appended ones next run)."""
-        if (
-            set(self._used) == set(self._scans)
-            and len(self.black.known) == self._loaded_black
-        ):
-            return
-        data = {"key": _KEY, "scans": self._used, "black": sorted(self.black.known)}
-        cache_dir = self.out / CACHE.parent
-        cache_dir.mkdir(parents=True, exist_ok=True)
+    def seed(self, source: str, steps) -> None:
+        """Record what scan_module() finds in `source` (known without parsing it)."""
+        rows = [
+            [f.flow, f.id, f.template, f.function, list(f.params), f.line]
+            for f in steps
+        ]
+        self._scans[_sha(source.encode("utf-8"))] = rows
+
+    # --- the no-op fast path ------------------------------------------------------------------
+
+    def unchanged(self, inputs: str) -> list[str] | None:
+        """The last run's messages when it had these inputs and left every file as it still is;
+        else None (then generate for real)."""
+        state = self._state
+        if state.get("inputs") != inputs or not isinstance(state.get("files"), dict):
+            return None
+        for path, digest in state["files"].items():
+            try:
+                if _sha((self.out / path).read_bytes()) != digest:
+                    return None
+            except OSError:
+                return None
+        messages = state.get("messages", [])
+        return [m for m in messages if isinstance(m, str)]
+
+    def save(
+        self,
+        plan_bytes: bytes,
+        plan_ref: str,
+        generated: dict[str, str],
+        messages: list[str],
+    ) -> None:
+        """Remember this run: scans of the modules it saw (and wrote), and the fast-path state.
+
+        `generated`: `{path: content}` of every generated file now on disk.
+        """
+        self._modules = None  # re-read: stubs may have been appended
+        modules = self.user_modules()
+        for source in modules.values():
+            self.scan("", source)
+        state = {
+            "inputs": self.inputs_digest(plan_bytes, plan_ref),
+            "files": {p: _sha(c.encode("utf-8")) for p, c in sorted(generated.items())},
+            "messages": messages,
+        }
+        data = {
+            "key": self.key,
+            "scans": self._used,
+            "black": sorted(self.black.known),
+            "state": state,
+        }
         ignore = self.out / ".sl2s" / ".gitignore"
         if not ignore.exists():
             write_atomic(
