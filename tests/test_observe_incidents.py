@@ -364,3 +364,30 @@ def test_concurrent_triggers_each_land_in_exactly_one_incident(tmp_path):
     assert sum(g.count for g in error_groups(incidents).groups.values()) == len(
         errors_sent
     )
+
+
+def test_readers_prefer_the_complete_gzip_and_ignore_a_half_written_one(tmp_path):
+    rng = random.Random(8)
+    recorder = FlightRecorder(tmp_path, trailing_events=0)
+    for e in flow_run(LOGIN, cid="x", start_ms=0, rng=rng, fail_at=LOGIN[1].id):
+        recorder.event(e)
+    recorder.close()
+    (gz,) = tmp_path.glob("incident-*.jsonl.gz")
+    stem = gz.name[: -len(".gz")]
+    # died after the rename, before removing the plain file: the plain one is a torn copy
+    (tmp_path / stem).write_bytes(
+        b'{"sl2s.incident": "header", "id": "torn"}\n{"sl2s.inc'
+    )
+    # and a later incident died while compressing: only its plain file counts
+    later = stem.replace("incident-", "incident-z")
+    (tmp_path / later).write_bytes(gzip_free_copy(gz))
+    (tmp_path / (later + ".gz.tmp")).write_bytes(b"\x1f\x8b garbage")
+    found = list_incidents(tmp_path)
+    assert [i.path.name for i in found] == [gz.name, later]
+    assert found[0].complete and found[1].complete
+
+
+def gzip_free_copy(path: Path) -> bytes:
+    import gzip
+
+    return gzip.decompress(path.read_bytes())
