@@ -480,3 +480,17 @@ def test_lines_still_buffered_when_the_process_exits_are_written(tmp_path):
     subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=60)
     lines = (tmp_path / "a.jsonl").read_text().splitlines()
     assert [json.loads(x)["attributes"]["sl2s.step"] for x in lines] == ["a1"]
+
+
+def test_timestamps_are_utc_iso_with_microseconds_and_event_ids_are_unique():
+    import datetime
+    import re
+
+    before = datetime.datetime.now(datetime.timezone.utc)
+    stamp = events.now()
+    after = datetime.datetime.now(datetime.timezone.utc)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", stamp)
+    parsed = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    assert before - datetime.timedelta(microseconds=1) <= parsed <= after
+    ids = [events.new_event_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000 and {len(i) for i in ids} == {32} and ids == sorted(ids)

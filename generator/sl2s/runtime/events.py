@@ -64,18 +64,18 @@ def new_span_id() -> str:
 
 # -- timestamps ---------------------------------------------------------------------------------
 
-_second = ""
-_second_text = ""  # "2026-11-23T10:00:00."
+_second: tuple[str, str] = ("", "")  # (epoch seconds text, "2026-11-23T10:00:00."), swapped whole
 
 
 def now() -> str:
     """UTC time as `2026-11-23T10:00:00.000000Z` (the date/time text is cached per second)."""
-    global _second, _second_text
+    global _second
     ns = str(time.time_ns())  # 19 digits until 2286: seconds, then micro-, then nanoseconds
-    if ns[:-9] != _second:
-        _second = ns[:-9]
-        _second_text = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(int(_second)))
-    return _second_text + ns[-9:-3] + "Z"
+    cached = _second
+    if ns[:-9] != cached[0]:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(int(ns[:-9])))
+        cached = _second = (ns[:-9], text)
+    return cached[1] + ns[-9:-3] + "Z"
 
 
 # -- sinks --------------------------------------------------------------------------------------
