@@ -51,7 +51,7 @@ _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 _HEX16 = re.compile(r"^[0-9a-f]{16}$")
 _HEX2 = re.compile(r"^[0-9a-f]{2}$")
-_PLAIN = re.compile(r"^[A-Za-z0-9._\-]*$")  # needs no percent-encoding in baggage
+_PLAIN = re.compile(r"[A-Za-z0-9._\-]*")  # needs no percent-encoding in baggage
 
 
 class Rejection(Exception):
@@ -290,7 +290,7 @@ def parse_traceparent(value: str | None) -> TraceParent | None:
 def format_baggage(entries: Mapping[str, str | None]) -> str:
     """W3C baggage list; values percent-encoded; None values left out."""
     return ",".join(
-        f"{name}={value if _PLAIN.match(value) else quote(value, safe='')}"
+        f"{name}={value if _PLAIN.fullmatch(value) else quote(value, safe='')}"
         for name, value in entries.items()
         if value is not None
     )
