@@ -206,7 +206,10 @@ class Machine:
 
     def prepared(self, flow: str) -> dict[str, _Prepared]:
         if self._prepared_version != registry.version:
-            self._prepared.clear()
+            # a module (re)registered steps: prepare again on next use; the dicts stay the same
+            # objects, since runs in progress hold them
+            for steps in self._prepared.values():
+                steps.clear()
             self._prepared_version = registry.version
         found = self._prepared.get(flow)
         if found is None:
