@@ -494,3 +494,12 @@ def test_timestamps_are_utc_iso_with_microseconds_and_event_ids_are_unique():
     assert before - datetime.timedelta(microseconds=1) <= parsed <= after
     ids = [events.new_event_id() for _ in range(1000)]
     assert len(set(ids)) == 1000 and {len(i) for i in ids} == {32} and ids == sorted(ids)
+
+
+def test_fields_may_be_named_like_the_parameters_of_start(logs):
+    import rt_abc.a._wiring as wiring
+
+    run = wiring.machine.start("abc", flow="f", self="s", x=1, key="k", mode="ok")
+    assert run.fields == {"flow": "f", "self": "s", "x": 1, "key": "k", "mode": "ok"}
+    run.step("a1")
+    assert run.finish()["trail"] == ["a1"]

@@ -91,8 +91,9 @@ class Machine:
 
     # -- what wiring calls ----------------------------------------------------------------------
 
-    def start(self, flow: str, **fields: object) -> Run:
-        """Begin a flow run on this machine (its entry). `UNSET` fields are left out of the context."""
+    def start(self, flow: str, /, **fields: object) -> Run:
+        """Begin a flow run on this machine (its entry). `UNSET` fields are left out of the context.
+        (`flow` is positional-only, so a field may be called `flow` or `self`.)"""
         context = {k: v for k, v in fields.items() if v is not UNSET}
         trace_id = events.new_trace_id()
         run = Run(
