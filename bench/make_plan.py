@@ -15,10 +15,14 @@ WORDS = (
     "reserving releasing recording refreshing resolving indexing scoring notifying"
 ).split()
 NOUNS = "order cart user session invoice payment report feed token profile stock email".split()
-FIELDS = "order_id cart_id user_id session_id amount sku email status region locale".split()
+FIELDS = (
+    "order_id cart_id user_id session_id amount sku email status region locale".split()
+)
 
 
-def make_plan(rows: int = 10_000, flows: int = 500, machines: int = 20, seed: int = 7) -> str:
+def make_plan(
+    rows: int = 10_000, flows: int = 500, machines: int = 20, seed: int = 7
+) -> str:
     rnd = random.Random(seed)
     names = [f"machine{m:02d}" for m in range(machines)]
     lines = ["request,log,machine"]
@@ -32,8 +36,9 @@ def make_plan(rows: int = 10_000, flows: int = 500, machines: int = 20, seed: in
             if s and rnd.random() < 0.4:
                 machine = rnd.choice(cast)
             fields = rnd.sample(FIELDS, k=rnd.randint(1, 3))
-            text = f"{rnd.choice(WORDS).capitalize()} {rnd.choice(NOUNS)} {s} for " + " and ".join(
-                f":{name}" for name in fields
+            text = (
+                f"{rnd.choice(WORDS).capitalize()} {rnd.choice(NOUNS)} {s} for "
+                + " and ".join(f":{name}" for name in fields)
             )
             if secret and s == 0:
                 text += " with #api_key"

@@ -289,3 +289,30 @@ def test_orphan_warnings_repeat_on_a_no_op_run(project, monkeypatch, capsys) -> 
     _, _, err1 = sl2s(monkeypatch, capsys, "generate", "plan.csv")
     _, out2, err2 = sl2s(monkeypatch, capsys, "generate", "plan.csv")
     assert "login_successful()" in err1 and err2 == err1 and "nothing written" in out2
+
+
+def test_a_failure_before_the_renames_leaves_the_tree_as_it_was(
+    project, monkeypatch, capsys
+) -> None:
+    from sl2s.generate import writer
+
+    assert sl2s(monkeypatch, capsys, "generate", "plan.csv")[0] == 0
+    (project / "plan.csv").write_text(LOGIN + "login\tBye\tserver\n", encoding="utf-8")
+    before = snapshot(project / "services")
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(writer.os, "sync", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        from sl2s.generate.core import generate
+        from sl2s.plan import read_plan
+
+        out = project / "services"
+        generation = generate(
+            read_plan("plan.csv"),
+            plan_ref="../plan.csv",
+            user_modules=writer.read_user_modules(out),
+        )
+        writer.apply(out, writer.plan_changes(out, generation))
+    assert snapshot(project / "services") == before  # no change, no temporary file left

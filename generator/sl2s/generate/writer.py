@@ -119,28 +119,47 @@ def diff(changes: Iterable[Change], label: str = "") -> str:
     return "".join(out)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` atomically, keeping the mode of an existing file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _mode_for(path: Path) -> int:
     try:
-        mode = path.stat().st_mode & 0o7777
+        return path.stat().st_mode & 0o7777
     except FileNotFoundError:
         umask = os.umask(0)
         os.umask(umask)
-        mode = 0o666 & ~umask
+        return 0o666 & ~umask
+
+
+def _write_temp(path: Path, data: bytes, sync: bool) -> str:
+    """Write `data` to a new temporary file next to `path` (mode of `path`); return its name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = _mode_for(path)
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if sync:
+                os.fsync(handle.fileno())
         os.chmod(temp, mode)
+    except BaseException:
+        _unlink(temp)
+        raise
+    return temp
+
+
+def _unlink(path: str | Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically (temp file, fsync, os.replace), keeping its mode."""
+    temp = _write_temp(path, data, sync=True)
+    try:
         os.replace(temp, path)
     except BaseException:
-        try:
-            os.unlink(temp)
-        except FileNotFoundError:
-            pass
+        _unlink(temp)
         raise
     _fsync_dir(path.parent)
 
@@ -158,13 +177,40 @@ def _fsync_dir(directory: Path) -> None:
 def apply(out: Path, changes: Iterable[Change]) -> None:
     """Write (or remove) every change. Call only after everything has been rendered and validated.
 
-    The lock file is written last, so an interrupted run leaves a lock that does not yet describe
-    the new files (the next run rewrites them) rather than one that claims more than is there.
+    Every new file is first written to a temporary file next to its target; their data is made
+    durable (one `sync()` for the batch where the platform has it — an fsync per file costs
+    seconds on a large tree — else an fsync per file); only then is each renamed over its target
+    with os.replace (atomic per file), the lock file last, and the directories are fsynced. A
+    failure before the renames leaves the tree as it was.
     """
     ordered = sorted(changes, key=lambda c: (c.path == LOCK, c.path))
-    for change in ordered:
-        target = out / change.path
-        if change.new is None:
-            target.unlink(missing_ok=True)
-        else:
-            write_atomic(target, change.new)
+    batch_sync = hasattr(os, "sync")
+    temps: list[tuple[str, Path]] = []
+    try:
+        for change in ordered:
+            if change.new is not None:
+                target = out / change.path
+                temps.append(
+                    (_write_temp(target, change.new, sync=not batch_sync), target)
+                )
+        if batch_sync and temps:
+            os.sync()
+    except BaseException:
+        for temp, _ in temps:
+            _unlink(temp)
+        raise
+    directories = set()
+    pending = dict((target, temp) for temp, target in temps)
+    try:
+        for change in ordered:
+            target = out / change.path
+            if change.new is None:
+                target.unlink(missing_ok=True)
+            else:
+                os.replace(pending.pop(target), target)
+            directories.add(target.parent)
+    finally:
+        for temp in pending.values():
+            _unlink(temp)
+    for directory in sorted(directories):
+        _fsync_dir(directory)

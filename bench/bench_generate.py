@@ -1,0 +1,174 @@
+"""Benchmark `sl2s generate` on a synthetic plan, next to a floor measured in the same run.
+
+    python bench/bench_generate.py [ROWS FLOWS MACHINES]     (default 10,000 / 500 / 20)
+
+Measured in-process (the generate command's own function, output discarded):
+
+- full:      generate into an empty directory
+- no-op:     generate again, nothing changed
+- one row:   change one row's log text in the middle of the plan, generate again
+- floor:     render the same templates for the same plan and write the files, nothing else (no
+             validation, no black, no lock, no atomic writes)
+
+Targets: full <= 3x floor; no-op <= 0.5 s; one row <= 10% of full. Prints a table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import typer  # noqa: E402
+from make_plan import make_plan  # noqa: E402
+
+from sl2s.cli.generate import generate_command  # noqa: E402
+from sl2s.generate import render  # noqa: E402
+from sl2s.generate.core import _Names  # noqa: E402
+from sl2s.names import identifier  # noqa: E402
+from sl2s.plan import read_plan  # noqa: E402
+from sl2s.projection import project  # noqa: E402
+from sl2s.show import markdown  # noqa: E402
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def run_generate(plan: Path, out: Path) -> None:
+    with (
+        contextlib.redirect_stdout(io.StringIO()),
+        contextlib.redirect_stderr(io.StringIO()),
+    ):
+        try:
+            generate_command(plan, out, False, False)
+        except typer.Exit as done:
+            if done.exit_code:
+                raise
+
+
+def floor(plan_path: Path, out: Path) -> tuple[float, dict[str, float]]:
+    """Render every template the generator renders for this plan, and write the files."""
+    parts: dict[str, float] = {}
+    t = time.perf_counter()
+    plan = read_plan(plan_path)
+    parts["read plan"] = time.perf_counter() - t
+    t = time.perf_counter()
+    projection = project(plan)
+    parts["project"] = time.perf_counter() - t
+    t = time.perf_counter()
+    body = markdown(projection)
+    parts["markdown"] = time.perf_counter() - t
+
+    start = time.perf_counter()
+    files: dict[str, str] = {}
+    flows = {f.name: f for f in plan.flows}
+    for view in projection.machines:
+        m = view.name
+        for flow in view.flows:
+            stubs = [render.stub(s, s.id) for s in flows[flow].steps if s.machine == m]
+            files[f"{m}/{flow}.py"] = render.join(
+                render.user_module_header(flow, m), stubs
+            )
+        chunks = []
+        names = _Names()
+        for a in view.entries:
+            if a.at is None:
+                fields = tuple(
+                    dict.fromkeys(
+                        p for s in flows[a.flow].steps for p in s.placeholders
+                    )
+                )
+                chunks.append(render.entry(a, a.flow, fields, "machine"))
+            else:
+                chunks.append(
+                    render.segment(
+                        a, names.take(identifier(f"{a.flow}_at_{a.at}")), "machine"
+                    )
+                )
+        header = render.wiring_header(
+            m, "machine", ["UNSET", "Machine", "Run"], "p", "0"
+        )
+        files[f"{m}/_wiring.py"] = render.join(header, chunks)
+        entries = [a.flow for a in view.entries if a.at is None]
+        files[f"{m}/__init__.py"] = render.machine_init(
+            m, view.flows, entries, "p", "0"
+        )
+    files["__init__.py"] = render.services_init("p", "0")
+    files[".gitattributes"] = render.gitattributes("0")
+    files["PLAN.md"] = render.plan_md(body, "0")
+    for path, content in files.items():
+        target = out / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content, encoding="utf-8")
+    return time.perf_counter() - start, parts
+
+
+def main(argv: list[str]) -> None:
+    numbers = [int(a) for a in argv[1:4]] or [10_000, 500, 20]
+    work = Path(tempfile.mkdtemp(prefix="sl2s-bench-"))
+    try:
+        plan = work / "plan.csv"
+        text = make_plan(*numbers)
+        plan.write_text(text, encoding="utf-8")
+        out = work / "services"
+
+        run_generate(plan, work / "warmup")  # imports, template compilation
+        shutil.rmtree(work / "warmup")
+
+        floor_time, parts = floor(plan, work / "floor")
+        full = timed(lambda: run_generate(plan, out))
+        lines = sum(p.read_text("utf-8").count("\n") for p in out.rglob("*.py"))
+        noop = min(timed(lambda: run_generate(plan, out)) for _ in range(3))
+
+        rows = text.splitlines(keepends=True)
+        middle = len(rows) // 2
+        flow, log, machine = rows[middle].rstrip("\n").split(",")
+        rows[middle] = f"{flow},{log} (changed),{machine}\n"
+        plan.write_text("".join(rows), encoding="utf-8")
+        one_row = timed(lambda: run_generate(plan, out))
+
+        print(
+            f"plan: {numbers[0]:,} rows, {numbers[1]} flows, {numbers[2]} machines; "
+            f"{lines:,} lines of Python generated"
+        )
+        print(
+            f"upstream (in full, not in floor): read plan {parts['read plan']:.2f} s, "
+            f"project {parts['project']:.2f} s, markdown {parts['markdown']:.2f} s"
+        )
+        print()
+        print(f"| {'measurement':<22} | {'seconds':>8} | {'target':<22} | {'met':<3} |")
+        print(f"|{'-' * 24}|{'-' * 10}|{'-' * 24}|{'-' * 5}|")
+        table = [
+            ("floor (render + write)", floor_time, "", None),
+            (
+                "full generate",
+                full,
+                f"<= 3x floor ({3 * floor_time:.2f} s)",
+                full <= 3 * floor_time,
+            ),
+            ("no-op regenerate", noop, "<= 0.5 s", noop <= 0.5),
+            (
+                "one row changed",
+                one_row,
+                f"<= 10% of full ({full / 10:.2f} s)",
+                one_row <= full / 10,
+            ),
+        ]
+        for name, seconds, target, met in table:
+            mark = "" if met is None else ("yes" if met else "NO")
+            print(f"| {name:<22} | {seconds:>8.2f} | {target:<22} | {mark:<3} |")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
