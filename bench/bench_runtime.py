@@ -23,8 +23,6 @@ import time
 
 import orjson
 
-STEPS = [("Checking :item for :username", "item"), ("Charging :amount to :username", "amount")]
-
 
 def write_system(root: str) -> None:
     package = os.path.join(root, "benchsys")
@@ -33,9 +31,7 @@ def write_system(root: str) -> None:
     with open(os.path.join(package, "shop", "__init__.py"), "w") as f:
         f.write("from . import orders  # noqa\nfrom . import _wiring  # noqa\n")
     with open(os.path.join(package, "shop", "orders.py"), "w") as f:
-        f.write(
-            textwrap.dedent(
-                '''
+        f.write(textwrap.dedent("""
                 from sl2s.runtime import step
 
 
@@ -52,25 +48,21 @@ def write_system(root: str) -> None:
                 @step("orders", "Charging :amount to :username", id="charge")
                 def charge(amount, username):
                     return {"amount": amount}
-                '''
-            )
-        )
+                """))
     with open(os.path.join(package, "shop", "_wiring.py"), "w") as f:
-        f.write(
-            textwrap.dedent(
-                '''
+        f.write(textwrap.dedent("""
                 from sl2s.runtime import Machine
 
                 machine = Machine(__name__, "shop")
-                '''
-            )
-        )
+                """))
 
 
 def bench_runtime(steps: int) -> float:
     from benchsys.shop._wiring import machine
 
-    run = machine.start("orders", username="ann", card="4111-1111", item="book", amount=12)
+    run = machine.start(
+        "orders", username="ann", card="4111-1111", item="book", amount=12
+    )
     run.step("placed")
     step = run.step
     start = time.process_time()
@@ -91,7 +83,9 @@ def sample_event() -> dict:
     seen: list[dict] = []
     hooks.subscribe(seen.append)
     try:
-        run = machine.start("orders", username="ann", card="4111-1111", item="book", amount=12)
+        run = machine.start(
+            "orders", username="ann", card="4111-1111", item="book", amount=12
+        )
         run.step("charge")
         run.finish()
     finally:
@@ -128,7 +122,9 @@ def main() -> int:
         event = sample_event()
         runtime, floor = [], []
         for _ in range(args.repeat):  # interleaved, so both see the same machine state
-            floor.append(bench_floor(args.steps, event, os.path.join(root, "floor.jsonl")))
+            floor.append(
+                bench_floor(args.steps, event, os.path.join(root, "floor.jsonl"))
+            )
             runtime.append(bench_runtime(args.steps))
         lines = open(os.path.join(root, "logs", "shop.jsonl"), "rb").read().count(b"\n")
         assert lines >= args.steps * args.repeat, lines  # every step was written
@@ -138,7 +134,9 @@ def main() -> int:
     print(f"{'floor: call + orjson.dumps + buffered write':<44} {best_floor:>8.2f}")
     print(f"{'runtime: run.step (event built and written)':<44} {best_runtime:>8.2f}")
     print(f"{'ratio (target <= 2.00)':<44} {ratio:>8.2f}")
-    print(f"event size: {len(orjson.dumps(event))} bytes; {args.steps} steps x {args.repeat} runs")
+    print(
+        f"event size: {len(orjson.dumps(event))} bytes; {args.steps} steps x {args.repeat} runs"
+    )
     return 0
 
 

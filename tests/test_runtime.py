@@ -1,5 +1,6 @@
 """sl2s.runtime on hand-written generated trees (tests/data/runtime_tree, per docs/architecture.md):
-the login sample plan (machines client, server) and the A1 B2 C3 A4 B5 A6 stack example."""
+the login sample plan (machines client, server) and the A1 B2 C3 A4 B5 A6 stack example.
+"""
 
 from __future__ import annotations
 
@@ -31,7 +32,14 @@ LOGIN_ORDER = [
     ("server", "finish_handling_user_login", "login.csv:6"),
     ("client", "login_successful", "login.csv:7"),
 ]
-ABC_ORDER = [("a", "a1"), ("b", "b2"), ("c", "c3"), ("a", "a4"), ("b", "b5"), ("a", "a6")]
+ABC_ORDER = [
+    ("a", "a1"),
+    ("b", "b2"),
+    ("c", "c3"),
+    ("a", "a4"),
+    ("b", "b5"),
+    ("a", "a6"),
+]
 
 
 @pytest.fixture
@@ -81,7 +89,11 @@ def test_login_flow_writes_one_event_per_step_in_plan_order(logs):
     evts = written(logs)
     chain = causal_chain(evts)
     assert [
-        (e["resource"]["service.name"], e["attributes"]["sl2s.step"], e["attributes"]["sl2s.plan"])
+        (
+            e["resource"]["service.name"],
+            e["attributes"]["sl2s.step"],
+            e["attributes"]["sl2s.plan"],
+        )
         for e in chain
     ] == LOGIN_ORDER
     assert {e["attributes"]["sl2s.correlation_id"] for e in evts} == {
@@ -89,23 +101,33 @@ def test_login_flow_writes_one_event_per_step_in_plan_order(logs):
     }
     assert chain[0]["attributes"]["sl2s.causation_id"] is None
     for before, after in zip(chain, chain[1:]):
-        assert after["attributes"]["sl2s.causation_id"] == before["attributes"]["sl2s.event_id"]
+        assert (
+            after["attributes"]["sl2s.causation_id"]
+            == before["attributes"]["sl2s.event_id"]
+        )
     # one trace per flow run, one span per machine activation
     assert len({e["trace_id"] for e in evts}) == 1 and len(chain[0]["trace_id"]) == 32
     spans = {e["attributes"]["sl2s.machine"]: e["span_id"] for e in chain}
-    assert spans["client"] != spans["server"] and all(len(s) == 16 for s in spans.values())
+    assert spans["client"] != spans["server"] and all(
+        len(s) == 16 for s in spans.values()
+    )
     first = chain[0]
     assert first["body"] == "User attempted login as ann and ***"
     assert first["severity_text"] == "INFO" and first["severity_number"] == 9
     assert first["event_name"] == "sl2s.step"
-    assert first["attributes"]["sl2s.template"] == "User attempted login as :username and #password"
+    assert (
+        first["attributes"]["sl2s.template"]
+        == "User attempted login as :username and #password"
+    )
     assert first["attributes"]["sl2s.fields"] == {"username": "ann", "password": "***"}
     assert first["attributes"]["sl2s.unset"] == []
     assert first["timestamp"].endswith("Z") and first["timestamp"][10] == "T"
     testing = chain[2]["attributes"]
     assert testing["code.filepath"] == "rt_login/server/login.py"
     source = (TREE / "rt_login/server/login.py").read_text().splitlines()
-    assert source[testing["code.lineno"] - 1].startswith('@step("login", "Testing password')
+    assert source[testing["code.lineno"] - 1].startswith(
+        '@step("login", "Testing password'
+    )
     assert testing["code.function"] == "testing_password_for_username"
 
 
@@ -117,9 +139,11 @@ def test_stack_example_returns_up_the_stack_and_resumes_in_plan_order(logs):
     assert result["trail"] == ["a1", "b2", "c3", "a4", "b5", "a6"]
     chain = causal_chain(written(logs))
     assert steps_of(chain) == ABC_ORDER
-    assert [e["attributes"].get("sl2s.plan") for e in chain if e["event_name"] == "sl2s.step"] == [
-        f"abc.csv:{n}" for n in range(1, 7)
-    ]
+    assert [
+        e["attributes"].get("sl2s.plan")
+        for e in chain
+        if e["event_name"] == "sl2s.step"
+    ] == [f"abc.csv:{n}" for n in range(1, 7)]
     # b has two activations (at b2 and at b5): two spans
     b_spans = {e["span_id"] for e in chain if e["attributes"]["sl2s.machine"] == "b"}
     assert len(b_spans) == 2
@@ -136,7 +160,11 @@ def test_context_crosses_hops_as_json_and_only_listed_secrets_travel(logs):
         hooks.unsubscribe(listener)
 
     # c is never sent the secret (its wiring lists no secrets): its event shows no `key` at all
-    c3 = next(e for e in seen if e["attributes"].get("sl2s.step") == "c3" and e["event_name"] == "sl2s.step")
+    c3 = next(
+        e
+        for e in seen
+        if e["attributes"].get("sl2s.step") == "c3" and e["event_name"] == "sl2s.step"
+    )
     assert "key" not in c3["attributes"]["sl2s.fields"]
     # b changed the secret and returned it (secrets=("key",)): a sees the new value
     assert result["key"] == "sekrit-rotated"
@@ -144,7 +172,9 @@ def test_context_crosses_hops_as_json_and_only_listed_secrets_travel(logs):
     assert result["x"] == [1, 2]
 
 
-def test_missing_fields_arrive_as_unset_or_the_parameter_default_and_show_as_unset(logs, caplog):
+def test_missing_fields_arrive_as_unset_or_the_parameter_default_and_show_as_unset(
+    logs, caplog
+):
     import rt_abc.a
     import rt_login.client
 
@@ -184,26 +214,36 @@ def test_secrets_are_never_written_in_clear(logs):
     # the user's exception message held the password: scrubbed in the event, the error, the traceback
     failure = failed.value
     assert failure.exc_message == "password *** is wrong for ann"
-    assert "wrong-pw-123" not in str(failure) and "wrong-pw-123" not in failure.traceback
+    assert (
+        "wrong-pw-123" not in str(failure) and "wrong-pw-123" not in failure.traceback
+    )
     error_event = next(e for e in written(logs) if e["severity_text"] == "ERROR")
-    assert error_event["attributes"]["exception.message"] == "password *** is wrong for ann"
+    assert (
+        error_event["attributes"]["exception.message"]
+        == "password *** is wrong for ann"
+    )
     debug = [e["body"] for e in written(logs) if e["severity_text"] == "DEBUG"]
     assert debug == ["checking password *** of ann"] * 2
-
 
 
 def test_a_secret_value_copied_into_a_plain_field_is_masked_there_too(logs):
     import rt_abc.a
 
     result = rt_abc.a.abc(x=1, key="sekrit-value", mode="copy_secret")
-    assert result["note"] == "the key is sekrit-value"  # the context on a, b is untouched
+    assert (
+        result["note"] == "the key is sekrit-value"
+    )  # the context on a, b is untouched
     raw = b"".join(p.read_bytes() for p in logs.glob("*.jsonl"))
     assert b"sekrit-value" not in raw
     b2 = next(e for e in written(logs) if e["attributes"].get("sl2s.step") == "b2")
     assert b2["attributes"]["sl2s.fields"]["note"] == "the key is ***"
     # the secret does not travel to c (its wiring lists no secrets), not even inside `note`: c gets
     # the masked text; b keeps its own value when c hands `note` back unchanged
-    c3 = next(e for e in written(logs) if e["attributes"].get("sl2s.step") == "c3" and e["event_name"] == "sl2s.step")
+    c3 = next(
+        e
+        for e in written(logs)
+        if e["attributes"].get("sl2s.step") == "c3" and e["event_name"] == "sl2s.step"
+    )
     assert c3["attributes"]["sl2s.fields"]["note"] == "the key is ***"
 
 
@@ -214,9 +254,19 @@ def test_a_json_unsafe_field_fails_at_its_step_naming_field_step_and_plan_line(l
         rt_abc.a.abc(x=1, key="k", mode="unsafe_field")
 
     failure = failed.value
-    assert (failure.machine, failure.step, failure.plan, failure.kind) == ("b", "b2", "abc.csv:2", "contract")
-    assert "'handle' (Opaque, set by step 'b2' at abc.csv:2) is not JSON data" in failure.exc_message
-    assert str(failure).startswith("abc.csv:2: step 'b2' of flow 'abc' failed on machine 'b'")
+    assert (failure.machine, failure.step, failure.plan, failure.kind) == (
+        "b",
+        "b2",
+        "abc.csv:2",
+        "contract",
+    )
+    assert (
+        "'handle' (Opaque, set by step 'b2' at abc.csv:2) is not JSON data"
+        in failure.exc_message
+    )
+    assert str(failure).startswith(
+        "abc.csv:2: step 'b2' of flow 'abc' failed on machine 'b'"
+    )
     error = next(e for e in written(logs) if e["severity_text"] == "ERROR")
     assert error["attributes"]["sl2s.fields"]["handle"] == "<not JSON: Opaque>"
     assert error["attributes"]["sl2s.event_id"] == failure.event_id
@@ -244,7 +294,9 @@ def test_a_step_that_returns_no_mapping_fails_naming_the_step(logs):
     with pytest.raises(StepFailed) as failed:
         rt_abc.a.abc(x=1, key="k", mode="not_a_mapping")
     assert failed.value.step == "b2" and failed.value.kind == "contract"
-    assert "step function b2 returned list; a step returns None or a mapping" in str(failed.value)
+    assert "step function b2 returned list; a step returns None or a mapping" in str(
+        failed.value
+    )
 
 
 def test_a_raising_step_writes_an_error_event_and_the_entry_raises_step_failed(logs):
@@ -254,12 +306,22 @@ def test_a_raising_step_writes_an_error_event_and_the_entry_raises_step_failed(l
         rt_abc.a.abc(x=7, key="k", mode="raise")
 
     failure = failed.value
-    assert (failure.machine, failure.flow, failure.step, failure.plan) == ("c", "abc", "c3", "abc.csv:3")
-    assert (failure.exc_type, failure.exc_message) == ("RuntimeError", "c3 cannot handle 7")
+    assert (failure.machine, failure.flow, failure.step, failure.plan) == (
+        "c",
+        "abc",
+        "c3",
+        "abc.csv:3",
+    )
+    assert (failure.exc_type, failure.exc_message) == (
+        "RuntimeError",
+        "c3 cannot handle 7",
+    )
     assert failure.kind == "exception"
     source = (TREE / "rt_abc/c/abc.py").read_text().splitlines()
     path, line = failure.source.rsplit(":", 1)
-    assert path == "rt_abc/c/abc.py" and source[int(line) - 1].startswith('@step("abc", "C3')
+    assert path == "rt_abc/c/abc.py" and source[int(line) - 1].startswith(
+        '@step("abc", "C3'
+    )
     assert 'raise RuntimeError(f"c3 cannot handle {x}")' in failure.traceback
     assert "sl2s/runtime" not in failure.traceback  # only the user's frames
     # events are on disk as soon as the flow failed; the flow stopped at c3
@@ -284,13 +346,17 @@ def test_logging_records_inside_a_step_become_log_events_of_that_step(logs):
     rt_abc.a.abc(x=1, key="k", mode="ok")
     chain = causal_chain(written(logs))
     log_event = next(e for e in chain if e["event_name"] == "sl2s.log")
-    assert chain.index(log_event) == 2  # after b2, before the c3 step event that it belongs to
+    assert (
+        chain.index(log_event) == 2
+    )  # after b2, before the c3 step event that it belongs to
     attributes = log_event["attributes"]
     assert attributes["sl2s.log.template"] == "c3 got %s (key %s, limit %d)"
     assert attributes["sl2s.step"] == "c3" and attributes["sl2s.machine"] == "c"
     assert attributes["sl2s.log.logger"] == "rt_abc.c.abc"
     assert attributes["code.filepath"] == "rt_abc/c/abc.py"
-    assert log_event["severity_text"] == "WARNING" and log_event["severity_number"] == 13
+    assert (
+        log_event["severity_text"] == "WARNING" and log_event["severity_number"] == 13
+    )
 
     # records below the logger's enabled level are not created, so not captured
     for path in logs.glob("*.jsonl"):
@@ -333,7 +399,9 @@ class Broken:
         raise RuntimeError("listener bug")
 
 
-def test_hooks_see_every_event_and_activation_and_a_raising_listener_breaks_nothing(logs, capsys):
+def test_hooks_see_every_event_and_activation_and_a_raising_listener_breaks_nothing(
+    logs, capsys
+):
     import rt_abc.a
 
     broken, recorder = hooks.subscribe(Broken()), hooks.subscribe(Recorder())
@@ -347,18 +415,31 @@ def test_hooks_see_every_event_and_activation_and_a_raising_listener_breaks_noth
 
     assert result["trail"][-1] == "a6"
     seen = [e["attributes"]["sl2s.event_id"] for e in recorder.events]
-    assert sorted(seen) == sorted(e["attributes"]["sl2s.event_id"] for e in written(logs))
-    assert len(seen) == 11  # 6 steps + 1 log line; then a1, b2, c3's log line, c3's ERROR
+    assert sorted(seen) == sorted(
+        e["attributes"]["sl2s.event_id"] for e in written(logs)
+    )
+    assert (
+        len(seen) == 11
+    )  # 6 steps + 1 log line; then a1, b2, c3's log line, c3's ERROR
     first_run = recorder.started[:4]
     assert [(i["kind"], i["machine"], i["at"]) for i in first_run] == [
-        ("entry", "a", None), ("segment", "b", "b2"), ("segment", "c", "c3"), ("segment", "b", "b5")
+        ("entry", "a", None),
+        ("segment", "b", "b2"),
+        ("segment", "c", "c3"),
+        ("segment", "b", "b5"),
     ]
     entry, b2, c3, b5 = first_run
-    assert b2["parent_span_id"] == entry["span_id"] and c3["parent_span_id"] == b2["span_id"]
+    assert (
+        b2["parent_span_id"] == entry["span_id"]
+        and c3["parent_span_id"] == b2["span_id"]
+    )
     assert b5["parent_span_id"] == entry["span_id"]
     assert len({i["trace_id"] for i in first_run}) == 1
     assert [(i["machine"], e) for i, e in recorder.finished[:4]] == [
-        ("c", None), ("b", None), ("b", None), ("a", None)
+        ("c", None),
+        ("b", None),
+        ("b", None),
+        ("a", None),
     ]
     # the failing run: every activation finishes with the failure, innermost first
     failing = recorder.finished[4:]
@@ -366,28 +447,49 @@ def test_hooks_see_every_event_and_activation_and_a_raising_listener_breaks_noth
     assert all(isinstance(e, StepFailed) and e.step == "c3" for _, e in failing)
     assert failed.value.step == "c3"
     err = capsys.readouterr().err
-    assert err.count("listener bug") == 1  # reported once per listener object, then ignored
+    assert (
+        err.count("listener bug") == 1
+    )  # reported once per listener object, then ignored
 
 
-def test_an_inbound_hop_for_an_unknown_segment_comes_back_as_an_error_not_an_exception(logs):
+def test_an_inbound_hop_for_an_unknown_segment_comes_back_as_an_error_not_an_exception(
+    logs,
+):
     import rt_abc.a  # noqa: F401  (imports b and c through hops only when a flow runs)
 
     b = load_machine("rt_abc", "b")
     request = HopRequest(
-        system="rt_abc", flow="abc", source="a", target="b", at="nowhere", resume_at="a4",
-        fields={"x": 1}, secrets=["key"], correlation_id="c" * 32, causation_id=None,
-        traceparent="00-" + "1" * 32 + "-" + "2" * 16 + "-01", idempotency_key="k1", stack=["a"],
+        system="rt_abc",
+        flow="abc",
+        source="a",
+        target="b",
+        at="nowhere",
+        resume_at="a4",
+        fields={"x": 1},
+        secrets=["key"],
+        correlation_id="c" * 32,
+        causation_id=None,
+        traceparent="00-" + "1" * 32 + "-" + "2" * 16 + "-01",
+        idempotency_key="k1",
+        stack=["a"],
     )
     response = b.handle(HopRequest.from_dict(request.to_dict()))
     assert response.error is not None
     failure = failure_from_dict(response.error)
     assert isinstance(failure, WiringError)
-    assert "machine 'b' has no segment of flow 'abc' starting at step 'nowhere'" in str(failure)
+    assert "machine 'b' has no segment of flow 'abc' starting at step 'nowhere'" in str(
+        failure
+    )
     event = next(e for e in written(logs) if e["event_name"] == "sl2s.wiring_error")
-    assert event["trace_id"] == "1" * 32 and event["attributes"]["sl2s.correlation_id"] == "c" * 32
+    assert (
+        event["trace_id"] == "1" * 32
+        and event["attributes"]["sl2s.correlation_id"] == "c" * 32
+    )
 
 
-def test_a_step_without_a_function_is_a_wiring_error_with_its_plan_line(tmp_path, monkeypatch, logs):
+def test_a_step_without_a_function_is_a_wiring_error_with_its_plan_line(
+    tmp_path, monkeypatch, logs
+):
     copy = tmp_path / "rt_abc_missing"
     shutil.copytree(TREE / "rt_abc", copy)
     user = copy / "c" / "abc.py"
@@ -410,7 +512,9 @@ def test_the_default_log_dir_is_inside_the_system_package(tmp_path, monkeypatch)
     import rt_login_copy.client
 
     rt_login_copy.client.feed()
-    lines = (tmp_path / "rt_login_copy/.sl2s/logs/client.jsonl").read_text().splitlines()
+    lines = (
+        (tmp_path / "rt_login_copy/.sl2s/logs/client.jsonl").read_text().splitlines()
+    )
     assert [json.loads(x)["attributes"]["sl2s.plan"] for x in lines] == ["login.csv:8"]
     events.close_all()
 
@@ -423,15 +527,21 @@ def test_the_same_step_defined_twice_on_one_machine_is_refused():
         return None
 
     step("dup_flow", "Do it")(first)
-    with pytest.raises(WiringError, match="step 'do_it' of flow 'dup_flow' is defined twice"):
+    with pytest.raises(
+        WiringError, match="step 'do_it' of flow 'dup_flow' is defined twice"
+    ):
         step("dup_flow", "Do it")(second)
 
 
-def test_listeners_get_events_as_written_even_when_a_later_step_changes_a_list_in_place(tmp_path, monkeypatch, logs):
+def test_listeners_get_events_as_written_even_when_a_later_step_changes_a_list_in_place(
+    tmp_path, monkeypatch, logs
+):
     package = tmp_path / "rt_inplace"
     (package / "m").mkdir(parents=True)
     (package / "__init__.py").write_text("")
-    (package / "m" / "__init__.py").write_text("from . import f, _wiring  # noqa: F401\n")
+    (package / "m" / "__init__.py").write_text(
+        "from . import f, _wiring  # noqa: F401\n"
+    )
     (package / "m" / "f.py").write_text(
         "from sl2s.runtime import step\n\n\n"
         '@step("f", "Start with :items")\n'
@@ -459,8 +569,14 @@ def test_listeners_get_events_as_written_even_when_a_later_step_changes_a_list_i
         assert rt_inplace.m._wiring.f() == {"items": ["first", "second"]}
     finally:
         hooks.unsubscribe(listener)
-    assert [e["attributes"]["sl2s.fields"]["items"] for e in kept] == [["first"], ["first", "second"]]
-    assert [e["body"] for e in kept] == ['Start with ["first"]', 'Add to ["first", "second"]']
+    assert [e["attributes"]["sl2s.fields"]["items"] for e in kept] == [
+        ["first"],
+        ["first", "second"],
+    ]
+    assert [e["body"] for e in kept] == [
+        'Start with ["first"]',
+        'Add to ["first", "second"]',
+    ]
     assert "sl2s.plan" not in kept[0]["attributes"]  # no lock file: no plan location
 
 
@@ -493,7 +609,9 @@ def test_timestamps_are_utc_iso_with_microseconds_and_event_ids_are_unique():
     parsed = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
     assert before - datetime.timedelta(microseconds=1) <= parsed <= after
     ids = [events.new_event_id() for _ in range(1000)]
-    assert len(set(ids)) == 1000 and {len(i) for i in ids} == {32} and ids == sorted(ids)
+    assert (
+        len(set(ids)) == 1000 and {len(i) for i in ids} == {32} and ids == sorted(ids)
+    )
 
 
 def test_fields_may_be_named_like_the_parameters_of_start(logs):

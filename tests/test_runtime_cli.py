@@ -60,9 +60,9 @@ def test_run_prints_one_line_per_step_with_secrets_masked(system):
     assert "hunter2" not in result.output
     written = (Path(name) / ".sl2s" / "logs" / "server.jsonl").read_bytes()
     steps = [json.loads(x) for x in written.splitlines()]
-    assert [e["attributes"]["sl2s.plan"] for e in steps if e["event_name"] == "sl2s.step"] == [
-        "login.csv:3", "login.csv:4", "login.csv:5", "login.csv:6"
-    ]
+    assert [
+        e["attributes"]["sl2s.plan"] for e in steps if e["event_name"] == "sl2s.step"
+    ] == ["login.csv:3", "login.csv:4", "login.csv:5", "login.csv:6"]
     assert b"hunter2" not in written
 
 
@@ -86,15 +86,22 @@ def test_json_values_and_quiet_output(system):
     assert context["trail"] == ["a1", "b2", "c3", "a4", "b5", "a6"]
 
 
-def test_a_failing_step_exits_1_naming_its_plan_line_with_the_users_traceback_once(system):
+def test_a_failing_step_exits_1_naming_its_plan_line_with_the_users_traceback_once(
+    system,
+):
     name = system("rt_login")
     result = run("run", name, "login", "username=ann", "password=not-the-password")
 
     assert result.exit_code == 1
-    assert "Testing password for ann  (testing_password_for_username, login.csv:4)  FAILED" in result.stdout
+    assert (
+        "Testing password for ann  (testing_password_for_username, login.csv:4)  FAILED"
+        in result.stdout
+    )
     err = result.stderr
     assert err.count("Traceback (most recent call last):") == 1
-    assert 'raise PermissionError(f"password {password} is wrong for {username}")' in err
+    assert (
+        'raise PermissionError(f"password {password} is wrong for {username}")' in err
+    )
     assert err.rstrip().splitlines()[-1] == (
         "login.csv:4: step 'testing_password_for_username' of flow 'login' failed on machine "
         f"'server': PermissionError: password *** is wrong for ann (step function at "
@@ -120,7 +127,10 @@ def test_a_contract_mistake_exits_1_without_a_traceback(system):
     "args, message",
     [
         (["nope"], "no flow 'nope' in this system (flows: feed, login)"),
-        (["login", "colour=red"], "flow 'login' has no field 'colour' (its fields: username, password)"),
+        (
+            ["login", "colour=red"],
+            "flow 'login' has no field 'colour' (its fields: username, password)",
+        ),
         (["login", "username"], "'username': expected FIELD=VALUE or FIELD:=JSON"),
         (["login", "username:={"], "'username:={': the value after := is not JSON"),
     ],
@@ -140,7 +150,9 @@ def test_a_directory_that_is_not_a_system_package_is_refused(tmp_path, system):
 
 
 def test_parse_values():
-    assert parse_values(["userName=ann", "n:=3", "tags:=[\"a\"]", "eq=a=b", "s:=\"x\""]) == {
+    assert parse_values(
+        ["userName=ann", "n:=3", 'tags:=["a"]', "eq=a=b", 's:="x"']
+    ) == {
         "user_name": "ann",
         "n": 3,
         "tags": ["a"],

@@ -16,7 +16,10 @@ from sl2s.runtime import events
 from sl2s.runtime.launch import load_entry
 
 ROOT = Path(__file__).resolve().parent.parent
-PLANS = ["login", "shop"]  # shop: five machines, returns up the stack, a payments-only secret
+PLANS = [
+    "login",
+    "shop",
+]  # shop: five machines, returns up the stack, a payments-only secret
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +28,9 @@ def generated(tmp_path_factory) -> Path:
     for plan in PLANS:
         shutil.copy(ROOT / "sample_plans" / f"{plan}.csv", base / f"{plan}.csv")
         out = base / f"rtgen_{plan}"
-        result = CliRunner().invoke(app, ["generate", str(base / f"{plan}.csv"), "--out", str(out)])
+        result = CliRunner().invoke(
+            app, ["generate", str(base / f"{plan}.csv"), "--out", str(out)]
+        )
         assert result.exit_code == 0, result.output
     sys.path.insert(0, str(base))
     yield base
@@ -45,7 +50,9 @@ def flows_of(system: Path) -> dict[str, list[tuple[int, str, str]]]:
 
 
 @pytest.mark.parametrize("plan", PLANS)
-def test_every_flow_of_a_generated_sample_runs_in_plan_order(generated, plan, monkeypatch, tmp_path):
+def test_every_flow_of_a_generated_sample_runs_in_plan_order(
+    generated, plan, monkeypatch, tmp_path
+):
     system = generated / f"rtgen_{plan}"
     logs = tmp_path / "logs"
     monkeypatch.setenv("SL2S_LOG_DIR", str(logs))
@@ -74,7 +81,9 @@ def test_every_flow_of_a_generated_sample_runs_in_plan_order(generated, plan, mo
             )
             for e in chain
         ] == rows
-        assert all(e["attributes"]["sl2s.plan"].startswith(f"{plan}.csv:") for e in chain)
+        assert all(
+            e["attributes"]["sl2s.plan"].startswith(f"{plan}.csv:") for e in chain
+        )
         raw = b"".join(p.read_bytes() for p in logs.glob("*.jsonl"))
         for name in ("password", "card_number"):
             assert f"value-of-{name}".encode() not in raw

@@ -35,7 +35,9 @@ class Recording:
     """Delivers through the local transport and keeps every request and response as JSON text."""
 
     def __init__(self) -> None:
-        self.hops: list[list[dict]] = []  # [request, response] in the order hops are sent
+        self.hops: list[list[dict]] = (
+            []
+        )  # [request, response] in the order hops are sent
         self.inner = LocalTransport()
 
     def call(self, request: HopRequest) -> HopResponse:
@@ -49,12 +51,17 @@ class Recording:
 class Unreachable:
     def call(self, request: HopRequest) -> HopResponse:
         raise HopFailed(
-            "connection refused", source=request.source, target=request.target,
-            flow=request.flow, at=request.at,
+            "connection refused",
+            source=request.source,
+            target=request.target,
+            flow=request.flow,
+            at=request.at,
         )
 
 
-def test_a_registered_transport_is_selected_by_env_and_sees_plain_json_hops(logs, monkeypatch):
+def test_a_registered_transport_is_selected_by_env_and_sees_plain_json_hops(
+    logs, monkeypatch
+):
     import rt_abc.a
 
     register_transport("recording", Recording)
@@ -66,21 +73,32 @@ def test_a_registered_transport_is_selected_by_env_and_sees_plain_json_hops(logs
 
     requests = [sent for sent, _ in recording.hops]
     assert [(r["source"], r["target"], r["at"], r["resume_at"]) for r in requests] == [
-        ("a", "b", "b2", "a4"), ("b", "c", "c3", "a4"), ("a", "b", "b5", "a6")
+        ("a", "b", "b2", "a4"),
+        ("b", "c", "c3", "a4"),
+        ("a", "b", "b5", "a6"),
     ]
     assert [r["stack"] for r in requests] == [["a"], ["a", "b"], ["a"]]
     assert len({r["correlation_id"] for r in requests}) == 1
     assert len({r["idempotency_key"] for r in requests}) == 3
-    assert all(re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01", r["traceparent"]) for r in requests)
+    assert all(
+        re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01", r["traceparent"])
+        for r in requests
+    )
     # secrets travel only where the wiring lists them; every hop knows which names are secret
-    assert requests[0]["fields"]["key"] == "sekrit" and "key" not in requests[1]["fields"]
+    assert (
+        requests[0]["fields"]["key"] == "sekrit" and "key" not in requests[1]["fields"]
+    )
     assert all("key" in r["secrets"] for r in requests)
     # each hop is caused by the caller's last event; the answer names the callee's last event
     by_id = {e["attributes"]["sl2s.event_id"]: e for e in written(logs)}
     assert by_id[requests[0]["causation_id"]]["attributes"]["sl2s.step"] == "a1"
     assert by_id[requests[1]["causation_id"]]["attributes"]["sl2s.step"] == "b2"
     responses = [answer for _, answer in recording.hops]
-    assert [by_id[r["causation_id"]]["attributes"]["sl2s.step"] for r in responses] == ["c3", "c3", "b5"]
+    assert [by_id[r["causation_id"]]["attributes"]["sl2s.step"] for r in responses] == [
+        "c3",
+        "c3",
+        "b5",
+    ]
     assert [r["resume_at"] for r in responses] == ["a4", "a4", "a6"]
     assert all(r["error"] is None for r in responses)
     assert HopRequest.from_dict(requests[0]).to_dict() == requests[0]
@@ -90,22 +108,33 @@ def test_an_unknown_transport_name_is_a_clear_error(logs, monkeypatch):
     import rt_abc.a
 
     monkeypatch.setenv("SL2S_TRANSPORT", "carrier_pigeon")
-    with pytest.raises(WiringError, match=r"unknown transport 'carrier_pigeon' \(SL2S_TRANSPORT\); known: .*local"):
+    with pytest.raises(
+        WiringError,
+        match=r"unknown transport 'carrier_pigeon' \(SL2S_TRANSPORT\); known: .*local",
+    ):
         rt_abc.a.abc(x=1, key="k", mode="ok")
 
 
-def test_a_hop_that_cannot_be_delivered_ends_the_flow_with_hop_failed_and_an_event(logs, monkeypatch):
+def test_a_hop_that_cannot_be_delivered_ends_the_flow_with_hop_failed_and_an_event(
+    logs, monkeypatch
+):
     import rt_abc.a
 
     register_transport("unreachable", Unreachable)
     monkeypatch.setenv("SL2S_TRANSPORT", "unreachable")
     with pytest.raises(HopFailed) as failed:
         rt_abc.a.abc(x=1, key="k", mode="ok")
-    assert str(failed.value) == "sl2s: hop a -> b (flow 'abc', at 'b2'): connection refused"
+    assert (
+        str(failed.value)
+        == "sl2s: hop a -> b (flow 'abc', at 'b2'): connection refused"
+    )
     evts = written(logs)
     assert [e["event_name"] for e in evts] == ["sl2s.step", "sl2s.hop_failed"]
     assert evts[1]["severity_text"] == "ERROR"
-    assert evts[1]["attributes"]["sl2s.causation_id"] == evts[0]["attributes"]["sl2s.event_id"]
+    assert (
+        evts[1]["attributes"]["sl2s.causation_id"]
+        == evts[0]["attributes"]["sl2s.event_id"]
+    )
 
 
 class Misrouting:
@@ -130,4 +159,6 @@ def test_control_coming_back_at_an_unexpected_step_is_a_wiring_error(logs, monke
         "expects 'a4' (machines generated from different plans: regenerate)"
     )
     wiring = [e for e in written(logs) if e["event_name"] == "sl2s.wiring_error"]
-    assert [e["attributes"]["sl2s.machine"] for e in wiring] == ["b"]  # reported once, where seen
+    assert [e["attributes"]["sl2s.machine"] for e in wiring] == [
+        "b"
+    ]  # reported once, where seen

@@ -56,15 +56,28 @@ class HopFailed(RuntimeFailure):
     """A hop could not be delivered (connection refused, timeout, bad answer)."""
 
     def __init__(
-        self, message: str, *, source: str = "", target: str = "", flow: str = "", at: str = ""
+        self,
+        message: str,
+        *,
+        source: str = "",
+        target: str = "",
+        flow: str = "",
+        at: str = "",
     ) -> None:
         self.message = message
         self.source, self.target, self.flow, self.at = source, target, flow, at
-        where = f"hop {source} -> {target} (flow '{flow}', at '{at}')" if target else "hop"
+        where = (
+            f"hop {source} -> {target} (flow '{flow}', at '{at}')" if target else "hop"
+        )
         super().__init__(Diagnostic("sl2s", 0, f"{where}: {message}"))
 
     def _data(self) -> dict:
-        return {"source": self.source, "target": self.target, "flow": self.flow, "at": self.at}
+        return {
+            "source": self.source,
+            "target": self.target,
+            "flow": self.flow,
+            "at": self.at,
+        }
 
 
 class StepFailed(RuntimeFailure):

@@ -17,7 +17,9 @@ from collections import deque
 
 import orjson
 
-FLUSH_LINES = 256  # lines buffered per file before a write (also flushed at every flow end)
+FLUSH_LINES = (
+    256  # lines buffered per file before a write (also flushed at every flow end)
+)
 
 SEVERITY = {  # OpenTelemetry severity numbers
     "DEBUG": 5,
@@ -64,13 +66,18 @@ def new_span_id() -> str:
 
 # -- timestamps ---------------------------------------------------------------------------------
 
-_second: tuple[str, str] = ("", "")  # (epoch seconds text, "2026-11-23T10:00:00."), swapped whole
+_second: tuple[str, str] = (
+    "",
+    "",
+)  # (epoch seconds text, "2026-11-23T10:00:00."), swapped whole
 
 
 def now() -> str:
     """UTC time as `2026-11-23T10:00:00.000000Z` (the date/time text is cached per second)."""
     global _second
-    ns = str(time.time_ns())  # 19 digits until 2286: seconds, then micro-, then nanoseconds
+    ns = str(
+        time.time_ns()
+    )  # 19 digits until 2286: seconds, then micro-, then nanoseconds
     cached = _second
     if ns[:-9] != cached[0]:
         text = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(int(ns[:-9])))
@@ -119,7 +126,9 @@ class Sink:
             data = b"".join(taken)
             if self._fd < 0:
                 os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                self._fd = os.open(
+                    self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644
+                )
             view = memoryview(data)
             while view:
                 written = os.write(self._fd, view)

@@ -39,7 +39,11 @@ def _rebuild() -> None:
     events, started, finished = [], [], []
     for listener in _listeners:
         fn = getattr(listener, "event", None)
-        if fn is None and callable(listener) and not hasattr(listener, "segment_started"):
+        if (
+            fn is None
+            and callable(listener)
+            and not hasattr(listener, "segment_started")
+        ):
             fn = listener
         if fn is not None:
             events.append(fn)

@@ -64,7 +64,9 @@ def _import_system(directory: str) -> tuple[str, str]:
     path = os.path.abspath(directory)
     name = os.path.basename(path.rstrip(os.sep))
     if not os.path.isdir(path):
-        raise Sl2sError(f"{directory}: no such directory (generate it with `sl2s generate`)")
+        raise Sl2sError(
+            f"{directory}: no such directory (generate it with `sl2s generate`)"
+        )
     if not os.path.isfile(os.path.join(path, "__init__.py")) or not name.isidentifier():
         raise Sl2sError(
             f"{directory}: not a generated system package (needs __init__.py and a directory "
@@ -72,8 +74,13 @@ def _import_system(directory: str) -> tuple[str, str]:
         )
     parent = os.path.dirname(path)
     loaded = sys.modules.get(name)
-    if loaded is not None and os.path.dirname(os.path.abspath(loaded.__file__ or "")) != path:
-        raise Sl2sError(f"{directory}: another module named '{name}' is already imported")
+    if (
+        loaded is not None
+        and os.path.dirname(os.path.abspath(loaded.__file__ or "")) != path
+    ):
+        raise Sl2sError(
+            f"{directory}: another module named '{name}' is already imported"
+        )
     if parent not in sys.path:
         sys.path.insert(0, parent)
     importlib.import_module(name)
@@ -106,11 +113,15 @@ def load_entry(directory: str, flow: str) -> Entry:
     return Entry(flow_id, function, registry.machine(package, machine_name), fields)
 
 
-def _entry_machine(info: system.SystemInfo, flow: str, path: str, directory: str) -> str:
+def _entry_machine(
+    info: system.SystemInfo, flow: str, path: str, directory: str
+) -> str:
     if info.plan_lines or info.machines:
         if flow not in info.machines:
             known = ", ".join(sorted(info.machines)) or "none"
-            raise Sl2sError(f"{directory}: no flow '{flow}' in this system (flows: {known})")
+            raise Sl2sError(
+                f"{directory}: no flow '{flow}' in this system (flows: {known})"
+            )
         lines = info.plan_lines.get(flow, {})
         steps = info.machines[flow]
         first = min(steps, key=lambda step: lines.get(step, 1 << 30))
@@ -125,7 +136,11 @@ def _entry_machine(info: system.SystemInfo, flow: str, path: str, directory: str
     if len(found) != 1:
         raise Sl2sError(
             f"{directory}: no sl2s.lock.json, and "
-            + (f"several machines define '{flow}': {', '.join(found)}" if found else f"no machine defines an entry '{flow}'")
+            + (
+                f"several machines define '{flow}': {', '.join(found)}"
+                if found
+                else f"no machine defines an entry '{flow}'"
+            )
         )
     return found[0]
 

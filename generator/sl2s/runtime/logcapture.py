@@ -67,7 +67,9 @@ def install() -> None:
                 _state.emitting = True  # a listener that logs must not recurse
                 try:
                     current[0]._emit_log(current[1], record)
-                except Exception:  # noqa: BLE001 - capturing a log line never breaks the step
+                except (
+                    Exception
+                ):  # noqa: BLE001 - capturing a log line never breaks the step
                     pass
                 finally:
                     _state.emitting = False

@@ -16,7 +16,13 @@ from collections.abc import Callable, Mapping
 import orjson
 
 from sl2s.runtime import events, hooks, logcapture, registry, system
-from sl2s.runtime.errors import HopFailed, RuntimeFailure, StepFailed, WiringError, failure_from_dict
+from sl2s.runtime.errors import (
+    HopFailed,
+    RuntimeFailure,
+    StepFailed,
+    WiringError,
+    failure_from_dict,
+)
 from sl2s.runtime.registry import UNSET
 from sl2s.runtime.transport import HopRequest, HopResponse, select_transport
 from sl2s.template import parse, show_value
@@ -28,7 +34,9 @@ _LOG_SEVERITY = ((50, 21), (40, 17), (30, 13), (20, 9), (0, 5))
 
 _dumps = events.dumps
 # placeholders cut out of a step's serialised event: timestamp, body, event id, cause, fields, unset
-_MARKS = tuple(f"\x00sl2s-{name}\x00" for name in ("ts", "body", "id", "cause", "fields", "unset"))
+_MARKS = tuple(
+    f"\x00sl2s-{name}\x00" for name in ("ts", "body", "id", "cause", "fields", "unset")
+)
 _loads = orjson.loads
 _FLUSH_LINES = events.FLUSH_LINES
 _NL = events.APPEND_NEWLINE
@@ -41,7 +49,11 @@ _local = threading.local()
 def _type_name(exc: BaseException) -> str:
     cls = type(exc)
     module = cls.__module__
-    return cls.__qualname__ if module in ("builtins", "__main__") else f"{module}.{cls.__qualname__}"
+    return (
+        cls.__qualname__
+        if module in ("builtins", "__main__")
+        else f"{module}.{cls.__qualname__}"
+    )
 
 
 def _env_secrets() -> set[str]:
@@ -125,7 +137,8 @@ class Machine:
 
     def handle(self, request: HopRequest) -> HopResponse:
         """Run the segment for an inbound hop. Never raises for failures inside the flow: they come
-        back as `HopResponse.error` (already written as an ERROR event here or deeper)."""
+        back as `HopResponse.error` (already written as an ERROR event here or deeper).
+        """
         trace_id, parent_span = _parse_traceparent(request.traceparent)
         run = Run(
             self,
@@ -160,14 +173,18 @@ class Machine:
                 )
             resume_at, fields = run._return
             run._check_json(fields, request.source, resume_at or "(flow end)")
-            response = HopResponse(resume_at, fields, sorted(run.secret_names), run.causation_id)
+            response = HopResponse(
+                resume_at, fields, sorted(run.secret_names), run.causation_id
+            )
         except RuntimeFailure as failure:
             error = failure
             run._report(failure)
             response = HopResponse(
                 None, {}, sorted(run.secret_names), run.causation_id, failure.to_dict()
             )
-        except Exception as exc:  # noqa: BLE001 - a bug in wiring: report it as data, upwards
+        except (
+            Exception
+        ) as exc:  # noqa: BLE001 - a bug in wiring: report it as data, upwards
             error = exc
             failure = WiringError(
                 f"machine '{self.name}' crashed running flow '{request.flow}' at "
@@ -191,14 +208,19 @@ class Machine:
 
     def secret_names(self, flow: str) -> frozenset[str]:
         """Names of the secret fields of `flow`: `#name` placeholders of its steps (registered on any
-        machine of this process, or recorded in the lock file) and `SL2S_SECRETS` (comma-separated)."""
+        machine of this process, or recorded in the lock file) and `SL2S_SECRETS` (comma-separated).
+        """
         cached = self._secrets.get(flow)
         if cached is not None and cached[0] == registry.version:
             return cached[1]
         names = set(self.info.secret_names(flow)) | _env_secrets()
         for template in registry.flow_templates(flow):
             try:
-                names.update(p.name for p in parse(template) if not isinstance(p, str) and p.secret)
+                names.update(
+                    p.name
+                    for p in parse(template)
+                    if not isinstance(p, str) and p.secret
+                )
             except ValueError:
                 pass
         frozen = frozenset(names)
@@ -222,18 +244,14 @@ class Machine:
         info = self.info
         plan = info.plan_location(flow, step_id)
         if spec is None:
-            message = (
-                f"no @step function for step '{step_id}' of flow '{flow}' on machine '{self.name}'"
-            )
+            message = f"no @step function for step '{step_id}' of flow '{flow}' on machine '{self.name}'"
             elsewhere = [
                 package
                 for package in registry.packages_with(flow, step_id)
                 if package.rpartition(".")[0] == self.system
             ]
             if elsewhere:
-                message += (
-                    f"; it is defined in {', '.join(elsewhere)} (move it with `sl2s rebalance`)"
-                )
+                message += f"; it is defined in {', '.join(elsewhere)} (move it with `sl2s rebalance`)"
             else:
                 message += f" (expected in {self.package.replace('.', '/')}/{flow}.py)"
             raise WiringError(message, plan)
@@ -244,7 +262,9 @@ class Machine:
         for part in parse(spec.template):
             parts.append(part if isinstance(part, str) else (part.name, part.secret))
         p.parts = tuple(parts)
-        p.placeholders = tuple(dict.fromkeys(x[0] for x in parts if not isinstance(x, str)))
+        p.placeholders = tuple(
+            dict.fromkeys(x[0] for x in parts if not isinstance(x, str))
+        )
         params, var_kw = [], False
         where = _code_location(func, info)
         for param in inspect.signature(func).parameters.values():
@@ -274,10 +294,13 @@ def _show(value: object) -> str:
     return str(value) if type(value) is int else show_value(value)
 
 
-def _make_caller(func: Callable, params: tuple, var_kw: bool) -> Callable[[dict], object]:
+def _make_caller(
+    func: Callable, params: tuple, var_kw: bool
+) -> Callable[[dict], object]:
     """`call(ctx)`: `func` with its parameters taken from the context by name (generated code: no
     per-step loop or comprehension on the hot path). Compiled with the file name
-    `logcapture.CALLER_FILE`, which is how a `logging` call finds the step it runs in."""
+    `logcapture.CALLER_FILE`, which is how a `logging` call finds the step it runs in.
+    """
     namespace: dict = {"_f": func, "_params": params}
     if var_kw:
         source = (
@@ -396,15 +419,21 @@ class Run:
         self.span_id = events.new_span_id()
         self.parent_span_id = parent_span_id
         self.correlation_id = correlation_id
-        self.causation_id = causation_id  # id of the last event of this flow run (the next's cause)
+        self.causation_id = (
+            causation_id  # id of the last event of this flow run (the next's cause)
+        )
         self.secret_names = secret_names
-        self.set_by: dict[str, str | None] = {}  # field -> step id that set it (None: the entry)
+        self.set_by: dict[str, str | None] = (
+            {}
+        )  # field -> step id that set it (None: the entry)
         self.stack = stack  # machines waiting for this one, outermost first
         self.at = at
         self._state = _OPEN
         self._return: tuple[str | None, dict] | None = None
         self._sink: events.Sink | None = None
-        self._lines = None  # the sink's line buffer (appended to directly on the hot path)
+        self._lines = (
+            None  # the sink's line buffer (appended to directly on the hot path)
+        )
         self._static: dict[str, tuple[dict, dict]] = {}
         self._info: dict | None = None
         self._steps = machine.prepared(flow)
@@ -415,7 +444,9 @@ class Run:
         self._ended = False
 
     def __repr__(self) -> str:
-        return f"<Run {self.machine.name} flow={self.flow!r} at={self.at!r} {self._state}>"
+        return (
+            f"<Run {self.machine.name} flow={self.flow!r} at={self.at!r} {self._state}>"
+        )
 
     # -- activation bookkeeping -----------------------------------------------------------------
 
@@ -461,12 +492,17 @@ class Run:
         if getattr(failure, "reported", False):
             return
         failure.reported = True
-        name = "sl2s.hop_failed" if isinstance(failure, HopFailed) else "sl2s.wiring_error"
+        name = (
+            "sl2s.hop_failed" if isinstance(failure, HopFailed) else "sl2s.wiring_error"
+        )
         self._emit(
             name,
             "ERROR",
             self._scrub(failure.message),
-            {"exception.type": f"sl2s.{type(failure).__name__}", "exception.message": failure.message},
+            {
+                "exception.type": f"sl2s.{type(failure).__name__}",
+                "exception.message": failure.message,
+            },
             plan=getattr(failure, "location", None),
         )
 
@@ -517,7 +553,8 @@ class Run:
     def _outgoing(self, secrets: tuple[str, ...] | list[str]) -> tuple[dict, dict]:
         """The fields that travel on a hop: the non-secret context plus the listed secrets. A secret
         that does not travel does not travel inside another field either: in a string field that
-        contains its value, the value is replaced by `***`. Returns (fields, {name: replaced text})."""
+        contains its value, the value is replaced by `***`. Returns (fields, {name: replaced text}).
+        """
         names = self.secret_names
         if secrets and not names.issuperset(secrets):
             names.update(secrets)
@@ -560,7 +597,9 @@ class Run:
                 self._raise(failure)
         try:
             result = p.call(self.fields)
-        except Exception as exc:  # noqa: BLE001 - the user's step failed: report and end the flow
+        except (
+            Exception
+        ) as exc:  # noqa: BLE001 - the user's step failed: report and end the flow
             self._step_raised(p, exc)
         self._last_step = p
         if result is not None:
@@ -622,7 +661,8 @@ class Run:
 
     def _static_parts(self, p: _Prepared) -> tuple[bytes, ...]:
         """This step's event line in this activation, serialised with markers where the changing
-        values go and cut there: seven byte strings (key order is the documented one)."""
+        values go and cut there: seven byte strings (key order is the documented one).
+        """
         attributes = {
             "sl2s.event_id": _MARKS[2],
             "sl2s.correlation_id": self.correlation_id,
@@ -664,9 +704,12 @@ class Run:
         ctx = self.fields
         bad = _unserialisable(fields)
         where = ", ".join(
-            f"'{name}' ({type(ctx[name]).__name__}, set by {self._setter(name)})" for name in bad
+            f"'{name}' ({type(ctx[name]).__name__}, set by {self._setter(name)})"
+            for name in bad
         )
-        self._contract(p, f"field {where} is not JSON data; the context must survive a hop as JSON")
+        self._contract(
+            p, f"field {where} is not JSON data; the context must survive a hop as JSON"
+        )
 
     def _merge_result(self, p: _Prepared, result: object) -> None:
         if type(result) is not dict:
@@ -677,7 +720,12 @@ class Run:
                     "None or a mapping of field names to values",
                 )
             result = dict(result)
-        ctx, set_by, names, masked = self.fields, self.set_by, self.secret_names, self._masked
+        ctx, set_by, names, masked = (
+            self.fields,
+            self.set_by,
+            self.secret_names,
+            self._masked,
+        )
         scrub = bool(self._secret_values)
         remask = False
         step_id = p.id
@@ -750,7 +798,9 @@ class Run:
                 masked[name] = f"<not JSON: {type(masked[name]).__name__}>"
             attributes["sl2s.fields"] = masked
             if step is not None:
-                attributes["sl2s.unset"] = [n for n in step.placeholders if n not in self.fields]
+                attributes["sl2s.unset"] = [
+                    n for n in step.placeholders if n not in self.fields
+                ]
         attributes.update(extra)
         event = {
             "timestamp": _now(),
@@ -782,7 +832,9 @@ class Run:
             message = str(record.msg)
         severity = next(n for level, n in _LOG_SEVERITY if record.levelno >= level)
         extra = {
-            "sl2s.log.template": record.msg if isinstance(record.msg, str) else repr(record.msg),
+            "sl2s.log.template": (
+                record.msg if isinstance(record.msg, str) else repr(record.msg)
+            ),
             "sl2s.log.logger": record.name,
             "code.filepath": self.machine.info.relative(record.pathname),
             "code.lineno": record.lineno,
@@ -833,9 +885,14 @@ class Run:
 
     def _step_raised(self, p: _Prepared, exc: Exception):
         tb = exc.__traceback__
-        while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename in (
-            __file__,
-            logcapture.CALLER_FILE,
+        while (
+            tb is not None
+            and tb.tb_next is not None
+            and tb.tb_frame.f_code.co_filename
+            in (
+                __file__,
+                logcapture.CALLER_FILE,
+            )
         ):
             tb = tb.tb_next  # only the user's frames
         frames = traceback.extract_tb(tb)
@@ -887,7 +944,9 @@ class Run:
             who = self.set_by.get(name)
             step_id = who if who and not who.startswith("@") else None
             p = self._steps.get(step_id) if step_id else self._last_step
-            plan = self.machine.info.plan_location(self.flow, step_id) if step_id else None
+            plan = (
+                self.machine.info.plan_location(self.flow, step_id) if step_id else None
+            )
             failure = StepFailed(
                 machine=self.machine.name,
                 flow=self.flow,
@@ -907,14 +966,22 @@ class Run:
                 "sl2s.hop_failed",
                 "ERROR",
                 self._scrub(failure.message),
-                {"exception.type": "sl2s.NotJSON", "exception.message": failure.exc_message},
+                {
+                    "exception.type": "sl2s.NotJSON",
+                    "exception.message": failure.exc_message,
+                },
                 plan=failure.plan,
             )
             failure.reported = True
             self._raise(failure)
 
     def call(
-        self, target: str, *, at: str, resume_at: str | None, secrets: tuple[str, ...] = ()
+        self,
+        target: str,
+        *,
+        at: str,
+        resume_at: str | None,
+        secrets: tuple[str, ...] = (),
     ) -> None:
         """Hop to `target`, which runs its segment starting at step `at`; wait until control comes
         back; check it resumes at `resume_at`; merge the fields that came back."""
@@ -948,7 +1015,9 @@ class Run:
             self.secret_names.update(response.secrets)
         if response.error is not None:
             failure = failure_from_dict(response.error)
-            failure.reported = True  # the machine that produced it wrote its ERROR event
+            failure.reported = (
+                True  # the machine that produced it wrote its ERROR event
+            )
             self._raise(failure)
         if response.resume_at != resume_at:
             self._raise(
@@ -956,11 +1025,18 @@ class Run:
                     f"machine '{target}' handed control back to '{machine.name}' at step "
                     f"'{response.resume_at}', but the wiring of '{machine.name}' expects "
                     f"'{resume_at}' (machines generated from different plans: regenerate)",
-                    machine.info.plan_location(self.flow, resume_at) if resume_at else None,
+                    (
+                        machine.info.plan_location(self.flow, resume_at)
+                        if resume_at
+                        else None
+                    ),
                 )
             )
         returned = response.fields
-        for name, text in replaced.items():  # came back as sent: keep our unmasked original
+        for (
+            name,
+            text,
+        ) in replaced.items():  # came back as sent: keep our unmasked original
             if returned.get(name) == text:
                 del returned[name]
         self.fields.update(returned)

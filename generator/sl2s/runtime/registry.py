@@ -60,7 +60,9 @@ _STEPS: dict[str, dict[tuple[str, str], StepSpec]] = {}
 # (system package, machine name) -> Machine
 _MACHINES: dict[tuple[str, str], Machine] = {}
 _LOCK = threading.RLock()
-version = 0  # bumped on every registration; caches built from the registry compare against it
+version = (
+    0  # bumped on every registration; caches built from the registry compare against it
+)
 
 
 def _where(func: Callable) -> str:
@@ -70,7 +72,9 @@ def _where(func: Callable) -> str:
     return f"{code.co_filename}:{code.co_firstlineno}"
 
 
-def step(flow: str, template: str, id: str | None = None) -> Callable[[Callable], Callable]:
+def step(
+    flow: str, template: str, id: str | None = None
+) -> Callable[[Callable], Callable]:
     """Register the decorated function as the step `(flow, id)` of the machine whose package holds it.
 
     `template` is the step's log text exactly as in the plan; `id` defaults to
@@ -113,7 +117,12 @@ def packages_with(flow: str, step_id: str) -> list[str]:
 
 def flow_templates(flow: str) -> list[str]:
     """Templates of every registered step of `flow`, on any machine (to know its secrets)."""
-    return [s.template for steps in _STEPS.values() for (f, _), s in steps.items() if f == flow]
+    return [
+        s.template
+        for steps in _STEPS.values()
+        for (f, _), s in steps.items()
+        if f == flow
+    ]
 
 
 def register_machine(machine: Machine) -> None:
@@ -130,12 +139,16 @@ def machine(system: str, name: str) -> Machine:
     try:
         importlib.import_module(module)
     except ModuleNotFoundError as error:
-        if error.name is not None and (module == error.name or module.startswith(error.name + ".")):
+        if error.name is not None and (
+            module == error.name or module.startswith(error.name + ".")
+        ):
             raise WiringError(
                 f"machine '{name}' is not part of system '{system}' (no package {module})"
             ) from None
         raise
     found = _MACHINES.get((system, name))
     if found is None:
-        raise WiringError(f"package {module} was imported but defines no Machine '{name}'")
+        raise WiringError(
+            f"package {module} was imported but defines no Machine '{name}'"
+        )
     return found

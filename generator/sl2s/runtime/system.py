@@ -26,8 +26,12 @@ class SystemInfo:
     root: str  # its parent (code paths in events are relative to this when below it)
     plan_path: str | None = None
     plan_lines: dict[str, dict[str, int]] = field(default_factory=dict)
-    templates: dict[str, dict[str, str]] = field(default_factory=dict)  # flow -> {step: template}
-    machines: dict[str, dict[str, str]] = field(default_factory=dict)  # flow -> {step: machine}
+    templates: dict[str, dict[str, str]] = field(
+        default_factory=dict
+    )  # flow -> {step: template}
+    machines: dict[str, dict[str, str]] = field(
+        default_factory=dict
+    )  # flow -> {step: machine}
 
     def plan_location(self, flow: str, step: str) -> str | None:
         line = self.plan_lines.get(flow, {}).get(step)
@@ -139,4 +143,6 @@ def forget() -> None:
 
 def log_dir(system_info: SystemInfo) -> str:
     """`SL2S_LOG_DIR`, or `<system dir>/.sl2s/logs`."""
-    return os.environ.get("SL2S_LOG_DIR") or os.path.join(system_info.dir, ".sl2s", "logs")
+    return os.environ.get("SL2S_LOG_DIR") or os.path.join(
+        system_info.dir, ".sl2s", "logs"
+    )

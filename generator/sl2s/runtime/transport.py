@@ -47,9 +47,13 @@ class HopRequest:
     source: str  # calling machine
     target: str  # called machine
     at: str  # step the target starts at
-    resume_at: str | None  # where the caller expects control back (None: the flow is done)
+    resume_at: (
+        str | None
+    )  # where the caller expects control back (None: the flow is done)
     fields: dict  # non-secret context plus the secrets the target uses
-    secrets: list[str]  # names of every field known to be secret in this flow (for masking)
+    secrets: list[
+        str
+    ]  # names of every field known to be secret in this flow (for masking)
     correlation_id: str  # one per flow run
     causation_id: str | None  # id of the caller's last event
     traceparent: str  # W3C: 00-<trace id>-<caller span id>-01
@@ -91,9 +95,15 @@ class HopResponse:
 
     resume_at: str | None
     fields: dict
-    secrets: list[str]  # secret names the callee knows of (the caller adds them for masking)
-    causation_id: str | None  # id of the callee's last event: the caller's next event follows it
-    error: dict | None = None  # RuntimeFailure.to_dict() of a failure in the callee (or deeper)
+    secrets: list[
+        str
+    ]  # secret names the callee knows of (the caller adds them for masking)
+    causation_id: (
+        str | None
+    )  # id of the callee's last event: the caller's next event follows it
+    error: dict | None = (
+        None  # RuntimeFailure.to_dict() of a failure in the callee (or deeper)
+    )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -172,7 +182,9 @@ def _import_factory(name: str) -> Callable[[], Transport]:
         try:
             return getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as error:
-            raise WiringError(f"SL2S_TRANSPORT={name}: cannot load {name} ({error})") from None
+            raise WiringError(
+                f"SL2S_TRANSPORT={name}: cannot load {name} ({error})"
+            ) from None
     module_name = f"sl2s.runtime.{name}_transport"
     try:
         importlib.import_module(module_name)
@@ -182,5 +194,7 @@ def _import_factory(name: str) -> Callable[[], Transport]:
     factory = _factories.get(name)
     if factory is None:
         known = ", ".join(transports())
-        raise WiringError(f"unknown transport '{name}' (SL2S_TRANSPORT); known: {known}")
+        raise WiringError(
+            f"unknown transport '{name}' (SL2S_TRANSPORT); known: {known}"
+        )
     return factory
