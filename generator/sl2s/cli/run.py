@@ -28,24 +28,32 @@ class _Story:
         if name == "sl2s.step":
             self.steps += 1
             where = ", ".join(
-                x for x in (attributes.get("sl2s.step"), attributes.get("sl2s.plan")) if x
+                x
+                for x in (attributes.get("sl2s.step"), attributes.get("sl2s.plan"))
+                if x
             )
             failed = "  FAILED" if evt.get("severity_text") == "ERROR" else ""
             typer.echo(f"{machine}: {evt.get('body', '')}  ({where}){failed}")
         elif name == "sl2s.log":
-            typer.echo(f"{machine}:   {evt.get('severity_text', '')} {evt.get('body', '')}")
+            typer.echo(
+                f"{machine}:   {evt.get('severity_text', '')} {evt.get('body', '')}"
+            )
 
 
 @app.command("run")
 def run(
-    directory: str = typer.Argument(..., help="The generated system package, e.g. services."),
+    directory: str = typer.Argument(
+        ..., help="The generated system package, e.g. services."
+    ),
     flow: str = typer.Argument(..., help="The flow (request) to run."),
     values: list[str] = typer.Argument(
         None,
         metavar="[FIELD=VALUE | FIELD:=JSON]...",
         help="Context fields: FIELD=VALUE sets a string, FIELD:=JSON any JSON value.",
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final context."),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="Print only the final context."
+    ),
     remote: bool = typer.Option(
         False,
         "--remote",
@@ -61,7 +69,9 @@ def run(
     your own code is shown once.
     """
     try:
-        if remote:  # --remote: see sl2s.runtime.http_transport.use_http (owned by the HTTP work)
+        if (
+            remote
+        ):  # --remote: see sl2s.runtime.http_transport.use_http (owned by the HTTP work)
             from sl2s.runtime.http_transport import use_http
 
             use_http(directory)
@@ -73,7 +83,9 @@ def run(
         raise typer.Exit(1) from None
     root = logging.getLogger()
     if not root.handlers and root.level == logging.WARNING:
-        root.setLevel(logging.INFO)  # let the steps' INFO records be captured (stderr unchanged)
+        root.setLevel(
+            logging.INFO
+        )  # let the steps' INFO records be captured (stderr unchanged)
     story = _Story()
     if not quiet:
         hooks.subscribe(story)
