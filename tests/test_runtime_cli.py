@@ -159,3 +159,19 @@ def test_parse_values():
         "eq": "a=b",
         "s": "x",
     }
+
+
+def test_a_user_module_that_fails_to_import_shows_its_traceback_once(system):
+    name = system("rt_login")
+    user = Path(name) / "server" / "login.py"
+    user.write_text(
+        user.read_text() + "\nraise ImportError('no such database driver')\n"
+    )
+    result = run("run", name, "login", "username=ann")
+    assert result.exit_code == 1
+    err = result.stderr
+    assert err.count("Traceback (most recent call last):") == 1
+    assert f"{name}/server/login.py" in err and "importlib" not in err
+    assert err.rstrip().splitlines()[-1] == (
+        f"sl2s: {name}: importing the system failed: no such database driver"
+    )

@@ -162,3 +162,26 @@ def test_control_coming_back_at_an_unexpected_step_is_a_wiring_error(logs, monke
     assert [e["attributes"]["sl2s.machine"] for e in wiring] == [
         "b"
     ]  # reported once, where seen
+
+
+def test_a_machine_whose_code_fails_to_import_ends_the_flow_with_hop_failed(
+    logs, tmp_path, monkeypatch
+):
+    import shutil
+
+    shutil.copytree(TREE / "rt_login", tmp_path / "rt_login_broken")
+    user = tmp_path / "rt_login_broken" / "server" / "login.py"
+    user.write_text(
+        user.read_text() + "\nraise ImportError('no such database driver')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import rt_login_broken.client
+
+    with pytest.raises(HopFailed) as failed:
+        rt_login_broken.client.login(username="ann", password="pw")
+    assert str(failed.value) == (
+        "sl2s: hop client -> server (flow 'login', at 'received_request_to_login_as_username'): "
+        "machine 'server' could not be loaded: ImportError: no such database driver"
+    )
+    assert isinstance(failed.value.__cause__, ImportError)
+    assert [e["event_name"] for e in written(logs)] == ["sl2s.step", "sl2s.hop_failed"]

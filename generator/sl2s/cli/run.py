@@ -4,15 +4,30 @@ process (local transport) and print its story, one line per step."""
 from __future__ import annotations
 
 import logging
+import os
+import traceback
 
 import orjson
 import typer
 
 from sl2s.cli.app import app, report
 from sl2s.diagnostics import Sl2sError
-from sl2s.runtime import StepFailed, hooks
+from sl2s.runtime import HopFailed, StepFailed, hooks
 from sl2s.runtime.launch import check_fields, load_entry, parse_values
 from sl2s.runtime.system import log_dir
+
+
+def _user_traceback(error: BaseException) -> str:
+    """The traceback without the frames of sl2s and of the import machinery."""
+    frames = [
+        frame
+        for frame in traceback.extract_tb(error.__traceback__)
+        if "importlib" not in frame.filename
+        and os.sep + "sl2s" + os.sep not in frame.filename
+    ]
+    lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)]
+    lines += traceback.format_exception_only(type(error), error)
+    return "".join(lines).rstrip("\n")
 
 
 class _Story:
@@ -69,9 +84,8 @@ def run(
     your own code is shown once.
     """
     try:
-        if (
-            remote
-        ):  # --remote: see sl2s.runtime.http_transport.use_http (owned by the HTTP work)
+        # --remote: see sl2s.runtime.http_transport.use_http (owned by the HTTP work)
+        if remote:
             from sl2s.runtime.http_transport import use_http
 
             use_http(directory)
@@ -81,11 +95,16 @@ def run(
     except Sl2sError as error:
         report(error)
         raise typer.Exit(1) from None
+    except (
+        Exception
+    ) as error:  # noqa: BLE001 - the user's code failed to import: show it once
+        typer.echo(_user_traceback(error), err=True)
+        typer.echo(f"sl2s: {directory}: importing the system failed: {error}", err=True)
+        raise typer.Exit(1) from None
     root = logging.getLogger()
     if not root.handlers and root.level == logging.WARNING:
-        root.setLevel(
-            logging.INFO
-        )  # let the steps' INFO records be captured (stderr unchanged)
+        # let the steps' INFO records be captured (stderr still shows warnings and above only)
+        root.setLevel(logging.INFO)
     story = _Story()
     if not quiet:
         hooks.subscribe(story)
@@ -94,6 +113,12 @@ def run(
     except StepFailed as failure:
         if failure.kind == "exception" and failure.traceback:
             typer.echo(failure.traceback.rstrip("\n"), err=True)
+        report(failure)
+        raise typer.Exit(1) from None
+    except HopFailed as failure:
+        cause = failure.__cause__
+        if cause is not None:  # the target machine's own code failed to import
+            typer.echo(_user_traceback(cause), err=True)
         report(failure)
         raise typer.Exit(1) from None
     except Sl2sError as error:

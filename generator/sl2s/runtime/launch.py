@@ -99,6 +99,12 @@ def load_entry(directory: str, flow: str) -> Entry:
         raise Sl2sError(
             f"{directory}: machine '{machine_name}' of flow '{flow_id}' has no wiring ({error})"
         ) from None
+    for other in sorted(
+        {m for steps in info.machines.values() for m in steps.values()}
+    ):
+        # every machine now, so that a module that fails to import fails before the flow starts
+        if os.path.isdir(os.path.join(path, other)):
+            importlib.import_module(f"{package}.{other}")
     function = getattr(wiring, flow_id, None)
     if not callable(function):
         raise Sl2sError(

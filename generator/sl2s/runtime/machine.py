@@ -486,7 +486,9 @@ class Run:
         self._report(failure)
         if self.at is None:
             self._end(failure)
-        raise failure from cause
+        if cause is not None:
+            raise failure from cause
+        raise failure  # keeps a __cause__ the failure already has
 
     def _report(self, failure: RuntimeFailure) -> None:
         if getattr(failure, "reported", False):

@@ -35,7 +35,7 @@ from typing import Protocol
 import orjson
 
 from sl2s.runtime import registry
-from sl2s.runtime.errors import WiringError
+from sl2s.runtime.errors import HopFailed, WiringError
 
 
 @dataclass
@@ -137,7 +137,22 @@ class LocalTransport:
 
     def call(self, request: HopRequest) -> HopResponse:
         delivered = HopRequest.from_json(request.to_json())
-        target = registry.machine(delivered.system, delivered.target)
+        try:
+            target = registry.machine(delivered.system, delivered.target)
+        except WiringError:
+            raise
+        except (
+            Exception
+        ) as error:  # noqa: BLE001 - the target's own code failed to import
+            failure = HopFailed(
+                f"machine '{request.target}' could not be loaded: "
+                f"{type(error).__name__}: {error}",
+                source=request.source,
+                target=request.target,
+                flow=request.flow,
+                at=request.at,
+            )
+            raise failure from error  # __cause__: the import error, with its traceback
         response = target.handle(delivered)
         return HopResponse.from_json(response.to_json())
 
