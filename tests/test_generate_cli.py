@@ -316,3 +316,21 @@ def test_a_failure_before_the_renames_leaves_the_tree_as_it_was(
         )
         writer.apply(out, writer.plan_changes(out, generation))
     assert snapshot(project / "services") == before  # no change, no temporary file left
+
+
+def test_user_module_that_is_not_utf8_is_reported_not_a_traceback(
+    project, monkeypatch, capsys
+) -> None:
+    assert sl2s(monkeypatch, capsys, "generate", "plan.csv")[0] == 0
+    (project / "services" / "server" / "login.py").write_bytes(b"x = '\xff'\n")
+    code, _, err = sl2s(monkeypatch, capsys, "generate", "plan.csv")
+    assert code == 1 and err.startswith("services/server/login.py: not UTF-8")
+    assert "Traceback" not in err
+
+
+def test_out_that_is_a_file_is_reported_not_a_traceback(
+    project, monkeypatch, capsys
+) -> None:
+    (project / "taken").write_text("a file")
+    code, _, err = sl2s(monkeypatch, capsys, "generate", "plan.csv", "--out", "taken")
+    assert code == 1 and "cannot write" in err and "Traceback" not in err

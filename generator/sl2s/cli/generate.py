@@ -100,9 +100,16 @@ def _generate(
             raise typer.Exit(1)
         typer.echo(f"{label} is up to date with {shown}")
         raise typer.Exit(0)
-    apply(out, changes)
+    try:
+        apply(out, changes)
+    except OSError as error:
+        where = error.filename or out
+        raise Sl2sError(
+            Diagnostic(str(where), 0, f"cannot write: {error.strerror}")
+        ) from None
+    contents = {f.path: f.content for f in generation.files}
     for path, steps in generation.created:
-        session.seed(generation.file(path).content, steps)
+        session.seed(contents[path], steps)
     generated = {f.path: f.content for f in generation.files if f.generated}
     session.save(plan_bytes, ref, generated, messages)
     for path, step_id in generation.added:

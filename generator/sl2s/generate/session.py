@@ -22,7 +22,7 @@ import sl2s
 from sl2s import __version__
 from sl2s.generate.blackcheck import BlackCheck
 from sl2s.generate.usercode import FoundStep, scan_module
-from sl2s.generate.writer import user_module_paths, write_atomic
+from sl2s.generate.writer import read_user_modules, write_atomic
 
 CACHE = Path(".sl2s") / "cache" / "generate.json"
 # Modules whose code shapes generated output (with the templates).
@@ -85,10 +85,7 @@ class Session:
 
     def user_modules(self) -> dict[str, str]:
         if self._modules is None:
-            self._modules = {
-                path: (self.out / path).read_text(encoding="utf-8")
-                for path in user_module_paths(self.out)
-            }
+            self._modules = read_user_modules(self.out)
         return self._modules
 
     def inputs_digest(self, plan_bytes: bytes, plan_ref: str) -> str:

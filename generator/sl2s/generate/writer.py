@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from sl2s.diagnostics import Diagnostic, Sl2sError
 from sl2s.generate import lock as lockfile
 from sl2s.generate.core import GENERATED_IN_MACHINE, LOCK, Generation
 
@@ -49,10 +50,17 @@ def user_module_paths(out: Path) -> Iterator[str]:
 
 
 def read_user_modules(out: Path) -> dict[str, str]:
-    return {
-        path: (out / path).read_text(encoding="utf-8")
-        for path in user_module_paths(out)
-    }
+    """`{path: source}` of the user modules; Sl2sError for one that is not UTF-8 text."""
+    modules = {}
+    for path in user_module_paths(out):
+        try:
+            modules[path] = (out / path).read_text(encoding="utf-8")
+        except UnicodeDecodeError as error:
+            shown = (out / path).as_posix()
+            raise Sl2sError(
+                Diagnostic(shown, 0, f"not UTF-8 text ({error.reason})")
+            ) from None
+    return modules
 
 
 def old_lock(out: Path) -> dict:
@@ -65,7 +73,7 @@ def old_lock(out: Path) -> dict:
 def _read(path: Path) -> bytes | None:
     try:
         return path.read_bytes()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
 
 
