@@ -621,3 +621,19 @@ def test_fields_may_be_named_like_the_parameters_of_start(logs):
     assert run.fields == {"flow": "f", "self": "s", "x": 1, "key": "k", "mode": "ok"}
     run.step("a1")
     assert run.finish()["trail"] == ["a1"]
+
+
+def test_an_unwritable_log_dir_is_reported_once_and_never_breaks_a_flow(
+    tmp_path, monkeypatch, logs, capsys
+):
+    import rt_abc.a
+
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    monkeypatch.setenv("SL2S_LOG_DIR", str(blocker / "logs"))
+    assert rt_abc.a.abc(x=1, key="k", mode="ok")["trail"][-1] == "a6"
+    assert rt_abc.a.abc(x=2, key="k", mode="ok")["trail"][-1] == "a6"
+    err = capsys.readouterr().err
+    assert (
+        err.count("sl2s: cannot write events to") == 3
+    )  # once per machine file: a, b, c

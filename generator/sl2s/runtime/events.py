@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import itertools
 import os
+import sys
 import threading
 import time
 from collections import deque
@@ -95,13 +96,14 @@ class Sink:
     lock) and call `flush()` when `len(lines) >= FLUSH_LINES`.
     """
 
-    __slots__ = ("path", "lines", "_fd", "_lock")
+    __slots__ = ("path", "lines", "_fd", "_lock", "_failed")
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.lines: deque[bytes] = deque()
         self._fd = -1
         self._lock = threading.Lock()
+        self._failed = False
 
     def write(self, line: bytes) -> None:
         lines = self.lines
@@ -124,15 +126,27 @@ class Sink:
             if not taken:
                 return
             data = b"".join(taken)
-            if self._fd < 0:
-                os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-                self._fd = os.open(
-                    self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644
-                )
-            view = memoryview(data)
-            while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
+            try:
+                if self._fd < 0:
+                    os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+                    self._fd = os.open(
+                        self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644
+                    )
+                view = memoryview(data)
+                while view:
+                    written = os.write(self._fd, view)
+                    view = view[written:]
+            except OSError as error:
+                # like logging's handleError: an unwritable log never breaks a flow; say it once
+                if not self._failed:
+                    self._failed = True
+                    try:
+                        sys.stderr.write(
+                            f"sl2s: cannot write events to {self.path}: {error}; "
+                            "dropping them (set SL2S_LOG_DIR)\n"
+                        )
+                    except Exception:  # noqa: BLE001
+                        pass
 
     def close(self) -> None:
         self.flush()
@@ -157,10 +171,7 @@ def sink(log_dir: str, machine: str) -> Sink:
 
 def flush_all() -> None:
     for s in list(_sinks.values()):
-        try:
-            s.flush()
-        except OSError:
-            pass
+        s.flush()
 
 
 def close_all() -> None:
