@@ -59,6 +59,38 @@ class Response:
     attempts: int
 
 
+class _OneWrite:
+    """Send the request line, headers and body in one write.
+
+    `http.client` writes the headers and the body separately: two packets, and on the server a
+    wake-up with half a request. Joining them saves a system call and an event-loop turn on both
+    ends of every hop. Relies on `HTTPConnection._send_output`/`_buffer` (stable since Python 3.6);
+    anything unexpected falls back to the standard path.
+    """
+
+    def _send_output(self, message_body=None, encode_chunked=False):  # noqa: ANN001
+        buffer = getattr(self, "_buffer", None)
+        if (
+            isinstance(message_body, bytes)
+            and not encode_chunked
+            and isinstance(buffer, list)
+        ):
+            buffer.extend((b"", b""))
+            message = b"\r\n".join(buffer)
+            del buffer[:]
+            self.send(message + message_body)
+            return
+        super()._send_output(message_body, encode_chunked)
+
+
+class _HTTPConnection(_OneWrite, http.client.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_OneWrite, http.client.HTTPSConnection):
+    pass
+
+
 class _Pooled:
     __slots__ = ("conn", "last_used")
 
