@@ -637,3 +637,38 @@ def test_an_unwritable_log_dir_is_reported_once_and_never_breaks_a_flow(
     assert (
         err.count("sl2s: cannot write events to") == 3
     )  # once per machine file: a, b, c
+
+
+def test_step_functions_may_take_keyword_only_and_catch_all_parameters(
+    tmp_path, monkeypatch, logs
+):
+    package = tmp_path / "rt_kinds"
+    (package / "m").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "m" / "__init__.py").write_text(
+        "from . import f, _wiring  # noqa: F401\n"
+    )
+    (package / "m" / "f.py").write_text(
+        "from sl2s.runtime import UNSET, step\n\n\n"
+        '@step("f", "One :a", id="one")\n'
+        "def one(a, *rest, b, c=3):\n"
+        '    return {"seen": [a, rest, b is UNSET, c]}\n\n\n'
+        '@step("f", "Two", id="two")\n'
+        "def two(a, **context):\n"
+        '    return {"keys": sorted(context)}\n'
+    )
+    (package / "m" / "_wiring.py").write_text(
+        "from sl2s.runtime import Machine\n\n"
+        'machine = Machine(__name__, "m")\n\n\n'
+        "def f(**fields):\n"
+        '    run = machine.start("f", **fields)\n'
+        '    run.step("one")\n'
+        '    run.step("two")\n'
+        "    return run.finish()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import rt_kinds.m._wiring
+
+    result = rt_kinds.m._wiring.f(a=1, z=26)
+    assert result["seen"] == [1, (), True, 3]
+    assert result["keys"] == ["seen", "z"]  # every field but the named ones
