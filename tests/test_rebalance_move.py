@@ -520,3 +520,44 @@ def test_exploded_import_keeps_its_shape():
     result = run(a, "", ["one"])
     assert result.source.startswith("from os.path import (\n    basename,\n)\n")
     assert result.dest.startswith("from os.path import join\n")
+
+
+def test_names_other_modules_import_stay_and_are_imported():
+    a = (
+        "from sl2s.runtime import step\n"
+        "\n"
+        "\n"
+        "def shared():\n"
+        "    return 1\n"
+        "\n"
+        "\n"
+        "@step(\"f\", \"One\")\n"
+        "def one():\n"
+        "    return {\"v\": shared()}\n"
+    )
+    result = move(
+        Module(A_NAME, A_PATH, a), Module(B_NAME, B_PATH, "from sl2s.runtime import step\n"), ["one"],
+        pinned={"shared": "services/client/login.py:3"},
+    )
+    assert "def shared" in result.source
+    assert "from ..server.login import shared" in result.dest
+    with pytest.raises(Sl2sError, match="'one' is imported from this module at services/client/login.py:3"):
+        move(Module(A_NAME, A_PATH, a), Module(B_NAME, B_PATH, ""), ["one"], pinned={"one": "services/client/login.py:3"})
+    with pytest.raises(Sl2sError, match="imported from this module at x.py:1"):
+        move(Module(A_NAME, A_PATH, a), Module(B_NAME, B_PATH, ""), ["one"], pinned={"*": "x.py:1"})
+
+
+def test_importers_finds_names_imported_from_a_module():
+    from sl2s.rebalance.core import importers
+
+    modules = {
+        "client/login.py": "from ..server.login import shared, other as o\n",
+        "server/feed.py": "from . import login\n",
+        "auth/login.py": "import json\n",
+        "server/login.py": "def shared():\n    pass\n",
+    }
+    assert importers(modules, "services.server.login", "services", skip={"server/login.py"}) == {
+        "shared": "client/login.py:1",
+        "other": "client/login.py:1",
+        "*": "server/feed.py:1",
+    }

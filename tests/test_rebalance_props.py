@@ -278,7 +278,7 @@ def _snapshot(root: Path) -> dict[str, bytes]:
     }
 
 
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(st.sampled_from("abc"), min_size=4, max_size=4),
     st.lists(st.sampled_from("abc"), min_size=4, max_size=4),

@@ -175,7 +175,9 @@ def rebalance_command(
         typer.echo(f"{len(ordered)} file(s) would change (dry run: nothing written)")
         raise typer.Exit(0)
     written = journal.apply(out, {c.path: c.new for c in ordered})
-    session.save()
+    generated = {f.path: f.content for f in generation.files if f.generated}
+    warnings = ["warning: " + orphan.message(label) for orphan in generation.orphans]
+    session.save(plan.read_bytes(), plan_ref(plan, out), generated, warnings)  # the generator's cache
     for line in lines:
         typer.echo(line)
     typer.echo(f"{label}: {written} file(s) changed, {len(outcome.moves)} step(s) moved, {len(outcome.renames)} renamed")

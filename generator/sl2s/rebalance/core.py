@@ -16,7 +16,9 @@ the previous plan comes from the lock (`steps`, and `plan_lines` for the order o
 
 from __future__ import annotations
 
+import ast
 import difflib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -24,6 +26,7 @@ from sl2s.diagnostics import Diagnostic, Sl2sError
 from sl2s.generate import render
 from sl2s.generate.usercode import FoundStep, UserCodeError, scan_module
 from sl2s.model import Plan, Step
+from sl2s.rebalance import imports as imp
 from sl2s.rebalance.move import Module, MoveReport, move
 from sl2s.rebalance.rename import retemplate
 
@@ -173,6 +176,39 @@ def module_name(system: str, path: str) -> str:
     return ".".join([system] + path[: -len(".py")].split("/"))
 
 
+def importers(
+    modules: Mapping[str, str], target: str, system: str, *, skip: set[str], prefix: str = ""
+) -> dict[str, str]:
+    """Names of module `target` that other user modules import: {name: "path:line"}; `*` when a
+    module imports `target` itself. A regex finds the few candidate modules (an import line naming
+    the module's last part); only those are parsed."""
+    last = target.rpartition(".")[2]
+    pattern = re.compile(rf"^[ \t]*(?:from|import)[ \t][^\n]*\b{re.escape(last)}\b", re.M)
+    found: dict[str, str] = {}
+    for path, text in modules.items():
+        if path in skip or not pattern.search(text):
+            continue
+        try:
+            tree = ast.parse(text)
+        except SyntaxError:
+            continue
+        package = imp.package_of(module_name(system, path))
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                continue
+            where = f"{prefix}{path}:{node.lineno}"
+            for alias in imp.aliases(node):
+                kind, module, name = alias.target(package)
+                if kind == "import":
+                    if module == target or module.startswith(target + "."):
+                        found.setdefault("*", where)
+                elif module == target:
+                    found.setdefault("*" if name == "*" else name, where)
+                elif f"{module}.{name}" == target:
+                    found.setdefault("*", where)
+    return found
+
+
 def _move_one(state: _State, where: _Where, step: Step, order: dict[str, int], system: str, prefix: str) -> StepMove:
     dest = f"{step.machine}/{step.flow}.py"
     # above the first step of this flow in the destination that comes later in the plan
@@ -181,12 +217,14 @@ def _move_one(state: _State, where: _Where, step: Step, order: dict[str, int], s
         if w.found.flow == step.flow and order.get(w.found.id, -1) > order[step.id]
     ]
     anchor = min(later, key=lambda w: order[w.found.id]).found.function if later else None
+    source_name = module_name(system, where.path)
     result = move(
-        Module(module_name(system, where.path), prefix + where.path, state.modules[where.path]),
+        Module(source_name, prefix + where.path, state.modules[where.path]),
         Module(module_name(system, dest), prefix + dest, state.modules.get(dest)),
         [where.found.function],
         before=anchor,
         new_module_text=render.user_module_header(step.flow, step.machine),
+        pinned=importers(state.modules, source_name, system, skip={where.path, dest}, prefix=prefix),
     )
     state.modules[where.path] = result.source
     state.modules[dest] = result.dest

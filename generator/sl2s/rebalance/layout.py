@@ -221,26 +221,50 @@ def neighbours(segs: list[Segment], chunk: Chunk) -> list[Chunk]:
     return out
 
 
-def fix_blank_lines(segs: list[Segment], touched: list[Chunk]) -> None:
-    """Two blank lines around top-level defs and classes (black's rule), only next to `touched`.
+def _is_import(seg: Segment) -> bool:
+    return isinstance(seg, Chunk) and all(isinstance(n, (ast.Import, ast.ImportFrom)) for n in seg.stmts)
 
-    Only blank-only separators are padded; separators holding comments are left as they are.
+
+def _is_docstring(seg: Segment) -> bool:
+    node = seg.node if isinstance(seg, Chunk) else None
+    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+
+
+def _required_blanks(prev: Chunk, seg: Chunk, first: bool) -> int | None:
+    """Blank lines black insists on between two top-level chunks, or None (the user's choice)."""
+    if is_def(prev) or is_def(seg):
+        return 2
+    if _is_import(prev) and not _is_import(seg):
+        return 1
+    if first and _is_docstring(prev):
+        return 1
+    return None
+
+
+def fix_blank_lines(segs: list[Segment], touched: list[Chunk]) -> None:
+    """Black's blank lines between top-level chunks, only next to `touched` chunks: two around
+    defs and classes, one after the imports and after the module docstring.
+
+    Only blank-only separators are changed; separators holding comments are left as they are.
     """
     ids = {id(c) for c in touched}
     out: list[Segment] = []
     prev: Chunk | None = None
+    prev_first = False
     pending: list[Gap] = []
     for seg in segs:
         if isinstance(seg, Gap):
             pending.append(seg)
             continue
-        if prev is not None and (id(seg) in ids or id(prev) in ids) and (is_def(seg) or is_def(prev)):
+        if prev is not None and (id(seg) in ids or id(prev) in ids):
+            want = _required_blanks(prev, seg, prev_first)
             lines = [ln for g in pending for ln in g.lines]
-            if all(is_blank(ln) for ln in lines) and len(lines) < 2:
-                pending = [Gap(["\n", "\n"])]
+            if want is not None and all(is_blank(ln) for ln in lines) and len(lines) != want:
+                pending = [Gap(["\n"] * want)] if want else []
         out.extend(pending)
         pending = []
         out.append(seg)
+        prev_first = prev is None
         prev = seg
     out.extend(pending)
     segs[:] = out

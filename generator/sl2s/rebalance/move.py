@@ -21,7 +21,7 @@ needs that B already binds differently is a collision naming both definitions.
 from __future__ import annotations
 
 import ast
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sl2s.diagnostics import Diagnostic, Sl2sError
@@ -120,22 +120,32 @@ def move(
     *,
     before: str | None = None,
     new_module_text: str = "",
+    pinned: Mapping[str, str] | None = None,
 ) -> MoveResult:
     """Move top-level `functions` from `src` to `dst`.
 
     `before`: name of a function in B above which the moved block goes (default: the end of B).
     `new_module_text`: B's starting text when `dst.source` is None (e.g. its docstring).
+    `pinned`: names of A that other modules import, each with where (`path:line`); they stay in
+    A (B imports them), and a pinned function cannot move. The key `*` pins every name (another
+    module imports A itself).
     """
     if src.source is None:
         raise Sl2sError(Diagnostic(src.path, 0, "does not exist"))
     a = _parse(src, src.source)
     b = _parse(dst, dst.source if dst.source is not None else new_module_text)
-    plan = _decide(a, b, list(functions))
+    plan = _decide(a, b, list(functions), dict(pinned or {}))
     return _apply(a, b, plan, list(functions), before)
 
 
-def _decide(a: _Parsed, b: _Parsed, functions: list[str]) -> _Plan:
+def _decide(a: _Parsed, b: _Parsed, functions: list[str], pinned: dict[str, str]) -> _Plan:
     problems: list[Diagnostic] = []
+
+    def pin(item: Item) -> str | None:
+        for name in sorted(item.binds):
+            if name in pinned:
+                return pinned[name]
+        return pinned.get("*")
 
     def manual(p: _Parsed, line: int, why: str) -> None:
         problems.append(Diagnostic(p.module.path, line, f"{MANUAL}: {why}"))
@@ -176,10 +186,18 @@ def _decide(a: _Parsed, b: _Parsed, functions: list[str]) -> _Plan:
         for item in reach:
             if id(item) in requested_ids or id(item) not in moving:
                 continue
+            if pin(item) is not None:
+                moving.discard(id(item))
+                changed = True
+                continue
             if any(id(user) not in moving for user in a.info.readers(item.binds) if user is not item):
                 moving.discard(id(item))
                 changed = True
     for item in requested:
+        where = pin(item)
+        if where is not None:
+            name = next(iter(item.binds))
+            manual(a, item.line, f"{name!r} is imported from this module at {where}")
         for user in a.info.readers(item.binds):
             if id(user) not in moving:
                 name = next(iter(item.binds))
