@@ -193,3 +193,40 @@ def test_force_partial_applies_the_safe_moves(tmp_path):
     assert "not moved: services/server/login.py:" in result.output
     assert "def received" in (root / "services" / "gate" / "login.py").read_text()
     assert "def testing" in (root / "services" / "server" / "login.py").read_text()
+
+
+def test_same_id_with_a_new_text_updates_template_and_keeps_id(tmp_path):
+    plan = (
+        "Request\tLog\tMachine\tId\n"
+        "login\tUser attempted login as :username\tclient\t\n"
+        "login\tReceived request to login as :username\tserver\t\n"
+        "login\tTesting password for :username\tserver\tcheck_pw\n"
+        "login\tLogin successful\tclient\t\n"
+    )
+    (tmp_path / "plan.csv").write_text(plan)
+    assert sl2s("generate", "plan.csv", cwd=tmp_path).exit_code == 0
+    git("init", "-q", ".", cwd=tmp_path)
+    git("add", ".", cwd=tmp_path)
+    git("commit", "-qm", "init", cwd=tmp_path)
+    (tmp_path / "plan.csv").write_text(
+        plan.replace("Testing password for :username\tserver", "Verifying the password of :username\tserver")
+        .replace("login\tReceived request", "login\tA new first step on :username\tserver\t\nlogin\tReceived request")
+    )
+    result = sl2s("rebalance", "plan.csv", cwd=tmp_path)
+    assert result.exit_code == 0, result.output
+    server = (tmp_path / "services" / "server" / "login.py").read_text()
+    assert '@step("login", "Verifying the password of :username", id="check_pw")' in server
+    assert server.count("def check_pw") == 1
+    assert "renamed login/check_pw -> check_pw" in result.output
+
+
+def test_step_moved_to_another_flow_is_reported_out_of_scope(tmp_path):
+    root = make_project(tmp_path)
+    plan = PLAN.replace("login\tSetting session for :username\tserver\n", "") + (
+        "session\tStart\tclient\nsession\tSetting session for :username\tserver\n"
+    )
+    (root / "plan.csv").write_text(plan)
+    result = sl2s("rebalance", "plan.csv", cwd=root)
+    assert result.exit_code == 0, result.output
+    assert "out of scope: step 'setting_session_for_username' left flow 'login' for flow 'session'" in result.output
+    assert "def setting(username, token)" in (root / "services" / "server" / "login.py").read_text()
