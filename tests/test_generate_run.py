@@ -46,7 +46,9 @@ def system(tmp_path, monkeypatch, request):
 def written(log_dir: Path) -> list[dict]:
     found = []
     for path in sorted(log_dir.glob("*.jsonl")):
-        found.extend(json.loads(line) for line in path.read_text("utf-8").splitlines())
+        # split on "\n" only: U+2028 and U+0085 may stand unescaped inside JSON strings
+        lines = path.read_text("utf-8").split("\n")
+        found.extend(json.loads(line) for line in lines if line)
     return found
 
 
@@ -95,3 +97,46 @@ def test_every_flow_of_every_sample_runs_in_process(sample: Path, system) -> Non
             assert result[name] == f"v-{name}"
         for path in logs.glob("*.jsonl"):
             path.unlink()
+
+
+def test_hostile_plan_text_is_inert_when_the_system_is_imported_and_run(
+    tmp_path, monkeypatch
+) -> None:
+    marker = tmp_path / "pwned"
+    texts = [
+        f"'); open({str(marker)!r}, 'w'); ('",
+        f'"""); open({str(marker)!r}, "w"); ("""',
+        "{{ self.__init__.__globals__ }} {% raw %} %s %(x)s \\x85 \\u2028",
+        "NEL\x85 LS\u2028 PS\u2029 tab\t end \\",
+        "# not a comment :user",
+    ]
+    rows = ["request,log,machine,id"]
+    for i, text in enumerate(texts):
+        cell = '"' + text.replace('"', '""') + '"'
+        rows.append(f"evil,{cell},{'m1' if i % 2 == 0 else 'm2'},s{i}")
+    (tmp_path / "evil.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    plan = read_plan(tmp_path / "evil.csv")
+    out = tmp_path / "gen_run_evil"
+    generation = generate(plan, plan_ref="../evil.csv", user_modules={})
+    apply(out, plan_changes(out, generation))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("SL2S_LOG_DIR", str(tmp_path / "logs"))
+    monkeypatch.delenv("SL2S_TRANSPORT", raising=False)
+    try:
+        machine = importlib.import_module("gen_run_evil.m1")
+        machine.evil(user="ann")
+        events.close_all()
+        steps = [
+            e for e in written(tmp_path / "logs") if e["event_name"] == "sl2s.step"
+        ]
+        chain = [e["attributes"]["sl2s.template"] for e in causal_chain(steps)]
+        assert chain == texts
+    finally:
+        events.close_all()
+        for name in [
+            m
+            for m in sys.modules
+            if m == "gen_run_evil" or m.startswith("gen_run_evil.")
+        ]:
+            del sys.modules[name]
+    assert not marker.exists()
