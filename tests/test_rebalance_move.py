@@ -561,3 +561,21 @@ def test_importers_finds_names_imported_from_a_module():
         "other": "client/login.py:1",
         "*": "server/feed.py:1",
     }
+
+
+def test_crlf_modules_stay_crlf():
+    a = "import json\r\n\r\n\r\ndef one():\r\n    return json.dumps(1)\r\n\r\n\r\ndef two():\r\n    return 2\r\n"
+    b = "from sl2s.runtime import step\r\n"
+    result = run(a, b, ["one"])
+    assert result.source == "def two():\r\n    return 2\r\n"
+    assert result.dest == (
+        "import json\r\n\r\nfrom sl2s.runtime import step\r\n\r\n\r\ndef one():\r\n    return json.dumps(1)\r\n"
+    )
+
+
+def test_safety_net_refuses_a_result_that_lost_a_line(monkeypatch):
+    from sl2s.rebalance import move as engine
+
+    monkeypatch.setattr(engine, "render", lambda segs: "")
+    with pytest.raises(Sl2sError, match="would not keep every line; nothing written"):
+        run("def one():\n    return 1\n", "", ["one"])

@@ -40,6 +40,7 @@ from sl2s.rebalance.layout import (
     render,
     replace_lines,
     segments,
+    split_lines,
 )
 
 MANUAL = "needs a manual move"
@@ -449,7 +450,43 @@ def _apply(a: _Parsed, b: _Parsed, plan: _Plan, functions: list[str], before: st
         removed_imports=tuple(removed_names),
         kept_imports=tuple(kept),
     )
-    return MoveResult(render(a.segs), render(b.segs), report)
+    new_a = _newlines(render(a.segs), a.text)
+    new_b = _newlines(render(b.segs), b.text)
+    _check_conserved(a, b, new_a, new_b)
+    return MoveResult(new_a, new_b, report)
+
+
+def _newlines(text: str, original: str) -> str:
+    """Keep a CRLF module CRLF (inserted lines and moved-in code take its line endings)."""
+    first = original.find("\n")
+    if first <= 0 or original[first - 1] != "\r":
+        return text
+    return "".join(
+        line[:-1] + "\r\n" if line.endswith("\n") and not line.endswith("\r\n") else line
+        for line in split_lines(text)
+    )
+
+
+def _code_lines(text: str) -> list[str]:
+    """Every non-blank line outside import statements, without its line ending."""
+    lines = split_lines(text)
+    skip: set[int] = set()
+    for node in ast.parse(text).body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            skip.update(range(node.lineno - 1, (node.end_lineno or node.lineno)))
+    return sorted(ln.rstrip("\r\n") for i, ln in enumerate(lines) if i not in skip and ln.strip())
+
+
+def _check_conserved(a: _Parsed, b: _Parsed, new_a: str, new_b: str) -> None:
+    """Safety net: apart from imports and blank lines, the two modules hold the same lines."""
+    try:
+        same = sorted(_code_lines(a.text) + _code_lines(b.text)) == sorted(_code_lines(new_a) + _code_lines(new_b))
+    except SyntaxError:
+        same = False
+    if not same:
+        raise Sl2sError(
+            Diagnostic(a.module.path, 0, f"internal error: moving to {b.module.path} would not keep every line; nothing written")
+        )
 
 
 def _order(plan: _Plan):
