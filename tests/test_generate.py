@@ -245,10 +245,21 @@ def test_names_that_collide_with_module_names_are_made_distinct() -> None:
     assert "run = machine_2.start(" in wiring
 
 
+def test_a_field_called_machine_does_not_shadow_the_machine_object() -> None:
+    wiring = tree(build("login,Start on :machine as :run,a\nlogin,Next,b\n"))[
+        "a/_wiring.py"
+    ]
+    assert 'machine_2 = Machine(__name__, "a")' in wiring
+    assert "def login(*, machine=UNSET, run=UNSET) -> dict:" in wiring
+    assert 'run = machine_2.start("login", machine=machine, run=run)' in wiring
+
+
 def test_secret_travels_to_a_machine_whose_step_function_takes_it() -> None:
     text = "login,User :user with #password,client\nlogin,Check :user,server\n"
     without = tree(build(text))
-    assert "secrets=" not in without["client/_wiring.py"]  # none crosses: left at the default
+    assert (
+        "secrets=" not in without["client/_wiring.py"]
+    )  # none crosses: left at the default
     user = {
         "server/login.py": (
             "from sl2s.runtime import step\n\n\n"

@@ -299,6 +299,8 @@ def _machine_files(plan, flows, view, flows_here, plan_ref, version, check, pref
     entries = [a for a in view.entries if a.at is None]
     for a in entries:
         names.taken.add(a.flow)
+        # an entry's parameters shadow module names inside it: `machine` must stay reachable
+        names.taken.update(p for s in flows[a.flow].steps for p in s.placeholders)
     machine_var = names.take("machine")
     chunks = []
     need_unset = False
