@@ -56,6 +56,8 @@ def written(log_dir: Path) -> list[dict]:
     """Every event of every machine's file (files are complete once a flow has ended)."""
     found = []
     for path in sorted(log_dir.glob("*.jsonl")):
+        if path.name.startswith("incident-"):  # flight-recorder files, not event logs
+            continue
         found.extend(json.loads(line) for line in path.read_text("utf-8").splitlines())
     return found
 

@@ -27,6 +27,9 @@ def written(log_dir: Path) -> list[dict]:
     return [
         json.loads(line)
         for path in sorted(log_dir.glob("*.jsonl"))
+        if not path.name.startswith(
+            "incident-"
+        )  # flight-recorder files, not event logs
         for line in path.read_text("utf-8").splitlines()
     ]
 
