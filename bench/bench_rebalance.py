@@ -18,7 +18,7 @@ module's steps, one helper per step) — and a plan of all those steps. In the s
   subprocess with a time limit; then whether the moved step still computes the same result.
 - ours runs: the same check on the engine's result.
 
-A last row repeats the move at the smallest size after giving the destination module its own,
+Then one move out of a ~5,000-line module next to its floor, and a last row repeats the move at the smallest size after giving the destination module its own,
 different `_fingerprint_0_0` (a same-named helper): sl2s must refuse naming both definitions; rope's
 result is checked for the same answer.
 
@@ -56,31 +56,23 @@ def module_text(machine: int, flow: int, first: int) -> str:
         "import hashlib\nimport json\nfrom datetime import datetime, timezone\n\n"
         "from sl2s.runtime import step\n",
         f"RETRIES_{tag} = 3\n",
-        textwrap.dedent(
-            f'''\
+        textwrap.dedent(f'''\
             def _fingerprint_{tag}(value):
                 """A short stable digest of a JSON-able value."""
                 encoded = json.dumps(value, sort_keys=True).encode("utf-8")
                 return hashlib.sha1(encoded).hexdigest()[:12]
-            '''
-        ),
+            '''),
     ]
     for n in range(first, first + STEPS_PER_MODULE):
-        parts.append(
-            textwrap.dedent(
-                f'''\
+        parts.append(textwrap.dedent(f"""\
                 # Scoring rule of step {n}: weights the fields seen so far.
                 def _score_{n}(acc):
                     total = 0
                     for position, char in enumerate(acc):
                         total += (position + 1) * ord(char) % {n % 89 + 7}
                     return total % 1000
-                '''
-            )
-        )
-        parts.append(
-            textwrap.dedent(
-                f'''\
+                """))
+        parts.append(textwrap.dedent(f"""\
                 @step("f{flow}", "Step {n} handles :acc")
                 def step_{n}(acc):
                     # Retry-safe: the result depends on acc only.
@@ -88,10 +80,15 @@ def module_text(machine: int, flow: int, first: int) -> str:
                     for _ in range(RETRIES_{tag}):
                         digest = _fingerprint_{tag}({{"acc": acc, "stamp": stamp}})
                     return {{"acc": f"{{acc}}.{{_score_{n}(acc)}}-{{digest[:4]}}"}}
-                '''
-            )
-        )
-    return parts[0] + "\n" + parts[1] + "\n" + parts[2] + "".join("\n\n" + p for p in parts[3:])
+                """))
+    return (
+        parts[0]
+        + "\n"
+        + parts[1]
+        + "\n"
+        + parts[2]
+        + "".join("\n\n" + p for p in parts[3:])
+    )
 
 
 def build(root: Path, machines: int, flows: int) -> tuple[str, dict[str, str]]:
@@ -110,7 +107,10 @@ def build(root: Path, machines: int, flows: int) -> tuple[str, dict[str, str]]:
             path = f"m{j}/f{k}.py"
             (services / path).write_text(text)
             modules[path] = text
-            rows += [f"f{k}\tStep {i} handles :acc\tm{j}" for i in range(n, n + STEPS_PER_MODULE)]
+            rows += [
+                f"f{k}\tStep {i} handles :acc\tm{j}"
+                for i in range(n, n + STEPS_PER_MODULE)
+            ]
             n += STEPS_PER_MODULE
     return "\n".join(rows) + "\n", modules
 
@@ -133,13 +133,24 @@ print(getattr(module, {function!r})("acc-0"))
 """
 
 
-def still_runs(root: Path, module: str, function: str, expected: str | None) -> tuple[bool, str]:
+def still_runs(
+    root: Path, module: str, function: str, expected: str | None
+) -> tuple[bool, str]:
     done = subprocess.run(
-        [sys.executable, "-c", RUN_CHECK.format(root=str(root), module=module, function=function)],
-        capture_output=True, text=True, check=False, timeout=120,
+        [
+            sys.executable,
+            "-c",
+            RUN_CHECK.format(root=str(root), module=module, function=function),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
     )
     if done.returncode != 0:
-        return False, done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"
+        return False, (
+            done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"
+        )
     out = done.stdout.strip()
     return (expected is None or out == expected), out
 
@@ -189,7 +200,9 @@ def bench(size: int, repeat: int, rope_timeout: float) -> dict:
         t_floor = best_time(floor, repeat)
 
         # the pure core over the whole project, scans cached as after `sl2s generate`
-        (tmp / "plan.csv").write_text(plan_text.replace("Step 1 handles :acc\tm0", "Step 1 handles :acc\tm1"))
+        (tmp / "plan.csv").write_text(
+            plan_text.replace("Step 1 handles :acc\tm0", "Step 1 handles :acc\tm1")
+        )
         plan = read_plan(tmp / "plan.csv")
         cache = {}
 
@@ -204,7 +217,9 @@ def bench(size: int, repeat: int, rope_timeout: float) -> dict:
 
         def core():
             texts = {p: (root / p).read_text() for p in modules}
-            return rebalance(plan, user_modules=texts, lock={}, system="services", scan=cached_scan)
+            return rebalance(
+                plan, user_modules=texts, lock={}, system="services", scan=cached_scan
+            )
 
         outcome = core()
         assert [m.function for m in outcome.moves] == [function], outcome.moves
@@ -222,25 +237,78 @@ def bench(size: int, repeat: int, rope_timeout: float) -> dict:
         shutil.copytree(tmp, rope_dir)
         try:
             done = subprocess.run(
-                [sys.executable, "-c", ROPE, str(rope_dir), "services/" + src_path, "services/" + dst_path, function],
-                capture_output=True, text=True, check=False, timeout=rope_timeout,
+                [
+                    sys.executable,
+                    "-c",
+                    ROPE,
+                    str(rope_dir),
+                    "services/" + src_path,
+                    "services/" + dst_path,
+                    function,
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=rope_timeout,
             )
             if done.returncode == 0:
                 t_rope = float(done.stdout.strip().splitlines()[-1])
-                rope_ok, rope_out = still_runs(rope_dir, "services.m1.f0", function, expected)
+                rope_ok, rope_out = still_runs(
+                    rope_dir, "services.m1.f0", function, expected
+                )
                 rope_note = "same result" if rope_ok else f"BROKEN ({rope_out[:60]})"
             else:
-                t_rope, rope_note = None, "rope failed: " + (done.stderr.strip().splitlines() or ["?"])[-1][:60]
+                t_rope, rope_note = (
+                    None,
+                    "rope failed: "
+                    + (done.stderr.strip().splitlines() or ["?"])[-1][:60],
+                )
         except subprocess.TimeoutExpired:
             t_rope, rope_note = None, f"> {rope_timeout:.0f} s (stopped)"
         shutil.rmtree(rope_dir, ignore_errors=True)
         return {
-            "size": size, "move": t_move, "floor": t_floor, "core": t_core, "rope": t_rope,
-            "rope_note": rope_note, "ours_ok": ours_ok,
-            "lines": len(modules[src_path].splitlines()) + len(modules[dst_path].splitlines()),
+            "size": size,
+            "move": t_move,
+            "floor": t_floor,
+            "core": t_core,
+            "rope": t_rope,
+            "rope_note": rope_note,
+            "ours_ok": ours_ok,
+            "lines": len(modules[src_path].splitlines())
+            + len(modules[dst_path].splitlines()),
         }
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def large_module(repeat: int) -> str:
+    """One move out of a ~5,000-line module (DESIGN section 4's case) next to its libcst floor."""
+    global STEPS_PER_MODULE
+    saved, STEPS_PER_MODULE = STEPS_PER_MODULE, 300
+    try:
+        big = module_text(0, 0, 0)
+    finally:
+        STEPS_PER_MODULE = saved
+    small = module_text(1, 0, 1000)
+
+    def one_move():
+        return move(
+            Module("services.m0.f0", "services/m0/f0.py", big),
+            Module("services.m1.f0", "services/m1/f0.py", small),
+            ["step_150"],
+        )
+
+    def floor():
+        for text in (big, small):
+            libcst.parse_module(text).code  # noqa: B018
+
+    one_move()
+    t_move = best_time(one_move, max(3, repeat // 3))
+    t_floor = best_time(floor, max(3, repeat // 3))
+    return (
+        f"large module ({len(big.splitlines())} lines): move {t_move * 1e3:.0f} ms, "
+        f"floor {t_floor * 1e3:.0f} ms, move/floor {t_move / t_floor:.2f}"
+    )
 
 
 def collision(rope_timeout: float) -> str:
@@ -250,11 +318,18 @@ def collision(rope_timeout: float) -> str:
         build(tmp, *SHAPES[10])
         root = tmp / "services"
         dst = root / "m1" / "f0.py"
-        dst.write_text(dst.read_text() + '\n\ndef _fingerprint_0_0(value):\n    return "not-the-same"\n')
+        dst.write_text(
+            dst.read_text()
+            + '\n\ndef _fingerprint_0_0(value):\n    return "not-the-same"\n'
+        )
         expected = still_runs(tmp, "services.m0.f0", "step_1", None)[1]
         try:
             move(
-                Module("services.m0.f0", "services/m0/f0.py", (root / "m0" / "f0.py").read_text()),
+                Module(
+                    "services.m0.f0",
+                    "services/m0/f0.py",
+                    (root / "m0" / "f0.py").read_text(),
+                ),
                 Module("services.m1.f0", "services/m1/f0.py", dst.read_text()),
                 ["step_1"],
             )
@@ -262,14 +337,29 @@ def collision(rope_timeout: float) -> str:
         except Sl2sError as error:
             ours = "refused: " + str(error).splitlines()[0].split(": ", 1)[1][:70]
         done = subprocess.run(
-            [sys.executable, "-c", ROPE, str(tmp), "services/m0/f0.py", "services/m1/f0.py", "step_1"],
-            capture_output=True, text=True, check=False, timeout=rope_timeout,
+            [
+                sys.executable,
+                "-c",
+                ROPE,
+                str(tmp),
+                "services/m0/f0.py",
+                "services/m1/f0.py",
+                "step_1",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=rope_timeout,
         )
         if done.returncode != 0:
             rope = "rope failed"
         else:
             ok, out = still_runs(tmp, "services.m1.f0", "step_1", expected)
-            rope = "same result" if ok else f"DIFFERENT result ({out[:40]} != {expected[:40]})"
+            rope = (
+                "same result"
+                if ok
+                else f"DIFFERENT result ({out[:40]} != {expected[:40]})"
+            )
         return f"collision case: sl2s {ours}\n                rope {rope}"
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -284,17 +374,24 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     rows = [bench(size, args.repeat, args.rope_timeout) for size in sizes]
     print()
-    print(f"{'modules':>8} {'move ms':>9} {'floor ms':>9} {'move/floor':>10} {'core ms':>9} "
-          f"{'rope s':>9}  {'ours runs':<10} rope result")
+    print(
+        f"{'modules':>8} {'move ms':>9} {'floor ms':>9} {'move/floor':>10} {'core ms':>9} "
+        f"{'rope s':>9}  {'ours runs':<10} rope result"
+    )
     for r in rows:
         rope = "-" if r["rope"] is None else f"{r['rope']:.2f}"
-        print(f"{r['size']:>8} {r['move'] * 1e3:>9.2f} {r['floor'] * 1e3:>9.2f} {r['move'] / r['floor']:>10.2f} "
-              f"{r['core'] * 1e3:>9.1f} {rope:>9}  {'yes' if r['ours_ok'] else 'NO':<10} {r['rope_note']}")
+        print(
+            f"{r['size']:>8} {r['move'] * 1e3:>9.2f} {r['floor'] * 1e3:>9.2f} {r['move'] / r['floor']:>10.2f} "
+            f"{r['core'] * 1e3:>9.1f} {rope:>9}  {'yes' if r['ours_ok'] else 'NO':<10} {r['rope_note']}"
+        )
     moves = [r["move"] for r in rows]
     print()
-    print(f"move spread across sizes: {max(moves) / min(moves):.2f}x (target <= 1.5x); "
-          f"worst move/floor: {max(r['move'] / r['floor'] for r in rows):.2f}x (target <= 3x); "
-          f"touched modules: 2 ({rows[0]['lines']} lines)")
+    print(
+        f"move spread across sizes: {max(moves) / min(moves):.2f}x (target <= 1.5x); "
+        f"worst move/floor: {max(r['move'] / r['floor'] for r in rows):.2f}x (target <= 3x); "
+        f"touched modules: 2 ({rows[0]['lines']} lines)"
+    )
+    print(large_module(args.repeat))
     print(collision(args.rope_timeout))
 
 
