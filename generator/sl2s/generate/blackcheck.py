@@ -6,9 +6,11 @@ two blank lines (black's own separator), each rendered from a template in black'
 needs checking is therefore each chunk's *shape*: the chunk with every plain string literal
 replaced by `"s"`, every non-keyword name by `x`, runs of one import line or one bracket item
 collapsed, and each distinct statement of a function body kept once (black formats those line by
-line and statement by statement). When every line of the real chunk fits
-in 88 columns and the chunk is ASCII without backslashes, its shape parses iff it does, has the same
-top-level statements, and black treats it exactly as the chunk. So ast.parse and black run once
+line and statement by statement; the middle line of a `f(\n    items\n)` is padded back to 88
+columns). When every line of the real chunk fits in 88 columns and nothing outside its string
+literals is a backslash or non-ASCII (the literals come from encode.lit, already as black writes
+them), its shape parses iff it does, has the same top-level statements, and black treats it
+exactly as the chunk. So ast.parse and black run once
 per distinct shape (a few dozen for any plan). Any other chunk is checked as it is. A chunk black
 would change is replaced by black's output, which is then checked in turn.
 """
@@ -22,10 +24,12 @@ import re
 from collections.abc import Iterable
 
 from sl2s.diagnostics import Diagnostic, Sl2sError
-from sl2s.generate.encode import LINE_LENGTH
+from sl2s.generate.encode import LINE_LENGTH, width
 
 _KEEP = sorted(set(keyword.kwlist) | set(keyword.softkwlist), key=len, reverse=True)
-_STRING = re.compile(r'(?<!")"[^"\\\n]*"(?!")')
+# A double-quoted one-line literal (escapes allowed: literals come from encode.lit, which writes
+# them as black does, so black leaves them alone whatever they contain).
+_STRING = re.compile(r'(?<!")"(?:[^"\\\n]|\\.)*"(?!")')
 # Decorator names stay: `@x(` would be shorter than any real decorator head (see _pad_hugs).
 _NAME = re.compile(r"(?<!@)\b(?!(?:" + "|".join(_KEEP) + r")\b)[A-Za-z_][A-Za-z0-9_]*")
 _LONG = re.compile(r"^.{%d,}$" % (LINE_LENGTH + 1), re.MULTILINE)
@@ -39,9 +43,15 @@ def shape(chunk: str) -> str | None:
     Within a function body black formats each statement on its own, so the shape keeps each
     distinct body statement once, in order of first appearance.
     """
-    if "\\" in chunk or not chunk.isascii() or _LONG.search(chunk):
+    if chunk.isascii():
+        if _LONG.search(chunk):
+            return None
+    elif any(width(line) > LINE_LENGTH for line in chunk.split("\n")):
         return None
-    text = _REPEAT.sub(r"\1", _NAME.sub("x", _STRING.sub('"s"', chunk)))
+    text = _STRING.sub('"s"', chunk)
+    if "\\" in text or not text.isascii():
+        return None  # a backslash or wide text outside the literals: check the chunk itself
+    text = _REPEAT.sub(r"\1", _NAME.sub("x", text))
     text = _pad_hugs(text)
     if '"""' in text.partition("def ")[0] or "\n    " not in text:
         return text  # a module header (docstring) or no body: as it is
