@@ -415,9 +415,17 @@ def test_shape_check_falls_back_to_black_when_a_chunk_is_not_formatted() -> None
 
 def test_shape_check_runs_black_once_per_shape() -> None:
     check = BlackCheck()
-    for i in range(50):
-        check.ensure(
-            f'@step("f", "Log {i}")\ndef log_{i}(a):\n    return None\n',
-            ("FunctionDef",),
-        )
+    texts = [f"Log {i}" for i in range(20)]
+    texts += [
+        f"ログ行 {i} é \x85 \\ 'q'" for i in range(20)
+    ]  # wide, escaped, still "..."
+    for i, text in enumerate(texts):
+        stub = f'@step("f", {lit(text)})\ndef log_{i}(a):\n    return None\n'
+        check.ensure(stub, ("FunctionDef",))
     assert check.black_runs == 1
+    # a literal black keeps in single quotes (text with a double quote) is checked as it is
+    check.ensure(
+        f'@step("f", {lit("a " + chr(34))})\ndef q(a):\n    return None\n',
+        ("FunctionDef",),
+    )
+    assert check.black_runs == 2
