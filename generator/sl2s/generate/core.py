@@ -59,9 +59,8 @@ class Orphan:
     function: str
     flow: str
     id: str
-    imported: (
-        bool  # False: its module is no longer imported (flow gone from the machine)
-    )
+    # False: its module is no longer imported (the flow left the machine)
+    imported: bool
 
     def message(self, prefix: str = "") -> str:
         where = (
