@@ -176,16 +176,7 @@ def up(
         for name in served:
             fileno = sockets[name].fileno()
             procs[name] = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-c",
-                    "from sl2s.cli import main; main()",
-                    "serve",
-                    str(root),
-                    name,
-                    "--fd",
-                    str(fileno),
-                ],
+                [sys.executable, "-c", _SERVE, str(root), name, "--fd", str(fileno)],
                 env=env,
                 pass_fds=(fileno,),
                 preexec_fn=_pdeathsig if sys.platform.startswith("linux") else None,

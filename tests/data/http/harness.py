@@ -212,6 +212,8 @@ def read_events(log_dir) -> list[dict]:
 
     events = []
     for path in sorted(Path(log_dir).glob("*.jsonl")):
+        if path.name.startswith("incident-"):  # flight-recorder files live here too
+            continue
         for line in path.read_bytes().splitlines():
             if line.strip():
                 events.append(orjson.loads(line))
