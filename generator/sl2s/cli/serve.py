@@ -30,7 +30,19 @@ def _served(directory: str) -> tuple[list[str], list[str]]:
     from sl2s.runtime.http_server import load_machine, machine_names, serves_inbound
 
     names = machine_names(directory)
-    served = [n for n in names if serves_inbound(load_machine(directory, n))]
+    served = []
+    for name in names:
+        try:
+            machine = load_machine(directory, name)
+        except Sl2sError:
+            raise
+        except Exception as error:  # noqa: BLE001 - user code that does not import
+            raise Sl2sError(
+                f"{directory}: machine '{name}' cannot be imported: "
+                f"{type(error).__name__}: {error}"
+            ) from None
+        if serves_inbound(machine):
+            served.append(name)
     return served, names
 
 

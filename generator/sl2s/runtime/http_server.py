@@ -448,7 +448,13 @@ def machine_names(services_dir: str | os.PathLike) -> list[str]:
     """Machines of a generated tree: its sub-packages that have a `_wiring.py`, sorted."""
     from pathlib import Path
 
+    from sl2s.runtime.http_config import HopConfigError
+
     root = Path(services_dir)
+    if not root.is_dir():
+        raise HopConfigError(
+            f"{services_dir}: no such directory (a generated services tree)"
+        )
     return sorted(d.name for d in root.iterdir() if (d / "_wiring.py").is_file())
 
 
