@@ -58,7 +58,9 @@ def _import_block(lines: list[str]) -> str:
 
 
 @st.composite
-def projects(draw):
+def projects(draw, messy: bool = False):
+    """`messy`: also constants in default arguments, class helpers, closures and comprehensions
+    shadowing module names, trailing comments in bodies and free-standing comments between steps."""
     machines = draw(st.integers(2, 3))
     steps = draw(st.integers(2, 6))
     owner = [draw(st.integers(0, machines - 1)) for _ in range(steps)]
@@ -66,6 +68,8 @@ def projects(draw):
     private = [draw(st.integers(0, 2)) for _ in range(steps)]
     commented = [draw(st.booleans()) for _ in range(steps)]
     shared_users = draw(st.lists(st.integers(0, steps - 1), max_size=steps, unique=True))
+    extras = [draw(st.sets(st.sampled_from(["const", "klass", "trailing", "free", "nested"]))) if messy else set()
+              for _ in range(steps)]
     modules = {}
     for m in range(machines):
         mine = [i for i in range(steps) if owner[i] == m]
@@ -75,16 +79,29 @@ def projects(draw):
         if len(shared) >= 2:
             chunks.append(f"def shared_{m}(x):\n    return str(x).strip()\n")
         for i in mine:
+            extra = extras[i]
+            if "free" in extra:
+                chunks.append(f"# ---- section of step {i} ----\n")
+            if "const" in extra:
+                chunks.append(f"LIMIT_{i} = {i + 2}\n")
+            if "klass" in extra:
+                chunks.append(f"class Box{i}:\n    scale = {i}\n\n    def apply(self, y):\n        return y * self.scale\n")
             for k in range(private[i]):
                 chunks.append(f"# helper {k} of step {i}\ndef _h{i}_{k}(x):\n    return x + {k}\n")
             body = [f"    y = _h{i}_{k}(y)" for k in range(private[i])]
+            if "klass" in extra:
+                body.append(f"    y = Box{i}().apply(y)")
+            if "nested" in extra:
+                body.append(f"    def inner(y=y):\n        return [y for y in range(2)] + [y]\n\n    inner()")
             body += [f"    x = str(y)\n    z = {IMPORTS[k][1]}" for k in uses[i]]
             if i in shared and len(shared) >= 2:
                 body.append(f"    y = shared_{m}(y)")
             comment = f"# step {i} does things\n" if commented[i] else ""
+            params = f"y, limit=LIMIT_{i}" if "const" in extra else "y"
+            trailing = [f"    # end of step {i}"] if "trailing" in extra else []
             chunks.append(
-                f'{comment}@step("f", "Step {i}")\ndef step_{i}(y):\n'
-                + "\n".join(body + ["    return {'y': y}".replace("'", '"')])
+                f'{comment}@step("f", "Step {i}")\ndef step_{i}({params}):\n'
+                + "\n".join(body + ["    return {'y': y}".replace("'", '"')] + trailing)
                 + "\n"
             )
         text = f'"""Steps of flow \'f\' on machine \'m{m}\'."""\n\n' + _import_block(imports)
@@ -104,8 +121,10 @@ def _defs(modules):
     for text in modules.values():
         tree = ast.parse(text)
         for node in tree.body:
-            if isinstance(node, ast.FunctionDef):
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
                 out.setdefault(node.name, []).append(ast.get_source_segment(text, node))
+            elif isinstance(node, ast.Assign):
+                out.setdefault(node.targets[0].id, []).append(ast.get_source_segment(text, node))
     return out
 
 
@@ -152,7 +171,7 @@ SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[Healt
 
 
 @SETTINGS
-@given(projects())
+@given(st.booleans().flatmap(lambda messy: projects(messy=messy)))
 def test_conservation_over_any_sequence_of_moves(project):
     modules, owner, moves = project
     owner = list(owner)

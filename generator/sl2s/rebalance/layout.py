@@ -230,11 +230,12 @@ def _is_docstring(seg: Segment) -> bool:
     return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
 
 
-def _required_blanks(prev: Chunk, seg: Chunk, first: bool) -> int | None:
-    """Blank lines black insists on between two top-level chunks, or None (the user's choice)."""
-    if is_def(prev) or is_def(seg):
+def _required_blanks(prev: Chunk, seg: Chunk | None, first: bool) -> int | None:
+    """Blank lines black insists on between two top-level chunks, or None (the user's choice).
+    `seg` None: a free-standing comment."""
+    if is_def(prev) or (seg is not None and is_def(seg)):
         return 2
-    if _is_import(prev) and not _is_import(seg):
+    if _is_import(prev) and (seg is None or not _is_import(seg)):
         return 1
     if first and _is_docstring(prev):
         return 1
@@ -245,7 +246,8 @@ def fix_blank_lines(segs: list[Segment], touched: list[Chunk]) -> None:
     """Black's blank lines between top-level chunks, only next to `touched` chunks: two around
     defs and classes, one after the imports and after the module docstring.
 
-    Only blank-only separators are changed; separators holding comments are left as they are.
+    In a separator holding free-standing comments only the blank lines above the first comment
+    change (black counts those).
     """
     ids = {id(c) for c in touched}
     out: list[Segment] = []
@@ -257,14 +259,43 @@ def fix_blank_lines(segs: list[Segment], touched: list[Chunk]) -> None:
             pending.append(seg)
             continue
         if prev is not None and (id(seg) in ids or id(prev) in ids):
-            want = _required_blanks(prev, seg, prev_first)
             lines = [ln for g in pending for ln in g.lines]
-            if want is not None and all(is_blank(ln) for ln in lines) and len(lines) != want:
-                pending = [Gap(["\n"] * want)] if want else []
+            if all(is_blank(ln) for ln in lines):
+                want = _required_blanks(prev, seg, prev_first)
+                if want is not None and len(lines) != want:
+                    pending = [Gap(["\n"] * want)] if want else []
+            else:  # free-standing comments: black spaces them like a statement of their own
+                lead = 0
+                while is_blank(lines[lead]):
+                    lead += 1
+                tail = 0
+                while is_blank(lines[len(lines) - 1 - tail]):
+                    tail += 1
+                middle = lines[lead : len(lines) - tail]
+                want_lead = _required_blanks(prev, None, prev_first)
+                want_tail = 2 if is_def(seg) else None
+                new_lead = lead if want_lead is None else want_lead
+                new_tail = tail if want_tail is None else want_tail
+                if (new_lead, new_tail) != (lead, tail):
+                    pending = [Gap(["\n"] * new_lead + middle + ["\n"] * new_tail)]
         out.extend(pending)
         pending = []
         out.append(seg)
         prev_first = prev is None
         prev = seg
+    if prev is not None and id(prev) in ids and pending:  # the end of the file
+        lines = [ln for g in pending for ln in g.lines]
+        lead = 0
+        while lead < len(lines) and is_blank(lines[lead]):
+            lead += 1
+        tail = 0
+        while tail < len(lines) - lead and is_blank(lines[len(lines) - 1 - tail]):
+            tail += 1
+        middle = lines[lead : len(lines) - tail]
+        if not middle:
+            pending = []  # black drops blank lines at the end of a file
+        else:
+            want = _required_blanks(prev, None, prev_first)
+            pending = [Gap(["\n"] * (lead if want is None else want) + middle)]
     out.extend(pending)
     segs[:] = out
