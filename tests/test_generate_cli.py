@@ -334,3 +334,38 @@ def test_out_that_is_a_file_is_reported_not_a_traceback(
     (project / "taken").write_text("a file")
     code, _, err = sl2s(monkeypatch, capsys, "generate", "plan.csv", "--out", "taken")
     assert code == 1 and "cannot write" in err and "Traceback" not in err
+
+
+def test_same_bytes_across_processes_with_different_hash_seeds(tmp_path) -> None:
+    import subprocess
+
+    shop = Path(__file__).resolve().parent.parent / "sample_plans" / "shop.csv"
+    (tmp_path / "shop.csv").write_bytes(shop.read_bytes())
+    trees = []
+    for seed in ("1", "2"):
+        out = f"out{seed}"
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from sl2s.cli import main; main()",
+                "generate",
+                "shop.csv",
+                "--out",
+                out,
+            ],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+        trees.append(
+            {
+                k: v[0]
+                for k, v in snapshot(tmp_path / out).items()
+                if not k.startswith(".sl2s/")
+            }
+        )
+    assert trees[0] == trees[1] and len(trees[0]) > 20
