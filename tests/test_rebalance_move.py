@@ -452,6 +452,7 @@ def test_function_name_taken_in_destination():
         ("def one():\n    return 1\n\n\nX = one()\n", "still used by code that stays", 1),
         ("X = 1\nX = 2\n\n\ndef one():\n    return X\n", "bound more than once", 1),
         ("__all__ = ['one']\n\n\ndef one():\n    return 1\n", "__all__", 4),
+        ("def one():\n    return 1\n\n\ndef two(n):\n    return globals()[n]()\n", "code that stays", 6),
     ],
 )
 def test_unsafe_moves_need_a_manual_move(a, fragment, line):

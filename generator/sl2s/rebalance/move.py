@@ -209,6 +209,11 @@ def _decide(a: _Parsed, b: _Parsed, functions: list[str], pinned: dict[str, str]
     for item in moving_items:
         for line, why in item.unsafe:
             manual(a, line, why)
+    for item in a.info.items:  # code that stays and looks names up at run time may look for these
+        if id(item) not in moving:
+            for line, why in item.unsafe:
+                if "run time" in why:
+                    manual(a, line, why + " (in code that stays, which may look up what moves)")
         for name in sorted(item.binds & all_exports):
             manual(a, item.line, f"{name!r} is listed in `__all__`")
 
