@@ -221,6 +221,31 @@ def test_secret_parameter_added_by_the_user_routes_the_secret() -> None:
     assert 'secrets=("password",)' in after
 
 
+def test_stub_appended_to_a_module_without_the_step_import_brings_it() -> None:
+    modules = user_files(gen("login,One,m\n", {}), {})
+    mine = '"""No imports left here."""\n\nX = 1\n'
+    modules["m/login.py"] = mine
+    after = user_files(gen("login,One,m\n", modules), modules)["m/login.py"]
+    assert after.startswith(mine)
+    assert after[len(mine) :] == (
+        "\n\nfrom sl2s.runtime import step\n\n\n"
+        '@step("login", "One")\ndef one():\n'
+        "    # Not implemented yet: this step does nothing.\n    return None\n"
+    )
+    namespace: dict = {}
+    exec(
+        compile(
+            after.replace(
+                "from sl2s.runtime import step", "step = lambda *a: (lambda f: f)"
+            ),
+            "m",
+            "exec",
+        ),
+        namespace,
+    )
+    assert callable(namespace["one"])
+
+
 def test_step_defined_twice_on_one_machine_is_an_error() -> None:
     modules = user_files(gen(PLAN, {}), {})
     stub = '\n\n@step("login", "Receive :user")\ndef again(user):\n    return None\n'

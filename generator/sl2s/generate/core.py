@@ -38,6 +38,7 @@ INIT = ("doc", "ImportFrom")
 WIRING_HEADER = ("doc", "ImportFrom", "Assign")
 USER_HEADER = ("doc", "ImportFrom")
 DEFINITION = ("FunctionDef",)
+STEP_IMPORT = "from sl2s.runtime import step\n"
 
 
 @dataclass(frozen=True)
@@ -206,10 +207,8 @@ def generate(
                 continue
             where = prefix + path
             source = user_modules.get(path)
-            taken = (
-                {"step"} if source is None else module_names(parse(source)) | {"step"}
-            )
-            names = _Names(taken)
+            bound = set() if source is None else module_names(parse(source))
+            names = _Names(bound | {"step"})
             stubs = []
             for s in missing:
                 function = names.take(s.id)
@@ -228,8 +227,12 @@ def generate(
                     (path, _stub_steps(header, stubs, missing, found, machine))
                 )
             else:
+                if (
+                    "step" not in bound
+                ):  # the user removed the import: the stubs need it
+                    stubs.insert(0, STEP_IMPORT)
                 content = append_stubs(source, stubs)
-                _validate_append(where, source, content, len(stubs))
+                _validate_append(where, source, content, stubs)
             files.append(OutFile(path, content, generated=False))
 
     lock_steps: dict[str, dict[str, dict[str, str]]] = {}
@@ -333,8 +336,8 @@ def _machine_files(plan, flows, view, flows_here, plan_ref, version, check, pref
 # --- validation of an appended user module (the rest is checked chunk by chunk) ------------------
 
 
-def _validate_append(where: str, before: str, after: str, count: int) -> None:
-    """The appended module parses, and what was added is exactly `count` function definitions."""
+def _validate_append(where: str, before: str, after: str, stubs: list[str]) -> None:
+    """The appended module parses, and what was added is exactly the stubs (and the import)."""
     try:
         tree = ast.parse(after)
         old = ast.parse(before)
@@ -343,9 +346,9 @@ def _validate_append(where: str, before: str, after: str, count: int) -> None:
             Diagnostic(where, error.lineno or 0, f"cannot append stubs: {error.msg}")
         ) from None
     new_nodes = tree.body[len(old.body) :]
-    if len(new_nodes) != count or not all(
-        isinstance(n, ast.FunctionDef) for n in new_nodes
-    ):
+    kinds = [type(n).__name__ for n in new_nodes]
+    expected = ["ImportFrom" if s == STEP_IMPORT else "FunctionDef" for s in stubs]
+    if kinds != expected:
         raise Sl2sError(
             Diagnostic(where, 0, "sl2s could not append the step stubs cleanly")
         )
