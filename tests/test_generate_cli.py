@@ -369,3 +369,19 @@ def test_same_bytes_across_processes_with_different_hash_seeds(tmp_path) -> None
             }
         )
     assert trees[0] == trees[1] and len(trees[0]) > 20
+
+
+def test_crlf_user_module_keeps_every_byte_when_a_stub_is_appended(
+    project, monkeypatch, capsys
+) -> None:
+    assert sl2s(monkeypatch, capsys, "generate", "plan.csv")[0] == 0
+    user = project / "services" / "server" / "login.py"
+    crlf = user.read_bytes().replace(b"\n", b"\r\n") + b"# mine\r\n"
+    user.write_bytes(crlf)
+    (project / "plan.csv").write_text(LOGIN + "login\tBye\tserver\n", encoding="utf-8")
+    assert sl2s(monkeypatch, capsys, "generate", "plan.csv")[0] == 0
+    after = user.read_bytes()
+    assert after.startswith(crlf)
+    assert b'@step("login", "Bye")\r\n' in after and b"\n" not in after.replace(
+        b"\r\n", b""
+    )

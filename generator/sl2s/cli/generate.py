@@ -111,7 +111,8 @@ def _generate(
     for path, steps in generation.created:
         session.seed(contents[path], steps)
     generated = {f.path: f.content for f in generation.files if f.generated}
-    session.save(plan_bytes, ref, generated, messages)
+    written = {f.path: f.content for f in generation.files if not f.generated}
+    session.save(plan_bytes, ref, generated, messages, written)
     for path, step_id in generation.added:
         typer.echo(f"stub: {label}{path}: {step_id}")
     counts = {

@@ -138,13 +138,17 @@ class Session:
         plan_ref: str,
         generated: dict[str, str],
         messages: list[str],
+        written: dict[str, str] | None = None,
     ) -> None:
         """Remember this run: scans of the modules it saw (and wrote), and the fast-path state.
 
-        `generated`: `{path: content}` of every generated file now on disk.
+        `generated`: `{path: content}` of every generated file now on disk; `written`: the user
+        modules this run created or appended to (else every user module is read again).
         """
-        self._modules = None  # re-read: stubs may have been appended
+        if written is None:
+            self._modules = None
         modules = self.user_modules()
+        modules.update(written or {})
         for source in modules.values():
             self.scan("", source)
         state = {

@@ -54,7 +54,9 @@ def read_user_modules(out: Path) -> dict[str, str]:
     modules = {}
     for path in user_module_paths(out):
         try:
-            modules[path] = (out / path).read_text(encoding="utf-8")
+            # bytes, then decode: keep the file's own line endings (read_text would turn CRLF
+            # into LF, and appending a stub would then rewrite every line)
+            modules[path] = (out / path).read_bytes().decode("utf-8")
         except UnicodeDecodeError as error:
             shown = (out / path).as_posix()
             raise Sl2sError(
