@@ -57,6 +57,7 @@ class Helper:
 
 def test_scan_finds_steps_by_decorator_not_by_name() -> None:
     found = scan_module(MODULE)
+    assert scan_module("\ufeff" + MODULE) == found  # a BOM changes nothing
     assert found == [
         FoundStep(
             flow="login",
@@ -113,6 +114,7 @@ STUB = '@step("login", "New")\ndef new():\n    # Not implemented yet: this step 
         "# only a comment",
         '"""doc"""\n',
         "x = 1\r\ny = 2\r\n",
+        "\ufeff# a file saved with a BOM\nx = 1\n",
         "if True:\n    def f():\n        pass\n    # indented trailing comment\n",
     ],
 )
@@ -137,7 +139,7 @@ def test_append_keeps_every_byte_and_adds_the_stub_after_two_blank_lines(
         assert out[:first].endswith(newline * 3)  # two blank lines before the stub
     else:
         assert first == 0
-    ast.parse(out)
+    ast.parse(out.removeprefix("\ufeff"))
     assert [f.id for f in scan_module(out)][-2:] == ["new", "two"]
 
 

@@ -339,8 +339,8 @@ def _machine_files(plan, flows, view, flows_here, plan_ref, version, check, pref
 def _validate_append(where: str, before: str, after: str, stubs: list[str]) -> None:
     """The appended module parses, and what was added is exactly the stubs (and the import)."""
     try:
-        tree = ast.parse(after)
-        old = ast.parse(before)
+        tree = ast.parse(after.removeprefix("\ufeff"))
+        old = ast.parse(before.removeprefix("\ufeff"))
     except SyntaxError as error:
         raise Sl2sError(
             Diagnostic(where, error.lineno or 0, f"cannot append stubs: {error.msg}")

@@ -33,6 +33,9 @@ class FoundStep:
     line: int  # line of the function's first decorator (as code.co_firstlineno)
 
 
+BOM = "\ufeff"
+
+
 class UserCodeError(ValueError):
     """A user module that cannot be read: a syntax error or a malformed @step decorator."""
 
@@ -66,6 +69,7 @@ def _params(fn: cst.FunctionDef) -> tuple[str, ...]:
 
 
 def parse(source: str) -> cst.Module:
+    source = source.removeprefix(BOM)
     try:
         return cst.parse_module(source)
     except cst.ParserSyntaxError as error:
@@ -78,6 +82,7 @@ def scan_module(source: str) -> list[FoundStep]:
     Raises UserCodeError for a syntax error or a `@step(...)` whose flow/template is not a string
     literal (the step could then not be matched to the plan).
     """
+    source = source.removeprefix(BOM)  # a BOM is fine in a file, not in a parsed string
     module = parse(source)
     lines = _decorator_lines(source)
     found: list[FoundStep] = []
@@ -195,6 +200,8 @@ def append_stubs(source: str, stubs: list[str]) -> str:
     """
     if not stubs:
         return source
+    if source.startswith(BOM):
+        return BOM + append_stubs(source[len(BOM) :], stubs)
     module = parse(source)
     new_body = []
     for stub in stubs:
