@@ -115,7 +115,7 @@ def start_server(tree: Path, env: dict) -> tuple[subprocess.Popen, str]:
 # -- 1. hop latency ------------------------------------------------------------------------------
 
 
-def hop_latency(url: str, hops: int, rounds: int = 6) -> dict[str, float]:
+def hop_latency(url: str, hops: int, rounds: int = 20) -> dict[str, float]:
     from sl2s.runtime import http_protocol as p
     from sl2s.runtime.http_config import HttpConfig
     from sl2s.runtime.http_transport import HttpTransport
@@ -173,13 +173,24 @@ def hop_latency(url: str, hops: int, rounds: int = 6) -> dict[str, float]:
     hop_round(200, "bench", "echo")
     hop_round(50, "login", "received_request_to_login_as_username")
     n = max(1, hops // rounds)
-    for _ in range(rounds):
+    for _ in range(
+        rounds
+    ):  # paired rounds: noise from other work hits both sides alike
         per["floor"].append(floor_round(n))
         per["hop"].append(hop_round(n, "bench", "echo"))
         per["full"].append(
             hop_round(n, "login", "received_request_to_login_as_username")
         )
-    return {k: statistics.median(v) * 1000 for k, v in per.items()}
+    result = {k: statistics.median(v) * 1000 for k, v in per.items()}
+    result["min_floor"] = min(per["floor"]) * 1000
+    result["min_hop"] = min(per["hop"]) * 1000
+    result["min_full"] = min(per["full"]) * 1000
+    ratios = [h / f for h, f in zip(per["hop"], per["floor"])]
+    result["ratio"] = statistics.median(ratios)
+    result["ratio_full"] = statistics.median(
+        f2 / f for f2, f in zip(per["full"], per["floor"])
+    )
+    return result
 
 
 # -- 2. concurrent flows -------------------------------------------------------------------------
@@ -322,20 +333,22 @@ def main() -> None:
     local_run = drive(client.login, args.flows, args.callers)
     rt_events.flush_all()
 
-    ratio = latency["hop"] / latency["floor"]
+    ratio = latency["ratio"]
     print(
         f"\nHTTP transport on loopback ({os.cpu_count()} cores, Python {sys.version.split()[0]})\n"
     )
-    print(f"| hop latency (median of rounds, {args.hops} hops each) | ms | × floor |")
-    print("|---|---:|---:|")
     print(
-        f"| floor: same body, echo route, keep-alive http.client | {latency['floor']:.3f} | 1.00 |"
+        f"| hop latency, {args.hops} hops in 20 paired rounds | median ms | best round ms | × floor (median of rounds) |"
+    )
+    print("|---|---:|---:|---:|")
+    print(
+        f"| floor: same body, echo route, keep-alive http.client | {latency['floor']:.3f} | {latency['min_floor']:.3f} | 1.00 |"
     )
     print(
-        f"| protocol hop: HttpTransport.call, instant handler | {latency['hop']:.3f} | {ratio:.2f} |"
+        f"| protocol hop: HttpTransport.call, instant handler | {latency['hop']:.3f} | {latency['min_hop']:.3f} | {ratio:.2f} |"
     )
     print(
-        f"| full hop: login server segment (4 steps, 4 events) | {latency['full']:.3f} | {latency['full'] / latency['floor']:.2f} |"
+        f"| full hop: login server segment (4 steps, 4 events) | {latency['full']:.3f} | {latency['min_full']:.3f} | {latency['ratio_full']:.2f} |"
     )
     print(
         f"\ntarget: protocol hop <= 1.5x floor: {'met' if ratio <= 1.5 else 'NOT met'} ({ratio:.2f}x)\n"

@@ -144,11 +144,7 @@ class HopClient:
             pooled.conn.close()
             del pool[origin]
         scheme, host, port = origin
-        cls = (
-            http.client.HTTPSConnection
-            if scheme == "https"
-            else http.client.HTTPConnection
-        )
+        cls = _HTTPSConnection if scheme == "https" else _HTTPConnection
         conn = cls(host, port, timeout=timeout)
         conn.connect()
         conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
