@@ -23,11 +23,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+# CLIENT_IDLE_SECONDS: idle time after which a pooled connection is dropped instead of reused.
+# Servers close idle keep-alive connections after SERVER_KEEPALIVE_SECONDS (`sl2s serve` sets
+# uvicorn's `timeout_keep_alive` to it); staying well below avoids sending on a closing connection.
 from sl2s.runtime.http_protocol import CLIENT_IDLE_SECONDS
-
-# Idle time after which a pooled connection is dropped instead of reused. uvicorn closes idle
-# keep-alive connections after `timeout_keep_alive` (5 s by default, and as `sl2s serve` sets it);
-# staying well below that avoids sending on a connection the server is closing.
 
 RETRY_STATUSES = frozenset({409, 429, 502, 503, 504})
 BACKOFF_BASE = 0.05
