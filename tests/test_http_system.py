@@ -377,7 +377,8 @@ def test_a_wrong_key_is_refused_and_explained(relay_tree, tmp_path):
     assert "HTTP 401 bad_signature" in done.stderr and "SL2S_HOP_KEY" in done.stderr
 
 
-def test_up_stops_every_machine_on_sigterm_and_cleans_up(relay_tree, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_up_stops_every_machine_on_sigterm_and_cleans_up(relay_tree, tmp_path, sig):
     up, urls = start_up(relay_tree, base_env(SL2S_LOG_DIR=str(tmp_path)))
     kids = children(up.pid)
     assert sorted(urls) == ["back", "middle"] and len(kids) == 2
@@ -385,7 +386,7 @@ def test_up_stops_every_machine_on_sigterm_and_cleans_up(relay_tree, tmp_path):
         relay_tree / ".sl2s" / "hop.key"
     ).is_file()
     assert oct((relay_tree / ".sl2s" / "hop.key").stat().st_mode & 0o777) == "0o600"
-    assert stop(up, signal.SIGTERM) == 0
+    assert stop(up, sig) == 0
     assert not any(alive(pid) for pid in kids)
     assert (
         not (relay_tree / ".sl2s" / "up.toml").exists()
