@@ -128,3 +128,19 @@ def test_recover_from_argv_finds_a_positional_directory(tmp_path):
     _committed_journal(tmp_path, [_entry("a.py", b"a\n", b"A\n")])
     assert journal.recover_from_argv(["run", str(tmp_path), "login"])
     assert (tmp_path / "a.py").read_bytes() == b"A\n"
+
+
+def test_ctrl_c_while_writing_rolls_back(tmp_path, monkeypatch):
+    (tmp_path / "a.py").write_bytes(b"a\n")
+    (tmp_path / "b.py").write_bytes(b"b\n")
+    real = journal._write_atomic
+
+    def interrupted(path, data):
+        if path.name == "b.py" and data == b"B\n":
+            raise KeyboardInterrupt
+        real(path, data)
+
+    monkeypatch.setattr(journal, "_write_atomic", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        journal.apply(tmp_path, {"a.py": b"A\n", "b.py": b"B\n", "c.py": b"C\n"})
+    assert tree(tmp_path) == {"a.py": b"a\n", "b.py": b"b\n"}
