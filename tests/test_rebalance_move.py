@@ -580,3 +580,9 @@ def test_safety_net_refuses_a_result_that_lost_a_line(monkeypatch):
     monkeypatch.setattr(engine, "render", lambda segs: "")
     with pytest.raises(Sl2sError, match="would not keep every line; nothing written"):
         run("def one():\n    return 1\n", "", ["one"])
+
+
+def test_all_naming_only_staying_names_does_not_block_a_move():
+    a = "__all__ = ['two']\n\n\ndef one():\n    return 1\n\n\ndef two():\n    return 2\n"
+    result = run(a, "", ["one"])
+    assert result.source == "__all__ = ['two']\n\n\ndef two():\n    return 2\n"

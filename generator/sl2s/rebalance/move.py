@@ -209,13 +209,13 @@ def _decide(a: _Parsed, b: _Parsed, functions: list[str], pinned: dict[str, str]
     for item in moving_items:
         for line, why in item.unsafe:
             manual(a, line, why)
+        for name in sorted(item.binds & all_exports):
+            manual(a, item.line, f"{name!r} is listed in `__all__`")
     for item in a.info.items:  # code that stays and looks names up at run time may look for these
         if id(item) not in moving:
             for line, why in item.unsafe:
                 if "run time" in why:
                     manual(a, line, why + " (in code that stays, which may look up what moves)")
-        for name in sorted(item.binds & all_exports):
-            manual(a, item.line, f"{name!r} is listed in `__all__`")
 
     # what the moved code reads
     moved_binds = set().union(*(it.binds for it in moving_items))
@@ -264,16 +264,6 @@ def _dunder_all(p: _Parsed) -> set[str]:
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 out.add(node.value)
     return out
-
-
-def _imports_module(p: _Parsed, module: str) -> int | None:
-    """Line of an import in `p` that imports `module` (or a name from it), if any."""
-    for item in p.info.items:
-        for al in item.aliases:
-            kind, target, name = al.target(p.package)
-            if target == module or (kind == "from" and f"{target}.{name}" == module):
-                return item.line
-    return None
 
 
 def _apply(a: _Parsed, b: _Parsed, plan: _Plan, functions: list[str], before: str | None) -> MoveResult:
