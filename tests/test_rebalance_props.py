@@ -92,7 +92,7 @@ def projects(draw, messy: bool = False):
             if "klass" in extra:
                 body.append(f"    y = Box{i}().apply(y)")
             if "nested" in extra:
-                body.append(f"    def inner(y=y):\n        return [y for y in range(2)] + [y]\n\n    inner()")
+                body.append("    def inner(y=y):\n        return [y for y in range(2)] + [y]\n\n    inner()")
             body += [f"    x = str(y)\n    z = {IMPORTS[k][1]}" for k in uses[i]]
             if i in shared and len(shared) >= 2:
                 body.append(f"    y = shared_{m}(y)")
