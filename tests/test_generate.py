@@ -115,7 +115,7 @@ def test_generated_files_say_generated_and_name_plan_and_version() -> None:
     assert "/*/_wiring.py linguist-generated=true" in files[".gitattributes"]
 
 
-def test_lock_format_keys_sorted_and_plan_lines_one_line_per_flow() -> None:
+def test_lock_format_keys_sorted_and_plan_lines_on_one_line() -> None:
     text = tree(build("a,One :x,m1\na,Two,m2\nb,Three,m1\n"))["sl2s.lock.json"]
     data = json.loads(text)
     assert sorted(data) == ["files", "plan", "plan_lines", "steps", "tool", "version"]
@@ -128,8 +128,10 @@ def test_lock_format_keys_sorted_and_plan_lines_one_line_per_flow() -> None:
         "template": "One :x",
     }
     assert data["steps"]["b"]["three"]["module"] == "m1/b.py"
-    assert '    "a": {"one_x": 1, "two": 2},' in text.splitlines()
-    assert '    "b": {"three": 3}' in text.splitlines()
+    assert (
+        '  "plan_lines": {"a": {"one_x": 1, "two": 2}, "b": {"three": 3}},'
+        in text.splitlines()
+    )
     assert set(data["files"]) == {
         ".gitattributes",
         "PLAN.md",
@@ -144,10 +146,8 @@ def test_lock_format_keys_sorted_and_plan_lines_one_line_per_flow() -> None:
         '"template": "One :x"},' in text.splitlines()
     )
     # apart from the one-line objects, exactly what json.dumps(indent=2, sort_keys=True) writes
-    one_line = {}
-    for flow, by_id in data["plan_lines"].items():
-        one_line[f"@lines {flow}@"] = json.dumps(by_id, sort_keys=True)
-        data["plan_lines"][flow] = f"@lines {flow}@"
+    one_line = {"@lines@": json.dumps(data["plan_lines"], sort_keys=True)}
+    data["plan_lines"] = "@lines@"
     for flow, by_id in data["steps"].items():
         for step_id, entry in by_id.items():
             one_line[f"@step {flow} {step_id}@"] = json.dumps(entry, sort_keys=True)

@@ -107,17 +107,18 @@ def test_inserting_one_row_in_the_middle_changes_few_generated_lines(
     # Every insertion: under 40 new or rewritten lines in all generated files together.
     assert added_lines(before, after) < 40, changes
     if target in (neighbour, after_row):
-        # No new hop: under 40 lines inserted + deleted (the lock's one line per later flow,
-        # its digests, one steps line; a run.step line; the PLAN.md note and table row).
+        # No new hop: under 40 lines inserted + deleted (the lock's plan_lines line, its
+        # digests, one steps line; a run.step line; the PLAN.md note and table row).
         assert total < 40, changes
     else:
-        # A new hop out and back (and the return chain up the stack resuming there instead).
-        assert total < 55, changes
+        # A row on a third machine between two hops re-plans the call stack around it (calls
+        # become returns on up to three machines): still only its neighbours' hops, a few more.
+        assert total < 45, changes
     # only the files that are about the row or its neighbours' hops changed
     lock = changes.pop("sl2s.lock.json")
     assert (
-        lock <= 2 * 6 + 1 + 2 + 2 * 5
-    ), lock  # plan_lines of flow4..flow9, a step, digests
+        lock <= 2 * 1 + 1 + 2 + 2 * 5
+    ), lock  # the plan_lines line, a step, the digests
     changes.pop("PLAN.md", None)
     flow_machines = {r.split(",")[2] for r in rows if r.startswith(flow + ",")} | {
         target

@@ -119,8 +119,9 @@ def _generate(
         k: sum(1 for c in changes if c.kind == k)
         for k in ("create", "update", "remove")
     }
+    touched = {c.path for c in changes}
+    unchanged = sum(1 for f in generation.files if f.path not in touched)
     typer.echo(
         f"{label}: {counts['create']} created, {counts['update']} updated, "
-        f"{counts['remove']} removed, {len(generated) - counts['update'] - counts['create']}"
-        " generated unchanged"
+        f"{counts['remove']} removed, {unchanged} unchanged"
     )

@@ -1,8 +1,8 @@
-"""sl2s.lock.json: JSON, keys sorted, 2-space indent — except that each flow's `plan_lines` and
-each step's entry in `steps` are written on one line.
+"""sl2s.lock.json: JSON, keys sorted, 2-space indent — except that each step's entry in `steps`
+is written on one line, and all of `plan_lines` on a single line.
 
-Inserting a plan row then changes one `plan_lines` line per later flow and adds one `steps` line,
-not a block per step.
+Inserting a plan row shifts the line numbers of every later row; keeping them on one line means the
+lock's diff is that one line plus one `steps` line per added step, not a line per later flow.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def render(
         "version": version,
         "plan": {"path": plan_ref, "digest": digest},
         "steps": {flow: _OneLine(by_id) for flow, by_id in steps.items()},
-        "plan_lines": _OneLine(plan_lines),
+        "plan_lines": _Inline(plan_lines),
         "files": files,
     }
     out: list[str] = []
@@ -39,6 +39,10 @@ class _OneLine(dict):
     """A mapping whose values are each written on one line."""
 
 
+class _Inline(dict):
+    """A mapping written whole on one line."""
+
+
 _scalar = json.JSONEncoder(ensure_ascii=True).encode
 
 
@@ -46,7 +50,7 @@ def _emit(value, depth: int, out: list[str], one_line_values: bool = False) -> N
     """json.dumps(value, indent=2, sort_keys=True, ensure_ascii=True), with the C encoder for
     scalars (the indenting encoder of the json module is pure Python and slow on large locks).
     """
-    if one_line_values:
+    if one_line_values or isinstance(value, _Inline):
         out.append(json.dumps(value, sort_keys=True, ensure_ascii=True))
         return
     if not isinstance(value, dict) or not value:
