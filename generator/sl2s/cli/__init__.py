@@ -1,11 +1,15 @@
-"""The `sl2s` command line. Each module here registers its commands on `app`; see app.py."""
+"""The `sl2s` command line. Each module here registers its commands on `app`; see app.py.
+
+Imported in the order `sl2s --help` lists the commands: the plan, the code, running it, reading
+what happened.
+"""
 
 from sl2s.cli.app import app, main
-from sl2s.cli import observe as _observe  # noqa: F401,E402  (story, patterns, incidents)
-from sl2s.cli import generate as _generate  # noqa: F401,E402  (generate)
-from sl2s.cli import run as _run  # noqa: F401,E402  (run)
 from sl2s.cli import plan as _plan  # noqa: F401,E402  (check, show, diff)
-from sl2s.cli import serve as _serve  # noqa: F401,E402  (serve, up, deploy)
+from sl2s.cli import generate as _generate  # noqa: F401,E402  (generate)
 from sl2s.cli import rebalance as _rebalance  # noqa: F401,E402  (rebalance)
+from sl2s.cli import run as _run  # noqa: F401,E402  (run)
+from sl2s.cli import serve as _serve  # noqa: F401,E402  (serve, up, deploy)
+from sl2s.cli import observe as _observe  # noqa: F401,E402  (story, patterns, incidents)
 
 __all__ = ["app", "main"]
