@@ -11,6 +11,7 @@ import threading
 
 import orjson
 
+from sl2s.diagnostics import Diagnostic
 from sl2s.runtime import http_protocol as p
 from sl2s.runtime import registry, system
 from sl2s.runtime.errors import HopFailed
@@ -163,19 +164,25 @@ class _Where:
 
 
 def _failed(request: HopRequest, where_of: _Where, message: str) -> HopFailed:
-    where = where_of()
-    plan = f" [plan {where}]" if where else ""
+    """A HopFailed reported as `plan.csv:LINE: hop a -> b (flow, at): message`, where LINE is the
+    plan row of the step the hop goes to; its ERROR event carries that row as `sl2s.plan`.
+    """
     failure = HopFailed(
-        f"{message}{plan}",
+        message,
         source=request.source,
         target=request.target,
         flow=request.flow,
         at=request.at,
     )
-    failure.location = (
-        where  # the ERROR event names the plan row of the step the hop goes to
-    )
+    where = where_of()
+    failure.location = where
     failure.idempotency_key = request.idempotency_key
+    if where:
+        path, _, line = where.rpartition(":")
+        if path and line.isdigit():
+            text = failure.diagnostics[0].message
+            failure.diagnostics = [Diagnostic(path, int(line), text)]
+            failure.args = (str(failure.diagnostics[0]),)
     return failure
 
 
