@@ -87,6 +87,10 @@ class IdentifierError(ValueError):
 
 
 def _ascii(text: str) -> str:
+    if text.isascii():
+        # NFKC and NFKD leave ASCII as it is; no ASCII character is a format character, in the
+        # transliteration table or combining.
+        return text
     text = unicodedata.normalize("NFKC", text)
     # Format characters (Cf: zero-width space/joiners, bidi marks, soft hyphen) are invisible: drop
     # them, so that names that look the same normalise the same (and then collide visibly).
@@ -109,7 +113,7 @@ def _shorten(name: str) -> str:
     return f"{name[:_HEAD_LENGTH]}_{digest}"
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=65536)
 def identifier_or_none(text: str) -> str | None:
     """The normalised identifier of `text`, or None when nothing usable is left."""
     name = _snake(_ascii(text))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,8 +86,13 @@ def _decode(data: bytes, path: str) -> str:
         raise Sl2sError(Diagnostic(path, _line_at(data, offset), message)) from None
 
 
+_BIDI_SEARCH = re.compile("[" + "".join(sorted(BIDI_CONTROLS)) + "]")
+
+
 def _bidi_problems(text: str) -> list[tuple[int, str]]:
-    problems = []
+    problems: list[tuple[int, str]] = []
+    if not _BIDI_SEARCH.search(text):
+        return problems
     for number, line in enumerate(text.split("\n"), start=1):
         for c in sorted(set(line) & BIDI_CONTROLS):
             problems.append(
@@ -182,6 +188,40 @@ def _record(text: str, i: int, delimiter: str) -> tuple[tuple[str, ...] | str, i
 def _records(text: str, delimiter: str) -> list[_Record | _Bad]:
     """Every row of the text split by `delimiter`, or what is wrong with it, skipping blank lines
     and comments. After an unterminated quote nothing more can be read."""
+    lines = _plain_lines(text)
+    if lines is not None:
+        return _records_plain(lines, delimiter)
+    return _records_slow(text, delimiter)
+
+
+def _plain_lines(text: str) -> list[str] | None:
+    """The physical lines of `text` (without line ends) when the strict tokenizer would read each
+    as `line.split(delimiter)`: no quote anywhere, and a carriage return only right before a line
+    feed. Else None (then only _records_slow reads it)."""
+    if '"' in text:
+        return None
+    if "\r" in text:
+        if text.count("\r") != text.count("\r\n"):
+            return None
+        text = text.replace("\r\n", "\n")
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the text ends with a line end: no line after it
+    return lines
+
+
+def _records_plain(lines: list[str], delimiter: str) -> list[_Record | _Bad]:
+    """_records_slow for text without quotes or bare carriage returns (see _plain_lines)."""
+    out: list[_Record | _Bad] = []
+    for number, physical in enumerate(lines, start=1):
+        if not physical.strip(_BLANK) or physical.lstrip(" \t").startswith("#"):
+            continue
+        out.append(_Record(number, tuple(physical.split(delimiter))))
+    return out
+
+
+def _records_slow(text: str, delimiter: str) -> list[_Record | _Bad]:
+    """The strict tokenizer, character by character (any text)."""
     out: list[_Record | _Bad] = []
     i, line = 0, 1
     while i < len(text):
@@ -218,7 +258,11 @@ def _threes(records: list[_Record | _Bad]) -> int:
 
 def _choose(text: str) -> tuple[str, list[_Record | _Bad], bool]:
     """(delimiter, records, has_header) per the rules in docs/plan-format.md."""
-    candidates = [(d, _records(text, d)) for d in DELIMITERS]
+    lines = _plain_lines(text)
+    if lines is None:
+        candidates = [(d, _records_slow(text, d)) for d in DELIMITERS]
+    else:
+        candidates = [(d, _records_plain(lines, d)) for d in DELIMITERS]
 
     def best(score) -> tuple[str, list[_Record | _Bad]]:
         # the highest score; ties go to the earlier delimiter (tab, comma, semicolon)

@@ -185,22 +185,28 @@ def project(plan: Plan, uses: Uses | None = None) -> Projection:
     )
     if diagnostics:
         raise Sl2sError(sorted(set(diagnostics), key=lambda d: (d.line, d.message)))
-    machines = []
-    for name in plan.machines:
-        machines.append(
-            MachineView(
-                name=name,
-                flows=tuple(f.name for f in plan.flows if name in f.machines),
-                inbound=any(
-                    h.kind == "call" and h.target == name
-                    for fp in flows
-                    for h in fp.hops
-                ),
-                entries=tuple(
-                    a for fp in flows for a in fp.activations if a.machine == name
-                ),
-            )
+    # One pass over flows, hops and activations (not one per machine).
+    names = plan.machines
+    flows_of: dict[str, list[str]] = {name: [] for name in names}
+    inbound: set[str] = set()
+    entries: dict[str, list[Activation]] = {name: [] for name in names}
+    for f, fp in zip(plan.flows, flows):
+        for name in f.machines:
+            flows_of[name].append(f.name)
+        for h in fp.hops:
+            if h.kind == "call":
+                inbound.add(h.target)
+        for a in fp.activations:
+            entries[a.machine].append(a)
+    machines = [
+        MachineView(
+            name=name,
+            flows=tuple(flows_of[name]),
+            inbound=name in inbound,
+            entries=tuple(entries[name]),
         )
+        for name in names
+    ]
     return Projection(plan=plan, flows=flows, machines=tuple(machines))
 
 

@@ -24,6 +24,10 @@ _INVISIBLE = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
 _MERMAID_SAFE = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _.,()/?!'+-=*@~[]^|"
 )
+# ASCII characters outside _MERMAID_SAFE -> their entity code (str.translate table).
+_MERMAID_ENTITIES = {
+    code: f"#{code};" for code in range(0x80) if chr(code) not in _MERMAID_SAFE
+}
 _SAFE_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
@@ -31,6 +35,10 @@ def visible(text: str) -> str:
     """Replace control, format and separator characters (newlines, bidi controls, zero-width
     characters) with visible backslash escapes, so that text cannot hide or reorder itself.
     """
+    if text.isprintable():
+        # str.isprintable is false exactly for the categories Other (Cc, Cf, Cs, Co, Cn) and
+        # Separator (Zl, Zp, Zs) except the ASCII space: then nothing here is invisible.
+        return text
     out = []
     for ch in text:
         if unicodedata.category(ch) in _INVISIBLE:
@@ -48,13 +56,7 @@ def visible(text: str) -> str:
 
 def mermaid_text(text: str) -> str:
     """Plan-derived text made safe inside a Mermaid sequence diagram line (after the `:`)."""
-    out = []
-    for ch in visible(text):
-        if ch in _MERMAID_SAFE or ord(ch) > 0x7F:
-            out.append(ch)
-        else:
-            out.append(f"#{ord(ch)};")
-    return "".join(out).strip() or "#160;"
+    return visible(text).translate(_MERMAID_ENTITIES).strip() or "#160;"
 
 
 def markdown_code(text: str) -> str:
@@ -62,7 +64,11 @@ def markdown_code(text: str) -> str:
     body = visible(text).replace("|", "\\|")
     if not body:
         return ""
-    longest = max((len(run) for run in re.findall(r"`+", body)), default=0)
+    longest = (
+        max((len(run) for run in re.findall(r"`+", body)), default=0)
+        if "`" in body
+        else 0
+    )
     fence = "`" * (longest + 1)
     if body[0] == "`" or body[-1] == "`" or (body[0] == " " and body[-1] == " "):
         body = f" {body} "

@@ -49,43 +49,45 @@ def _at_placeholder_position(text: str, i: int) -> bool:
     return before not in SIGILS and not _WORD.match(before)
 
 
-@lru_cache(maxsize=4096)
+# A sigil run at a placeholder position (not after a word character or a sigil) followed by a
+# name. Only the first sigil of a run of sigils can be at a placeholder position, and a run of one
+# sigil followed by something other than a name is text, so these matches are all that `parse`
+# needs to look at; everything between them is literal text.
+_CANDIDATE = re.compile(r"(?<![\w:#])(:+|#+)([^\W\d]\w*)")
+
+
+@lru_cache(maxsize=65536)
 def parse(text: str) -> tuple[TemplatePart, ...]:
     """Split a log template into literal text and placeholders (adjacent text is merged)."""
+    if ":" not in text and "#" not in text:
+        return (text,) if text else ()
     parts: list[TemplatePart] = []
     literal: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c in SIGILS and _at_placeholder_position(text, i):
-            j = i
-            while j < n and text[j] == c:
-                j += 1
-            name = _NAME.match(text, j)
-            if name is None:  # a run of sigils not followed by a name: text
-                literal.append(text[i:j])
-                i = j
-                continue
-            if j - i > 1:  # escape: drop one sigil, the name is text
-                literal.append(text[i + 1 : name.end()])
-                i = name.end()
-                continue
-            spelling = text[i : name.end()]
-            normalised = identifier_or_none(name.group())
-            if normalised is None:
-                raise TemplateError(spelling)
-            if literal:
-                parts.append("".join(literal))
-                literal = []
-            parts.append(
-                Placeholder(name=normalised, secret=c == "#", spelling=spelling)
-            )
-            i = name.end()
+    i = 0
+    for match in _CANDIDATE.finditer(text):
+        start, end = match.span()
+        sigils = match.group(1)
+        if len(sigils) > 1:  # escape: drop one sigil, the name is text
+            literal.append(text[i:start])
+            literal.append(text[start + 1 : end])
+            i = end
             continue
-        literal.append(c)
-        i += 1
-    if literal:
-        parts.append("".join(literal))
+        normalised = identifier_or_none(match.group(2))
+        if normalised is None:
+            raise TemplateError(match.group())
+        literal.append(text[i:start])
+        before = "".join(literal)
+        if before:
+            parts.append(before)
+        literal = []
+        parts.append(
+            Placeholder(name=normalised, secret=sigils == "#", spelling=match.group())
+        )
+        i = end
+    literal.append(text[i:])
+    rest = "".join(literal)
+    if rest:
+        parts.append(rest)
     return tuple(parts)
 
 
