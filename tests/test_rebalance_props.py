@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from sl2s.diagnostics import Sl2sError
+from sl2s.rebalance.core import importers
 from sl2s.rebalance.move import Module, move
 
 IMPORTS = [
@@ -163,6 +164,8 @@ def do_move(modules, owner, i, target):
     result = move(
         _mod(src, modules[src]), _mod(dst, modules[dst]), [f"step_{i}"],
         before=f"step_{later[0]}" if later else None,
+        # as `sl2s rebalance` does: what other modules import from the source stays put
+        pinned=importers(modules, _mod(src, None).name, "services", skip={src, dst}),
     )
     return {**modules, src: result.source, dst: result.dest}
 
