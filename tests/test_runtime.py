@@ -674,3 +674,84 @@ def test_step_functions_may_take_keyword_only_and_catch_all_parameters(
     result = rt_kinds.m._wiring.f(a=1, z=26)
     assert result["seen"] == [1, (), True, 3]
     assert result["keys"] == ["seen", "z"]  # every field but the named ones
+
+
+def test_listeners_get_each_event_equal_to_its_written_line(logs):
+    import rt_abc.a
+
+    seen: list[dict] = []
+    listener = hooks.subscribe(seen.append)
+    try:
+        rt_abc.a.abc(x=1, key="k", mode="ok")
+        rt_abc.a.abc(x=[1, {"y": 'q"%s\u00e9'}], key="k2", mode="ok")
+    finally:
+        hooks.unsubscribe(listener)
+    by_id = {e["attributes"]["sl2s.event_id"]: e for e in written(logs)}
+    assert len(seen) == len(by_id) > 0
+    for evt in seen:  # same fields, same values, same key order
+        line = by_id[evt["attributes"]["sl2s.event_id"]]
+        assert json.dumps(evt) == json.dumps(line)
+    assert seen[0]["resource"] is not seen[1]["resource"]  # fresh dicts, safe to keep
+
+
+def test_event_ids_are_unique_across_threads_and_forked_processes():
+    import os
+    import threading
+
+    found: list[list[str]] = []
+
+    def take():
+        found.append([events.new_event_id() for _ in range(2000)])
+
+    threads = [threading.Thread(target=take) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ids = [i for chunk in found for i in chunk]
+    if hasattr(os, "fork"):
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: its ids must differ from the parent's
+            os.write(
+                write, ",".join(events.new_event_id() for _ in range(100)).encode()
+            )
+            os._exit(0)
+        os.close(write)
+        with os.fdopen(read) as pipe:
+            ids += pipe.read().split(",")
+        os.waitpid(pid, 0)
+    ids += [events.new_event_id() for _ in range(100)]
+    assert len(set(ids)) == len(ids) and {len(i) for i in ids} == {32}
+
+
+def test_a_template_with_percent_signs_and_quotes_is_written_as_is(
+    tmp_path, monkeypatch, logs
+):
+    package = tmp_path / "rt_pct"
+    (package / "m").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "m" / "__init__.py").write_text(
+        "from . import f, _wiring  # noqa: F401\n"
+    )
+    (package / "m" / "f.py").write_text(
+        "from sl2s.runtime import step\n\n\n"
+        '@step("f", "Took 10%s \\"off\\" %d :a%%", id="one")\n'
+        "def one(a):\n"
+        "    return None\n"
+    )
+    (package / "m" / "_wiring.py").write_text(
+        "from sl2s.runtime import Machine\n\n"
+        'machine = Machine(__name__, "m")\n\n\n'
+        "def f(**fields):\n"
+        '    run = machine.start("f", **fields)\n'
+        '    run.step("one")\n'
+        "    return run.finish()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import rt_pct.m._wiring
+
+    rt_pct.m._wiring.f(a="%s%%")
+    (evt,) = written(logs)
+    assert evt["body"] == 'Took 10%s "off" %d %s%%%%'
+    assert evt["attributes"]["sl2s.template"] == 'Took 10%s "off" %d :a%%'

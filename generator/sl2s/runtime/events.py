@@ -67,23 +67,29 @@ def new_span_id() -> str:
 
 # -- timestamps ---------------------------------------------------------------------------------
 
-_second: tuple[str, str] = (
-    "",
-    "",
-)  # (epoch seconds text, "2026-11-23T10:00:00."), swapped whole
+_time_ns = time.time_ns
+# [(first microsecond of the cached second, first microsecond of the next, b"2026-11-23T10:00:00.")]
+# The tuple is swapped whole, so a reader in another thread sees one consistent second.
+clock: list[tuple[int, int, bytes]] = [(0, 0, b"")]
+
+
+def tick(us: int) -> tuple[int, int, bytes]:
+    """The `clock` entry for the second holding `us` (microseconds since the epoch, UTC)."""
+    second = us // 1_000_000
+    start = second * 1_000_000
+    text = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
+    cached = clock[0] = (start, start + 1_000_000, text.encode())
+    return cached
 
 
 def now() -> str:
-    """UTC time as `2026-11-23T10:00:00.000000Z` (the date/time text is cached per second)."""
-    global _second
-    ns = str(
-        time.time_ns()
-    )  # 19 digits until 2286: seconds, then micro-, then nanoseconds
-    cached = _second
-    if ns[:-9] != cached[0]:
-        text = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(int(ns[:-9])))
-        cached = _second = (ns[:-9], text)
-    return cached[1] + ns[-9:-3] + "Z"
+    """UTC time as `2026-11-23T10:00:00.000000Z` (the date/time text is cached per second; the
+    runtime's step event formats the same way, inline)."""
+    us = _time_ns() // 1000
+    start, end, prefix = clock[0]
+    if not start <= us < end:
+        start, end, prefix = tick(us)
+    return f"{prefix.decode()}{us - start:06d}Z"
 
 
 # -- sinks --------------------------------------------------------------------------------------

@@ -42,6 +42,19 @@ _FLUSH_LINES = events.FLUSH_LINES
 _NL = events.APPEND_NEWLINE
 _new_event_id = events.new_event_id
 _now = events.now
+_time_ns = events._time_ns
+_clock = events.clock
+_tick = events.tick
+# what goes where each mark was (`%` formats): the second's text and microseconds, then the JSON of
+# body, event id (inside its quotes: hex and digits), cause, fields, unset
+_HOLES = (
+    (b"%s%06dZ", True),
+    (b"%s", False),
+    (b"%s", True),
+    (b"%s", False),
+    (b"%s", False),
+    (b"%s", False),
+)
 _event_fns = hooks.event_fns
 _local = threading.local()
 
@@ -626,9 +639,9 @@ class Run:
             else:
                 self._merge_result(p, result)
         # -- the event (hot path: keep it flat) --
-        # The parts of the line that do not change within this activation are serialised once;
-        # a step serialises only its timestamp, message, ids, fields and unset list between them.
-        event_id = _new_event_id()
+        # The parts of the line that do not change within this activation are serialised once,
+        # into a `%` template; a step formats only its timestamp, message, ids, fields and unset
+        # list into it.
         masked = self._masked
         body, unset = p.render(masked)
         static = self._static.get(step_id)
@@ -638,23 +651,20 @@ class Run:
             fields = _dumps(masked)
         except TypeError:
             self._not_json(p, masked.copy())
-        s0, s1, s2, s3, s4, s5, s6 = static
-        line = b"".join(
-            (
-                s0,
-                _dumps(_now()),
-                s1,
-                _dumps(body),
-                s2,
-                _dumps(event_id),
-                s3,
-                _dumps(self.causation_id),
-                s4,
-                fields,
-                s5,
-                _dumps(unset),
-                s6,
-            )
+        event_id = _new_event_id()
+        us = _time_ns() // 1000
+        start, end, second = _clock[0]
+        if not start <= us < end:
+            start, end, second = _tick(us)
+        cause = self.causation_id
+        line = static[0] % (
+            second,
+            us - start,
+            _dumps(body),
+            event_id.encode(),
+            _dumps(cause),
+            fields,
+            _dumps(unset) if unset else b"[]",
         )
         lines = self._lines
         lines.append(line)
@@ -662,13 +672,31 @@ class Run:
             self._sink.flush()
         self.causation_id = event_id
         if _event_fns:
-            # a snapshot decoded from the written line: listeners that keep events (the flight
-            # recorder) must not see later in-place changes of the context's lists and dicts
-            hooks.emit_event(_loads(line))
+            self._tell(static, second, us - start, body, event_id, cause, fields, unset)
 
-    def _static_parts(self, p: _Prepared) -> tuple[bytes, ...]:
-        """This step's event line in this activation, serialised with markers where the changing
-        values go and cut there: seven byte strings (key order is the documented one).
+    def _tell(
+        self, static, second, micro, body, event_id, cause, fields, unset
+    ) -> None:
+        """Give listeners the step's event: a fresh dict equal to the written line decoded, built
+        from the step's pre-decoded static parts (the fields are decoded from their bytes, so a
+        listener that keeps the event never sees later in-place changes of the context).
+        """
+        attributes = static[2].copy()
+        attributes["sl2s.event_id"] = event_id
+        attributes["sl2s.causation_id"] = cause
+        attributes["sl2s.fields"] = _loads(fields)
+        attributes["sl2s.unset"] = list(unset)
+        evt = static[1].copy()
+        evt["timestamp"] = f"{second.decode()}{micro:06d}Z"
+        evt["body"] = body
+        evt["resource"] = evt["resource"].copy()
+        evt["attributes"] = attributes
+        hooks.emit_event(evt)
+
+    def _static_parts(self, p: _Prepared) -> tuple[bytes, dict, dict]:
+        """This step's event line in this activation as a `%` template (bytes) for: the second's
+        date/time text, the microseconds, body, event id, cause, fields, unset (key order is the
+        documented one); and the same event decoded (envelope, attributes) for listeners.
         """
         attributes = {
             "sl2s.event_id": _MARKS[2],
@@ -698,14 +726,18 @@ class Run:
             "resource": self.machine.resource,
             "attributes": attributes,
         }
-        rest = _dumps(event, option=_NL)
-        parts = []
-        for mark in _MARKS:
-            before, found, rest = rest.partition(_dumps(mark))
+        rest = _dumps(event, option=_NL).replace(b"%", b"%%")
+        template = []
+        for mark, (hole, quoted) in zip(_MARKS, _HOLES):
+            mark = _dumps(mark)
+            if quoted:  # the value goes inside the quotes (it needs no escaping)
+                mark = mark[1:-1]
+            before, found, rest = rest.partition(mark)
             assert found, mark
-            parts.append(before)
-        parts.append(rest)
-        return tuple(parts)
+            template += (before, hole)
+        template.append(rest)
+        decoded = _loads(_dumps(event))
+        return b"".join(template), decoded, decoded["attributes"]
 
     def _not_json(self, p: _Prepared, fields: dict):
         ctx = self.fields
