@@ -11,7 +11,6 @@ import threading
 
 import orjson
 
-from sl2s.diagnostics import Diagnostic
 from sl2s.runtime import http_protocol as p
 from sl2s.runtime import registry, system
 from sl2s.runtime.errors import HopFailed
@@ -164,25 +163,22 @@ class _Where:
 
 
 def _failed(request: HopRequest, where_of: _Where, message: str) -> HopFailed:
-    """A HopFailed reported as `plan.csv:LINE: hop a -> b (flow, at): message`, where LINE is the
-    plan row of the step the hop goes to; its ERROR event carries that row as `sl2s.plan`.
-    """
+    """A HopFailed whose message ends with the plan row of the step the hop goes to.
+
+    The row is in the message (not only in `.location`, which the ERROR event records as
+    `sl2s.plan`) because a failure crosses machines as `to_dict()` data: the caller of a machine
+    whose own hop failed still sees where in the plan it happened."""
+    where = where_of()
+    plan = f" (plan: {where})" if where else ""
     failure = HopFailed(
-        message,
+        f"{message}{plan}",
         source=request.source,
         target=request.target,
         flow=request.flow,
         at=request.at,
     )
-    where = where_of()
     failure.location = where
     failure.idempotency_key = request.idempotency_key
-    if where:
-        path, _, line = where.rpartition(":")
-        if path and line.isdigit():
-            text = failure.diagnostics[0].message
-            failure.diagnostics = [Diagnostic(path, int(line), text)]
-            failure.args = (str(failure.diagnostics[0]),)
     return failure
 
 
