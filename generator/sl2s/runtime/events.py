@@ -14,7 +14,6 @@ import os
 import sys
 import threading
 import time
-from collections import deque
 
 import orjson
 
@@ -35,15 +34,14 @@ APPEND_NEWLINE = orjson.OPT_APPEND_NEWLINE
 
 # -- ids ----------------------------------------------------------------------------------------
 
-_prefix = ""
 _FIRST = 10**15  # 16 decimal digits (for the first 9e15 events): fixed width, ordered
-_counter = itertools.count(_FIRST)
+# [per-process random prefix (16 hex digits), counter]: changed in place (after a fork), so the
+# runtime's hot path may hold the list
+ids: list = ["", itertools.count(_FIRST)]
 
 
 def _reseed() -> None:
-    global _prefix, _counter
-    _prefix = os.urandom(8).hex()
-    _counter = itertools.count(_FIRST)
+    ids[:] = [os.urandom(8).hex(), itertools.count(_FIRST)]
 
 
 _reseed()
@@ -54,7 +52,7 @@ if hasattr(os, "register_at_fork"):
 def new_event_id() -> str:
     """32 characters: a per-process random prefix (16 hex digits) and a counter (16 decimal digits):
     unique, cheap, ordered within a process."""
-    return _prefix + str(next(_counter))
+    return ids[0] + str(next(ids[1]))
 
 
 def new_trace_id() -> str:
@@ -98,15 +96,16 @@ def now() -> str:
 class Sink:
     """Buffered appender of JSON lines to one file.
 
-    Writers append whole lines to `lines` (a deque: appends and pops are atomic, so threads need no
-    lock) and call `flush()` when `len(lines) >= FLUSH_LINES`.
+    Writers append whole lines to `lines` (a list: an append is atomic, so threads need no lock) and
+    call `flush()` when `len(lines) >= FLUSH_LINES`; `flush()` takes the first lines whole and
+    deletes them (lines appended meanwhile by other threads stay for the next flush).
     """
 
     __slots__ = ("path", "lines", "_fd", "_lock", "_failed")
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.lines: deque[bytes] = deque()
+        self.lines: list[bytes] = []
         self._fd = -1
         self._lock = threading.Lock()
         self._failed = False
@@ -122,16 +121,11 @@ class Sink:
         if not lines:
             return
         with self._lock:
-            taken = []
-            pop = lines.popleft
-            try:
-                while True:
-                    taken.append(pop())
-            except IndexError:
-                pass
-            if not taken:
+            count = len(lines)
+            if not count:
                 return
-            data = b"".join(taken)
+            data = b"".join(lines[:count])
+            del lines[:count]
             try:
                 if self._fd < 0:
                     os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)

@@ -45,6 +45,7 @@ _now = events.now
 _time_ns = events._time_ns
 _clock = events.clock
 _tick = events.tick
+_ids = events.ids
 # what goes where each mark was (`%` formats): the second's text and microseconds, then the JSON of
 # body, event id (inside its quotes: hex and digits), cause, fields, unset
 _HOLES = (
@@ -340,31 +341,33 @@ def _make_caller(
     return namespace["call"]
 
 
-def _make_renderer(parts: tuple) -> Callable[[dict], tuple[str, list]]:
-    """`render(masked_fields) -> (message, unset names)`, generated per template. Rendering from the
-    masked view shows secrets as `***` and already-scrubbed text for other fields."""
-    namespace: dict = {"_M": _MISSING, "_show": _show}
-    lines = ["def render(m):", "    unset = ()", "    _g = m.get"]
-    pieces, seen = [], {}
+def _make_renderer(parts: tuple) -> Callable[[dict], tuple[str, tuple]]:
+    """`render(masked_fields) -> (message, unset names)`, generated per template (one f-string, a
+    `try` per placeholder). Rendering from the masked view shows secrets as `***` and already-
+    scrubbed text for other fields."""
+    namespace: dict = {"_show": _show}
+    lines = ["def render(m):", "    unset = ()"]
+    text, seen = [], {}
     for i, part in enumerate(parts):
         if isinstance(part, str):
-            pieces.append(repr(part))
+            text.append(part.replace("{", "{{").replace("}", "}}"))
             continue
         name = part[0]
-        if name in seen:
-            pieces.append(seen[name])
-            continue
-        seen[name] = f"v{i}"
-        lines += [
-            f"    v{i} = _g({name!r}, _M)",
-            f"    if v{i} is _M:",
-            f"        unset += ({name!r},)",
-            f"        v{i} = {('<unset:' + name + '>')!r}",
-            f"    elif type(v{i}) is not str:",
-            f"        v{i} = _show(v{i})",
-        ]
-        pieces.append(f"v{i}")
-    lines.append(f"    return {' + '.join(pieces) or repr('')}, unset")  # noqa: ISC
+        if name not in seen:
+            seen[name] = f"v{i}"
+            lines += [
+                "    try:",
+                f"        v{i} = m[{name!r}]",
+                "    except KeyError:",
+                f"        v{i} = {('<unset:' + name + '>')!r}",
+                f"        unset += ({name!r},)",
+                "    else:",
+                f"        if type(v{i}) is not str:",
+                f"            v{i} = str(v{i}) if type(v{i}) is int else _show(v{i})",
+            ]
+        text.append("{" + seen[name] + "}")
+    # names are identifiers; the literal text is repr()-quoted (braces doubled)
+    lines.append(f"    return f{''.join(text)!r}, unset")
     exec("\n".join(lines) + "\n", namespace)
     return namespace["render"]
 
@@ -651,7 +654,7 @@ class Run:
             fields = _dumps(masked)
         except TypeError:
             self._not_json(p, masked.copy())
-        event_id = _new_event_id()
+        event_id = _ids[0] + str(next(_ids[1]))  # events.new_event_id(), inline
         us = _time_ns() // 1000
         start, end, second = _clock[0]
         if not start <= us < end:
