@@ -176,3 +176,18 @@ def _reference_mermaid(text: str) -> str:
 def test_show_escapes_equal_the_character_loops(text):
     assert show.visible(text) == _reference_visible(text)
     assert show.mermaid_text(text) == _reference_mermaid(text)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.one_of(plan_text, crlf_text))
+def test_choosing_the_delimiter_on_plain_lines_equals_the_general_choice(text):
+    lines = planmod._plain_lines(text)
+    if lines is None:
+        return
+    original = planmod._plain_lines
+    planmod._plain_lines = lambda text: None
+    try:
+        slow = planmod._choose(text)
+    finally:
+        planmod._plain_lines = original
+    assert planmod._choose_plain(text, lines) == slow

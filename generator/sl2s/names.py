@@ -101,8 +101,12 @@ def _ascii(text: str) -> str:
 
 
 def _snake(text: str) -> str:
-    text = _CAMEL_ACRONYM.sub(r"\1_\2", text)
-    text = _CAMEL.sub(r"\1_\2", text)
+    # search first: a sub with a template replacement costs far more than a search, even when
+    # nothing matches (the common case)
+    if _CAMEL_ACRONYM.search(text):
+        text = _CAMEL_ACRONYM.sub(r"\1_\2", text)
+    if _CAMEL.search(text):
+        text = _CAMEL.sub(r"\1_\2", text)
     return _OTHER.sub("_", text.lower()).strip("_")
 
 

@@ -259,10 +259,9 @@ def _threes(records: list[_Record | _Bad]) -> int:
 def _choose(text: str) -> tuple[str, list[_Record | _Bad], bool]:
     """(delimiter, records, has_header) per the rules in docs/plan-format.md."""
     lines = _plain_lines(text)
-    if lines is None:
-        candidates = [(d, _records_slow(text, d)) for d in DELIMITERS]
-    else:
-        candidates = [(d, _records_plain(lines, d)) for d in DELIMITERS]
+    if lines is not None:
+        return _choose_plain(text, lines)
+    candidates = [(d, _records_slow(text, d)) for d in DELIMITERS]
 
     def best(score) -> tuple[str, list[_Record | _Bad]]:
         # the highest score; ties go to the earlier delimiter (tab, comma, semicolon)
@@ -275,6 +274,44 @@ def _choose(text: str) -> tuple[str, list[_Record | _Bad], bool]:
     if not _threes(records):  # no delimiter fits any row: the most frequent one
         delimiter, records = best(lambda c: text.count(c[0]))
     return delimiter, records, False
+
+
+def _choose_plain(
+    text: str, lines: list[str]
+) -> tuple[str, list[_Record | _Bad], bool]:
+    """_choose for text that _plain_lines splits: the same choice, scoring each delimiter on the
+    lines themselves and building the records of the chosen delimiter only."""
+    content = [
+        (number, physical)
+        for number, physical in enumerate(lines, start=1)
+        if physical.strip(_BLANK) and not physical.lstrip(" \t").startswith("#")
+    ]
+
+    def best(score) -> str:
+        # the highest score; ties go to the earlier delimiter (tab, comma, semicolon)
+        return max(enumerate(DELIMITERS), key=lambda id_: (score(id_[1]), -id_[0]))[1]
+
+    def header_score(delimiter: str) -> int:
+        if not content:
+            return 0
+        return _header_score(
+            [_Record(content[0][0], tuple(content[0][1].split(delimiter)))]
+        )
+
+    def threes(delimiter: str) -> int:
+        return sum(1 for _, physical in content if physical.count(delimiter) == 2)
+
+    delimiter = best(header_score)
+    has_header = bool(header_score(delimiter))
+    if not has_header:
+        delimiter = best(threes)
+        if not threes(delimiter):  # no delimiter fits any row: the most frequent one
+            delimiter = best(text.count)
+    records: list[_Record | _Bad] = [
+        _Record(number, tuple(physical.split(delimiter)))
+        for number, physical in content
+    ]
+    return delimiter, records, has_header
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,10 +356,15 @@ def _columns(header: _Record, diags: list[tuple[int, str]]) -> dict[str, int] | 
 
 
 def _row(record: _Record, columns: dict[str, int]) -> _Row:
-    def cell(name: str) -> str:
-        return record.cells[columns[name]].strip() if name in columns else ""
-
-    return _Row(record.line, cell("request"), cell("log"), cell("machine"), cell("id"))
+    cells = record.cells
+    id_column = columns.get("id")
+    return _Row(
+        record.line,
+        cells[columns["request"]].strip(),
+        cells[columns["log"]].strip(),
+        cells[columns["machine"]].strip(),
+        "" if id_column is None else cells[id_column].strip(),
+    )
 
 
 def _rows(text: str, diags: list[tuple[int, str]]) -> tuple[list[_Row], int | None]:

@@ -253,11 +253,16 @@ def _project_flow(
     def used_by_uses(machine: str) -> set[str]:
         return set(uses.get((flow.name, machine), ())) & secret_set
 
-    uses_secrets = {m: used_by_uses(m) for m in flow.machines}
-    machine_secrets = {
-        m: {s for st in steps if st.machine == m for s in st.secrets} | uses_secrets[m]
-        for m in flow.machines
-    }
+    # Step.secrets / Step.fields are computed on each access: once per step here.
+    step_secrets = [st.secrets for st in steps]
+    step_fields = [st.fields for st in steps]
+    flow_machines = flow.machines
+    uses_secrets = {m: used_by_uses(m) for m in flow_machines}
+    machine_secrets: dict[str, set[str]] = {m: set() for m in flow_machines}
+    for st, secrets_here in zip(steps, step_secrets):
+        machine_secrets[st.machine].update(secrets_here)
+    for m in flow_machines:
+        machine_secrets[m] |= uses_secrets[m]
 
     hops: list[Hop] = []
     acts: list[_Act] = []
@@ -364,14 +369,14 @@ def _project_flow(
         act = stack[-1]
         for secret in sorted(uses_secrets[act.machine]):
             need(act, step, secret)
-        for secret in step.secrets:
+        for secret in step_secrets[i]:
             need(act, step, secret)
             act.holds.add(secret)
             origin[secret] = (step.line, act.machine)
             for other in stack[:-1]:
                 other.holds.discard(secret)
         act.ops.append(RunStep(step))
-        for name in step.fields:
+        for name in step_fields[i]:
             seen_fields.setdefault(name, None)
     while len(stack) > 1:
         do_return(steps[-1].id, None)

@@ -133,13 +133,14 @@ def mermaid(projection: Projection) -> str:
     (solid: call, dotted: return) labelled with the fields it carries; activations show the stack.
     """
     plan = projection.plan
-    ids = _participant_ids(plan.machines)
+    machines = plan.machines  # computed on each access
+    ids = _participant_ids(machines)
     lines = ["sequenceDiagram"]
-    for name in plan.machines:
+    for name in machines:
         lines.append(f"    participant {ids[name]} as {mermaid_text(name)}")
-    span = ids[plan.machines[0]] if plan.machines else ""
-    if len(plan.machines) > 1:
-        span = f"{ids[plan.machines[0]]},{ids[plan.machines[-1]]}"
+    span = ids[machines[0]] if machines else ""
+    if len(machines) > 1:
+        span = f"{ids[machines[0]]},{ids[machines[-1]]}"
     for fp in projection.flows:
         after = _hops_after(fp)
         lines.append(f"    Note over {span}: flow {mermaid_text(fp.flow)}")

@@ -57,6 +57,17 @@ _CANDIDATE = re.compile(r"(?<![\w:#])(:+|#+)([^\W\d]\w*)")
 
 
 @lru_cache(maxsize=65536)
+def _placeholder(spelling: str) -> Placeholder:
+    """The placeholder written `spelling` (one sigil and a name); TemplateError when unusable.
+    Placeholders are immutable values, so one object serves every template that spells it.
+    """
+    normalised = identifier_or_none(spelling[1:])
+    if normalised is None:
+        raise TemplateError(spelling)
+    return Placeholder(name=normalised, secret=spelling[0] == "#", spelling=spelling)
+
+
+@lru_cache(maxsize=65536)
 def parse(text: str) -> tuple[TemplatePart, ...]:
     """Split a log template into literal text and placeholders (adjacent text is merged)."""
     if ":" not in text and "#" not in text:
@@ -72,17 +83,13 @@ def parse(text: str) -> tuple[TemplatePart, ...]:
             literal.append(text[start + 1 : end])
             i = end
             continue
-        normalised = identifier_or_none(match.group(2))
-        if normalised is None:
-            raise TemplateError(match.group())
+        placeholder = _placeholder(match.group())
         literal.append(text[i:start])
         before = "".join(literal)
         if before:
             parts.append(before)
         literal = []
-        parts.append(
-            Placeholder(name=normalised, secret=sigils == "#", spelling=match.group())
-        )
+        parts.append(placeholder)
         i = end
     literal.append(text[i:])
     rest = "".join(literal)

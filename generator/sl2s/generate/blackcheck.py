@@ -25,6 +25,7 @@ from collections.abc import Iterable
 
 from sl2s.diagnostics import Diagnostic, Sl2sError
 from sl2s.generate.encode import LINE_LENGTH, width
+from sl2s.generate.rendercache import RenderCache
 
 _KEEP = sorted(set(keyword.kwlist) | set(keyword.softkwlist), key=len, reverse=True)
 # A double-quoted one-line literal (escapes allowed: literals come from encode.lit, which writes
@@ -130,6 +131,9 @@ class BlackCheck:
 
     def __init__(self, known: Iterable[str] = ()) -> None:
         self.known: set[str] = set(known)
+        # Rendered wiring chunks already checked (see rendercache.py); a session may replace it
+        # with one backed by its cache directory.
+        self.rendered = RenderCache()
         self.black_runs = 0
         self.parses = 0
 

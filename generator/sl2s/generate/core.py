@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from sl2s import __version__
 from sl2s.diagnostics import Diagnostic, Sl2sError
 from sl2s.generate import lock as lockfile
-from sl2s.generate import render
+from sl2s.generate import render, rendercache
 from sl2s.generate.blackcheck import BlackCheck
 from sl2s.generate.usercode import (
     FoundStep,
@@ -299,24 +299,44 @@ def _machine_files(plan, flows, view, flows_here, plan_ref, version, check, pref
     where = f"{prefix}{machine}/_wiring.py"
     names = _Names({"UNSET", "Machine", "Run"})
     entries = [a for a in view.entries if a.at is None]
+    entry_fields: dict[str, tuple[str, ...]] = {}
     for a in entries:
         names.taken.add(a.flow)
         # an entry's parameters shadow module names inside it: `machine` must stay reachable
-        names.taken.update(p for s in flows[a.flow].steps for p in s.placeholders)
+        fields = _unique(p for s in flows[a.flow].steps for p in s.placeholders)
+        entry_fields[a.flow] = fields
+        names.taken.update(fields)
     machine_var = names.take("machine")
     chunks = []
     need_unset = False
+    memo = check.rendered
     for activation in view.entries:
         if activation.at is None:
-            fields = _unique(
-                p for s in flows[activation.flow].steps for p in s.placeholders
-            )
+            fields = entry_fields[activation.flow]
             need_unset = need_unset or bool(fields)
-            chunk = render.entry(activation, activation.flow, fields, machine_var)
+            key = rendercache.key(
+                "entry", activation, activation.flow, fields, machine_var, DEFINITION
+            )
+            chunk = memo.get(
+                machine,
+                key,
+                lambda a=activation, f=fields: check.ensure(
+                    render.entry(a, a.flow, f, machine_var), DEFINITION, where
+                ),
+            )
         else:
             function = names.take(identifier(f"{activation.flow}_at_{activation.at}"))
-            chunk = render.segment(activation, function, machine_var)
-        chunks.append(check.ensure(chunk, DEFINITION, where))
+            key = rendercache.key(
+                "segment", activation, function, (), machine_var, DEFINITION
+            )
+            chunk = memo.get(
+                machine,
+                key,
+                lambda a=activation, f=function: check.ensure(
+                    render.segment(a, f, machine_var), DEFINITION, where
+                ),
+            )
+        chunks.append(chunk)
     imports = ["UNSET"] if need_unset else []
     imports.append("Machine")
     if len(entries) < len(view.entries):

@@ -44,6 +44,8 @@ class _Inline(dict):
 
 
 _scalar = json.JSONEncoder(ensure_ascii=True).encode
+# json.dumps(value, sort_keys=True, ensure_ascii=True), without building an encoder per call.
+_one_line = json.JSONEncoder(sort_keys=True, ensure_ascii=True).encode
 
 
 def _emit(value, depth: int, out: list[str], one_line_values: bool = False) -> None:
@@ -51,7 +53,7 @@ def _emit(value, depth: int, out: list[str], one_line_values: bool = False) -> N
     scalars (the indenting encoder of the json module is pure Python and slow on large locks).
     """
     if one_line_values or isinstance(value, _Inline):
-        out.append(json.dumps(value, sort_keys=True, ensure_ascii=True))
+        out.append(_one_line(value))
         return
     if not isinstance(value, dict) or not value:
         out.append(_scalar(value) if not isinstance(value, dict) else "{}")

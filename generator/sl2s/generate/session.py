@@ -5,6 +5,9 @@ only saves work — deleting it changes no output. It holds, keyed by the sl2s a
 
 - the steps found in each user module, by content hash (libcst parsing is slow);
 - the chunk shapes black and ast have already passed (see blackcheck.py);
+- the rendered, checked wiring chunks, keyed by their template inputs (rendercache.py), one file
+  per machine under `render/`: after a plan edit only the chunks of the changed activations are
+  rendered and checked again;
 - the last run's inputs digest (plan bytes, plan reference, user modules, the code and templates
   of sl2s that shape the output) and the digest of every file it left, plus its orphan messages.
   When the inputs and every file are still the same, there is nothing to do: the plan is not even
@@ -21,10 +24,12 @@ from pathlib import Path
 import sl2s
 from sl2s import __version__
 from sl2s.generate.blackcheck import BlackCheck
+from sl2s.generate.rendercache import RenderCache
 from sl2s.generate.usercode import FoundStep, scan_module
 from sl2s.generate.writer import read_user_modules, write_atomic
 
 CACHE = Path(".sl2s") / "cache" / "generate.json"
+RENDER = Path(".sl2s") / "cache" / "render"  # <machine>.json: rendered wiring chunks
 # Modules whose code shapes generated output (with the templates).
 _OUTPUT_CODE = (
     "model",
@@ -79,7 +84,48 @@ class Session:
             pass
         self._used: dict[str, list[list]] = {}
         self.black = BlackCheck(known)
+        self._rendered_on_disk: dict[str, dict[str, str]] = {}
+        self.black.rendered = RenderCache(self._load_rendered)
         self._modules: dict[str, str] | None = None
+
+    # --- rendered wiring chunks, one file per machine ------------------------------------------
+
+    def _load_rendered(self, machine: str) -> dict[str, str]:
+        chunks: dict[str, str] = {}
+        try:
+            data = json.loads((self.out / RENDER / f"{machine}.json").read_bytes())
+            if isinstance(data, dict) and data.get("key") == self.key:
+                found = data.get("chunks")
+                if isinstance(found, dict):
+                    chunks = {
+                        k: v
+                        for k, v in found.items()
+                        if isinstance(k, str) and isinstance(v, str)
+                    }
+        except (OSError, ValueError, TypeError):
+            pass
+        self._rendered_on_disk[machine] = chunks
+        return chunks
+
+    def _save_rendered(self) -> None:
+        """Keep the chunks this run used, per machine; rewrite only the files that change."""
+        used = self.black.rendered.used
+        directory = self.out / RENDER
+        for machine, chunks in sorted(used.items()):
+            if machine not in self._rendered_on_disk:
+                self._load_rendered(machine)
+            if self._rendered_on_disk[machine] == chunks:
+                continue
+            data = {"key": self.key, "chunks": chunks}
+            write_atomic(
+                directory / f"{machine}.json",
+                json.dumps(data, sort_keys=True).encode("utf-8"),
+            )
+            self._rendered_on_disk[machine] = dict(chunks)
+        if directory.is_dir():
+            for stale in directory.glob("*.json"):
+                if stale.stem not in used:
+                    stale.unlink(missing_ok=True)
 
     # --- inputs -------------------------------------------------------------------------------
 
@@ -168,3 +214,4 @@ class Session:
                 ignore, b"# Created by sl2s: caches and logs, never committed.\n*\n"
             )
         write_atomic(self.out / CACHE, json.dumps(data, sort_keys=True).encode("utf-8"))
+        self._save_rendered()
