@@ -24,10 +24,17 @@ def module(*steps: tuple[str, str]) -> str:
 
 def test_moves_in_plan_order_and_places_before_the_next_step(tmp_path):
     plan = plan_of(tmp_path, "f\tOne\ta\nf\tTwo\tb\nf\tThree\tb\n")
-    modules = {"a/f.py": module(("One", "one"), ("Two", "two")), "b/f.py": module(("Three", "three"))}
+    modules = {
+        "a/f.py": module(("One", "one"), ("Two", "two")),
+        "b/f.py": module(("Three", "three")),
+    }
     out = rebalance(plan, user_modules=modules, lock={})
-    assert [(m.id, m.source, m.dest) for m in out.moves] == [("two", "a/f.py", "b/f.py")]
-    assert out.modules["b/f.py"].index("def two") < out.modules["b/f.py"].index("def three")
+    assert [(m.id, m.source, m.dest) for m in out.moves] == [
+        ("two", "a/f.py", "b/f.py")
+    ]
+    assert out.modules["b/f.py"].index("def two") < out.modules["b/f.py"].index(
+        "def three"
+    )
     assert out.changed == ("a/f.py", "b/f.py")
 
 
@@ -36,7 +43,9 @@ def test_new_machine_module_starts_from_the_generator_header(tmp_path):
     modules = {"a/f.py": module(("One", "one"), ("Two", "two"))}
     out = rebalance(plan, user_modules=modules, lock={})
     assert out.new_machines == ("c",)
-    assert out.modules["c/f.py"].startswith('"""Steps of flow \'f\' that run on machine \'c\'.')
+    assert out.modules["c/f.py"].startswith(
+        "\"\"\"Steps of flow 'f' that run on machine 'c'."
+    )
     assert "def two" in out.modules["c/f.py"]
 
 
@@ -54,7 +63,9 @@ def test_machine_without_steps_keeps_its_modules_and_is_reported(tmp_path):
     modules = {"a/f.py": module(("One", "one")), "b/f.py": module(("Two", "two"))}
     out = rebalance(plan, user_modules=modules, lock={})
     assert "b/f.py" in out.modules
-    assert out.emptied and "machine 'b'" in out.emptied[0] and "b/f.py" in out.emptied[0]
+    assert (
+        out.emptied and "machine 'b'" in out.emptied[0] and "b/f.py" in out.emptied[0]
+    )
 
 
 def test_step_defined_twice_without_a_lock_is_refused(tmp_path):
@@ -66,9 +77,9 @@ def test_step_defined_twice_without_a_lock_is_refused(tmp_path):
 
 def test_force_partial_reports_what_it_left(tmp_path):
     plan = plan_of(tmp_path, "f\tOne\tb\nf\tTwo\tb\n")
-    bad = module(("One", "one")).replace("    return None\n", "    global X\n    return None\n", 1) + (
-        '\n\n@step("f", "Two")\ndef two():\n    return None\n'
-    )
+    bad = module(("One", "one")).replace(
+        "    return None\n", "    global X\n    return None\n", 1
+    ) + ('\n\n@step("f", "Two")\ndef two():\n    return None\n')
     out = rebalance(plan, user_modules={"a/f.py": bad}, lock={}, force_partial=True)
     assert [m.id for m in out.moves] == ["two"]
     assert out.failed and "needs a manual move" in out.failed[0].message

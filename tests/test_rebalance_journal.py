@@ -21,7 +21,9 @@ def tree(root):
 def test_apply_writes_creates_and_deletes_and_leaves_no_journal(tmp_path):
     (tmp_path / "a.py").write_bytes(b"a\n")
     (tmp_path / "gone.py").write_bytes(b"x\n")
-    changed = journal.apply(tmp_path, {"a.py": b"A\n", "new/b.py": b"B\n", "gone.py": None})
+    changed = journal.apply(
+        tmp_path, {"a.py": b"A\n", "new/b.py": b"B\n", "gone.py": None}
+    )
     assert changed == 3
     assert tree(tmp_path) == {"a.py": b"A\n", "new/b.py": b"B\n"}
 
@@ -43,7 +45,11 @@ def _committed_journal(root, entries):
 
 
 def _entry(path, before, after):
-    return {"path": path, "before": journal._encode(before), "after": journal._encode(after)}
+    return {
+        "path": path,
+        "before": journal._encode(before),
+        "after": journal._encode(after),
+    }
 
 
 def test_recover_replays_a_committed_journal_from_any_partial_state(tmp_path):
@@ -59,7 +65,11 @@ def test_recover_replays_a_committed_journal_from_any_partial_state(tmp_path):
         ],
     )
     assert "completed" in journal.recover(tmp_path)
-    assert tree(tmp_path) == {"a.py": b"A-after\n", "b.py": b"B-after\n", "c/new.py": b"new\n"}
+    assert tree(tmp_path) == {
+        "a.py": b"A-after\n",
+        "b.py": b"B-after\n",
+        "c/new.py": b"new\n",
+    }
     assert journal.recover(tmp_path) is None
 
 
@@ -81,7 +91,9 @@ def test_file_edited_after_the_crash_is_never_overwritten(tmp_path):
 
 def test_corrupt_journal_touches_nothing(tmp_path):
     (tmp_path / "a.py").write_bytes(b"a\n")
-    (tmp_path / journal.JOURNAL).write_bytes(b'{"sha256": "00"}\n{"version": 1, "files": []}')
+    (tmp_path / journal.JOURNAL).write_bytes(
+        b'{"sha256": "00"}\n{"version": 1, "files": []}'
+    )
     with pytest.raises(Sl2sError, match="unreadable"):
         journal.recover(tmp_path)
     assert (tmp_path / "a.py").read_bytes() == b"a\n"
@@ -90,7 +102,9 @@ def test_corrupt_journal_touches_nothing(tmp_path):
 def test_rollback_restores_before(tmp_path):
     (tmp_path / "a.py").write_bytes(b"A-after\n")
     (tmp_path / "n.py").write_bytes(b"new\n")
-    _committed_journal(tmp_path, [_entry("a.py", b"a\n", b"A-after\n"), _entry("n.py", None, b"new\n")])
+    _committed_journal(
+        tmp_path, [_entry("a.py", b"a\n", b"A-after\n"), _entry("n.py", None, b"new\n")]
+    )
     journal.rollback(tmp_path)
     assert tree(tmp_path) == {"a.py": b"a\n"}
 
@@ -118,7 +132,12 @@ def test_recover_from_argv_uses_out_option(tmp_path):
     out.mkdir()
     (out / "a.py").write_bytes(b"a\n")
     _committed_journal(out, [_entry("a.py", b"a\n", b"A\n")])
-    assert journal.recover_from_argv(["generate", "plan.csv", "--out", str(tmp_path / "nope")]) == []
+    assert (
+        journal.recover_from_argv(
+            ["generate", "plan.csv", "--out", str(tmp_path / "nope")]
+        )
+        == []
+    )
     assert journal.recover_from_argv(["generate", "plan.csv", f"--out={out}"])
     assert (out / "a.py").read_bytes() == b"A\n"
 

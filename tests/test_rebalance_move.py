@@ -30,7 +30,9 @@ def check(a, b, functions, a_after, b_after, *, before=None, new_module_text="")
     assert result.source == a_after
     assert result.dest == b_after
     for text in (result.source, result.dest):
-        assert black.format_str(text, mode=black.Mode()) == text  # still black-formatted
+        assert (
+            black.format_str(text, mode=black.Mode()) == text
+        )  # still black-formatted
     return result
 
 
@@ -50,25 +52,25 @@ def test_moves_function_with_decorator_comments_and_the_imports_it_uses():
         "from sl2s.runtime import step\n"
         "\n"
         "\n"
-        "@step(\"login\", \"Received request to login as :username\")\n"
+        '@step("login", "Received request to login as :username")\n'
         "def received(username):\n"
         "    return None\n"
         "\n"
         "\n"
         "# Validate the name first.\n"
         "# (two comment lines)\n"
-        "@step(\"login\", \"Testing password for :username\")\n"
+        '@step("login", "Testing password for :username")\n'
         "def testing(username):\n"
-        "    if not re.match(r\"\\w+\", username):  # trailing comment\n"
+        '    if not re.match(r"\\w+", username):  # trailing comment\n'
         "        return None\n"
-        "    return {\"ok\": True}\n"
+        '    return {"ok": True}\n'
         "    # indented comment after the body\n"
         "\n"
         "\n"
         "# a free comment that belongs to nobody\n"
         "\n"
         "\n"
-        "@step(\"login\", \"Setting session for :username\")\n"
+        '@step("login", "Setting session for :username")\n'
         "def setting(username):\n"
         "    return None\n"
     )
@@ -76,7 +78,7 @@ def test_moves_function_with_decorator_comments_and_the_imports_it_uses():
         "from sl2s.runtime import step\n"
         "\n"
         "\n"
-        "@step(\"login\", \"Finish handling user login\")\n"
+        '@step("login", "Finish handling user login")\n'
         "def finish():\n"
         "    return None\n"
     )
@@ -84,7 +86,7 @@ def test_moves_function_with_decorator_comments_and_the_imports_it_uses():
         "from sl2s.runtime import step\n"
         "\n"
         "\n"
-        "@step(\"login\", \"Received request to login as :username\")\n"
+        '@step("login", "Received request to login as :username")\n'
         "def received(username):\n"
         "    return None\n"
         "\n"
@@ -92,7 +94,7 @@ def test_moves_function_with_decorator_comments_and_the_imports_it_uses():
         "# a free comment that belongs to nobody\n"
         "\n"
         "\n"
-        "@step(\"login\", \"Setting session for :username\")\n"
+        '@step("login", "Setting session for :username")\n'
         "def setting(username):\n"
         "    return None\n"
     )
@@ -104,15 +106,15 @@ def test_moves_function_with_decorator_comments_and_the_imports_it_uses():
         "\n"
         "# Validate the name first.\n"
         "# (two comment lines)\n"
-        "@step(\"login\", \"Testing password for :username\")\n"
+        '@step("login", "Testing password for :username")\n'
         "def testing(username):\n"
-        "    if not re.match(r\"\\w+\", username):  # trailing comment\n"
+        '    if not re.match(r"\\w+", username):  # trailing comment\n'
         "        return None\n"
-        "    return {\"ok\": True}\n"
+        '    return {"ok": True}\n'
         "    # indented comment after the body\n"
         "\n"
         "\n"
-        "@step(\"login\", \"Finish handling user login\")\n"
+        '@step("login", "Finish handling user login")\n'
         "def finish():\n"
         "    return None\n"
     )
@@ -121,7 +123,12 @@ def test_moves_function_with_decorator_comments_and_the_imports_it_uses():
     assert result.report.removed_imports == ("re",)
     assert result.report.cross_imports == ()
     # and back again: B byte for byte; in A the free comment now sits above the returning function
-    back = move(Module(B_NAME, B_PATH, b_after), Module(A_NAME, A_PATH, a_after), ["testing"], before="setting")
+    back = move(
+        Module(B_NAME, B_PATH, b_after),
+        Module(A_NAME, A_PATH, a_after),
+        ["testing"],
+        before="setting",
+    )
     assert back.source == b
     free = "# a free comment that belongs to nobody\n\n\n"
     moved_back = a.replace(free, "").replace("# Validate", free + "# Validate")
@@ -139,27 +146,27 @@ def test_round_trip_restores_both_files_byte_for_byte():
         "    return x.strip()\n"
         "\n"
         "\n"
-        "SALT = \"pepper\"\n"
+        'SALT = "pepper"\n'
         "\n"
         "\n"
         "def _hash(pw):\n"
         "    return hashlib.sha256((SALT + pw).encode()).hexdigest()\n"
         "\n"
         "\n"
-        "@step(\"login\", \"Testing password for :username\")\n"
+        '@step("login", "Testing password for :username")\n'
         "def testing(username, password):\n"
-        "    return {\"ok\": _hash(password) == shared(username)}\n"
+        '    return {"ok": _hash(password) == shared(username)}\n'
         "\n"
         "\n"
-        "@step(\"login\", \"Setting session for :username\")\n"
+        '@step("login", "Setting session for :username")\n'
         "def setting(username):\n"
-        "    return {\"session\": shared(username)}\n"
+        '    return {"session": shared(username)}\n'
     )
     b = HEAD_B + (
         "from sl2s.runtime import step\n"
         "\n"
         "\n"
-        "@step(\"login\", \"Finish handling user login\")\n"
+        '@step("login", "Finish handling user login")\n'
         "def finish():\n"
         "    return None\n"
     )
@@ -171,21 +178,21 @@ def test_round_trip_restores_both_files_byte_for_byte():
         "from ..server.login import shared\n"
         "\n"
         "\n"
-        "@step(\"login\", \"Finish handling user login\")\n"
+        '@step("login", "Finish handling user login")\n'
         "def finish():\n"
         "    return None\n"
         "\n"
         "\n"
-        "SALT = \"pepper\"\n"
+        'SALT = "pepper"\n'
         "\n"
         "\n"
         "def _hash(pw):\n"
         "    return hashlib.sha256((SALT + pw).encode()).hexdigest()\n"
         "\n"
         "\n"
-        "@step(\"login\", \"Testing password for :username\")\n"
+        '@step("login", "Testing password for :username")\n'
         "def testing(username, password):\n"
-        "    return {\"ok\": _hash(password) == shared(username)}\n"
+        '    return {"ok": _hash(password) == shared(username)}\n'
     )
     a_after = HEAD_A + (
         "from sl2s.runtime import step\n"
@@ -195,14 +202,19 @@ def test_round_trip_restores_both_files_byte_for_byte():
         "    return x.strip()\n"
         "\n"
         "\n"
-        "@step(\"login\", \"Setting session for :username\")\n"
+        '@step("login", "Setting session for :username")\n'
         "def setting(username):\n"
-        "    return {\"session\": shared(username)}\n"
+        '    return {"session": shared(username)}\n'
     )
     result = check(a, b, ["testing"], a_after, b_after)
     assert result.report.helpers == ("SALT", "_hash")
     assert result.report.cross_imports == ("from ..server.login import shared",)
-    back = move(Module(B_NAME, B_PATH, b_after), Module(A_NAME, A_PATH, a_after), ["testing"], before="setting")
+    back = move(
+        Module(B_NAME, B_PATH, b_after),
+        Module(A_NAME, A_PATH, a_after),
+        ["testing"],
+        before="setting",
+    )
     assert back.source == b
     assert back.dest == a
 
@@ -212,12 +224,12 @@ def test_new_module_gets_the_imports_and_function():
         "from sl2s.runtime import step\n"
         "\n"
         "\n"
-        "@step(\"login\", \"Login successful\")\n"
+        '@step("login", "Login successful")\n'
         "def done():\n"
         "    return None\n"
         "\n"
         "\n"
-        "@step(\"login\", \"Other\")\n"
+        '@step("login", "Other")\n'
         "def other():\n"
         "    return None\n"
     )
@@ -225,7 +237,7 @@ def test_new_module_gets_the_imports_and_function():
         "from sl2s.runtime import step\n"
         "\n"
         "\n"
-        "@step(\"login\", \"Other\")\n"
+        '@step("login", "Other")\n'
         "def other():\n"
         "    return None\n"
     )
@@ -233,7 +245,7 @@ def test_new_module_gets_the_imports_and_function():
         "from sl2s.runtime import step\n"
         "\n"
         "\n"
-        "@step(\"login\", \"Login successful\")\n"
+        '@step("login", "Login successful")\n'
         "def done():\n"
         "    return None\n"
     )
@@ -249,14 +261,14 @@ def test_relative_imports_are_re_rooted_and_from_imports_merged_and_split():
         "from .util import normalise\n"
         "\n"
         "\n"
-        "@step(\"login\", \"One\")\n"
+        '@step("login", "One")\n'
         "def one(username):\n"
-        "    return {\"p\": join(normalise(username), sep)}\n"
+        '    return {"p": join(normalise(username), sep)}\n'
         "\n"
         "\n"
-        "@step(\"login\", \"Two\")\n"
+        '@step("login", "Two")\n'
         "def two(username):\n"
-        "    return {\"p\": join(username, \"x\")}\n"
+        '    return {"p": join(username, "x")}\n'
     )
     b = HEAD_B + (
         "from os.path import basename\n"
@@ -264,9 +276,9 @@ def test_relative_imports_are_re_rooted_and_from_imports_merged_and_split():
         "from sl2s.runtime import step\n"
         "\n"
         "\n"
-        "@step(\"login\", \"Three\")\n"
+        '@step("login", "Three")\n'
         "def three(p):\n"
-        "    return {\"b\": basename(p)}\n"
+        '    return {"b": basename(p)}\n'
     )
     a_after = HEAD_A + (
         "from os.path import join\n"
@@ -274,9 +286,9 @@ def test_relative_imports_are_re_rooted_and_from_imports_merged_and_split():
         "from sl2s.runtime import step\n"
         "\n"
         "\n"
-        "@step(\"login\", \"Two\")\n"
+        '@step("login", "Two")\n'
         "def two(username):\n"
-        "    return {\"p\": join(username, \"x\")}\n"
+        '    return {"p": join(username, "x")}\n'
     )
     b_after = HEAD_B + (
         "from os.path import basename, join, sep\n"
@@ -286,14 +298,14 @@ def test_relative_imports_are_re_rooted_and_from_imports_merged_and_split():
         "from ..server.util import normalise\n"
         "\n"
         "\n"
-        "@step(\"login\", \"One\")\n"
+        '@step("login", "One")\n'
         "def one(username):\n"
-        "    return {\"p\": join(normalise(username), sep)}\n"
+        '    return {"p": join(normalise(username), sep)}\n'
         "\n"
         "\n"
-        "@step(\"login\", \"Three\")\n"
+        '@step("login", "Three")\n'
         "def three(p):\n"
-        "    return {\"b\": basename(p)}\n"
+        '    return {"b": basename(p)}\n'
     )
     result = check(a, b, ["one"], a_after, b_after, before="three")
     assert result.report.carried_imports == (
@@ -320,12 +332,14 @@ def test_helpers_used_transitively_move_in_order_and_classes_too():
         "    return Counter().bump(n)\n"
         "\n"
         "\n"
-        "@step(\"f\", \"Count\")\n"
+        '@step("f", "Count")\n'
         "async def count(n):\n"
-        "    return {\"n\": _count(n)}\n"
+        '    return {"n": _count(n)}\n'
     )
     result = run(a, "", ["count"])
-    assert result.source == "from sl2s.runtime import step\n"  # the user-module import stays
+    assert (
+        result.source == "from sl2s.runtime import step\n"
+    )  # the user-module import stays
     assert result.report.helpers == ("LIMIT", "Counter", "_count")
     assert result.dest == (
         "from sl2s.runtime import step\n"
@@ -342,9 +356,9 @@ def test_helpers_used_transitively_move_in_order_and_classes_too():
         "    return Counter().bump(n)\n"
         "\n"
         "\n"
-        "@step(\"f\", \"Count\")\n"
+        '@step("f", "Count")\n'
         "async def count(n):\n"
-        "    return {\"n\": _count(n)}\n"
+        '    return {"n": _count(n)}\n'
     )
 
 
@@ -355,15 +369,15 @@ def test_local_names_that_shadow_module_names_are_not_dependencies():
         "value = 1\n"
         "\n"
         "\n"
-        "@step(\"f\", \"One\")\n"
+        '@step("f", "One")\n'
         "def one():\n"
         "    value = 2\n"
-        "    return {\"v\": [value for value in range(value)]}\n"
+        '    return {"v": [value for value in range(value)]}\n'
         "\n"
         "\n"
-        "@step(\"f\", \"Two\")\n"
+        '@step("f", "Two")\n'
         "def two():\n"
-        "    return {\"v\": value}\n"
+        '    return {"v": value}\n'
     )
     result = run(a, "from sl2s.runtime import step\n", ["one"])
     assert result.report.cross_imports == ()
@@ -379,14 +393,14 @@ def test_sequential_moves_turn_a_cross_import_back_into_the_helper():
         "    return 1\n"
         "\n"
         "\n"
-        "@step(\"f\", \"One\")\n"
+        '@step("f", "One")\n'
         "def one():\n"
-        "    return {\"v\": shared()}\n"
+        '    return {"v": shared()}\n'
         "\n"
         "\n"
-        "@step(\"f\", \"Two\")\n"
+        '@step("f", "Two")\n'
         "def two():\n"
-        "    return {\"v\": shared()}\n"
+        '    return {"v": shared()}\n'
     )
     first = run(a, "from sl2s.runtime import step\n", ["one"])
     assert "from ..server.login import shared" in first.dest
@@ -406,9 +420,9 @@ def test_collision_names_both_definitions_and_nothing_changes():
         "    return str(x)\n"
         "\n"
         "\n"
-        "@step(\"f\", \"One\")\n"
+        '@step("f", "One")\n'
         "def one(x):\n"
-        "    return {\"v\": fmt(x)}\n"
+        '    return {"v": fmt(x)}\n'
     )
     b = (
         "from sl2s.runtime import step\n"
@@ -442,17 +456,41 @@ def test_function_name_taken_in_destination():
     ("a", "fragment", "line"),
     [
         ("N = 0\n\n\ndef one():\n    global N\n    N += 1\n", "global N", 5),
-        ("try:\n    import ujson as js\nexcept ImportError:\n    import json as js\n\n\ndef one():\n    return js.dumps(1)\n", "`try`", 1),
-        ("import sys\n\nif sys.version_info > (3,):\n    def h():\n        return 1\n\n\ndef one():\n    return h()\n", "`if`", 3),
-        ("from os.path import *\n\n\ndef one():\n    return join('a')\n", "star import", 1),
+        (
+            "try:\n    import ujson as js\nexcept ImportError:\n    import json as js\n\n\ndef one():\n    return js.dumps(1)\n",
+            "`try`",
+            1,
+        ),
+        (
+            "import sys\n\nif sys.version_info > (3,):\n    def h():\n        return 1\n\n\ndef one():\n    return h()\n",
+            "`if`",
+            3,
+        ),
+        (
+            "from os.path import *\n\n\ndef one():\n    return join('a')\n",
+            "star import",
+            1,
+        ),
         ("def one():\n    return globals()['h']()\n", "`globals`", 2),
         ("def one():\n    return eval('1')\n", "`eval`", 2),
-        ("import sys\n\n\ndef one():\n    return getattr(sys.modules[__name__], 'h')\n", "sys.modules", 5),
+        (
+            "import sys\n\n\ndef one():\n    return getattr(sys.modules[__name__], 'h')\n",
+            "sys.modules",
+            5,
+        ),
         ("def one():\n    return __import__('os')\n", "`__import__`", 2),
-        ("def one():\n    return 1\n\n\nX = one()\n", "still used by code that stays", 1),
+        (
+            "def one():\n    return 1\n\n\nX = one()\n",
+            "still used by code that stays",
+            1,
+        ),
         ("X = 1\nX = 2\n\n\ndef one():\n    return X\n", "bound more than once", 1),
         ("__all__ = ['one']\n\n\ndef one():\n    return 1\n", "__all__", 4),
-        ("def one():\n    return 1\n\n\ndef two(n):\n    return globals()[n]()\n", "code that stays", 6),
+        (
+            "def one():\n    return 1\n\n\ndef two(n):\n    return globals()[n]()\n",
+            "code that stays",
+            6,
+        ),
     ],
 )
 def test_unsafe_moves_need_a_manual_move(a, fragment, line):
@@ -461,7 +499,13 @@ def test_unsafe_moves_need_a_manual_move(a, fragment, line):
 
 
 def test_star_import_in_destination_is_refused():
-    refused("def one():\n    return 1\n", "from os import *\n", ["one"], f"{B_PATH}:1", "star import")
+    refused(
+        "def one():\n    return 1\n",
+        "from os import *\n",
+        ["one"],
+        f"{B_PATH}:1",
+        "star import",
+    )
 
 
 def test_import_cycle_is_refused():
@@ -532,20 +576,35 @@ def test_names_other_modules_import_stay_and_are_imported():
         "    return 1\n"
         "\n"
         "\n"
-        "@step(\"f\", \"One\")\n"
+        '@step("f", "One")\n'
         "def one():\n"
-        "    return {\"v\": shared()}\n"
+        '    return {"v": shared()}\n'
     )
     result = move(
-        Module(A_NAME, A_PATH, a), Module(B_NAME, B_PATH, "from sl2s.runtime import step\n"), ["one"],
+        Module(A_NAME, A_PATH, a),
+        Module(B_NAME, B_PATH, "from sl2s.runtime import step\n"),
+        ["one"],
         pinned={"shared": "services/client/login.py:3"},
     )
     assert "def shared" in result.source
     assert "from ..server.login import shared" in result.dest
-    with pytest.raises(Sl2sError, match="'one' is imported from this module at services/client/login.py:3"):
-        move(Module(A_NAME, A_PATH, a), Module(B_NAME, B_PATH, ""), ["one"], pinned={"one": "services/client/login.py:3"})
+    with pytest.raises(
+        Sl2sError,
+        match="'one' is imported from this module at services/client/login.py:3",
+    ):
+        move(
+            Module(A_NAME, A_PATH, a),
+            Module(B_NAME, B_PATH, ""),
+            ["one"],
+            pinned={"one": "services/client/login.py:3"},
+        )
     with pytest.raises(Sl2sError, match="imported from this module at x.py:1"):
-        move(Module(A_NAME, A_PATH, a), Module(B_NAME, B_PATH, ""), ["one"], pinned={"*": "x.py:1"})
+        move(
+            Module(A_NAME, A_PATH, a),
+            Module(B_NAME, B_PATH, ""),
+            ["one"],
+            pinned={"*": "x.py:1"},
+        )
 
 
 def test_importers_finds_names_imported_from_a_module():
@@ -557,7 +616,9 @@ def test_importers_finds_names_imported_from_a_module():
         "auth/login.py": "import json\n",
         "server/login.py": "def shared():\n    pass\n",
     }
-    assert importers(modules, "services.server.login", "services", skip={"server/login.py"}) == {
+    assert importers(
+        modules, "services.server.login", "services", skip={"server/login.py"}
+    ) == {
         "shared": "client/login.py:1",
         "other": "client/login.py:1",
         "*": "server/feed.py:1",

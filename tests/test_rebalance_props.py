@@ -49,7 +49,9 @@ def _import_block(lines: list[str]) -> str:
     out: list[str] = []
     sections = {1: list(plain), 2: []}
     for (section, module), names in sorted(froms.items()):
-        sections[section].append(f"from {module} import {', '.join(sorted(set(names), key=str.lower))}")
+        sections[section].append(
+            f"from {module} import {', '.join(sorted(set(names), key=str.lower))}"
+        )
     for section in (1, 2):
         if sections[section]:
             if out:
@@ -61,16 +63,32 @@ def _import_block(lines: list[str]) -> str:
 @st.composite
 def projects(draw, messy: bool = False):
     """`messy`: also constants in default arguments, class helpers, closures and comprehensions
-    shadowing module names, trailing comments in bodies and free-standing comments between steps."""
+    shadowing module names, trailing comments in bodies and free-standing comments between steps.
+    """
     machines = draw(st.integers(2, 3))
     steps = draw(st.integers(2, 6))
     owner = [draw(st.integers(0, machines - 1)) for _ in range(steps)]
-    uses = [draw(st.lists(st.integers(0, len(IMPORTS) - 1), max_size=2, unique=True)) for _ in range(steps)]
+    uses = [
+        draw(st.lists(st.integers(0, len(IMPORTS) - 1), max_size=2, unique=True))
+        for _ in range(steps)
+    ]
     private = [draw(st.integers(0, 2)) for _ in range(steps)]
     commented = [draw(st.booleans()) for _ in range(steps)]
-    shared_users = draw(st.lists(st.integers(0, steps - 1), max_size=steps, unique=True))
-    extras = [draw(st.sets(st.sampled_from(["const", "klass", "trailing", "free", "nested"]))) if messy else set()
-              for _ in range(steps)]
+    shared_users = draw(
+        st.lists(st.integers(0, steps - 1), max_size=steps, unique=True)
+    )
+    extras = [
+        (
+            draw(
+                st.sets(
+                    st.sampled_from(["const", "klass", "trailing", "free", "nested"])
+                )
+            )
+            if messy
+            else set()
+        )
+        for _ in range(steps)
+    ]
     modules = {}
     for m in range(machines):
         mine = [i for i in range(steps) if owner[i] == m]
@@ -86,14 +104,20 @@ def projects(draw, messy: bool = False):
             if "const" in extra:
                 chunks.append(f"LIMIT_{i} = {i + 2}\n")
             if "klass" in extra:
-                chunks.append(f"class Box{i}:\n    scale = {i}\n\n    def apply(self, y):\n        return y * self.scale\n")
+                chunks.append(
+                    f"class Box{i}:\n    scale = {i}\n\n    def apply(self, y):\n        return y * self.scale\n"
+                )
             for k in range(private[i]):
-                chunks.append(f"# helper {k} of step {i}\ndef _h{i}_{k}(x):\n    return x + {k}\n")
+                chunks.append(
+                    f"# helper {k} of step {i}\ndef _h{i}_{k}(x):\n    return x + {k}\n"
+                )
             body = [f"    y = _h{i}_{k}(y)" for k in range(private[i])]
             if "klass" in extra:
                 body.append(f"    y = Box{i}().apply(y)")
             if "nested" in extra:
-                body.append("    def inner(y=y):\n        return [y for y in range(2)] + [y]\n\n    inner()")
+                body.append(
+                    "    def inner(y=y):\n        return [y for y in range(2)] + [y]\n\n    inner()"
+                )
             body += [f"    x = str(y)\n    z = {IMPORTS[k][1]}" for k in uses[i]]
             if i in shared and len(shared) >= 2:
                 body.append(f"    y = shared_{m}(y)")
@@ -105,10 +129,17 @@ def projects(draw, messy: bool = False):
                 + "\n".join(body + ["    return {'y': y}".replace("'", '"')] + trailing)
                 + "\n"
             )
-        text = f'"""Steps of flow \'f\' on machine \'m{m}\'."""\n\n' + _import_block(imports)
+        text = f'"""Steps of flow \'f\' on machine \'m{m}\'."""\n\n' + _import_block(
+            imports
+        )
         text += "".join("\n\n" + c for c in chunks)
         modules[f"m{m}/f.py"] = black.format_str(text, mode=black.Mode())
-    moves = draw(st.lists(st.tuples(st.integers(0, steps - 1), st.integers(0, machines - 1)), max_size=6))
+    moves = draw(
+        st.lists(
+            st.tuples(st.integers(0, steps - 1), st.integers(0, machines - 1)),
+            max_size=6,
+        )
+    )
     return modules, owner, moves
 
 
@@ -125,7 +156,9 @@ def _defs(modules):
             if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
                 out.setdefault(node.name, []).append(ast.get_source_segment(text, node))
             elif isinstance(node, ast.Assign):
-                out.setdefault(node.targets[0].id, []).append(ast.get_source_segment(text, node))
+                out.setdefault(node.targets[0].id, []).append(
+                    ast.get_source_segment(text, node)
+                )
     return out
 
 
@@ -150,7 +183,12 @@ def _bound(modules) -> set[str]:
 
 
 def _bound_needed(lines) -> set[str]:
-    return {n for ln in lines if ln.startswith(("import ", "from ")) for n in _import_names(ln)}
+    return {
+        n
+        for ln in lines
+        if ln.startswith(("import ", "from "))
+        for n in _import_names(ln)
+    }
 
 
 def _steps_in(text: str) -> list[int]:
@@ -162,7 +200,9 @@ def do_move(modules, owner, i, target):
     dst = f"m{target}/f.py"
     later = sorted(j for j in _steps_in(modules[dst]) if j > i)
     result = move(
-        _mod(src, modules[src]), _mod(dst, modules[dst]), [f"step_{i}"],
+        _mod(src, modules[src]),
+        _mod(dst, modules[dst]),
+        [f"step_{i}"],
         before=f"step_{later[0]}" if later else None,
         # as `sl2s rebalance` does: what other modules import from the source stays put
         pinned=importers(modules, _mod(src, None).name, "services", skip={src, dst}),
@@ -170,7 +210,9 @@ def do_move(modules, owner, i, target):
     return {**modules, src: result.source, dst: result.dest}
 
 
-SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 @SETTINGS
@@ -199,13 +241,19 @@ def test_conservation_over_any_sequence_of_moves(project):
         for path, text in modules.items():
             compile(text, path, "exec")
             assert black.format_str(text, mode=black.Mode()) == text, path
-            lines = [ln for ln in text.splitlines() if ln.startswith(("import ", "from "))]
-            bound = [b.strip() for ln in lines for b in ln.split(" import ")[-1].split(",")]
+            lines = [
+                ln for ln in text.splitlines() if ln.startswith(("import ", "from "))
+            ]
+            bound = [
+                b.strip() for ln in lines for b in ln.split(" import ")[-1].split(",")
+            ]
             assert len(bound) == len(set(bound)), text  # no import twice in one module
         # every import some code needs is still there somewhere
         assert _bound(modules) >= _bound_needed(imports0)
         for m in range(max(owner) + 1):
-            assert _steps_in(modules[f"m{m}/f.py"]) == sorted(_steps_in(modules[f"m{m}/f.py"]))
+            assert _steps_in(modules[f"m{m}/f.py"]) == sorted(
+                _steps_in(modules[f"m{m}/f.py"])
+            )
 
 
 @SETTINGS
@@ -213,7 +261,11 @@ def test_conservation_over_any_sequence_of_moves(project):
 def test_round_trip_restores_every_file_byte_for_byte(project, data):
     modules, owner, _ = project
     i = data.draw(st.integers(0, len(owner) - 1))
-    target = data.draw(st.sampled_from([m for m in range(3) if f"m{m}/f.py" in modules and m != owner[i]]))
+    target = data.draw(
+        st.sampled_from(
+            [m for m in range(3) if f"m{m}/f.py" in modules and m != owner[i]]
+        )
+    )
     there = do_move(modules, owner, i, target)
     moved_owner = list(owner)
     moved_owner[i] = target
@@ -236,7 +288,9 @@ CLI = [sys.executable, "-c", "from sl2s.cli import main; main()"]
 
 
 def _cli(root: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *args], cwd=root, capture_output=True, text=True, check=False)
+    return subprocess.run(
+        [*CLI, *args], cwd=root, capture_output=True, text=True, check=False
+    )
 
 
 def _cli_here(root: Path, *args: str):
@@ -270,11 +324,11 @@ def _system_code(flows: int, steps: int, machine_of) -> tuple[str, dict[str, str
         imports = {"import hashlib", "import json"}
         chunks = []
         if len(owned) >= 2:
-            chunks.append(f"def shared_{machine}(acc):\n    return json.dumps(acc)[1:-1]\n")
-        for _, _, i in owned:
             chunks.append(
-                f"# owned by step {i}\nLIMIT_{i} = {i + 4}\n"
+                f"def shared_{machine}(acc):\n    return json.dumps(acc)[1:-1]\n"
             )
+        for _, _, i in owned:
+            chunks.append(f"# owned by step {i}\nLIMIT_{i} = {i + 4}\n")
             chunks.append(
                 f"def _h{i}(acc):\n    return hashlib.sha256(acc.encode()).hexdigest()[:LIMIT_{i}]\n"
             )
@@ -285,7 +339,8 @@ def _system_code(flows: int, steps: int, machine_of) -> tuple[str, dict[str, str
             )
         text = (
             f'"""Steps of flow \'f{f}\' that run on machine \'{machine}\'."""\n\n'
-            + "\n".join(sorted(imports)) + "\n\nfrom sl2s.runtime import step\n"
+            + "\n".join(sorted(imports))
+            + "\n\nfrom sl2s.runtime import step\n"
             + "".join("\n\n" + c for c in chunks)
         )
         texts[path] = black.format_str(text, mode=black.Mode())
@@ -294,7 +349,10 @@ def _system_code(flows: int, steps: int, machine_of) -> tuple[str, dict[str, str
 
 def _make_system(root: Path, plan: str, texts: dict[str, str]) -> None:
     (root / "plan.csv").write_text(plan, encoding="utf-8")
-    for path, text in texts.items():  # user code first: the generator then only adds the wiring
+    for (
+        path,
+        text,
+    ) in texts.items():  # user code first: the generator then only adds the wiring
         (root / "services" / path).parent.mkdir(parents=True, exist_ok=True)
         (root / "services" / path).write_text(text, encoding="utf-8")
     code, output = _cli_here(root, "generate", "plan.csv")
@@ -305,7 +363,11 @@ def _make_system(root: Path, plan: str, texts: dict[str, str]) -> None:
 def _run(root: Path, flow: str) -> list[str]:
     done = _cli(root, "run", "services", flow, "acc=x")
     assert done.returncode == 0, done.stdout + done.stderr
-    return [ln.split(": ", 1)[-1] for ln in done.stdout.splitlines() if not ln.startswith("events:")]
+    return [
+        ln.split(": ", 1)[-1]
+        for ln in done.stdout.splitlines()
+        if not ln.startswith("events:")
+    ]
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:
@@ -345,7 +407,9 @@ def test_kill_at_any_moment_leaves_the_tree_before_or_after():
     another sl2s command: the tree is exactly as before or exactly as after."""
     flows = 12
     old = lambda f, i: ("client", "server", "server")[i]  # noqa: E731
-    new = lambda f, i: ("client", "auth" if i == 1 else "server", "server")[i]  # noqa: E731
+    new = lambda f, i: ("client", "auth" if i == 1 else "server", "server")[
+        i
+    ]  # noqa: E731
     plan, texts = _system_code(flows, 3, old)
     new_plan, _ = _system_code(flows, 3, new)
     rng = random.Random(7)
@@ -358,7 +422,9 @@ def test_kill_at_any_moment_leaves_the_tree_before_or_after():
         full = Path(tmp) / "full"
         subprocess.run(["cp", "-a", str(base), str(full)], check=True)
         start = time.monotonic()
-        done = _cli(full, "rebalance", "plan.csv", "--allow-dirty")  # a real process, timed
+        done = _cli(
+            full, "rebalance", "plan.csv", "--allow-dirty"
+        )  # a real process, timed
         duration = time.monotonic() - start
         assert done.returncode == 0, done.stderr
         after = _snapshot(full / "services")
@@ -367,22 +433,37 @@ def test_kill_at_any_moment_leaves_the_tree_before_or_after():
         for attempt in range(6):
             work = Path(tmp) / f"kill{attempt}"
             subprocess.run(["cp", "-a", str(base), str(work)], check=True)
-            proc = subprocess.Popen([*CLI, "rebalance", "plan.csv", "--allow-dirty"], cwd=work,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                [*CLI, "rebalance", "plan.csv", "--allow-dirty"],
+                cwd=work,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             if attempt % 2:  # kill while writing: as soon as the journal is committed
                 journal_file = work / "services" / ".sl2s-journal.json"
                 deadline = time.monotonic() + 3 * duration + 5
-                while not journal_file.exists() and proc.poll() is None and time.monotonic() < deadline:
+                while (
+                    not journal_file.exists()
+                    and proc.poll() is None
+                    and time.monotonic() < deadline
+                ):
                     time.sleep(0.0005)
                 time.sleep(rng.uniform(0, 0.01))
             else:
                 time.sleep(rng.uniform(0.2, 1.0) * duration)
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
-            check = _cli(work, "generate", "plan.csv", "--check")  # any command recovers first
+            check = _cli(
+                work, "generate", "plan.csv", "--check"
+            )  # any command recovers first
             state = _snapshot(work / "services")
-            assert state in (before, after), f"attempt {attempt}: tree is neither before nor after"
+            assert state in (
+                before,
+                after,
+            ), f"attempt {attempt}: tree is neither before nor after"
             outcomes["before" if state == before else "after"] += 1
             if state == after:
                 assert check.returncode == 0, check.stdout + check.stderr
-        assert outcomes["after"] >= 1, outcomes  # the kills did land inside the write window
+        assert (
+            outcomes["after"] >= 1
+        ), outcomes  # the kills did land inside the write window

@@ -19,12 +19,16 @@ BEFORE = (
 
 def test_template_replaced_and_trailing_comment_kept():
     after = retemplate(BEFORE, "m.py", "testing", "Checking #password of :username")
-    assert after == BEFORE.replace("Testing password for :username", "Checking #password of :username")
+    assert after == BEFORE.replace(
+        "Testing password for :username", "Checking #password of :username"
+    )
 
 
 def test_long_template_is_laid_out_like_a_stub():
     long = "Checking the password of :username against the stored hash, slowly and carefully"
-    after = retemplate(BEFORE.replace("  # keep me", ""), "m.py", "testing", long, "check")
+    after = retemplate(
+        BEFORE.replace("  # keep me", ""), "m.py", "testing", long, "check"
+    )
     assert after == (
         "from sl2s.runtime import step\n"
         "\n"
@@ -41,7 +45,7 @@ def test_long_template_is_laid_out_like_a_stub():
 def test_id_keyword_is_updated_and_quotes_escaped():
     source = BEFORE.replace('")  # keep me', '", id="old")')
     after = retemplate(source, "m.py", "testing", 'Say "hi" to :username', "new_id")
-    assert "@step(\"login\", 'Say \"hi\" to :username', id=\"new_id\")\n" in after
+    assert '@step("login", \'Say "hi" to :username\', id="new_id")\n' in after
 
 
 def test_comment_inside_the_call_is_kept_by_splicing_only_the_literal():

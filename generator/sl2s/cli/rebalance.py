@@ -47,7 +47,9 @@ def summary(outcome, label: str) -> list[str]:
     lines: list[str] = []
     for m in outcome.moves:
         r = m.report
-        lines.append(f"moved {m.flow}/{m.id}: {m.function}() {label}{m.source} -> {label}{m.dest}")
+        lines.append(
+            f"moved {m.flow}/{m.id}: {m.function}() {label}{m.source} -> {label}{m.dest}"
+        )
         if r.helpers:
             lines.append(f"  carried helpers: {', '.join(r.helpers)}")
         if r.carried_imports:
@@ -55,9 +57,13 @@ def summary(outcome, label: str) -> list[str]:
         if r.cross_imports:
             lines.append(f"  new cross-machine imports: {'; '.join(r.cross_imports)}")
         if r.removed_imports:
-            lines.append(f"  imports no longer needed in {label}{m.source}: {', '.join(r.removed_imports)}")
+            lines.append(
+                f"  imports no longer needed in {label}{m.source}: {', '.join(r.removed_imports)}"
+            )
         if r.kept_imports:
-            lines.append(f"  unused now, kept (comments attached): {', '.join(r.kept_imports)}")
+            lines.append(
+                f"  unused now, kept (comments attached): {', '.join(r.kept_imports)}"
+            )
     for r in outcome.renames:
         lines.append(
             f"renamed {r.flow}/{r.old_id} -> {r.new_id}: @step of {r.function}() in {label}{r.path} "
@@ -91,13 +97,25 @@ def _validate(changes, before: dict[str, str], label: str) -> None:
         try:
             ast.parse(text)
         except SyntaxError as error:
-            problems.append(Diagnostic(label + change.path, error.lineno or 0, f"sl2s produced invalid Python: {error.msg}"))
+            problems.append(
+                Diagnostic(
+                    label + change.path,
+                    error.lineno or 0,
+                    f"sl2s produced invalid Python: {error.msg}",
+                )
+            )
             continue
         old = before.get(change.path)
         if old is None or _black_stable(text, mode):
             continue
         if _black_stable(old, mode):
-            problems.append(Diagnostic(label + change.path, 0, "sl2s would leave this black-formatted module unformatted"))
+            problems.append(
+                Diagnostic(
+                    label + change.path,
+                    0,
+                    "sl2s would leave this black-formatted module unformatted",
+                )
+            )
     if problems:
         raise Sl2sError(problems)
 
@@ -107,18 +125,30 @@ def _black_stable(text: str, mode) -> bool:
 
     try:
         return black.format_str(text, mode=mode) == text
-    except Exception:  # noqa: BLE001 - black rejects some valid code; then there is nothing to keep
+    except (
+        Exception
+    ):  # noqa: BLE001 - black rejects some valid code; then there is nothing to keep
         return False
 
 
 @app.command("rebalance")
 def rebalance_command(
     plan: Path = typer.Argument(..., help="The plan file."),
-    out: Path = typer.Option(Path("services"), "--out", help="Directory of the generated system."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the diff and a summary; write nothing."),
-    allow_dirty: bool = typer.Option(False, "--allow-dirty", help="Run even if files under DIR have uncommitted changes."),
+    out: Path = typer.Option(
+        Path("services"), "--out", help="Directory of the generated system."
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the diff and a summary; write nothing."
+    ),
+    allow_dirty: bool = typer.Option(
+        False,
+        "--allow-dirty",
+        help="Run even if files under DIR have uncommitted changes.",
+    ),
     force_partial: bool = typer.Option(
-        False, "--force-partial", help="Apply the moves that are safe and report the others (default: all or nothing)."
+        False,
+        "--force-partial",
+        help="Apply the moves that are safe and report the others (default: all or nothing).",
     ),
 ) -> None:
     """Move existing step code to the machines the plan now names, then regenerate the wiring."""
@@ -137,7 +167,13 @@ def rebalance_command(
         dirty = _dirty(out)
         if dirty:
             raise Sl2sError(
-                [Diagnostic(label.rstrip("/"), 0, "has uncommitted changes; commit them first or pass --allow-dirty")]
+                [
+                    Diagnostic(
+                        label.rstrip("/"),
+                        0,
+                        "has uncommitted changes; commit them first or pass --allow-dirty",
+                    )
+                ]
                 + [Diagnostic(label.rstrip("/"), 0, "  " + line) for line in dirty[:20]]
             )
     plan_data = read_plan(plan)
@@ -164,7 +200,11 @@ def rebalance_command(
     for path in outcome.changed:
         if path not in changes:
             old = modules.get(path)
-            changes[path] = Change(path, None if old is None else old.encode("utf-8"), outcome.modules[path].encode("utf-8"))
+            changes[path] = Change(
+                path,
+                None if old is None else old.encode("utf-8"),
+                outcome.modules[path].encode("utf-8"),
+            )
     ordered = [changes[p] for p in sorted(changes)]
     _validate(ordered, modules, label)
     lines = summary(outcome, label)
@@ -179,7 +219,11 @@ def rebalance_command(
     written = journal.apply(out, {c.path: c.new for c in ordered})
     generated = {f.path: f.content for f in generation.files if f.generated}
     warnings = ["warning: " + orphan.message(label) for orphan in generation.orphans]
-    session.save(plan.read_bytes(), plan_ref(plan, out), generated, warnings)  # the generator's cache
+    session.save(
+        plan.read_bytes(), plan_ref(plan, out), generated, warnings
+    )  # the generator's cache
     for line in lines:
         typer.echo(line)
-    typer.echo(f"{label}: {written} file(s) changed, {len(outcome.moves)} step(s) moved, {len(outcome.renames)} renamed")
+    typer.echo(
+        f"{label}: {written} file(s) changed, {len(outcome.moves)} step(s) moved, {len(outcome.renames)} renamed"
+    )

@@ -29,7 +29,9 @@ class Item:
     binds: set[str] = field(default_factory=set)
     reads: set[str] = field(default_factory=set)
     aliases: list[imp.Alias] = field(default_factory=list)  # for imports
-    unsafe: list[tuple[int, str]] = field(default_factory=list)  # (line, why) if it had to move
+    unsafe: list[tuple[int, str]] = field(
+        default_factory=list
+    )  # (line, why) if it had to move
     star: bool = False
 
 
@@ -44,7 +46,11 @@ class ModuleInfo:
 
 
 def _target_names(node: ast.AST) -> set[str]:
-    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del))}
+    return {
+        n.id
+        for n in ast.walk(node)
+        if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del))
+    }
 
 
 def _loads(nodes) -> set[str]:
@@ -81,7 +87,9 @@ def _table_globals(table: symtable.SymbolTable) -> set[str]:
     while stack:
         t = stack.pop()
         for sym in t.get_symbols():
-            if sym.is_global() and (sym.is_referenced() or sym.is_declared_global() or sym.is_assigned()):
+            if sym.is_global() and (
+                sym.is_referenced() or sym.is_declared_global() or sym.is_assigned()
+            ):
                 out.add(sym.get_name())
         stack.extend(t.get_children())
     return out
@@ -97,11 +105,15 @@ def _compound_binds(node: ast.AST) -> set[str]:
                 out.add(child.name)
             elif isinstance(child, (ast.Import, ast.ImportFrom)):
                 out |= {a.bound for a in imp.aliases(child) if a.name != "*"}
-            elif isinstance(child, ast.Name) and isinstance(child.ctx, (ast.Store, ast.Del)):
+            elif isinstance(child, ast.Name) and isinstance(
+                child.ctx, (ast.Store, ast.Del)
+            ):
                 out.add(child.id)
             elif isinstance(child, ast.ExceptHandler) and child.name:
                 out.add(child.name)
-            if not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            if not isinstance(
+                child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+            ):
                 stack.append(child)
     return out
 
@@ -111,18 +123,35 @@ def _hazards(node: ast.AST) -> list[tuple[int, str]]:
     out: list[tuple[int, str]] = []
     for n in ast.walk(node):
         if isinstance(n, ast.Global):
-            out.append((n.lineno, f"`global {', '.join(n.names)}` rebinds module names"))
-        elif isinstance(n, ast.Name) and n.id in DYNAMIC and isinstance(n.ctx, ast.Load):
+            out.append(
+                (n.lineno, f"`global {', '.join(n.names)}` rebinds module names")
+            )
+        elif (
+            isinstance(n, ast.Name) and n.id in DYNAMIC and isinstance(n.ctx, ast.Load)
+        ):
             out.append((n.lineno, f"`{n.id}` resolves names at run time"))
-        elif isinstance(n, ast.Attribute) and n.attr == "modules" and isinstance(n.value, ast.Name) and n.value.id == "sys":
+        elif (
+            isinstance(n, ast.Attribute)
+            and n.attr == "modules"
+            and isinstance(n.value, ast.Name)
+            and n.value.id == "sys"
+        ):
             out.append((n.lineno, "`sys.modules` resolves names at run time"))
-        elif isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "getattr":
+        elif (
+            isinstance(n, ast.Call)
+            and isinstance(n.func, ast.Name)
+            and n.func.id == "getattr"
+        ):
             if any(isinstance(a, ast.Name) and a.id == "__name__" for a in ast.walk(n)):
-                out.append((n.lineno, "`getattr` on this module resolves names at run time"))
+                out.append(
+                    (n.lineno, "`getattr` on this module resolves names at run time")
+                )
     return out
 
 
-def analyse(source: str, path: str, tree: ast.Module, segs: list[Segment]) -> ModuleInfo:
+def analyse(
+    source: str, path: str, tree: ast.Module, segs: list[Segment]
+) -> ModuleInfo:
     table = symtable.symtable(source, path, "exec")
     blocks: dict[tuple[str, int], symtable.SymbolTable] = {}
     for child in table.get_children():
@@ -137,7 +166,12 @@ def analyse(source: str, path: str, tree: ast.Module, segs: list[Segment]) -> Mo
             _describe(item, stmt, blocks)
         if len(seg.stmts) > 1 and item.kind in ("def", "class", "import"):
             item.kind = "other"
-        if not items and isinstance(seg.node, ast.Expr) and isinstance(seg.node.value, ast.Constant) and isinstance(seg.node.value.value, str):
+        if (
+            not items
+            and isinstance(seg.node, ast.Expr)
+            and isinstance(seg.node.value, ast.Constant)
+            and isinstance(seg.node.value.value, str)
+        ):
             item.kind = "doc"
             docstring = item
         items.append(item)
@@ -166,7 +200,9 @@ def _describe(item: Item, stmt: ast.stmt, blocks) -> None:
         for alias in imp.aliases(stmt):
             if alias.name == "*":
                 item.star = True
-                item.unsafe.append((stmt.lineno, "a star import hides which names it binds"))
+                item.unsafe.append(
+                    (stmt.lineno, "a star import hides which names it binds")
+                )
             else:
                 item.aliases.append(alias)
                 item.binds.add(alias.bound)
@@ -180,11 +216,17 @@ def _describe(item: Item, stmt: ast.stmt, blocks) -> None:
             item.reads |= _target_names(stmt.target)
         item.reads |= _loads([stmt.value, getattr(stmt, "annotation", None)])
         item.unsafe += _hazards(stmt)
-    elif isinstance(stmt, (ast.If, ast.Try, ast.With, ast.AsyncWith, ast.For, ast.AsyncFor, ast.While)) or type(stmt).__name__ in ("Match", "TryStar"):
+    elif isinstance(
+        stmt,
+        (ast.If, ast.Try, ast.With, ast.AsyncWith, ast.For, ast.AsyncFor, ast.While),
+    ) or type(stmt).__name__ in ("Match", "TryStar"):
         item.kind = "compound"
         item.binds |= _compound_binds(stmt)
         item.reads |= _loads([stmt])
-        if any(isinstance(n, ast.ImportFrom) and any(a.name == "*" for a in n.names) for n in ast.walk(stmt)):
+        if any(
+            isinstance(n, ast.ImportFrom) and any(a.name == "*" for a in n.names)
+            for n in ast.walk(stmt)
+        ):
             item.star = True
     else:
         item.kind = "other"

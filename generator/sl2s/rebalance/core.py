@@ -119,7 +119,9 @@ def rebalance(
     before = dict(user_modules)
     old_machines = {p.partition("/")[0] for p in user_modules}
     old_steps = lock.get("steps") if isinstance(lock.get("steps"), dict) else {}
-    old_lines = lock.get("plan_lines") if isinstance(lock.get("plan_lines"), dict) else {}
+    old_lines = (
+        lock.get("plan_lines") if isinstance(lock.get("plan_lines"), dict) else {}
+    )
 
     renames = _renames(plan, state, old_lines, prefix)
     moved_away = {(r.flow, r.old_id) for r in renames}
@@ -137,10 +139,15 @@ def rebalance(
                 previous = (old_steps.get(step.flow) or {}).get(step.id) or {}
                 chosen = [w for w in wheres if w.machine == previous.get("machine")]
                 if len(chosen) != 1:
-                    spots = ", ".join(f"{prefix}{w.path}:{w.found.line}" for w in wheres)
+                    spots = ", ".join(
+                        f"{prefix}{w.path}:{w.found.line}" for w in wheres
+                    )
                     failed.append(
-                        Diagnostic(prefix + wheres[0].path, wheres[0].found.line,
-                                   f"step {step.flow}/{step.id} is defined more than once ({spots}); move it by hand")
+                        Diagnostic(
+                            prefix + wheres[0].path,
+                            wheres[0].found.line,
+                            f"step {step.flow}/{step.id} is defined more than once ({spots}); move it by hand",
+                        )
                     )
                     continue
                 wheres = chosen
@@ -156,10 +163,14 @@ def rebalance(
     emptied = []
     for machine in sorted(old_machines - plan_machines):
         paths = sorted(p for p in state.modules if p.startswith(machine + "/"))
-        emptied.append(f"machine {machine!r} has no steps in the plan any more; its modules are kept: "
-                       + ", ".join(prefix + p for p in paths))
+        emptied.append(
+            f"machine {machine!r} has no steps in the plan any more; its modules are kept: "
+            + ", ".join(prefix + p for p in paths)
+        )
     new_machines = tuple(m for m in plan.machines if m not in old_machines)
-    changed = tuple(sorted(p for p, text in state.modules.items() if before.get(p) != text))
+    changed = tuple(
+        sorted(p for p, text in state.modules.items() if before.get(p) != text)
+    )
     return Outcome(
         modules=state.modules,
         changed=changed,
@@ -177,13 +188,20 @@ def module_name(system: str, path: str) -> str:
 
 
 def importers(
-    modules: Mapping[str, str], target: str, system: str, *, skip: set[str], prefix: str = ""
+    modules: Mapping[str, str],
+    target: str,
+    system: str,
+    *,
+    skip: set[str],
+    prefix: str = "",
 ) -> dict[str, str]:
     """Names of module `target` that other user modules import: {name: "path:line"}; `*` when a
     module imports `target` itself. A regex finds the few candidate modules (an import line naming
     the module's last part); only those are parsed."""
     last = target.rpartition(".")[2]
-    pattern = re.compile(rf"^[ \t]*(?:from|import)[ \t][^\n]*\b{re.escape(last)}\b", re.M)
+    pattern = re.compile(
+        rf"^[ \t]*(?:from|import)[ \t][^\n]*\b{re.escape(last)}\b", re.M
+    )
     found: dict[str, str] = {}
     for path, text in modules.items():
         if path in skip or not pattern.search(text):
@@ -209,14 +227,24 @@ def importers(
     return found
 
 
-def _move_one(state: _State, where: _Where, step: Step, order: dict[str, int], system: str, prefix: str) -> StepMove:
+def _move_one(
+    state: _State,
+    where: _Where,
+    step: Step,
+    order: dict[str, int],
+    system: str,
+    prefix: str,
+) -> StepMove:
     dest = f"{step.machine}/{step.flow}.py"
     # above the first step of this flow in the destination that comes later in the plan
     later = [
-        w for w in state.by_path.get(dest, [])
+        w
+        for w in state.by_path.get(dest, [])
         if w.found.flow == step.flow and order.get(w.found.id, -1) > order[step.id]
     ]
-    anchor = min(later, key=lambda w: order[w.found.id]).found.function if later else None
+    anchor = (
+        min(later, key=lambda w: order[w.found.id]).found.function if later else None
+    )
     source_name = module_name(system, where.path)
     result = move(
         Module(source_name, prefix + where.path, state.modules[where.path]),
@@ -224,30 +252,44 @@ def _move_one(state: _State, where: _Where, step: Step, order: dict[str, int], s
         [where.found.function],
         before=anchor,
         new_module_text=render.user_module_header(step.flow, step.machine),
-        pinned=importers(state.modules, source_name, system, skip={where.path, dest}, prefix=prefix),
+        pinned=importers(
+            state.modules, source_name, system, skip={where.path, dest}, prefix=prefix
+        ),
     )
     state.modules[where.path] = result.source
     state.modules[dest] = result.dest
     state.drop(where)
     state.add(_Where(dest, where.found))
-    return StepMove(step.flow, step.id, where.found.function, where.path, dest, result.report)
+    return StepMove(
+        step.flow, step.id, where.found.function, where.path, dest, result.report
+    )
 
 
-def _renames(plan: Plan, state: _State, old_lines: Mapping, prefix: str) -> list[Rename]:
+def _renames(
+    plan: Plan, state: _State, old_lines: Mapping, prefix: str
+) -> list[Rename]:
     out: list[Rename] = []
     for flow in plan.flows:
         new_ids = [s.id for s in flow.steps]
         lines = old_lines.get(flow.name)
         pairs: list[tuple[str, Step]] = []
         if isinstance(lines, dict):
-            old_ids = [i for i, _ in sorted(lines.items(), key=lambda kv: (kv[1], kv[0]))]
+            old_ids = [
+                i for i, _ in sorted(lines.items(), key=lambda kv: (kv[1], kv[0]))
+            ]
             matcher = difflib.SequenceMatcher(None, old_ids, new_ids, autojunk=False)
             for tag, i1, i2, j1, j2 in matcher.get_opcodes():
                 if tag == "replace" and i2 - i1 == j2 - j1:
                     for old, new in zip(old_ids[i1:i2], flow.steps[j1:j2]):
-                        if old not in new_ids and not state.index.get((flow.name, new.id)):
+                        if old not in new_ids and not state.index.get(
+                            (flow.name, new.id)
+                        ):
                             pairs.append((old, new))
-        for step in flow.steps:  # same id, new text (an `id` column, or a slug-preserving edit)
+        for (
+            step
+        ) in (
+            flow.steps
+        ):  # same id, new text (an `id` column, or a slug-preserving edit)
             pairs.append((step.id, step))
         for old_id, step in pairs:
             wheres = state.index.get((flow.name, old_id), [])
@@ -257,16 +299,39 @@ def _renames(plan: Plan, state: _State, old_lines: Mapping, prefix: str) -> list
             if where.found.template == step.template and old_id == step.id:
                 continue
             state.modules[where.path] = retemplate(
-                state.modules[where.path], prefix + where.path, where.found.function, step.template, step.id
+                state.modules[where.path],
+                prefix + where.path,
+                where.found.function,
+                step.template,
+                step.id,
             )
-            renamed = FoundStep(flow.name, step.id, step.template, where.found.function, where.found.params, where.found.line)
+            renamed = FoundStep(
+                flow.name,
+                step.id,
+                step.template,
+                where.found.function,
+                where.found.params,
+                where.found.line,
+            )
             state.drop(where)
             state.add(_Where(where.path, renamed))
-            out.append(Rename(flow.name, old_id, step.id, where.found.template, step.template, where.path, where.found.function))
+            out.append(
+                Rename(
+                    flow.name,
+                    old_id,
+                    step.id,
+                    where.found.template,
+                    step.template,
+                    where.path,
+                    where.found.function,
+                )
+            )
     return out
 
 
-def _cross_flow(plan: Plan, state: _State, old_steps: Mapping, old_lines: Mapping, renamed: set) -> list[str]:
+def _cross_flow(
+    plan: Plan, state: _State, old_steps: Mapping, old_lines: Mapping, renamed: set
+) -> list[str]:
     """Steps that left their flow for another one: same log text (or id), different flow."""
     now = {(s.flow, s.id) for s in plan.steps}
     gone = []
@@ -274,7 +339,11 @@ def _cross_flow(plan: Plan, state: _State, old_steps: Mapping, old_lines: Mappin
         if not isinstance(steps, dict):
             continue
         for step_id, info in steps.items():
-            if (flow, step_id) not in now and (flow, step_id) not in renamed and isinstance(info, dict):
+            if (
+                (flow, step_id) not in now
+                and (flow, step_id) not in renamed
+                and isinstance(info, dict)
+            ):
                 gone.append((flow, step_id, info.get("template")))
     out = []
     for step in plan.steps:

@@ -40,7 +40,10 @@ class Alias:
 def aliases(stmt: ast.Import | ast.ImportFrom) -> list[Alias]:
     if isinstance(stmt, ast.Import):
         return [Alias("import", 0, "", a.name, a.asname) for a in stmt.names]
-    return [Alias("from", stmt.level or 0, stmt.module or "", a.name, a.asname) for a in stmt.names]
+    return [
+        Alias("from", stmt.level or 0, stmt.module or "", a.name, a.asname)
+        for a in stmt.names
+    ]
 
 
 def package_of(module: str) -> str:
@@ -53,7 +56,9 @@ def resolve(level: int, module: str, package: str) -> str:
         return module
     parts = package.split(".") if package else []
     if level - 1 > len(parts):
-        return "." * level + module  # beyond the top: keep it as written, it cannot match anything
+        return (
+            "." * level + module
+        )  # beyond the top: keep it as written, it cannot match anything
     base = parts[: len(parts) - (level - 1)]
     return ".".join(base + ([module] if module else []))
 
@@ -74,7 +79,9 @@ def respell(alias: Alias, from_package: str, to_package: str) -> Alias:
     """The same import as written in a module of `to_package` (relative imports re-rooted)."""
     if alias.kind == "import" or not alias.level:
         return alias
-    level, module = relative_to(resolve(alias.level, alias.module, from_package), to_package)
+    level, module = relative_to(
+        resolve(alias.level, alias.module, from_package), to_package
+    )
     return Alias("from", level, module, alias.name, alias.asname)
 
 
@@ -94,7 +101,13 @@ def section(alias: Alias, first_party: frozenset[str]) -> int:
 def statement_key(alias: Alias, first_party: frozenset[str]) -> tuple:
     """isort's default (profile black) order of statements: section, plain before from, module."""
     module = alias.name if alias.kind == "import" else alias.module
-    return (section(alias, first_party), alias.kind == "from", -alias.level, module.lower(), module)
+    return (
+        section(alias, first_party),
+        alias.kind == "from",
+        -alias.level,
+        module.lower(),
+        module,
+    )
 
 
 def name_key(name: str) -> tuple:

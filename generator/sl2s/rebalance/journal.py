@@ -96,7 +96,9 @@ def apply(root: Path | str, changes: Mapping[str, Contents]) -> int:
         before = _read(root / relative)
         after = changes[relative]
         if before != after:
-            entries.append({"path": relative, "before": _encode(before), "after": _encode(after)})
+            entries.append(
+                {"path": relative, "before": _encode(before), "after": _encode(after)}
+            )
     if not entries:
         return 0
     root.mkdir(parents=True, exist_ok=True)
@@ -138,7 +140,13 @@ def _load(root: Path) -> list[dict] | None:
             raise ValueError("digest mismatch")
         return json.loads(body)["files"]
     except (ValueError, KeyError) as error:
-        raise Sl2sError(Diagnostic(str(path), 0, f"unreadable rebalance journal ({error}); not touching the tree")) from None
+        raise Sl2sError(
+            Diagnostic(
+                str(path),
+                0,
+                f"unreadable rebalance journal ({error}); not touching the tree",
+            )
+        ) from None
 
 
 def _check(root: Path, entries: list[dict]) -> None:
@@ -199,7 +207,8 @@ def _remove_temporaries(root: Path, entries: list[dict]) -> None:
 
 def recover_from_argv(argv: list[str]) -> list[str]:
     """The CLI hook: recover under `services`, `--out DIR`, and any directory named on the command
-    line (e.g. `sl2s run DIR`) that holds a journal. Costs one stat per argument when idle."""
+    line (e.g. `sl2s run DIR`) that holds a journal. Costs one stat per argument when idle.
+    """
     candidates = ["services"]
     for n, arg in enumerate(argv):
         if arg == "--out" and n + 1 < len(argv):

@@ -33,7 +33,9 @@ def is_comment(line: str) -> bool:
 class Chunk:
     stmts: list[ast.stmt]
     lines: list[str]
-    first_line: int  # 1-based line of the chunk's first line (comments included) in its source
+    first_line: (
+        int  # 1-based line of the chunk's first line (comments included) in its source
+    )
     stmt_line: int  # 1-based line of the first decorator / the statement itself
 
     @property
@@ -56,9 +58,14 @@ Segment = Chunk | Gap
 def segments(source: str, tree: ast.Module) -> list[Segment]:
     """Cut `source` (whose parse is `tree`) into chunks and gaps."""
     lines = split_lines(source)
-    spans: list[tuple[int, int, list[ast.stmt]]] = []  # 0-based [start, end) of statement lines
+    spans: list[tuple[int, int, list[ast.stmt]]] = (
+        []
+    )  # 0-based [start, end) of statement lines
     for stmt in tree.body:
-        start = min([stmt.lineno] + [d.lineno for d in getattr(stmt, "decorator_list", ())]) - 1
+        start = (
+            min([stmt.lineno] + [d.lineno for d in getattr(stmt, "decorator_list", ())])
+            - 1
+        )
         end = stmt.end_lineno or stmt.lineno
         if spans and start < spans[-1][1]:  # `a = 1; b = 2` on one line
             s, e, group = spans[-1]
@@ -140,7 +147,9 @@ def drop_empty_gaps(segs: list[Segment]) -> None:
     segs[:] = merged
 
 
-def remove_chunk(segs: list[Segment], chunk: Chunk, *, take_following: bool = False) -> list[str]:
+def remove_chunk(
+    segs: list[Segment], chunk: Chunk, *, take_following: bool = False
+) -> list[str]:
     """Remove `chunk` with its separator; return the separator (blank lines) it took.
 
     The separator is the blank run above the chunk, or the one below it when `take_following` is
@@ -169,7 +178,9 @@ def _ensure_newline(lines: list[str]) -> list[str]:
     return lines
 
 
-def insert_before(segs: list[Segment], anchor: Chunk | None, items: list[tuple[list[str], Chunk]]) -> None:
+def insert_before(
+    segs: list[Segment], anchor: Chunk | None, items: list[tuple[list[str], Chunk]]
+) -> None:
     """Insert `(separator, chunk)` pairs, in order, directly above `anchor` (None: at the end).
 
     Above the anchor the pairs go between the anchor's blank run and whatever precedes it, so the
@@ -204,8 +215,10 @@ def replace_lines(chunk: Chunk, first: int, last: int, text: str) -> None:
 
 
 def is_def(seg: Segment) -> bool:
-    return isinstance(seg, Chunk) and len(seg.stmts) == 1 and isinstance(
-        seg.node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    return (
+        isinstance(seg, Chunk)
+        and len(seg.stmts) == 1
+        and isinstance(seg.node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
     )
 
 
@@ -222,12 +235,18 @@ def neighbours(segs: list[Segment], chunk: Chunk) -> list[Chunk]:
 
 
 def _is_import(seg: Segment) -> bool:
-    return isinstance(seg, Chunk) and all(isinstance(n, (ast.Import, ast.ImportFrom)) for n in seg.stmts)
+    return isinstance(seg, Chunk) and all(
+        isinstance(n, (ast.Import, ast.ImportFrom)) for n in seg.stmts
+    )
 
 
 def _is_docstring(seg: Segment) -> bool:
     node = seg.node if isinstance(seg, Chunk) else None
-    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+    return (
+        isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+    )
 
 
 def _required_blanks(prev: Chunk, seg: Chunk | None, first: bool) -> int | None:

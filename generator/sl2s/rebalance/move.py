@@ -65,9 +65,13 @@ class MoveReport:
     functions: tuple[str, ...]
     helpers: tuple[str, ...] = ()  # module-level names carried along
     carried_imports: tuple[str, ...] = ()  # import lines added to B for the moved code
-    cross_imports: tuple[str, ...] = ()  # names B now imports from A (still used by A's code)
+    cross_imports: tuple[
+        str, ...
+    ] = ()  # names B now imports from A (still used by A's code)
     removed_imports: tuple[str, ...] = ()  # import names A no longer needs
-    kept_imports: tuple[str, ...] = ()  # unused in A now, kept because comments are attached
+    kept_imports: tuple[
+        str, ...
+    ] = ()  # unused in A now, kept because comments are attached
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,9 @@ def _parse(module: Module, text: str) -> _Parsed:
     try:
         tree = ast.parse(text, filename=module.path)
     except SyntaxError as error:
-        raise Sl2sError(Diagnostic(module.path, error.lineno or 0, f"cannot parse: {error.msg}")) from None
+        raise Sl2sError(
+            Diagnostic(module.path, error.lineno or 0, f"cannot parse: {error.msg}")
+        ) from None
     segs = segments(text, tree)
     return _Parsed(module, text, segs, analyse(text, module.path, tree, segs))
 
@@ -139,7 +145,9 @@ def move(
     return _apply(a, b, plan, list(functions), before)
 
 
-def _decide(a: _Parsed, b: _Parsed, functions: list[str], pinned: dict[str, str]) -> _Plan:
+def _decide(
+    a: _Parsed, b: _Parsed, functions: list[str], pinned: dict[str, str]
+) -> _Plan:
     problems: list[Diagnostic] = []
 
     def pin(item: Item) -> str | None:
@@ -154,12 +162,16 @@ def _decide(a: _Parsed, b: _Parsed, functions: list[str], pinned: dict[str, str]
     for p in (a, b):
         for item in p.info.items:
             if item.star:
-                manual(p, item.line, "a star import hides which names this module binds")
+                manual(
+                    p, item.line, "a star import hides which names this module binds"
+                )
     requested: list[Item] = []
     for name in functions:
         found = [it for it in a.info.binders.get(name, []) if it.kind == "def"]
         if not found:
-            raise Sl2sError(Diagnostic(a.module.path, 0, f"no top-level function {name!r} to move"))
+            raise Sl2sError(
+                Diagnostic(a.module.path, 0, f"no top-level function {name!r} to move")
+            )
         if len(a.info.binders[name]) > 1:
             others = ", ".join(_at(a, it.line) for it in a.info.binders[name])
             manual(a, found[0].line, f"{name!r} is defined more than once ({others})")
@@ -191,7 +203,11 @@ def _decide(a: _Parsed, b: _Parsed, functions: list[str], pinned: dict[str, str]
                 moving.discard(id(item))
                 changed = True
                 continue
-            if any(id(user) not in moving for user in a.info.readers(item.binds) if user is not item):
+            if any(
+                id(user) not in moving
+                for user in a.info.readers(item.binds)
+                if user is not item
+            ):
                 moving.discard(id(item))
                 changed = True
     for item in requested:
@@ -202,7 +218,11 @@ def _decide(a: _Parsed, b: _Parsed, functions: list[str], pinned: dict[str, str]
         for user in a.info.readers(item.binds):
             if id(user) not in moving:
                 name = next(iter(item.binds))
-                manual(a, item.line, f"{name!r} is still used by code that stays, at {_at(a, user.line)}")
+                manual(
+                    a,
+                    item.line,
+                    f"{name!r} is still used by code that stays, at {_at(a, user.line)}",
+                )
     all_exports = _dunder_all(a)
     moving_items = [it for it in a.info.items if id(it) in moving]
     plan = _Plan(moving_items)
@@ -211,11 +231,19 @@ def _decide(a: _Parsed, b: _Parsed, functions: list[str], pinned: dict[str, str]
             manual(a, line, why)
         for name in sorted(item.binds & all_exports):
             manual(a, item.line, f"{name!r} is listed in `__all__`")
-    for item in a.info.items:  # code that stays and looks names up at run time may look for these
+    for (
+        item
+    ) in (
+        a.info.items
+    ):  # code that stays and looks names up at run time may look for these
         if id(item) not in moving:
             for line, why in item.unsafe:
                 if "run time" in why:
-                    manual(a, line, why + " (in code that stays, which may look up what moves)")
+                    manual(
+                        a,
+                        line,
+                        why + " (in code that stays, which may look up what moves)",
+                    )
 
     # what the moved code reads
     moved_binds = set().union(*(it.binds for it in moving_items))
@@ -224,7 +252,11 @@ def _decide(a: _Parsed, b: _Parsed, functions: list[str], pinned: dict[str, str]
         binders = a.info.binders.get(name, [])
         if len(binders) > 1 and name not in functions:
             where = ", ".join(_at(a, it.line) for it in binders)
-            manual(a, binders[0].line, f"{name!r}, used by moved code, is bound more than once ({where})")
+            manual(
+                a,
+                binders[0].line,
+                f"{name!r}, used by moved code, is bound more than once ({where})",
+            )
     for name in sorted(all_reads - moved_binds):
         binders = a.info.binders.get(name, [])
         if not binders:
@@ -234,7 +266,11 @@ def _decide(a: _Parsed, b: _Parsed, functions: list[str], pinned: dict[str, str]
             continue
         binder = binders[0]
         if binder.kind == "compound":
-            manual(a, binder.line, f"{name!r}, used by moved code, is defined under `{_keyword(binder)}`")
+            manual(
+                a,
+                binder.line,
+                f"{name!r}, used by moved code, is defined under `{_keyword(binder)}`",
+            )
         elif binder.kind == "import":
             alias = next(al for al in binder.aliases if al.bound == name)
             plan.carried.append(alias)
@@ -244,17 +280,30 @@ def _decide(a: _Parsed, b: _Parsed, functions: list[str], pinned: dict[str, str]
         elif binder.kind in ("def", "class", "assign"):
             plan.cross.append(name)
         else:
-            manual(a, binder.line, f"{name!r}, used by moved code, is bound by a statement that cannot move")
+            manual(
+                a,
+                binder.line,
+                f"{name!r}, used by moved code, is bound by a statement that cannot move",
+            )
     for item in a.info.items:
         if item.kind == "import":
-            plan.future += [al for al in item.aliases if al.kind == "from" and al.module == "__future__" and not al.level]
+            plan.future += [
+                al
+                for al in item.aliases
+                if al.kind == "from" and al.module == "__future__" and not al.level
+            ]
     if problems:
         raise Sl2sError(sorted(set(problems)))
     return plan
 
 
 def _keyword(item: Item) -> str:
-    return type(item.chunk.node).__name__.lower().replace("asyncwith", "async with").replace("asyncfor", "async for")
+    return (
+        type(item.chunk.node)
+        .__name__.lower()
+        .replace("asyncwith", "async with")
+        .replace("asyncfor", "async for")
+    )
 
 
 def _dunder_all(p: _Parsed) -> set[str]:
@@ -266,7 +315,9 @@ def _dunder_all(p: _Parsed) -> set[str]:
     return out
 
 
-def _apply(a: _Parsed, b: _Parsed, plan: _Plan, functions: list[str], before: str | None) -> MoveResult:
+def _apply(
+    a: _Parsed, b: _Parsed, plan: _Plan, functions: list[str], before: str | None
+) -> MoveResult:
     problems: list[Diagnostic] = []
     first_party = frozenset({a.module.name.split(".")[0], b.module.name.split(".")[0]})
 
@@ -291,7 +342,12 @@ def _apply(a: _Parsed, b: _Parsed, plan: _Plan, functions: list[str], before: st
             other = b_binder(name)
             if other is None:
                 continue
-            same = [al for al in other.aliases if al.bound == name and al.target(b.package) == ("from", a.module.name, name)]
+            same = [
+                al
+                for al in other.aliases
+                if al.bound == name
+                and al.target(b.package) == ("from", a.module.name, name)
+            ]
             if same and len(b.info.binders[name]) == 1:
                 replace_in_b.append((other, same[0]))
             else:
@@ -306,7 +362,9 @@ def _apply(a: _Parsed, b: _Parsed, plan: _Plan, functions: list[str], before: st
         other = b_binder(spelled.bound)
         if other is not None:
             if other.kind == "import" and any(
-                al.bound == spelled.bound and al.target(b.package) == (kind, target, name) for al in other.aliases
+                al.bound == spelled.bound
+                and al.target(b.package) == (kind, target, name)
+                for al in other.aliases
             ):
                 continue
             a_item = a.info.binders[alias.bound][0]
@@ -314,7 +372,9 @@ def _apply(a: _Parsed, b: _Parsed, plan: _Plan, functions: list[str], before: st
             continue
         if spelled not in new_aliases:
             new_aliases.append(spelled)
-    new_aliases.sort(key=lambda al: (imp.statement_key(al, first_party), imp.name_key(al.name)))
+    new_aliases.sort(
+        key=lambda al: (imp.statement_key(al, first_party), imp.name_key(al.name))
+    )
     carried_text = [imp.render([al]).strip() for al in new_aliases]
     cross_aliases: list[imp.Alias] = []
     for name in plan.cross:
@@ -322,7 +382,11 @@ def _apply(a: _Parsed, b: _Parsed, plan: _Plan, functions: list[str], before: st
         spelled = imp.Alias("from", level, module, name, None)
         other = b_binder(name)
         if other is not None:
-            if not any(al.bound == name and al.target(b.package) == ("from", a.module.name, name) for al in other.aliases):
+            if not any(
+                al.bound == name
+                and al.target(b.package) == ("from", a.module.name, name)
+                for al in other.aliases
+            ):
                 collide(name, a.info.binders[name][0].line, other)
             continue
         cross_aliases.append(spelled)
@@ -338,7 +402,9 @@ def _apply(a: _Parsed, b: _Parsed, plan: _Plan, functions: list[str], before: st
                     f"which {_at(b, other.line)} redefines",
                 )
             )
-    gained = set().union(*(it.binds for it in plan.moving)) | {al.bound for al in new_aliases + cross_aliases}
+    gained = set().union(*(it.binds for it in plan.moving)) | {
+        al.bound for al in new_aliases + cross_aliases
+    }
     for item in b.info.items:
         for name in sorted(item.reads & gained):
             if name not in b.info.binders:
@@ -377,7 +443,9 @@ def _apply(a: _Parsed, b: _Parsed, plan: _Plan, functions: list[str], before: st
     moved_pairs: list[tuple[list[str], Chunk]] = []
     moved_ids = {id(it.chunk) for it in plan.moving}
     for item in plan.moving:
-        touched_a += [c for c in neighbours(a.segs, item.chunk) if id(c) not in moved_ids]
+        touched_a += [
+            c for c in neighbours(a.segs, item.chunk) if id(c) not in moved_ids
+        ]
         sep = remove_chunk(a.segs, item.chunk)
         moved_pairs.append((sep, item.chunk))
     kept: list[str] = []
@@ -416,7 +484,11 @@ def _apply(a: _Parsed, b: _Parsed, plan: _Plan, functions: list[str], before: st
     if before is not None:
         found = [it for it in b.info.binders.get(before, []) if it.kind == "def"]
         moved_reads = set().union(*(it.reads for it in plan.moving))
-        anchor = _owned_top(b, found[0], moved_reads) if found and any(s is found[0].chunk for s in b.segs) else None
+        anchor = (
+            _owned_top(b, found[0], moved_reads)
+            if found and any(s is found[0].chunk for s in b.segs)
+            else None
+        )
     if moved_pairs:
         upper = _chunk_above(b.segs, anchor)
         first_sep, first = moved_pairs[0]
@@ -439,7 +511,12 @@ def _apply(a: _Parsed, b: _Parsed, plan: _Plan, functions: list[str], before: st
         source=a.module.path,
         dest=b.module.path,
         functions=tuple(functions),
-        helpers=tuple(sorted(set().union(*(it.binds for it in plan.moving)) - set(functions), key=_order(plan))),
+        helpers=tuple(
+            sorted(
+                set().union(*(it.binds for it in plan.moving)) - set(functions),
+                key=_order(plan),
+            )
+        ),
         carried_imports=tuple(t for t in carried_text if "__future__" not in t),
         cross_imports=tuple(imp.render([al]).strip() for al in cross_aliases),
         removed_imports=tuple(removed_names),
@@ -457,7 +534,11 @@ def _newlines(text: str, original: str) -> str:
     if first <= 0 or original[first - 1] != "\r":
         return text
     return "".join(
-        line[:-1] + "\r\n" if line.endswith("\n") and not line.endswith("\r\n") else line
+        (
+            line[:-1] + "\r\n"
+            if line.endswith("\n") and not line.endswith("\r\n")
+            else line
+        )
         for line in split_lines(text)
     )
 
@@ -469,18 +550,26 @@ def _code_lines(text: str) -> list[str]:
     for node in ast.parse(text).body:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             skip.update(range(node.lineno - 1, (node.end_lineno or node.lineno)))
-    return sorted(ln.rstrip("\r\n") for i, ln in enumerate(lines) if i not in skip and ln.strip())
+    return sorted(
+        ln.rstrip("\r\n") for i, ln in enumerate(lines) if i not in skip and ln.strip()
+    )
 
 
 def _check_conserved(a: _Parsed, b: _Parsed, new_a: str, new_b: str) -> None:
     """Safety net: apart from imports and blank lines, the two modules hold the same lines."""
     try:
-        same = sorted(_code_lines(a.text) + _code_lines(b.text)) == sorted(_code_lines(new_a) + _code_lines(new_b))
+        same = sorted(_code_lines(a.text) + _code_lines(b.text)) == sorted(
+            _code_lines(new_a) + _code_lines(new_b)
+        )
     except SyntaxError:
         same = False
     if not same:
         raise Sl2sError(
-            Diagnostic(a.module.path, 0, f"internal error: moving to {b.module.path} would not keep every line; nothing written")
+            Diagnostic(
+                a.module.path,
+                0,
+                f"internal error: moving to {b.module.path} would not keep every line; nothing written",
+            )
         )
 
 
@@ -498,8 +587,20 @@ def _has_comments(item: Item) -> bool:
 
 def _rewrite_import(item: Item, aliases_: list[imp.Alias]) -> None:
     node = item.chunk.node
-    text = "".join(item.chunk.lines[node.lineno - item.chunk.first_line : node.end_lineno - item.chunk.first_line + 1])
-    replace_lines(item.chunk, node.lineno, node.end_lineno, imp.render(aliases_, exploded=imp.is_exploded(text)))
+    text = "".join(
+        item.chunk.lines[
+            node.lineno
+            - item.chunk.first_line : node.end_lineno
+            - item.chunk.first_line
+            + 1
+        ]
+    )
+    replace_lines(
+        item.chunk,
+        node.lineno,
+        node.end_lineno,
+        imp.render(aliases_, exploded=imp.is_exploded(text)),
+    )
     item.aliases = list(aliases_)
     item.binds = {al.bound for al in aliases_}
 
@@ -524,19 +625,27 @@ def _section(item: Item, first_party: frozenset[str]) -> int:
     return imp.section(item.aliases[0], first_party) if item.aliases else -1
 
 
-def _remove_import(segs: list[Segment], item: Item, first_party: frozenset[str]) -> None:
+def _remove_import(
+    segs: list[Segment], item: Item, first_party: frozenset[str]
+) -> None:
     index = next(i for i, s in enumerate(segs) if s is item.chunk)
     nxt = next((s for s in segs[index + 1 :] if isinstance(s, Chunk)), None)
     following_same = False
     if nxt is not None and index + 1 < len(segs) and segs[index + 1] is nxt:
         node = nxt.node
         if isinstance(node, (ast.Import, ast.ImportFrom)) and len(nxt.stmts) == 1:
-            following_same = imp.section(imp.aliases(node)[0], first_party) == _section(item, first_party)
+            following_same = imp.section(imp.aliases(node)[0], first_party) == _section(
+                item, first_party
+            )
     remove_chunk(segs, item.chunk, take_following=following_same)
 
 
 def _add_import(b: _Parsed, alias: imp.Alias, first_party: frozenset[str]) -> Chunk:
-    block = [it for it in _import_chunks(b.segs, b.info.items) if any(s is it.chunk for s in b.segs)]
+    block = [
+        it
+        for it in _import_chunks(b.segs, b.info.items)
+        if any(s is it.chunk for s in b.segs)
+    ]
     # merge into `from X import ...` of the same module when it carries no comments
     if alias.kind == "from":
         for item in block:
@@ -552,7 +661,10 @@ def _add_import(b: _Parsed, alias: imp.Alias, first_party: frozenset[str]) -> Ch
                 names = list(item.aliases)
                 keys = [imp.name_key(al.name) for al in names]
                 if keys == sorted(keys):
-                    at = next((i for i, k in enumerate(keys) if k > imp.name_key(alias.name)), len(names))
+                    at = next(
+                        (i for i, k in enumerate(keys) if k > imp.name_key(alias.name)),
+                        len(names),
+                    )
                     names.insert(at, alias)
                 else:
                     names.append(alias)
@@ -561,9 +673,23 @@ def _add_import(b: _Parsed, alias: imp.Alias, first_party: frozenset[str]) -> Ch
     key = imp.statement_key(alias, first_party)
     sec = imp.section(alias, first_party)
     text = imp.render([alias])
-    new_item = Item(Chunk([ast.parse(text).body[0]], [text], 1, 1), "import", 1, {alias.bound}, set(), [alias])
+    new_item = Item(
+        Chunk([ast.parse(text).body[0]], [text], 1, 1),
+        "import",
+        1,
+        {alias.bound},
+        set(),
+        [alias],
+    )
     b.info.items.append(new_item)
-    later = next((it for it in block if imp.statement_key(it.aliases[0], first_party) > key), None) if block else None
+    later = (
+        next(
+            (it for it in block if imp.statement_key(it.aliases[0], first_party) > key),
+            None,
+        )
+        if block
+        else None
+    )
     if later is not None:
         index = next(i for i, s in enumerate(b.segs) if s is later.chunk)
         prev = block[block.index(later) - 1] if block.index(later) > 0 else None
@@ -578,7 +704,9 @@ def _add_import(b: _Parsed, alias: imp.Alias, first_party: frozenset[str]) -> Ch
             sep_before = run
         _replace_blank_tail(b.segs, index, [])
         idx = next(i for i, s in enumerate(b.segs) if s is later.chunk)
-        _insert_at(b.segs, idx, [Gap(list(sep_before)), new_item.chunk, Gap(list(below))])
+        _insert_at(
+            b.segs, idx, [Gap(list(sep_before)), new_item.chunk, Gap(list(below))]
+        )
         return new_item.chunk
     if block:
         last = block[-1]
@@ -599,7 +727,11 @@ def _add_import(b: _Parsed, alias: imp.Alias, first_party: frozenset[str]) -> Ch
         b.segs.append(new_item.chunk)
         return new_item.chunk
     node = b.segs[first].node
-    gap = ["\n", "\n"] if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) else ["\n"]
+    gap = (
+        ["\n", "\n"]
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        else ["\n"]
+    )
     _insert_at(b.segs, first, [new_item.chunk, Gap(gap)])
     return new_item.chunk
 
@@ -615,7 +747,11 @@ def _owned_top(b: _Parsed, item: Item, moved_reads: set[str]) -> Chunk:
     index = next(i for i, c in enumerate(chunks) if c is top)
     while index > 0:
         above = by_chunk.get(id(chunks[index - 1]))
-        if above is None or above.kind not in ("def", "class", "assign") or not above.binds:
+        if (
+            above is None
+            or above.kind not in ("def", "class", "assign")
+            or not above.binds
+        ):
             break
         if above.binds & moved_reads:
             break
@@ -629,7 +765,11 @@ def _owned_top(b: _Parsed, item: Item, moved_reads: set[str]) -> Chunk:
 
 
 def _chunk_above(segs: list[Segment], anchor: Chunk | None) -> Chunk | None:
-    index = len(segs) if anchor is None else next(i for i, s in enumerate(segs) if s is anchor)
+    index = (
+        len(segs)
+        if anchor is None
+        else next(i for i, s in enumerate(segs) if s is anchor)
+    )
     for seg in reversed(segs[:index]):
         if isinstance(seg, Chunk):
             return seg

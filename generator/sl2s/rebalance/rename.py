@@ -20,38 +20,62 @@ def _is_step(node: ast.expr) -> bool:
     if not isinstance(node, ast.Call):
         return False
     f = node.func
-    return (isinstance(f, ast.Name) and f.id == "step") or (isinstance(f, ast.Attribute) and f.attr == "step")
+    return (isinstance(f, ast.Name) and f.id == "step") or (
+        isinstance(f, ast.Attribute) and f.attr == "step"
+    )
 
 
 def _col(line: str, byte_offset: int) -> int:
     return len(line.encode("utf-8")[:byte_offset].decode("utf-8", "replace"))
 
 
-def retemplate(source: str, path: str, function: str, template: str, step_id: str | None = None) -> str:
+def retemplate(
+    source: str, path: str, function: str, template: str, step_id: str | None = None
+) -> str:
     """`source` with the @step decorator of `function` naming `template` (and `id=step_id` if the
     decorator has an `id=`)."""
     tree = ast.parse(source, filename=path)
     fn = next(
-        (n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == function),
+        (
+            n
+            for n in tree.body
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and n.name == function
+        ),
         None,
     )
-    deco = None if fn is None else next((d for d in fn.decorator_list if _is_step(d)), None)
+    deco = (
+        None
+        if fn is None
+        else next((d for d in fn.decorator_list if _is_step(d)), None)
+    )
     if deco is None:
-        raise Sl2sError(Diagnostic(path, 0, f"no @step function {function}() to rename"))
+        raise Sl2sError(
+            Diagnostic(path, 0, f"no @step function {function}() to rename")
+        )
     lines = split_lines(source)
     first, last = deco.lineno, deco.end_lineno
     text = "".join(lines[first - 1 : last])
     positional = [a for a in deco.args if not isinstance(a, ast.Starred)]
     keywords = {k.arg: k.value for k in deco.keywords if k.arg}
-    literal = all(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in positional) and all(
-        isinstance(v, ast.Constant) for v in keywords.values()
-    )
+    literal = all(
+        isinstance(a, ast.Constant) and isinstance(a.value, str) for a in positional
+    ) and all(isinstance(v, ast.Constant) for v in keywords.values())
     head_line = lines[first - 1]
     at = head_line[: _col(head_line, deco.col_offset)]
-    if literal and not _comments(text) and len(positional) == 2 and at.strip() == "@" and set(keywords) <= {"id"} and _simple(deco):
+    if (
+        literal
+        and not _comments(text)
+        and len(positional) == 2
+        and at.strip() == "@"
+        and set(keywords) <= {"id"}
+        and _simple(deco)
+    ):
         args = [lit(positional[0].value), lit(template)]
         if "id" in keywords:
-            args.append("id=" + lit(step_id if step_id is not None else keywords["id"].value))
+            args.append(
+                "id=" + lit(step_id if step_id is not None else keywords["id"].value)
+            )
         func = ast.get_source_segment(source, deco.func) or "step"
         new = bracket(at + func, args) + "\n"
         return "".join(lines[: first - 1]) + new + "".join(lines[last:])
@@ -62,20 +86,29 @@ def retemplate(source: str, path: str, function: str, template: str, step_id: st
         edits.append((target, lit(template)))
     if step_id is not None and "id" in keywords:
         edits.append((keywords["id"], lit(step_id)))
-    for node, new in sorted(edits, key=lambda e: (e[0].lineno, e[0].col_offset), reverse=True):
+    for node, new in sorted(
+        edits, key=lambda e: (e[0].lineno, e[0].col_offset), reverse=True
+    ):
         lo_line, hi_line = node.lineno - 1, node.end_lineno - 1
         start = _col(lines[lo_line], node.col_offset)
         end = _col(lines[hi_line], node.end_col_offset)
-        lines[lo_line : hi_line + 1] = [lines[lo_line][:start] + new + lines[hi_line][end:]]
+        lines[lo_line : hi_line + 1] = [
+            lines[lo_line][:start] + new + lines[hi_line][end:]
+        ]
     return "".join(lines)
 
 
 def _comments(text: str) -> bool:
     try:
-        return any(t.type == tokenize.COMMENT for t in tokenize.generate_tokens(io.StringIO(text).readline))
+        return any(
+            t.type == tokenize.COMMENT
+            for t in tokenize.generate_tokens(io.StringIO(text).readline)
+        )
     except (tokenize.TokenError, SyntaxError):
         return True
 
 
 def _simple(deco: ast.Call) -> bool:
-    return not any(isinstance(a, ast.Starred) for a in deco.args) and all(k.arg for k in deco.keywords)
+    return not any(isinstance(a, ast.Starred) for a in deco.args) and all(
+        k.arg for k in deco.keywords
+    )
