@@ -1,6 +1,6 @@
 """Event plumbing: ids, timestamps, and the JSON-lines sink (one file per machine).
 
-Hot path: an event is a dict serialised once with orjson and appended to an in-memory buffer; the
+Hot path: an event is serialised once with orjson and appended to an in-memory buffer; the
 buffer is written with one `os.write` on an `O_APPEND` descriptor (whole lines only, so several
 processes may append to one file) when it holds `FLUSH_LINES` lines, at the end of every outermost
 activation (a flow's entry, or an inbound hop) and at interpreter exit.
@@ -34,14 +34,16 @@ APPEND_NEWLINE = orjson.OPT_APPEND_NEWLINE
 
 # -- ids ----------------------------------------------------------------------------------------
 
-_FIRST = 10**15  # 16 decimal digits (for the first 9e15 events): fixed width, ordered
-# [per-process random prefix (16 hex digits), counter]: changed in place (after a fork), so the
-# runtime's hot path may hold the list
-ids: list = ["", itertools.count(_FIRST)]
+# An event id is 32 decimal digits: an 18-digit random prefix drawn per process (~60 bits; first
+# digit non-zero) followed by a 14-digit counter: `str()` of one integer from a counter. `ids` holds
+# the counter; it is replaced in place after a fork, so the runtime's hot path may hold the list.
+_COUNTER_DIGITS = 14
+ids: list = [itertools.count(10**31)]
 
 
 def _reseed() -> None:
-    ids[:] = [os.urandom(8).hex(), itertools.count(_FIRST)]
+    prefix = 10**17 + int.from_bytes(os.urandom(8), "big") % (9 * 10**17)
+    ids[0] = itertools.count(prefix * 10**_COUNTER_DIGITS)
 
 
 _reseed()
@@ -50,9 +52,9 @@ if hasattr(os, "register_at_fork"):
 
 
 def new_event_id() -> str:
-    """32 characters: a per-process random prefix (16 hex digits) and a counter (16 decimal digits):
+    """32 decimal digits: a per-process random prefix (18 digits) and a counter (14 digits):
     unique, cheap, ordered within a process."""
-    return ids[0] + str(next(ids[1]))
+    return str(next(ids[0]))
 
 
 def new_trace_id() -> str:
@@ -97,8 +99,8 @@ class Sink:
     """Buffered appender of JSON lines to one file.
 
     Writers append whole lines to `lines` (a list: an append is atomic, so threads need no lock) and
-    call `flush()` when `len(lines) >= FLUSH_LINES`; `flush()` takes the first lines whole and
-    deletes them (lines appended meanwhile by other threads stay for the next flush).
+    call `flush()` when `len(lines) >= FLUSH_LINES`; `flush()` joins the first `len(lines)` lines
+    and deletes them (lines appended meanwhile by other threads stay for the next flush).
     """
 
     __slots__ = ("path", "lines", "_fd", "_lock", "_failed")

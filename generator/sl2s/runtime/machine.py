@@ -45,16 +45,16 @@ _now = events.now
 _time_ns = events._time_ns
 _clock = events.clock
 _tick = events.tick
-_ids = events.ids
-# what goes where each mark was (`%` formats): the second's text and microseconds, then the JSON of
-# body, event id (inside its quotes: hex and digits), cause, fields, unset
-_HOLES = (
-    (b"%s%06dZ", True),
-    (b"%s", False),
-    (b"%s", True),
-    (b"%s", False),
-    (b"%s", False),
-    (b"%s", False),
+_ids = events.ids  # [event id counter] (replaced in place after a fork)
+# (mark, the value goes inside its quotes, text after the value that is part of the next static
+# piece): timestamp (the second's text and microseconds), body, event id, cause, fields, unset
+_CUTS = (
+    (_MARKS[0], True, b"Z"),
+    (_MARKS[1], False, b""),
+    (_MARKS[2], True, b""),
+    (_MARKS[3], False, b""),
+    (_MARKS[4], False, b""),
+    (_MARKS[5], False, b""),
 )
 _event_fns = hooks.event_fns
 _local = threading.local()
@@ -642,9 +642,9 @@ class Run:
             else:
                 self._merge_result(p, result)
         # -- the event (hot path: keep it flat) --
-        # The parts of the line that do not change within this activation are serialised once,
-        # into a `%` template; a step formats only its timestamp, message, ids, fields and unset
-        # list into it.
+        # The parts of the line that do not change within this activation are serialised once;
+        # a step joins them with its timestamp, message, ids, fields and unset list. (Joined here:
+        # keeping the small orjson outputs alive until the buffer is written costs more.)
         masked = self._masked
         body, unset = p.render(masked)
         static = self._static.get(step_id)
@@ -654,20 +654,30 @@ class Run:
             fields = _dumps(masked)
         except TypeError:
             self._not_json(p, masked.copy())
-        event_id = _ids[0] + str(next(_ids[1]))  # events.new_event_id(), inline
+        event_id = str(next(_ids[0]))  # events.new_event_id(), inline
         us = _time_ns() // 1000
         start, end, second = _clock[0]
         if not start <= us < end:
             start, end, second = _tick(us)
         cause = self.causation_id
-        line = static[0] % (
-            second,
-            us - start,
-            _dumps(body),
-            event_id.encode(),
-            _dumps(cause),
-            fields,
-            _dumps(unset) if unset else b"[]",
+        s0, s1, s2, s3, s4, s5, s6, head, attributes = static
+        line = b"".join(
+            (
+                s0,
+                second,
+                b"%06d" % (us - start),
+                s1,
+                _dumps(body),
+                s2,
+                event_id.encode(),
+                s3,
+                _dumps(cause),
+                s4,
+                fields,
+                s5,
+                _dumps(unset) if unset else b"[]",
+                s6,
+            )
         )
         lines = self._lines
         lines.append(line)
@@ -675,31 +685,43 @@ class Run:
             self._sink.flush()
         self.causation_id = event_id
         if _event_fns:
-            self._tell(static, second, us - start, body, event_id, cause, fields, unset)
+            self._tell(
+                head,
+                attributes,
+                second,
+                us - start,
+                body,
+                event_id,
+                cause,
+                fields,
+                unset,
+            )
 
     def _tell(
-        self, static, second, micro, body, event_id, cause, fields, unset
+        self, head, attributes, second, micro, body, event_id, cause, fields, unset
     ) -> None:
         """Give listeners the step's event: a fresh dict equal to the written line decoded, built
         from the step's pre-decoded static parts (the fields are decoded from their bytes, so a
         listener that keeps the event never sees later in-place changes of the context).
         """
-        attributes = static[2].copy()
+        attributes = attributes.copy()
         attributes["sl2s.event_id"] = event_id
         attributes["sl2s.causation_id"] = cause
         attributes["sl2s.fields"] = _loads(fields)
         attributes["sl2s.unset"] = list(unset)
-        evt = static[1].copy()
+        evt = head.copy()
         evt["timestamp"] = f"{second.decode()}{micro:06d}Z"
         evt["body"] = body
         evt["resource"] = evt["resource"].copy()
         evt["attributes"] = attributes
         hooks.emit_event(evt)
 
-    def _static_parts(self, p: _Prepared) -> tuple[bytes, dict, dict]:
-        """This step's event line in this activation as a `%` template (bytes) for: the second's
-        date/time text, the microseconds, body, event id, cause, fields, unset (key order is the
-        documented one); and the same event decoded (envelope, attributes) for listeners.
+    def _static_parts(self, p: _Prepared) -> tuple:
+        """This step's event line in this activation, serialised with marks where the changing
+        values go and cut there: seven byte strings, between which a step puts the second's
+        date/time text and the microseconds, then the JSON of body, event id (inside its quotes),
+        cause, fields and unset (key order is the documented one); then the same event decoded
+        (envelope, attributes), for listeners.
         """
         attributes = {
             "sl2s.event_id": _MARKS[2],
@@ -729,18 +751,19 @@ class Run:
             "resource": self.machine.resource,
             "attributes": attributes,
         }
-        rest = _dumps(event, option=_NL).replace(b"%", b"%%")
-        template = []
-        for mark, (hole, quoted) in zip(_MARKS, _HOLES):
+        rest = _dumps(event, option=_NL)
+        parts = []
+        for mark, inside, after in _CUTS:
             mark = _dumps(mark)
-            if quoted:  # the value goes inside the quotes (it needs no escaping)
+            if inside:  # the value goes inside the quotes (it needs no escaping)
                 mark = mark[1:-1]
             before, found, rest = rest.partition(mark)
             assert found, mark
-            template += (before, hole)
-        template.append(rest)
+            parts.append(before)
+            rest = after + rest
+        parts.append(rest)
         decoded = _loads(_dumps(event))
-        return b"".join(template), decoded, decoded["attributes"]
+        return (*parts, decoded, decoded["attributes"])
 
     def _not_json(self, p: _Prepared, fields: dict):
         ctx = self.fields
