@@ -34,7 +34,7 @@ import typer  # noqa: E402
 from make_plan import make_plan  # noqa: E402
 
 from sl2s.cli.generate import generate_command  # noqa: E402
-from sl2s import names, template  # noqa: E402
+from sl2s import names, show, template  # noqa: E402
 from sl2s.generate import encode, render  # noqa: E402
 from sl2s.generate.core import _Names  # noqa: E402
 from sl2s.names import identifier  # noqa: E402
@@ -50,6 +50,7 @@ def fresh() -> None:
     template.parse.cache_clear()
     template._placeholder.cache_clear()
     encode.lit.cache_clear()
+    show.markdown_code.cache_clear()
 
 
 def timed(fn) -> float:

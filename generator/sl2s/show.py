@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 from pathlib import PurePath
 
 from sl2s.projection import FlowProjection, Hop, Projection
@@ -59,6 +60,7 @@ def mermaid_text(text: str) -> str:
     return visible(text).translate(_MERMAID_ENTITIES).strip() or "#160;"
 
 
+@lru_cache(maxsize=65536)
 def markdown_code(text: str) -> str:
     """Text as a Markdown code span that is safe inside a table cell."""
     body = visible(text).replace("|", "\\|")

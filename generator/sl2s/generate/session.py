@@ -87,6 +87,7 @@ class Session:
         self._rendered_on_disk: dict[str, dict[str, str]] = {}
         self.black.rendered = RenderCache(self._load_rendered)
         self._modules: dict[str, str] | None = None
+        self._digests: dict[str, str] = {}
 
     # --- rendered wiring chunks, one file per machine ------------------------------------------
 
@@ -138,11 +139,18 @@ class Session:
         digest = hashlib.sha256(self.key.encode())
         digest.update(_sha(plan_bytes).encode() + b"\0" + plan_ref.encode() + b"\0")
         for path, source in sorted(self.user_modules().items()):
-            digest.update(path.encode() + b"\0" + _sha(source.encode("utf-8")).encode())
+            digest.update(path.encode() + b"\0" + self._digest(source).encode())
         return digest.hexdigest()
 
-    def scan(self, path: str, source: str) -> list[FoundStep]:
-        digest = _sha(source.encode("utf-8"))
+    def _digest(self, source: str) -> str:
+        """SHA-256 of a module's source (remembered: each module is hashed once per run)."""
+        digest = self._digests.get(source)
+        if digest is None:
+            digest = self._digests[source] = _sha(source.encode("utf-8"))
+        return digest
+
+    def _scan_rows(self, source: str) -> list[list]:
+        digest = self._digest(source)
         rows = self._scans.get(digest)
         if rows is None:
             found = scan_module(source)  # UserCodeError propagates to the core
@@ -151,6 +159,10 @@ class Session:
                 for f in found
             ]
         self._used[digest] = rows
+        return rows
+
+    def scan(self, path: str, source: str) -> list[FoundStep]:
+        rows = self._scan_rows(source)
         return [FoundStep(r[0], r[1], r[2], r[3], tuple(r[4]), r[5]) for r in rows]
 
     def seed(self, source: str, steps) -> None:
@@ -159,7 +171,7 @@ class Session:
             [f.flow, f.id, f.template, f.function, list(f.params), f.line]
             for f in steps
         ]
-        self._scans[_sha(source.encode("utf-8"))] = rows
+        self._scans[self._digest(source)] = rows
 
     # --- the no-op fast path ------------------------------------------------------------------
 
@@ -196,7 +208,7 @@ class Session:
         modules = self.user_modules()
         modules.update(written or {})
         for source in modules.values():
-            self.scan("", source)
+            self._scan_rows(source)
         state = {
             "inputs": self.inputs_digest(plan_bytes, plan_ref),
             "files": {p: _sha(c.encode("utf-8")) for p, c in sorted(generated.items())},
