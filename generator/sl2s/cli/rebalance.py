@@ -163,6 +163,7 @@ def rebalance_command(
     recovered = journal.recover(out)
     if recovered:
         typer.echo(f"{label}: {recovered}", err=True)
+    plan_data = read_plan(plan)  # a bad plan is reported before anything about the tree
     if not dry_run and not allow_dirty:
         dirty = _dirty(out)
         if dirty:
@@ -176,7 +177,6 @@ def rebalance_command(
                 ]
                 + [Diagnostic(label.rstrip("/"), 0, "  " + line) for line in dirty[:20]]
             )
-    plan_data = read_plan(plan)
     session = Session(out)
     modules = session.user_modules()
     outcome = rebalance(
