@@ -755,3 +755,22 @@ def test_a_template_with_percent_signs_and_quotes_is_written_as_is(
     (evt,) = written(logs)
     assert evt["body"] == 'Took 10%s "off" %d %s%%%%'
     assert evt["attributes"]["sl2s.template"] == 'Took 10%s "off" %d :a%%'
+
+
+def test_a_listener_that_logs_is_not_taken_for_the_step(logs):
+    import rt_abc.a
+
+    def chatty(evt):
+        logging.getLogger("rt_listener").warning("saw %s", evt["event_name"])
+
+    listener = hooks.subscribe(chatty)
+    try:
+        rt_abc.a.abc(x=1, key="k", mode="ok")
+    finally:
+        hooks.unsubscribe(listener)
+    templates = [
+        e["attributes"]["sl2s.log.template"]
+        for e in written(logs)
+        if e["event_name"] == "sl2s.log"
+    ]
+    assert templates == ["c3 got %s (key %s, limit %d)"]  # only the step's own record

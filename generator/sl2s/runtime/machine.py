@@ -661,11 +661,12 @@ class Run:
             start, end, second = _tick(us)
         cause = self.causation_id
         s0, s1, s2, s3, s4, s5, s6, head, attributes = static
+        micro = b"%06d" % (us - start)
         line = b"".join(
             (
                 s0,
                 second,
-                b"%06d" % (us - start),
+                micro,
                 s1,
                 _dumps(body),
                 s2,
@@ -689,7 +690,7 @@ class Run:
                 head,
                 attributes,
                 second,
-                us - start,
+                micro,
                 body,
                 event_id,
                 cause,
@@ -710,11 +711,17 @@ class Run:
         attributes["sl2s.fields"] = _loads(fields)
         attributes["sl2s.unset"] = list(unset)
         evt = head.copy()
-        evt["timestamp"] = f"{second.decode()}{micro:06d}Z"
+        evt["timestamp"] = (second + micro).decode() + "Z"
         evt["body"] = body
         evt["resource"] = evt["resource"].copy()
         evt["attributes"] = attributes
-        hooks.emit_event(evt)
+        for fn in _event_fns:  # hooks.emit_event, inline
+            try:
+                fn(evt)
+            except (
+                Exception
+            ) as error:  # noqa: BLE001 - a listener never breaks the flow
+                hooks._complain(fn, error)
 
     def _static_parts(self, p: _Prepared) -> tuple:
         """This step's event line in this activation, serialised with marks where the changing
