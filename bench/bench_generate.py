@@ -6,7 +6,7 @@ Measured in-process (the generate command's own function, output discarded):
 
 - full:      generate into an empty directory
 - no-op:     generate again, nothing changed
-- one row:   change one row's log text in the middle of the plan, generate again
+- one row:   change one row's log text, generate again (three rows, one after the other; best)
 - floor:     read the plan, project it and render PLAN.md's body (the templates' inputs), render
              the same templates and write the files — nothing else (no user-code scan, no
              validation, no black, no lock, no cache, no atomic writes). Also shown: the render +
@@ -41,6 +41,8 @@ from sl2s.names import identifier  # noqa: E402
 from sl2s.plan import read_plan  # noqa: E402
 from sl2s.projection import project  # noqa: E402
 from sl2s.show import markdown  # noqa: E402
+
+ROUNDS = 2  # floor and full generate are each measured this many times (best kept)
 
 
 def fresh() -> None:
@@ -141,20 +143,31 @@ def main(argv: list[str]) -> None:
         run_generate(plan, work / "warmup")  # imports, template compilation
         shutil.rmtree(work / "warmup")
 
-        fresh()
-        render_write, parts = floor(plan, work / "floor")
-        upstream = parts["read plan"] + parts["project"] + parts["markdown"]
-        floor_time = upstream + render_write
-        full = timed(lambda: run_generate(plan, out))
+        # The machine is shared and noisy: interleave the floor and the full generate, repeat,
+        # and keep the best of each.
+        floors, fulls = [], []
+        for round_ in range(ROUNDS):
+            fresh()
+            render_write, parts = floor(plan, work / f"floor{round_}")
+            upstream = parts["read plan"] + parts["project"] + parts["markdown"]
+            floors.append((upstream + render_write, render_write, parts))
+            target = out if round_ == ROUNDS - 1 else work / f"full{round_}"
+            fulls.append(timed(lambda: run_generate(plan, target)))
+        floor_time, render_write, parts = min(floors, key=lambda f: f[0])
+        full = min(fulls)
         lines = sum(p.read_text("utf-8").count("\n") for p in out.rglob("*.py"))
         noop = min(timed(lambda: run_generate(plan, out)) for _ in range(3))
 
+        # One row changed, three times (a quarter, half and three quarters into the plan): each
+        # run regenerates after a real change; keep the best.
         rows = text.splitlines(keepends=True)
-        middle = len(rows) // 2
-        flow, log, machine = rows[middle].rstrip("\n").split(",")
-        rows[middle] = f"{flow},{log} (changed),{machine}\n"
-        plan.write_text("".join(rows), encoding="utf-8")
-        one_row = timed(lambda: run_generate(plan, out))
+        one_rows = []
+        for where in (len(rows) // 4, len(rows) // 2, 3 * len(rows) // 4):
+            flow, log, machine = rows[where].rstrip("\n").split(",")
+            rows[where] = f"{flow},{log} (changed),{machine}\n"
+            plan.write_text("".join(rows), encoding="utf-8")
+            one_rows.append(timed(lambda: run_generate(plan, out)))
+        one_row = min(one_rows)
 
         print(
             f"plan: {numbers[0]:,} rows, {numbers[1]} flows, {numbers[2]} machines; "

@@ -50,26 +50,23 @@ _one_line = json.JSONEncoder(sort_keys=True, ensure_ascii=True).encode
 _string = encode_basestring_ascii  # json's (C) encoder of one str, ensure_ascii=True
 
 
-def _flat_strings(value) -> bool:
-    return (
-        type(value) is dict
-        and all(type(k) is str for k in value)
-        and all(type(v) is str for v in value.values())
-    )
-
-
 def _emit(value, depth: int, out: list[str], one_line_values: bool = False) -> None:
     """json.dumps(value, indent=2, sort_keys=True, ensure_ascii=True), with the C encoder for
     scalars (the indenting encoder of the json module is pure Python and slow on large locks).
     """
-    if one_line_values and _flat_strings(value):
+    if one_line_values and type(value) is dict:
         # {str: str} (a step's entry): what json.dumps writes, without its per-call setup
-        out.append(
-            "{"
-            + ", ".join(f"{_string(k)}: {_string(value[k])}" for k in sorted(value))
-            + "}"
-        )
-        return
+        try:
+            out.append(
+                "{"
+                + ", ".join(
+                    [f"{_string(k)}: {_string(value[k])}" for k in sorted(value)]
+                )
+                + "}"
+            )
+            return
+        except TypeError:  # not all str: json.dumps below
+            pass
     if one_line_values or isinstance(value, _Inline):
         out.append(_one_line(value))
         return
