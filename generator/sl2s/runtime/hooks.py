@@ -12,8 +12,8 @@
 
 A listener defines any subset of the three methods (a plain callable is taken as `event`). They are
 called synchronously, in subscription order, in the thread running the step, after the event has been
-written. `evt` is a fresh dict decoded from the written line (JSON types only), so a listener may
-keep it. `info` holds `kind` ("entry" or "segment"), `machine`, `flow`, `at` (None for an entry),
+written. `evt` is a fresh dict equal to the written line decoded (JSON types only), so a listener
+may keep it. `info` holds `kind` ("entry" or "segment"), `machine`, `flow`, `at` (None for an entry),
 `correlation_id`, `trace_id`, `span_id`, `parent_span_id` (None for an entry) and `system`.
 
 A listener that raises never breaks the flow: the exception is reported once per listener on stderr
