@@ -412,9 +412,17 @@ class _Spellings:
         self.diags = diags
         self.seen: dict[str, tuple[str, int, str]] = {}
         self.reported: set[str] = set()
+        self.names: dict[str, str] = (
+            {}
+        )  # spelling -> identifier, for spellings added before
 
     def add(self, spelling: str, line: int, shown: str | None = None) -> str | None:
         """The identifier of `spelling` (shown in messages as `shown`), or None when unusable."""
+        if shown is None:
+            name = self.names.get(spelling)
+            if name is not None:
+                # seen before: the identifier is known and any clash was reported the first time
+                return name
         shown = spelling if shown is None else shown
         name = identifier_or_none(spelling)
         if name is None:
@@ -437,6 +445,7 @@ class _Spellings:
                     f" the same identifier {name!r}; spell them the same way, or rename one",
                 )
             )
+        self.names[spelling] = name
         return name
 
 
