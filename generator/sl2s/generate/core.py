@@ -24,7 +24,7 @@ from sl2s.generate.usercode import (
     parse,
     scan_module,
 )
-from sl2s.model import Plan, Step
+from sl2s.model import Placeholder, Plan, Step
 from sl2s.names import identifier
 from sl2s.projection import Projection, project
 from sl2s.show import markdown
@@ -185,9 +185,21 @@ def generate(
         raise Sl2sError(diagnostics)
 
     uses: dict[tuple[str, str], set[str]] = {}
-    secrets_of = {name: set(f.secrets) for name, f in flows.items()}
+    # Flow.secrets as a set (its order does not matter here), without Step.secrets per step
+    secrets_of = {
+        name: {
+            p.name
+            for s in f.steps
+            for p in s.parts
+            if type(p) is Placeholder and p.secret
+        }
+        for name, f in flows.items()
+    }
     for (machine, flow, _), (_, fs) in found.items():
-        needed = secrets_of[flow].intersection(fs.params)
+        secrets = secrets_of[flow]
+        if not secrets or not fs.params:
+            continue
+        needed = secrets.intersection(fs.params)
         if needed:
             uses.setdefault((flow, machine), set()).update(needed)
     projection = project(plan, uses={k: tuple(sorted(v)) for k, v in uses.items()})
