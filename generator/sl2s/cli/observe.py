@@ -76,24 +76,35 @@ def patterns_command(
     raise typer.Exit(1 if new else 0)
 
 
+_URL_HELP = (
+    "A running machine: its base URL (http://host:port) or its incidents endpoint "
+    "(…/sl2s/v1/incidents). Requests are signed with SL2S_HOP_KEY."
+)
+_DIR_HELP = (
+    "With --url: the generated tree DIR that `sl2s up` serves; its DIR/.sl2s/hop.key signs "
+    "the requests when SL2S_HOP_KEY is not set."
+)
+
+
 @incidents_app.command("list")
 def incidents_list(
     log_dir: Optional[str] = typer.Argument(
         None,
         help="The log directory (default: $SL2S_LOG_DIR, else services/.sl2s/logs).",
     ),
-    url: Optional[str] = typer.Option(
-        None, "--url", help="A running machine's incidents endpoint."
-    ),
+    url: Optional[str] = typer.Option(None, "--url", help=_URL_HELP),
     since: Optional[str] = typer.Option(
         None, "--since", help="Only incidents after this incident id."
     ),
+    directory: Optional[str] = typer.Option(None, "--dir", help=_DIR_HELP),
 ) -> None:
     """List incidents, oldest first."""
     from sl2s.observe import incidents
 
     if url:
-        summaries = incidents.fetch_remote(url, since=since)
+        if log_dir:
+            raise Sl2sError("give either LOG_DIR or --url, not both")
+        summaries = incidents.fetch_remote(url, since=since, keys=_keys(directory))
     else:
         summaries = [
             i.summary() for i in incidents.list_incidents(_need(log_dir), since)
@@ -108,9 +119,8 @@ def incidents_show(
         metavar="[LOG_DIR] INCIDENT_ID",
         help="Log directory (omit with --url) and incident id (or a unique part of it).",
     ),
-    url: Optional[str] = typer.Option(
-        None, "--url", help="A running machine's incidents endpoint."
-    ),
+    url: Optional[str] = typer.Option(None, "--url", help=_URL_HELP),
+    directory: Optional[str] = typer.Option(None, "--dir", help=_DIR_HELP),
 ) -> None:
     """Show one incident: header, links, and its events with the triggers marked."""
     from sl2s.observe import incidents
@@ -118,7 +128,9 @@ def incidents_show(
     if url:
         if len(args) != 1:
             raise Sl2sError("with --url, name only the incident id")
-        incident = incidents.fetch_remote(url, incident_id=args[0])
+        incident = incidents.fetch_remote(
+            url, incident_id=args[0], keys=_keys(directory)
+        )
     else:
         if len(args) not in (1, 2):
             raise Sl2sError("usage: sl2s incidents show [LOG_DIR] INCIDENT_ID")
@@ -134,12 +146,40 @@ def incidents_errors(
         None,
         help="The log directory (default: $SL2S_LOG_DIR, else services/.sl2s/logs).",
     ),
+    url: Optional[str] = typer.Option(None, "--url", help=_URL_HELP),
+    directory: Optional[str] = typer.Option(None, "--dir", help=_DIR_HELP),
 ) -> None:
     """Errors grouped by fingerprint (exception type + in-app frames), with count and first/last seen."""
     from sl2s.observe import incidents
 
-    found = incidents.list_incidents(_need(log_dir))
-    typer.echo(incidents.render_errors(incidents.error_groups(found)), nl=False)
+    if url:
+        if log_dir:
+            raise Sl2sError("give either LOG_DIR or --url, not both")
+        groups = incidents.fetch_remote_errors(url, keys=_keys(directory))
+    else:
+        groups = incidents.error_groups(incidents.list_incidents(_need(log_dir)))
+    typer.echo(incidents.render_errors(groups), nl=False)
+
+
+def _keys(directory: Optional[str]) -> tuple:
+    """The hop key(s) to sign reads with: `SL2S_HOP_KEY`, else `DIR/.sl2s/hop.key` of `--dir`."""
+    import os
+
+    from sl2s.runtime.http_config import ENV_KEY, KEY_FILE
+    from sl2s.runtime.http_protocol import parse_keys
+
+    text, source = os.environ.get(ENV_KEY), f"environment {ENV_KEY}"
+    if not (text and text.strip()) and directory:
+        path = os.path.join(directory, KEY_FILE)
+        if not os.path.isdir(directory):
+            raise Sl2sError(f"{directory}: no such directory (--dir)")
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as handle:
+                text, source = handle.read().strip(), path
+    try:
+        return parse_keys(text)
+    except ValueError as error:
+        raise Sl2sError(f"{source}: {error}") from None
 
 
 def _need(log_dir: Optional[str]) -> str:

@@ -140,14 +140,21 @@ def list_incidents(
     return out
 
 
-def find_incident(log_dir: str | os.PathLike, incident_id: str) -> Incident:
-    paths = incident_paths(log_dir)
+def matching_ids(paths: dict[str, Path], incident_id: str) -> list[str]:
+    """The ids of `paths` that `incident_id` names: the full id, a prefix or a part of it."""
+    if incident_id in paths:
+        return [incident_id]
     key = (
         incident_id
         if incident_id.startswith("incident-")
         else f"incident-{incident_id}"
     )
-    matches = [k for k in paths if k == key or k.startswith(key) or incident_id in k]
+    return [k for k in paths if k == key or k.startswith(key) or incident_id in k]
+
+
+def find_incident(log_dir: str | os.PathLike, incident_id: str) -> Incident:
+    paths = incident_paths(log_dir)
+    matches = matching_ids(paths, incident_id)
     if len(matches) != 1:
         what = "no incident" if not matches else f"{len(matches)} incidents"
         raise Sl2sError(f"{log_dir}: {what} matching {incident_id!r}")
@@ -236,13 +243,17 @@ def render_errors(groups: ErrorGroups) -> str:
 # ----------------------------------------------------------------------------- HTTP
 
 
+INCIDENTS_PATH = "/sl2s/v1/incidents"  # where every served machine mounts `routes`
+
+
 def routes(log_dir: str | os.PathLike):
-    """Starlette routes to mount (auth is the mounting app's business), e.g.
-    `Mount("/sl2s/v1/incidents", routes=routes(log_dir))`:
+    """Starlette routes to mount (auth is the mounting app's business; a served machine mounts
+    them at `/sl2s/v1/incidents` behind `sl2s.runtime.http_server.SignedReads`):
 
     - `GET /?since=<incident id>` -> `{"incidents": [summary…], "cursor": <last id or since>}`
     - `GET /errors` -> `{"errors": [error group…]}` (by fingerprint, most frequent first)
-    - `GET /{incident_id}` -> the incident file's lines (`application/x-ndjson`), 404 if unknown
+    - `GET /{incident_id}` -> the incident file's lines (`application/x-ndjson`); the id may be a
+      unique part of one; 404 if it names none or several
     """
     from starlette.concurrency import run_in_threadpool
     from starlette.responses import JSONResponse, Response
@@ -253,10 +264,10 @@ def routes(log_dir: str | os.PathLike):
 
     def lines_of(incident_id):
         paths = incident_paths(log_dir) if Path(log_dir).is_dir() else {}
-        path = paths.get(incident_id)
-        if path is None:
-            return None
-        lines = ev.open_lines(path)
+        matches = matching_ids(paths, incident_id)
+        if len(matches) != 1:
+            return len(matches)
+        lines = ev.open_lines(paths[matches[0]])
         try:
             return b"".join(
                 line if line.endswith(b"\n") else line + b"\n" for line in lines
@@ -280,9 +291,10 @@ def routes(log_dir: str | os.PathLike):
     async def show_endpoint(request):
         incident_id = request.path_params["incident_id"]
         data = await run_in_threadpool(lines_of, incident_id)
-        if data is None:
+        if isinstance(data, int):
+            what = "no incident" if not data else f"{data} incidents"
             return JSONResponse(
-                {"error": f"no incident {incident_id}"}, status_code=404
+                {"error": f"{what} matching {incident_id!r}"}, status_code=404
             )
         return Response(data, media_type="application/x-ndjson")
 
@@ -293,34 +305,129 @@ def routes(log_dir: str | os.PathLike):
     ]
 
 
+def endpoint_url(url: str) -> str:
+    """A machine's incidents endpoint: `url` itself when it has a path, else
+    `url` + `/sl2s/v1/incidents` (so `--url http://host:port` is enough)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise Sl2sError(f"{url}: not an http:// or https:// URL with a host")
+    base = url.split("?", 1)[0].split("#", 1)[0].rstrip("/")
+    return base + INCIDENTS_PATH if parts.path in ("", "/") else base
+
+
+def signed_get_headers(keys: tuple[bytes, ...], target: str, now: float) -> dict:
+    """Headers of a read signed like a hop (docs/hop-protocol.md, "Signed reads"): empty body,
+    a fresh random nonce as idempotency key, method GET, `target` = path and query as sent.
+    """
+    import secrets
+
+    from sl2s.runtime import http_protocol as p
+
+    if not keys:
+        return {}
+    nonce = secrets.token_hex(16)
+    stamp = p.timestamp_ms(now)
+    return {
+        p.H_IDEMPOTENCY_KEY: nonce,
+        p.H_TIMESTAMP: stamp,
+        p.H_SIGNATURE: p.sign(keys[0], stamp, nonce, "GET", target, b""),
+    }
+
+
+def _remote_get(
+    url: str, suffix: str, keys: tuple[bytes, ...], timeout: float
+) -> tuple[str, bytes]:
+    """GET endpoint_url(url) + suffix, signed when there are keys; (shown URL, body) on 200,
+    else an Sl2sError that says what to do."""
+    import http.client
+    import time
+    from urllib.parse import urlsplit
+
+    base = endpoint_url(url)
+    shown = base + suffix
+    parts = urlsplit(shown)
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    kind = (
+        http.client.HTTPSConnection
+        if parts.scheme == "https"
+        else http.client.HTTPConnection
+    )
+    try:
+        conn = kind(parts.hostname, parts.port, timeout=timeout)
+        try:
+            conn.request(
+                "GET", target, headers=signed_get_headers(keys, target, time.time())
+            )
+            response = conn.getresponse()
+            status, data = response.status, response.read()
+        finally:
+            conn.close()
+    except (OSError, http.client.HTTPException) as error:
+        raise Sl2sError(
+            f"{shown}: cannot reach the machine: {error or type(error).__name__}"
+        ) from None
+    if status == 200:
+        return shown, data
+    try:
+        detail = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        detail = {}
+    if not isinstance(detail, dict):
+        detail = {}
+    message = detail.get("message") or detail.get("error") or ""
+    if status == 401:
+        hint = (
+            "is SL2S_HOP_KEY the key the machine was started with?"
+            if keys
+            else "the machine requires signed requests: set SL2S_HOP_KEY (or --dir DIR of "
+            "`sl2s up`, whose DIR/.sl2s/hop.key is used)"
+        )
+        raise Sl2sError(
+            f"{shown}: refused (401 {detail.get('code', 'unauthorized')}): {message}; {hint}"
+        )
+    raise Sl2sError(f"{shown}: HTTP {status}" + (f": {message}" if message else ""))
+
+
 def fetch_remote(
     url: str,
     incident_id: str | None = None,
     since: str | None = None,
     timeout: float = 10.0,
+    keys: tuple[bytes, ...] = (),
 ):
-    """Client side of `routes`: summaries (list) or one Incident (show) from a running machine."""
-    import tempfile
-    import urllib.error
-    import urllib.parse
-    import urllib.request
+    """Client side of `routes`: summaries (list) or one Incident (show) from a running machine.
 
-    base = url.rstrip("/")
-    target = f"{base}/{urllib.parse.quote(incident_id)}" if incident_id else f"{base}/"
-    if since and not incident_id:
-        target += "?" + urllib.parse.urlencode({"since": since})
-    try:
-        with urllib.request.urlopen(
-            target, timeout=timeout
-        ) as response:  # noqa: S310 - user-given URL
-            data = response.read()
-    except urllib.error.HTTPError as error:
-        raise Sl2sError(f"{target}: HTTP {error.code}") from None
-    except (urllib.error.URLError, OSError) as error:
-        raise Sl2sError(f"{target}: {getattr(error, 'reason', error)}") from None
+    `url`: the incidents endpoint, or a machine's base URL (`endpoint_url`). With `keys` (the hop
+    key, current first) every request is signed as docs/hop-protocol.md says.
+    """
+    import tempfile
+    import urllib.parse
+
+    if incident_id:
+        suffix = "/" + urllib.parse.quote(incident_id, safe="")
+    else:
+        suffix = "/" + ("?" + urllib.parse.urlencode({"since": since}) if since else "")
+    _, data = _remote_get(url, suffix, keys, timeout)
     if incident_id is None:
         return orjson.loads(data)["incidents"]
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"{incident_id}.jsonl"
+        path = Path(tmp) / "incident.jsonl"  # the id is in the header line
         path.write_bytes(data)
         return read_incident(path)
+
+
+def fetch_remote_errors(
+    url: str, timeout: float = 10.0, keys: tuple[bytes, ...] = ()
+) -> ErrorGroups:
+    """The error groups of a running machine (`GET …/errors`), for `render_errors`."""
+    from sl2s.observe.fingerprint import ErrorGroup
+
+    _, data = _remote_get(url, "/errors", keys, timeout)
+    groups = ErrorGroups()
+    for row in orjson.loads(data)["errors"]:
+        row = dict(row)
+        row["machines"] = set(row.get("machines") or ())
+        groups.groups[row["fingerprint"]] = ErrorGroup(**row)
+    return groups

@@ -8,7 +8,8 @@ generated machine's `Machine.handle`. The module-level `app` is configured by en
     SL2S_SERVICES=path/to/services SL2S_MACHINE=server SL2S_HOP_KEY=... \\
         uvicorn sl2s.runtime.http_server:app --host 127.0.0.1 --port 8001
 
-The protocol (statuses, headers, idempotency) is in docs/hop-protocol.md.
+Every machine also serves its incidents (`GET /sl2s/v1/incidents/…`, `SignedReads`: signed like
+hops). The protocol (statuses, headers, idempotency, signed reads) is in docs/hop-protocol.md.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route, Router
 
 from sl2s.runtime import http_protocol as p
 from sl2s.runtime.transport import HopRequest, HopResponse
@@ -389,6 +390,128 @@ def create_app(
     return application
 
 
+# ---------------------------------------------------------------------------------------------
+# signed reads (the incidents endpoint)
+
+INCIDENTS_PATH = "/sl2s/v1/incidents"
+
+
+def request_target(scope) -> str:
+    """The path and query exactly as the client sent them: what a signed read signs."""
+    raw = scope.get("raw_path")
+    if raw:
+        path = raw.decode("latin-1")
+    else:
+        from urllib.parse import quote
+
+        path = quote(scope.get("path", ""), safe="/")
+    query = scope.get("query_string", b"")
+    return f"{path}?{query.decode('latin-1')}" if query else path
+
+
+class SignedReads:
+    """ASGI wrapper that lets a request through only when it is signed like a hop.
+
+    A read is signed as a hop with an empty body: the signing string's method is the request's
+    (`GET`), its path is the request target (path and `?query`, as sent), its body digest is the
+    SHA-256 of no bytes, and its `idempotency-key` is a fresh random nonce per request. Reads are
+    not stored (they change nothing); a signature is accepted once: the same signature again
+    within the time it could be valid is `401 replayed`. Without keys every request passes (the
+    same policy as unsigned hops: `sl2s serve` refuses a non-loopback address then).
+    """
+
+    def __init__(
+        self,
+        app,
+        keys: tuple[bytes, ...],
+        *,
+        max_skew: float = p.MAX_SKEW_SECONDS,
+        clock: Callable[[], float] = time.time,
+        max_seen: int = 100_000,
+    ) -> None:
+        self.app = app
+        self.keys = keys
+        self.max_skew = max_skew
+        self.clock = clock
+        self.retention = 2 * max_skew + 60
+        self.max_seen = max_seen
+        self._seen: OrderedDict[str, float] = (
+            OrderedDict()
+        )  # signature -> when accepted
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or not self.keys:
+            await self.app(scope, receive, send)
+            return
+        headers = {
+            k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]
+        }
+        try:
+            try:
+                self.check(scope["method"], request_target(scope), headers)
+            except (ValueError, UnicodeError):  # non-ASCII target or digits like '²'
+                raise p.Rejection(
+                    401, "bad_signature", "the request cannot carry a valid signature"
+                ) from None
+        except p.Rejection as rejection:
+            await _send(send, _reject(rejection))
+            return
+        await self.app(scope, receive, send)
+
+    def check(self, method: str, target: str, headers: Mapping[str, str]) -> None:
+        """Raise a 401 (or 400 for a malformed nonce) Rejection unless the read is signed."""
+        if not headers.get(p.H_TIMESTAMP) or not headers.get(p.H_SIGNATURE):
+            raise p.Rejection(
+                401,
+                "unsigned",
+                "the request is not signed (sl2s-timestamp/sl2s-signature): sign it with "
+                "SL2S_HOP_KEY, as hops are",
+            )
+        now = self.clock()
+        signature = p.verify(
+            self.keys, headers, method, target, b"", now, self.max_skew
+        )
+        seen = self._seen
+        while seen:
+            oldest, when = next(iter(seen.items()))
+            if now - when <= self.retention:
+                break
+            del seen[oldest]
+        if signature in seen:
+            raise p.Rejection(
+                401, "replayed", "this exact signed request was already received"
+            )
+        seen[signature] = now
+        if len(seen) > self.max_seen:
+            seen.popitem(last=False)
+            log.warning(
+                "signed-read store full: forgot the oldest signature before its retention ended"
+            )
+
+
+def machine_log_dir(services_dir: str | os.PathLike) -> str:
+    """The log dir of a served machine, by the runtime's rule: `$SL2S_LOG_DIR`, else
+    `<services>/.sl2s/logs`."""
+    from pathlib import Path
+
+    return os.environ.get("SL2S_LOG_DIR") or str(
+        Path(services_dir).resolve() / ".sl2s" / "logs"
+    )
+
+
+def incidents_mount(
+    log_dir: str | os.PathLike,
+    keys: tuple[bytes, ...],
+    **options: Any,
+) -> Mount:
+    """`/sl2s/v1/incidents` serving the incidents of `log_dir`, behind `SignedReads`."""
+    from sl2s.observe.incidents import routes
+
+    return Mount(
+        INCIDENTS_PATH, app=SignedReads(Router(routes=routes(log_dir)), keys, **options)
+    )
+
+
 def _finish_later(store: IdempotencyStore, entry: _Entry, done: asyncio.Future) -> None:
     if done.cancelled() or done.exception() is not None:
         store.finish(
@@ -480,7 +603,8 @@ def serves_inbound(machine) -> bool:
 def machine_app(services_dir: str | os.PathLike, name: str, config=None) -> Starlette:
     """The app serving machine `name` of the generated tree at `services_dir`.
 
-    `config` (default: `load_config(services_dir)`) gives the hop key and body limit. Its own
+    `config` (default: `load_config(services_dir)`) gives the hop key and body limit. Besides
+    hops it serves the machine's incidents at `/sl2s/v1/incidents/` (signed like hops). Its own
     outgoing hops use `SL2S_TRANSPORT`: a served process calls `serving_defaults` first so that
     they go over HTTP.
     """
@@ -489,7 +613,11 @@ def machine_app(services_dir: str | os.PathLike, name: str, config=None) -> Star
     config = config or load_config(services_dir)
     machine = load_machine(services_dir, name)
     return create_app(
-        machine.handle, machine=name, keys=config.keys, max_body=config.max_body
+        machine.handle,
+        machine=name,
+        keys=config.keys,
+        max_body=config.max_body,
+        extra_routes=[incidents_mount(machine_log_dir(services_dir), config.keys)],
     )
 
 
@@ -598,7 +726,8 @@ def run_server(
                 "on every machine), or pass --insecure."
             )
         warn(
-            f"warning: no SL2S_HOP_KEY: hops to machine '{machine}' are not authenticated"
+            f"warning: no SL2S_HOP_KEY: hops to machine '{machine}' (and reads of its "
+            "incidents) are not authenticated"
         )
     application = machine_app(directory, machine, config)
     if not serves_inbound(load_machine(directory, machine)):
