@@ -185,15 +185,6 @@ def _record(text: str, i: int, delimiter: str) -> tuple[tuple[str, ...] | str, i
             return tuple(cells), k + 1
 
 
-def _records(text: str, delimiter: str) -> list[_Record | _Bad]:
-    """Every row of the text split by `delimiter`, or what is wrong with it, skipping blank lines
-    and comments. After an unterminated quote nothing more can be read."""
-    lines = _plain_lines(text)
-    if lines is not None:
-        return _records_plain(lines, delimiter)
-    return _records_slow(text, delimiter)
-
-
 def _plain_lines(text: str) -> list[str] | None:
     """The physical lines of `text` (without line ends) when the strict tokenizer would read each
     as `line.split(delimiter)`: no quote anywhere, and a carriage return only right before a line
@@ -221,7 +212,9 @@ def _records_plain(lines: list[str], delimiter: str) -> list[_Record | _Bad]:
 
 
 def _records_slow(text: str, delimiter: str) -> list[_Record | _Bad]:
-    """The strict tokenizer, character by character (any text)."""
+    """Every row of the text split by `delimiter`, or what is wrong with it, skipping blank lines
+    and comments; the strict tokenizer, character by character (any text). After an unterminated
+    quote nothing more can be read."""
     out: list[_Record | _Bad] = []
     i, line = 0, 1
     while i < len(text):
