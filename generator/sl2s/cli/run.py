@@ -3,56 +3,19 @@ process (local transport) and print its story, one line per step."""
 
 from __future__ import annotations
 
-import logging
-import os
-import traceback
-
-import orjson
 import typer
 
 from sl2s.cli.app import app, report
 from sl2s.diagnostics import Sl2sError
 from sl2s.runtime import HopFailed, StepFailed, hooks
-from sl2s.runtime.launch import check_fields, load_entry, parse_values
+from sl2s.runtime.launch import (
+    capture_info_records,
+    check_fields,
+    load_entry,
+    parse_values,
+)
+from sl2s.runtime.story_print import StoryPrinter, shown_context, user_traceback
 from sl2s.runtime.system import log_dir
-
-
-def _user_traceback(error: BaseException) -> str:
-    """The traceback without the frames of sl2s and of the import machinery."""
-    frames = [
-        frame
-        for frame in traceback.extract_tb(error.__traceback__)
-        if "importlib" not in frame.filename
-        and os.sep + "sl2s" + os.sep not in frame.filename
-    ]
-    lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)]
-    lines += traceback.format_exception_only(type(error), error)
-    return "".join(lines).rstrip("\n")
-
-
-class _Story:
-    """Prints each event of the run as it is written (secrets are already `***` in events)."""
-
-    def __init__(self) -> None:
-        self.steps = 0
-
-    def event(self, evt: dict) -> None:
-        attributes = evt.get("attributes", {})
-        name = evt.get("event_name")
-        machine = attributes.get("sl2s.machine", "?")
-        if name == "sl2s.step":
-            self.steps += 1
-            where = ", ".join(
-                x
-                for x in (attributes.get("sl2s.step"), attributes.get("sl2s.plan"))
-                if x
-            )
-            failed = "  FAILED" if evt.get("severity_text") == "ERROR" else ""
-            typer.echo(f"{machine}: {evt.get('body', '')}  ({where}){failed}")
-        elif name == "sl2s.log":
-            typer.echo(
-                f"{machine}:   {evt.get('severity_text', '')} {evt.get('body', '')}"
-            )
 
 
 @app.command("run")
@@ -98,14 +61,11 @@ def run(
     except (
         Exception
     ) as error:  # noqa: BLE001 - the user's code failed to import: show it once
-        typer.echo(_user_traceback(error), err=True)
+        typer.echo(user_traceback(error), err=True)
         typer.echo(f"sl2s: {directory}: importing the system failed: {error}", err=True)
         raise typer.Exit(1) from None
-    root = logging.getLogger()
-    if not root.handlers and root.level == logging.WARNING:
-        # let the steps' INFO records be captured (stderr still shows warnings and above only)
-        root.setLevel(logging.INFO)
-    story = _Story()
+    capture_info_records()
+    story = StoryPrinter(typer.echo)
     if not quiet:
         hooks.subscribe(story)
     try:
@@ -118,7 +78,7 @@ def run(
     except HopFailed as failure:
         cause = failure.__cause__
         if cause is not None:  # the target machine's own code failed to import
-            typer.echo(_user_traceback(cause), err=True)
+            typer.echo(user_traceback(cause), err=True)
         report(failure)
         raise typer.Exit(1) from None
     except Sl2sError as error:
@@ -126,9 +86,7 @@ def run(
         raise typer.Exit(1) from None
     finally:
         hooks.unsubscribe(story)
-    secrets = entry.machine.secret_names(entry.flow)
-    shown = {k: ("***" if k in secrets else v) for k, v in result.items()}
-    context = orjson.dumps(shown, option=orjson.OPT_SORT_KEYS, default=repr).decode()
+    context = shown_context(result, entry.machine.secret_names(entry.flow))
     if quiet:
         typer.echo(context)
         return

@@ -8,12 +8,16 @@ plan identifiers (`userName=x` is the field `user_name`).
 `sys.path`) and returns the flow's entry function and the Machine it starts on. The entry machine is
 the machine of the flow's first step in `sl2s.lock.json`; without a lock file, the one machine whose
 `_wiring.py` defines a function named after the flow.
+
+`capture_info_records()` lets the steps' INFO `logging` records reach the events when the program
+has not configured logging. What `sl2s run` prints is in sl2s.runtime.story_print.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -159,3 +163,12 @@ def check_fields(entry: Entry, fields: dict[str, object]) -> None:
             f"flow '{entry.flow}' has no field {', '.join(repr(n) for n in unknown)} "
             f"(its fields: {known})"
         )
+
+
+def capture_info_records() -> None:
+    """With logging unconfigured (no root handler, root level WARNING), set the root level to INFO
+    so that the steps' INFO records are captured; stderr still shows warnings and above only.
+    """
+    root = logging.getLogger()
+    if not root.handlers and root.level == logging.WARNING:
+        root.setLevel(logging.INFO)
