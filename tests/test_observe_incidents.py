@@ -391,3 +391,51 @@ def gzip_free_copy(path: Path) -> bytes:
     import gzip
 
     return gzip.decompress(path.read_bytes())
+
+
+def test_lazy_events_are_kept_undecoded_and_written_as_their_exact_lines(tmp_path):
+    from sl2s.runtime.hooks import LazyEvent, StepEvent
+
+    def lazy(e: dict) -> LazyEvent:
+        # bytes a plain dumps would not produce (spacing): the incident must repeat them as is
+        line = orjson.dumps(e).replace(b'"body":', b'"body": ') + b"\n"
+        if e["event_name"] == "sl2s.step" and e["severity_number"] == 9:
+            if "exception.type" not in e["attributes"]:
+                return StepEvent(line)
+        return LazyEvent(
+            line,
+            e["severity_number"],
+            e["severity_text"],
+            e["event_name"],
+            "exception.type" in e["attributes"],
+        )
+
+    rng = random.Random(7)
+    recorder = FlightRecorder(tmp_path, trailing_events=2, trailing_seconds=30)
+    quiet = [lazy(e) for e in flow_run(FEED, cid="ok", start_ms=0, rng=rng)]
+    failing = [
+        lazy(e)
+        for e in flow_run(LOGIN, cid="bad", start_ms=10, rng=rng, fail_at=LOGIN[2].id)
+    ]
+    later = [lazy(e) for e in flow_run(FEED, cid="later", start_ms=20, rng=rng)]
+    for e in quiet:
+        recorder.event(e)
+    # qualifying an INFO step needs no decoding (severity and exception flag are attributes)
+    assert all(not hasattr(e, "_decoded") for e in quiet)
+    for e in failing + later:
+        recorder.event(e)
+    recorder.close()
+
+    (incident,) = list_incidents(tmp_path)
+    assert incident.header["trigger"] == failing[-1]
+    assert incident.header["exception"]["type"] == "ValueError"
+    kept = [*quiet, *failing, *later[:2]]
+    lines = [x for x in incident_lines(incident.path) if b'"sl2s.incident":"h' not in x]
+    for line, e in zip(lines, kept):
+        # the marker keys in front, then the line exactly as logged
+        assert line.endswith(e.line[1:]), (line, e.line)
+    assert len(lines) == len(kept) + 1  # and the footer
+
+
+def incident_lines(path: Path) -> list[bytes]:
+    return list(ev.open_lines(path))

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
+import orjson
 import pytest
 
 from sl2s.runtime import (
@@ -687,11 +690,52 @@ def test_listeners_get_each_event_equal_to_its_written_line(logs):
     finally:
         hooks.unsubscribe(listener)
     by_id = {e["attributes"]["sl2s.event_id"]: e for e in written(logs)}
+    raw = {
+        json.loads(x)["attributes"]["sl2s.event_id"]: x
+        for x in (logs / "a.jsonl").read_bytes().splitlines(keepends=True)
+    }
     assert len(seen) == len(by_id) > 0
     for evt in seen:  # same fields, same values, same key order
+        assert isinstance(evt, Mapping) and isinstance(evt, hooks.LazyEvent)
         line = by_id[evt["attributes"]["sl2s.event_id"]]
-        assert json.dumps(evt) == json.dumps(line)
+        assert json.dumps(dict(evt)) == json.dumps(line)
+        assert evt == line and len(evt) == len(line) and list(evt) == list(line)
+        for key in ("severity_number", "severity_text", "event_name"):
+            assert getattr(evt, key) == evt[key] == line[key]
+        assert evt.has_exception == ("exception.type" in line["attributes"])
+        if (
+            evt["attributes"]["sl2s.machine"] == "a"
+        ):  # the line's bytes, exactly as written
+            assert evt.line == raw[evt["attributes"]["sl2s.event_id"]]
     assert seen[0]["resource"] is not seen[1]["resource"]  # fresh dicts, safe to keep
+    with pytest.raises(TypeError):
+        seen[0]["body"] = "changed"  # read-only
+
+
+def test_a_lazy_event_answers_severity_and_name_without_decoding():
+    line = orjson.dumps(
+        {
+            "severity_text": "WARN",
+            "severity_number": 13,
+            "event_name": "x",
+            "body": "b",
+        },
+        option=orjson.OPT_APPEND_NEWLINE,
+    )
+    evt = hooks.LazyEvent(line, 13, "WARN", "x")
+    assert evt["severity_number"] == 13 and evt.get("event_name") == "x"
+    assert "severity_text" in evt
+    with pytest.raises(AttributeError):
+        evt._decoded  # nothing decoded yet
+    assert evt["body"] == "b" and evt.decoded() is evt.decoded()
+    assert "nope" not in evt and evt.get("nope") is None
+    step = hooks.StepEvent(line)
+    assert (step.severity_number, step.event_name, step.has_exception) == (
+        9,
+        "sl2s.step",
+        False,
+    )
+    assert pickle.loads(pickle.dumps(evt)) == evt
 
 
 def test_event_ids_are_unique_across_threads_and_forked_processes():

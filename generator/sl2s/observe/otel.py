@@ -14,6 +14,7 @@ its id generator; a tracer without one gets fresh ids and only the parent link.)
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from sl2s import __version__
@@ -32,7 +33,7 @@ def _get(info: Any, *names: str, default=None):
     return default
 
 
-def _scalar_attributes(event: dict) -> dict:
+def _scalar_attributes(event: Mapping) -> dict:
     out = {}
     for key, value in ev.attrs(event).items():
         if isinstance(value, (str, bool, int, float)):
@@ -163,7 +164,7 @@ class SpanListener:
             )
         span.end()
 
-    def event(self, event: dict) -> None:
+    def event(self, event: Mapping) -> None:
         key = self._key(
             event.get("span_id"), ev.correlation_id(event), ev.machine(event)
         )

@@ -3,6 +3,9 @@
 Hot path (`FlightRecorder.event`, called for every event by the runtime hooks): append the event
 to the ring buffer of its severity (bounded, default 100 each) and, when the qualifier says so
 (default: WARNING or above), open an incident. It never does I/O and never raises into the flow.
+Events from the runtime are `sl2s.runtime.hooks.LazyEvent`s: the recorder reads only their severity
+and exception flag (no decoding), keeps them as they are, and writes their line's bytes — exactly
+what the log has — into incidents. Plain dicts (tests, other sources) work too and are serialised.
 
 A writer thread owns the files. An incident is `incident-<UTC time>-<random>.jsonl` in the log dir:
 
@@ -51,15 +54,19 @@ from sl2s.observe import events as ev
 from sl2s.observe.fingerprint import ErrorGroups, event_fingerprint
 from sl2s.observe.provenance import git_revision, plan_digest
 
-Qualifier = Callable[[dict], bool]
+Qualifier = Callable[[Mapping], bool]
 
+_WARN = ev.WARN
 DEFAULT_CAPACITY = 100
 DEFAULT_TRAILING_SECONDS = 5.0
 DEFAULT_TRAILING_EVENTS = 100
 
 
-def warning_or_above(event: dict) -> bool:
+def warning_or_above(event: Mapping) -> bool:
     """The default qualifier: severity WARNING (13) or above, or any event with an exception."""
+    has_exception = getattr(event, "has_exception", None)  # a LazyEvent: no decoding
+    if has_exception is not None:
+        return has_exception or ev.severity_number(event) >= ev.WARN
     return ev.severity_number(event) >= ev.WARN or "exception.type" in ev.attrs(event)
 
 
@@ -73,7 +80,7 @@ class _Open:
     """An incident the hot path is still feeding (owned by the hot path under the lock)."""
 
     id: str
-    trigger: dict
+    trigger: Mapping
     deadline: float
     directory: Path
     after: int = 0
@@ -140,7 +147,7 @@ class FlightRecorder:
             if machine and self._systems.get(machine) != system:
                 self._systems[machine] = system
 
-    def directory_for(self, trigger: dict) -> Path:
+    def directory_for(self, trigger: Mapping) -> Path:
         """Where the incident of `trigger` goes (docs/architecture.md: the machine's log dir)."""
         if self.log_dir is not None:
             return self.log_dir
@@ -173,10 +180,15 @@ class FlightRecorder:
             self._provenance_cache[key] = found
         return found
 
-    def event(self, evt: dict) -> None:
+    def event(self, evt: Mapping) -> None:
         try:
             seq = next(self._seq)
-            number = evt.get("severity_number", 9)
+            try:  # a LazyEvent (what the runtime hands over): read without decoding
+                number = evt.severity_number
+                exception = evt.has_exception
+            except AttributeError:  # a plain mapping
+                number = evt.get("severity_number", 9)
+                exception = None
             try:
                 self._by_number[number].append((seq, evt))
             except (IndexError, TypeError):
@@ -184,21 +196,22 @@ class FlightRecorder:
                 self._buffers[ev.severity_bucket(number)].append((seq, evt))
             if self._open is not None:
                 self._during(seq, evt)
-            elif (
-                self._qualifier(evt)
-                if self._qualifier is not None
-                else (
-                    number >= ev.WARN or "exception.type" in evt.get("attributes", ())
-                )
-            ):
+            elif self._qualifier is None:
+                if number >= _WARN or (
+                    exception
+                    if exception is not None
+                    else "exception.type" in evt.get("attributes", ())
+                ):
+                    self._trigger(seq, evt)
+            elif self._qualifier(evt):
                 self._trigger(seq, evt)
         except Exception:  # noqa: BLE001 - a recorder must never break the flow
             self.failures += 1
 
-    def _qualifies(self, evt: dict) -> bool:
+    def _qualifies(self, evt: Mapping) -> bool:
         return (self._qualifier or warning_or_above)(evt)
 
-    def _during(self, seq: int, evt: dict) -> None:
+    def _during(self, seq: int, evt: Mapping) -> None:
         with self._lock:
             current = self._open
             if current is None:
@@ -216,7 +229,7 @@ class FlightRecorder:
         if self._qualifies(evt):
             self._trigger(seq, evt)
 
-    def _trigger(self, seq: int, evt: dict) -> None:
+    def _trigger(self, seq: int, evt: Mapping) -> None:
         with self._lock:
             if self._open is not None:  # another thread opened one meanwhile: join it
                 current = self._open
@@ -281,7 +294,7 @@ class FlightRecorder:
 
     # ---------------------------------------------------------------------------- writer side
 
-    def header(self, incident_id: str, trigger: dict, buffered: int) -> dict:
+    def header(self, incident_id: str, trigger: Mapping, buffered: int) -> dict:
         a = ev.attrs(trigger)
         links = {}
         if a.get("sl2s.plan"):
@@ -308,19 +321,36 @@ class FlightRecorder:
             ),
             "fingerprint": event_fingerprint(trigger),
             "buffered": buffered,
-            "trigger": trigger,
+            "trigger": _as_json(trigger),
         }
         return header
 
 
-def _marked(event: dict, phase: str, trigger: bool, fingerprint: str | None) -> bytes:
-    """The event's JSON with the incident markers spliced in front (no copy of the event dict)."""
+def _event_json(event: Mapping) -> bytes:
+    """The event's JSON on one line, no newline: a LazyEvent's line as written, else dumped."""
+    line = getattr(event, "line", None)
+    if type(line) is bytes:
+        return line[:-1] if line.endswith(b"\n") else line
+    return orjson.dumps(event if isinstance(event, dict) else dict(event))
+
+
+def _as_json(event: Mapping):
+    """The event as a value orjson writes as is (a LazyEvent's line, unchanged)."""
+    if isinstance(event, dict):
+        return event
+    return orjson.Fragment(_event_json(event))
+
+
+def _marked(
+    event: Mapping, phase: str, trigger: bool, fingerprint: str | None
+) -> bytes:
+    """The event's JSON with the incident markers spliced in front (no copy of the event)."""
     mark = {"sl2s.incident": phase}
     if trigger:
         mark["sl2s.trigger"] = True
     if fingerprint:
         mark["sl2s.fingerprint"] = fingerprint
-    body = orjson.dumps(event)
+    body = _event_json(event)
     prefix = orjson.dumps(mark)
     if body == b"{}":
         return prefix + b"\n"
@@ -402,7 +432,9 @@ def _writer_loop(recorder, inbox: queue.SimpleQueue) -> None:
                 message[1].durable.set()
 
 
-def _open_file(recorder, opened: _Open, before: list[dict], trigger: dict) -> _File:
+def _open_file(
+    recorder, opened: _Open, before: list[Mapping], trigger: Mapping
+) -> _File:
     try:
         opened.directory.mkdir(parents=True, exist_ok=True)
         out = _File(opened.directory / f"{opened.id}.jsonl")

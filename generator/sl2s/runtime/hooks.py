@@ -4,17 +4,23 @@
     from sl2s.runtime import hooks
 
     class Recorder:
-        def event(self, evt: dict) -> None: ...                 # every event, as written (secrets ***)
+        def event(self, evt: LazyEvent) -> None: ...            # every event as written (***)
         def segment_started(self, info: dict) -> None: ...      # a machine activation begins
         def segment_finished(self, info: dict, error) -> None:  # ... ends; error: exception or None
 
     hooks.subscribe(Recorder())
 
 A listener defines any subset of the three methods (a plain callable is taken as `event`). They are
-called synchronously, in subscription order, in the thread running the step, after the event has been
-written. `evt` is a fresh dict equal to the written line decoded (JSON types only), so a listener
-may keep it. `info` holds `kind` ("entry" or "segment"), `machine`, `flow`, `at` (None for an entry),
-`correlation_id`, `trace_id`, `span_id`, `parent_span_id` (None for an entry) and `system`.
+called synchronously, in subscription order, in the thread running the step, after the event has
+been written. `evt` is a `LazyEvent`: a read-only `Mapping` equal to the written line decoded (JSON
+types only). It holds the line's bytes (`evt.line`, exactly as written, newline included) and the
+scalars a qualifier needs (`severity_number`, `severity_text`, `event_name`, `has_exception`) as
+attributes; the line is decoded only when anything else is read (once, then cached). It is
+immutable, so a listener may keep it (a later in-place change of the context does not change it);
+the nested values it returns are shared by the listeners of that event: do not change them
+(`orjson.loads(evt.line)` gives a private copy). `info` holds `kind` ("entry" or "segment"),
+`machine`, `flow`, `at` (None for an entry), `correlation_id`, `trace_id`, `span_id`,
+`parent_span_id` (None for an entry) and `system`.
 
 A listener that raises never breaks the flow: the exception is reported once per listener on stderr
 and otherwise ignored.
@@ -23,15 +29,124 @@ and otherwise ignored.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+
+import orjson
+
+_loads = orjson.loads
 
 # Bound methods, rebuilt on (un)subscribe; the runtime reads these lists directly (hot path:
 # an empty list costs one truth test per event).
-event_fns: list[Callable[[dict], object]] = []
+event_fns: list[Callable[[LazyEvent], object]] = []
 started_fns: list[Callable[[dict], object]] = []
 finished_fns: list[Callable[[dict, BaseException | None], object]] = []
 
 _listeners: list[object] = []
+
+# keys of the envelope a LazyEvent answers without decoding its line
+_SCALARS = {
+    "severity_number": "severity_number",
+    "severity_text": "severity_text",
+    "event_name": "event_name",
+}
+
+
+class LazyEvent(Mapping):
+    """One event as listeners see it: a read-only mapping equal to the written JSON line decoded.
+
+    `line` is the line's bytes exactly as written (newline included); `severity_number`,
+    `severity_text`, `event_name` and `has_exception` (the event carries `exception.type`) are
+    attributes, answered without decoding, as are the same keys of the mapping. Reading any other
+    key, iterating, `len`, `==` decode the line once (orjson; the result is cached). Immutable: safe
+    to keep.
+    """
+
+    __slots__ = (
+        "line",
+        "severity_number",
+        "severity_text",
+        "event_name",
+        "has_exception",
+        "_decoded",
+    )
+
+    def __init__(
+        self,
+        line: bytes,
+        severity_number: int = 9,
+        severity_text: str = "INFO",
+        event_name: str = "sl2s.step",
+        has_exception: bool = False,
+    ) -> None:
+        self.line = line
+        self.severity_number = severity_number
+        self.severity_text = severity_text
+        self.event_name = event_name
+        self.has_exception = has_exception
+
+    def decoded(self) -> dict:
+        """The line decoded (cached: the same dict on every call; do not change it)."""
+        try:
+            return self._decoded
+        except AttributeError:
+            found = self._decoded = _loads(self.line)
+            return found
+
+    def __getitem__(self, key: str):
+        name = _SCALARS.get(key)
+        if name is not None:
+            return getattr(self, name)
+        return self.decoded()[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in _SCALARS or key in self.decoded()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.decoded())
+
+    def __len__(self) -> int:
+        return len(self.decoded())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, LazyEvent):
+            return self.line == other.line or self.decoded() == other.decoded()
+        if isinstance(other, Mapping):
+            return self.decoded() == dict(other.items())
+        return NotImplemented
+
+    __hash__ = None  # a mapping
+
+    def __repr__(self) -> str:
+        return f"LazyEvent({self.line.rstrip().decode('utf-8', 'replace')})"
+
+    def __reduce__(self):
+        return (
+            LazyEvent,
+            (
+                self.line,
+                self.severity_number,
+                self.severity_text,
+                self.event_name,
+                self.has_exception,
+            ),
+        )
+
+
+class StepEvent(LazyEvent):
+    """The event of a step that returned (`run.step`): INFO `sl2s.step`, no exception. The
+    runtime creates it without `__init__` (`object.__new__` and one attribute: the line).
+    """
+
+    __slots__ = ()
+    severity_number = 9
+    severity_text = "INFO"
+    event_name = "sl2s.step"
+    has_exception = False
+
+    def __init__(self, line: bytes) -> None:
+        self.line = line
+
+
 _complained: set[int] = set()
 
 
@@ -90,7 +205,7 @@ def _complain(fn: Callable, error: BaseException) -> None:
         pass
 
 
-def emit_event(evt: dict) -> None:
+def emit_event(evt: LazyEvent) -> None:
     for fn in event_fns:
         try:
             fn(evt)

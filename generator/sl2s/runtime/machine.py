@@ -13,8 +13,6 @@ import threading
 import traceback
 from collections.abc import Callable, Mapping
 
-import orjson
-
 from sl2s.runtime import events, hooks, logcapture, registry, system
 from sl2s.runtime.errors import (
     HopFailed,
@@ -37,7 +35,6 @@ _dumps = events.dumps
 _MARKS = tuple(
     f"\x00sl2s-{name}\x00" for name in ("ts", "body", "id", "cause", "fields", "unset")
 )
-_loads = orjson.loads
 _FLUSH_LINES = events.FLUSH_LINES
 _NL = events.APPEND_NEWLINE
 _new_event_id = events.new_event_id
@@ -57,6 +54,9 @@ _CUTS = (
     (_MARKS[5], False, b""),
 )
 _event_fns = hooks.event_fns
+_StepEvent = hooks.StepEvent
+_LazyEvent = hooks.LazyEvent
+_new = object.__new__
 _local = threading.local()
 
 
@@ -455,7 +455,7 @@ class Run:
         self._lines = (
             None  # the sink's line buffer (appended to directly on the hot path)
         )
-        self._static: dict[str, tuple[dict, dict]] = {}
+        self._static: dict[str, tuple[bytes, ...]] = {}
         self._info: dict | None = None
         self._steps = machine.prepared(flow)
         self._secret_values: tuple[str, ...] = ()
@@ -660,7 +660,7 @@ class Run:
         if not start <= us < end:
             start, end, second = _tick(us)
         cause = self.causation_id
-        s0, s1, s2, s3, s4, s5, s6, head, attributes = static
+        s0, s1, s2, s3, s4, s5, s6 = static
         micro = b"%06d" % (us - start)
         line = b"".join(
             (
@@ -686,49 +686,23 @@ class Run:
             self._sink.flush()
         self.causation_id = event_id
         if _event_fns:
-            self._tell(
-                head,
-                attributes,
-                second,
-                micro,
-                body,
-                event_id,
-                cause,
-                fields,
-                unset,
-            )
-
-    def _tell(
-        self, head, attributes, second, micro, body, event_id, cause, fields, unset
-    ) -> None:
-        """Give listeners the step's event: a fresh dict equal to the written line decoded, built
-        from the step's pre-decoded static parts (the fields are decoded from their bytes, so a
-        listener that keeps the event never sees later in-place changes of the context).
-        """
-        attributes = attributes.copy()
-        attributes["sl2s.event_id"] = event_id
-        attributes["sl2s.causation_id"] = cause
-        attributes["sl2s.fields"] = _loads(fields)
-        attributes["sl2s.unset"] = list(unset)
-        evt = head.copy()
-        evt["timestamp"] = (second + micro).decode() + "Z"
-        evt["body"] = body
-        evt["resource"] = evt["resource"].copy()
-        evt["attributes"] = attributes
-        for fn in _event_fns:  # hooks.emit_event, inline
-            try:
-                fn(evt)
-            except (
-                Exception
-            ) as error:  # noqa: BLE001 - a listener never breaks the flow
-                hooks._complain(fn, error)
+            # listeners get the written line, decoded only if they read more than the severity
+            # and the event name (hooks.LazyEvent); hooks.emit_event, inline
+            evt = _new(_StepEvent)
+            evt.line = line
+            for fn in _event_fns:
+                try:
+                    fn(evt)
+                except (
+                    Exception
+                ) as error:  # noqa: BLE001 - a listener never breaks the flow
+                    hooks._complain(fn, error)
 
     def _static_parts(self, p: _Prepared) -> tuple:
         """This step's event line in this activation, serialised with marks where the changing
         values go and cut there: seven byte strings, between which a step puts the second's
         date/time text and the microseconds, then the JSON of body, event id (inside its quotes),
-        cause, fields and unset (key order is the documented one); then the same event decoded
-        (envelope, attributes), for listeners.
+        cause, fields and unset (key order is the documented one).
         """
         attributes = {
             "sl2s.event_id": _MARKS[2],
@@ -769,8 +743,7 @@ class Run:
             parts.append(before)
             rest = after + rest
         parts.append(rest)
-        decoded = _loads(_dumps(event))
-        return (*parts, decoded, decoded["attributes"])
+        return tuple(parts)
 
     def _not_json(self, p: _Prepared, fields: dict):
         ctx = self.fields
@@ -892,9 +865,17 @@ class Run:
         self._sink.write(line)
         self.causation_id = event_id
         if _event_fns:
-            # a snapshot decoded from the written line: listeners that keep events (the flight
-            # recorder) must not see later in-place changes of the context's lists and dicts
-            hooks.emit_event(_loads(line))
+            # the written line, decoded lazily: listeners that keep events (the flight recorder)
+            # must not see later in-place changes of the context's lists and dicts
+            hooks.emit_event(
+                _LazyEvent(
+                    line,
+                    event["severity_number"],
+                    severity,
+                    event_name,
+                    "exception.type" in attributes,
+                )
+            )
         return event_id
 
     def _emit_log(self, p: _Prepared, record) -> None:
