@@ -33,7 +33,11 @@ GENERATED_IN_MACHINE = ("__init__.py", "_wiring.py")
 LOCK = "sl2s.lock.json"
 
 # The top-level statements each rendered chunk may contain (checked by BlackCheck.ensure).
-DOC_ONLY = ("doc",)
+SYSTEM_INIT = (
+    "doc",
+    "ImportFrom",
+    "Expr",
+)  # docstring, import + call of the flight recorder
 INIT = ("doc", "ImportFrom")
 WIRING_HEADER = ("doc", "ImportFrom", "Assign")
 USER_HEADER = ("doc", "ImportFrom")
@@ -266,7 +270,7 @@ def generate(
         )
 
     services = check.ensure(
-        render.services_init(plan_ref, version), DOC_ONLY, prefix + "__init__.py"
+        render.services_init(plan_ref, version), SYSTEM_INIT, prefix + "__init__.py"
     )
     files.append(OutFile("__init__.py", services, True))
     files.append(OutFile(".gitattributes", render.gitattributes(version), True))

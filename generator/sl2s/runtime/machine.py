@@ -111,7 +111,6 @@ class Machine:
         self._info: system.SystemInfo | None = None
         registry.register_machine(self)
         logcapture.install()
-        _install_flight_recorder()
 
     def __repr__(self) -> str:
         return f"Machine({self.system!r}, {self.name!r})"
@@ -1141,12 +1140,3 @@ def _unserialisable(fields: dict) -> list[str]:
         except TypeError:
             bad.append(name)
     return bad
-
-
-def _install_flight_recorder() -> None:
-    """Every process that runs a machine keeps a flight recorder (incidents); `SL2S_INCIDENTS=0`
-    turns it off. Imported lazily: the observe package plugs in through the hooks, and installing
-    is idempotent and never raises."""
-    from sl2s.observe import install
-
-    install()
