@@ -908,31 +908,9 @@ class Run:
 
     def _contract(self, p: _Prepared, message: str):
         """The step broke the step contract: ERROR event, StepFailed(kind="contract")."""
-        event_id = self._emit(
-            "sl2s.step",
-            "ERROR",
-            self._body(p),
-            {
-                "exception.type": "sl2s.StepContractError",
-                "exception.message": self._scrub(message),
-                "code.filepath": p.filepath,
-                "code.lineno": p.lineno,
-                "code.function": p.function,
-            },
-            step=p,
+        failure = self._step_failed(
+            p, "sl2s.StepContractError", self._scrub(message), kind="contract"
         )
-        failure = StepFailed(
-            machine=self.machine.name,
-            flow=self.flow,
-            step=p.id,
-            plan=p.plan,
-            event_id=event_id,
-            exc_type="sl2s.StepContractError",
-            exc_message=self._scrub(message),
-            source=f"{p.filepath}:{p.lineno}",
-            kind="contract",
-        )
-        failure.reported = True
         self._raise(failure)
 
     def _step_raised(self, p: _Prepared, exc: Exception):
@@ -954,22 +932,40 @@ class Run:
             else f"{p.filepath}:{p.lineno}"
         )
         stack = self._scrub("".join(traceback.format_exception(type(exc), exc, tb)))
-        exc_type, message = _type_name(exc), self._scrub(str(exc))
-        event_id = self._emit(
-            "sl2s.step",
-            "ERROR",
-            self._body(p),
+        failure = self._step_failed(
+            p,
+            _type_name(exc),
+            self._scrub(str(exc)),
+            kind="exception",
+            stack=stack,
+            raised_at=raised_at,
+        )
+        self._raise(failure, exc)
+
+    def _step_failed(
+        self,
+        p: _Prepared,
+        exc_type: str,
+        message: str,
+        *,
+        kind: str,
+        stack: str | None = None,
+        raised_at: str | None = None,
+    ) -> StepFailed:
+        """Emit the failed step's ERROR event; the StepFailed that carries it up the stack."""
+        attributes = {"exception.type": exc_type, "exception.message": message}
+        if stack is not None:
+            attributes["exception.stacktrace"] = stack
+        if raised_at is not None:
+            attributes["sl2s.raised_at"] = raised_at
+        attributes.update(
             {
-                "exception.type": exc_type,
-                "exception.message": message,
-                "exception.stacktrace": stack,
-                "sl2s.raised_at": raised_at,
                 "code.filepath": p.filepath,
                 "code.lineno": p.lineno,
                 "code.function": p.function,
-            },
-            step=p,
+            }
         )
+        event_id = self._emit("sl2s.step", "ERROR", self._body(p), attributes, step=p)
         failure = StepFailed(
             machine=self.machine.name,
             flow=self.flow,
@@ -979,11 +975,11 @@ class Run:
             exc_type=exc_type,
             exc_message=message,
             source=f"{p.filepath}:{p.lineno}",
-            traceback=stack,
-            kind="exception",
+            kind=kind,
+            **({"traceback": stack} if stack is not None else {}),
         )
         failure.reported = True
-        self._raise(failure, exc)
+        return failure
 
     # -- hops -----------------------------------------------------------------------------------
 
