@@ -725,11 +725,12 @@ def run_server(
                 "can reach it could run its steps. Set SL2S_HOP_KEY (the same long random string "
                 "on every machine), or pass --insecure."
             )
+    application = machine_app(directory, machine, config)  # an unknown machine fails here
+    if not config.keys:
         warn(
             f"warning: no SL2S_HOP_KEY: hops to machine '{machine}' (and reads of its "
             "incidents) are not authenticated"
         )
-    application = machine_app(directory, machine, config)
     if not serves_inbound(load_machine(directory, machine)):
         warn(f"warning: no other machine hops to machine '{machine}'")
     server = uvicorn.Server(
