@@ -1,12 +1,13 @@
 """The plan as data: what the reader (sl2s.plan) produces and every other part consumes.
 
-Pure value objects, no I/O. Identifiers here are already normalised (see sl2s.names): they are valid,
+Pure value objects, no I/O (frozen; derived tuples are computed once, on first use). Identifiers here are already normalised (see sl2s.names): they are valid,
 non-keyword Python identifiers that are also safe file names.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -35,17 +36,17 @@ class Step:
     line: int  # physical line in the plan file where the row starts
     explicit_id: bool = False  # True when the plan has an `id` column
 
-    @property
+    @cached_property
     def fields(self) -> tuple[str, ...]:
         """Non-secret fields the log line shows, in order of first appearance."""
         return _unique(p.name for p in self.parts if isinstance(p, Placeholder) and not p.secret)
 
-    @property
+    @cached_property
     def secrets(self) -> tuple[str, ...]:
         """Secret fields the log line references, in order of first appearance."""
         return _unique(p.name for p in self.parts if isinstance(p, Placeholder) and p.secret)
 
-    @property
+    @cached_property
     def placeholders(self) -> tuple[str, ...]:
         """Every field the log line references (secret or not), in order of first appearance."""
         return _unique(p.name for p in self.parts if isinstance(p, Placeholder))
@@ -59,16 +60,16 @@ class Flow:
     spelling: str  # as written in the plan
     steps: tuple[Step, ...]
 
-    @property
+    @cached_property
     def machines(self) -> tuple[str, ...]:
         """Machines taking part, in order of first appearance."""
         return _unique(s.machine for s in self.steps)
 
-    @property
+    @cached_property
     def fields(self) -> tuple[str, ...]:
         return _unique(f for s in self.steps for f in s.fields)
 
-    @property
+    @cached_property
     def secrets(self) -> tuple[str, ...]:
         return _unique(f for s in self.steps for f in s.secrets)
 
@@ -88,11 +89,11 @@ class Plan:
     digest: str  # sha256 hex of the file's bytes
     machine_spellings: tuple[tuple[str, str], ...] = ()  # (identifier, as written), first seen
 
-    @property
+    @cached_property
     def machines(self) -> tuple[str, ...]:
         return _unique(s.machine for f in self.flows for s in f.steps)
 
-    @property
+    @cached_property
     def steps(self) -> tuple[Step, ...]:
         return tuple(s for f in self.flows for s in f.steps)
 

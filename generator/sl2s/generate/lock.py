@@ -11,6 +11,8 @@ import json
 from json.encoder import encode_basestring_ascii
 from collections.abc import Mapping
 
+import orjson
+
 TOOL = "sl2s"
 
 
@@ -88,7 +90,7 @@ def _emit(value, depth: int, out: list[str], one_line_values: bool = False) -> N
 def read(text: str) -> dict:
     """The lock's data; {} when it is not a JSON object (then nothing in it is trusted)."""
     try:
-        data = json.loads(text)
-    except ValueError:
+        data = orjson.loads(text)  # the C decoder: a large plan's lock is megabytes
+    except ValueError:  # orjson.JSONDecodeError is a ValueError
         return {}
     return data if isinstance(data, dict) else {}

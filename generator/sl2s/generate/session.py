@@ -21,6 +21,8 @@ import json
 from importlib import resources
 from pathlib import Path
 
+import orjson
+
 import sl2s
 from sl2s import __version__
 from sl2s.generate.blackcheck import BlackCheck
@@ -75,7 +77,9 @@ class Session:
         self._state: dict = {}
         known: list[str] = []
         try:
-            data = json.loads((out / CACHE).read_text(encoding="utf-8"))
+            data = orjson.loads(
+                (out / CACHE).read_bytes()
+            )  # C decoder: the cache is large
             if isinstance(data, dict) and data.get("key") == self.key:
                 self._scans = dict(data.get("scans", {}))
                 known = list(data.get("black", []))
@@ -94,7 +98,7 @@ class Session:
     def _load_rendered(self, machine: str) -> dict[str, str]:
         chunks: dict[str, str] = {}
         try:
-            data = json.loads((self.out / RENDER / f"{machine}.json").read_bytes())
+            data = orjson.loads((self.out / RENDER / f"{machine}.json").read_bytes())
             if isinstance(data, dict) and data.get("key") == self.key:
                 found = data.get("chunks")
                 if isinstance(found, dict):
