@@ -5,7 +5,6 @@ and an unbroken causation chain."""
 from __future__ import annotations
 
 import importlib
-import json
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from sl2s.generate import generate
 from sl2s.generate.writer import apply, plan_changes
 from sl2s.plan import read_plan
 from sl2s.runtime import events
+from eventlog import causal_chain, written
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted((ROOT / "sample_plans").glob("*.csv"))
@@ -41,26 +41,6 @@ def system(tmp_path, monkeypatch, request):
     events.close_all()
     for name in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
         del sys.modules[name]
-
-
-def written(log_dir: Path) -> list[dict]:
-    found = []
-    for path in sorted(log_dir.glob("*.jsonl")):
-        # split on "\n" only: U+2028 and U+0085 may stand unescaped inside JSON strings
-        lines = path.read_text("utf-8").split("\n")
-        found.extend(json.loads(line) for line in lines if line)
-    return found
-
-
-def causal_chain(evts: list[dict]) -> list[dict]:
-    by_cause = {e["attributes"]["sl2s.causation_id"]: e for e in evts}
-    assert len(by_cause) == len(evts), "two events claim the same cause"
-    chain, cause = [], None
-    while cause in by_cause:
-        chain.append(by_cause[cause])
-        cause = chain[-1]["attributes"]["sl2s.event_id"]
-    assert len(chain) == len(evts), "events do not form one causal chain"
-    return chain
 
 
 @pytest.mark.parametrize("sample", SAMPLES, ids=lambda p: p.stem)

@@ -25,6 +25,7 @@ from sl2s.runtime import (
     step,
 )
 from sl2s.runtime.errors import failure_from_dict
+from eventlog import causal_chain, written
 
 TREE = Path(__file__).resolve().parent / "data" / "runtime_tree"
 LOGIN_ORDER = [
@@ -53,28 +54,6 @@ def logs(tmp_path, monkeypatch):
     monkeypatch.delenv("SL2S_SECRETS", raising=False)
     yield tmp_path / "logs"
     events.close_all()
-
-
-def written(log_dir: Path) -> list[dict]:
-    """Every event of every machine's file (files are complete once a flow has ended)."""
-    found = []
-    for path in sorted(log_dir.glob("*.jsonl")):
-        if path.name.startswith("incident-"):  # flight-recorder files, not event logs
-            continue
-        found.extend(json.loads(line) for line in path.read_text("utf-8").splitlines())
-    return found
-
-
-def causal_chain(evts: list[dict]) -> list[dict]:
-    """Order events by following causation ids from the one without a cause."""
-    by_cause = {e["attributes"]["sl2s.causation_id"]: e for e in evts}
-    assert len(by_cause) == len(evts), "two events claim the same cause"
-    chain, cause = [], None
-    while cause in by_cause:
-        chain.append(by_cause[cause])
-        cause = chain[-1]["attributes"]["sl2s.event_id"]
-    assert len(chain) == len(evts), "events do not form one causal chain"
-    return chain
 
 
 def steps_of(chain: list[dict]) -> list[tuple[str, str]]:

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from sl2s.cli import app
 from sl2s.runtime import events
 from sl2s.runtime.launch import load_entry
+from eventlog import causal_chain, written
 
 ROOT = Path(__file__).resolve().parent.parent
 PLANS = [
@@ -61,19 +62,8 @@ def test_every_flow_of_a_generated_sample_runs_in_plan_order(
         values = {name: f"value-of-{name}" for name in entry.fields}
         result = entry.function(**values)
         assert result == values  # the stubs set nothing; every field comes back
-        written = [
-            json.loads(line)
-            for path in logs.glob("*.jsonl")
-            if not path.name.startswith("incident-")  # flight-recorder files
-            for line in path.read_text().splitlines()
-        ]
-        run = [e for e in written if e["attributes"]["sl2s.flow"] == flow]
-        by_cause = {e["attributes"]["sl2s.causation_id"]: e for e in run}
-        chain, cause = [], None
-        while cause in by_cause:
-            chain.append(by_cause[cause])
-            cause = chain[-1]["attributes"]["sl2s.event_id"]
-        assert len(chain) == len(run)
+        run = [e for e in written(logs) if e["attributes"]["sl2s.flow"] == flow]
+        chain = causal_chain(run)
         assert [
             (
                 int(e["attributes"]["sl2s.plan"].rsplit(":", 1)[1]),

@@ -10,6 +10,7 @@ import pytest
 
 from sl2s.runtime import HopFailed, HopRequest, HopResponse, WiringError, events
 from sl2s.runtime.transport import LocalTransport, register_transport, select_transport
+from eventlog import written
 
 TREE = Path(__file__).resolve().parent / "data" / "runtime_tree"
 
@@ -21,17 +22,6 @@ def logs(tmp_path, monkeypatch):
     monkeypatch.delenv("SL2S_SECRETS", raising=False)
     yield tmp_path / "logs"
     events.close_all()
-
-
-def written(log_dir: Path) -> list[dict]:
-    return [
-        json.loads(line)
-        for path in sorted(log_dir.glob("*.jsonl"))
-        if not path.name.startswith(
-            "incident-"
-        )  # flight-recorder files, not event logs
-        for line in path.read_text("utf-8").splitlines()
-    ]
 
 
 class Recording:
