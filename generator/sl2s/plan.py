@@ -201,14 +201,21 @@ def _plain_lines(text: str) -> list[str] | None:
     return lines
 
 
+def _content_lines(lines: list[str]) -> list[tuple[int, str]]:
+    """(line number, line) of the lines that are neither blank nor `#` comments."""
+    return [
+        (number, physical)
+        for number, physical in enumerate(lines, start=1)
+        if physical.strip(_BLANK) and not physical.lstrip(" \t").startswith("#")
+    ]
+
+
 def _records_plain(lines: list[str], delimiter: str) -> list[_Record | _Bad]:
     """_records_slow for text without quotes or bare carriage returns (see _plain_lines)."""
-    out: list[_Record | _Bad] = []
-    for number, physical in enumerate(lines, start=1):
-        if not physical.strip(_BLANK) or physical.lstrip(" \t").startswith("#"):
-            continue
-        out.append(_Record(number, tuple(physical.split(delimiter))))
-    return out
+    return [
+        _Record(number, tuple(physical.split(delimiter)))
+        for number, physical in _content_lines(lines)
+    ]
 
 
 def _records_slow(text: str, delimiter: str) -> list[_Record | _Bad]:
@@ -274,11 +281,7 @@ def _choose_plain(
 ) -> tuple[str, list[_Record | _Bad], bool]:
     """_choose for text that _plain_lines splits: the same choice, scoring each delimiter on the
     lines themselves and building the records of the chosen delimiter only."""
-    content = [
-        (number, physical)
-        for number, physical in enumerate(lines, start=1)
-        if physical.strip(_BLANK) and not physical.lstrip(" \t").startswith("#")
-    ]
+    content = _content_lines(lines)
 
     def best(score) -> str:
         # the highest score; ties go to the earlier delimiter (tab, comma, semicolon)
@@ -300,11 +303,7 @@ def _choose_plain(
         delimiter = best(threes)
         if not threes(delimiter):  # no delimiter fits any row: the most frequent one
             delimiter = best(text.count)
-    records: list[_Record | _Bad] = [
-        _Record(number, tuple(physical.split(delimiter)))
-        for number, physical in content
-    ]
-    return delimiter, records, has_header
+    return delimiter, _records_plain(lines, delimiter), has_header
 
 
 # ---------------------------------------------------------------------------------------------
