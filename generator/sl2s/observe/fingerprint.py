@@ -66,12 +66,6 @@ def frames_from_stacktrace(text: str) -> list[tuple[str, str]]:
     return [(m.group("file"), m.group("function")) for m in _FRAME.finditer(text or "")]
 
 
-def frames_from_traceback(tb) -> list[tuple[str, str]]:
-    import traceback
-
-    return [(f.filename, f.name) for f in traceback.extract_tb(tb)]
-
-
 def fingerprint(exception_type: str, frames: Iterable[tuple[str, str]]) -> str:
     app_frames = [
         f"{short_path(file)}:{function}" for file, function in frames if in_app(file)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import os
-import re
 import tempfile
 import zlib
 from collections import deque
@@ -148,7 +147,6 @@ class Analyzer:
         self.seen = set(seen)
         self.patterns: dict[str, Pattern] = {}
         self.runs: dict[str, list[tuple[int, int, int, int]]] = {}
-        self.run_machines: dict[str, str] = {}
         self.arrival = 0
         self.miner = make_miner(drain_state)
         self._recent: dict[str, deque] = {}
