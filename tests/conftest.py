@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pg import pg_cluster, pg_url  # noqa: F401  (fixtures: a throw-away PostgreSQL)
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_PLANS = ROOT / "sample_plans"

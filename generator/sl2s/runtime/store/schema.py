@@ -1,0 +1,189 @@
+"""The one schema of the flow store, shared by SQLite and PostgreSQL, and its statements.
+
+Tables (all prefixed `sl2s_`, so a shared PostgreSQL database stays tidy):
+
+- `sl2s_meta`    key/value; `schema_version` says which schema the file or database holds.
+- `sl2s_flows`   one row per flow run, by correlation id.
+- `sl2s_steps`   one row per completed step, by (correlation id, step id).
+- `sl2s_hops`    one row per inbound hop, by idempotency key; `expires` is when retention ends.
+- `sl2s_nonces`  nonces of signed hops already seen, until they expire.
+
+Every lookup the runtime makes on a hot path, and every deletion by age, has an index, so no
+operation costs in proportion to history: hops and nonces by `expires` (what `expire` deletes),
+hops by correlation id, flows by (state, updated) (listing and retention), by (flow, updated) and
+by updated alone (newest first), steps by their primary key, whose first column is the
+correlation id.
+
+What changes on the hot path touches as few index pages as it can (an index entry that moves is
+more pages for the commit to write, and a commit's cost is mostly its pages): a step checkpoint
+moves the flow's `position` and `progressed` (no index), and `updated` changes only with the
+flow's state; a hop's answer leaves `expires` (set when the hop began: `created` + retention)
+alone. Small-row tables
+are clustered on their key in SQLite (`WITHOUT ROWID`: one b-tree instead of two).
+
+The dialects differ only in a few type names (`DIALECTS`); the key columns are bytewise in both
+(SQLite's BINARY collation, PostgreSQL's "C"), so a prefix of a correlation id is a key range.
+Statements are written with `?` placeholders; PostgreSQL's get `%s` (`statements`).
+"""
+
+from __future__ import annotations
+
+import functools
+
+SCHEMA_VERSION = 1
+
+DIALECTS = {
+    "sqlite": {
+        "key": "TEXT",
+        "real": "REAL",
+        "blob": "BLOB",
+        "bool": "INTEGER",
+        "clustered": " WITHOUT ROWID",
+    },
+    "postgres": {
+        "key": 'TEXT COLLATE "C"',
+        "real": "DOUBLE PRECISION",
+        "blob": "BYTEA",
+        "bool": "BOOLEAN",
+        "clustered": "",
+    },
+}
+
+TABLES = (
+    """CREATE TABLE IF NOT EXISTS sl2s_meta (
+        key {key} PRIMARY KEY,
+        value TEXT NOT NULL
+    ){clustered}""",
+    """CREATE TABLE IF NOT EXISTS sl2s_flows (
+        correlation_id {key} PRIMARY KEY,
+        system TEXT NOT NULL,
+        flow TEXT NOT NULL,
+        machine TEXT NOT NULL,
+        state TEXT NOT NULL,
+        context TEXT NOT NULL,
+        secrets TEXT NOT NULL,
+        position TEXT,
+        error TEXT,
+        deadline {real},
+        created {real} NOT NULL,
+        updated {real} NOT NULL,
+        progressed {real},
+        attempt INTEGER NOT NULL DEFAULT 0
+    )""",
+    "CREATE INDEX IF NOT EXISTS sl2s_flows_state_updated ON sl2s_flows (state, updated)",
+    "CREATE INDEX IF NOT EXISTS sl2s_flows_flow_updated ON sl2s_flows (flow, updated)",
+    "CREATE INDEX IF NOT EXISTS sl2s_flows_updated ON sl2s_flows (updated)",
+    """CREATE TABLE IF NOT EXISTS sl2s_steps (
+        correlation_id {key} NOT NULL,
+        step {key} NOT NULL,
+        machine TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        replayable {bool} NOT NULL,
+        event_id TEXT,
+        completed {real} NOT NULL,
+        PRIMARY KEY (correlation_id, step)
+    ){clustered}""",
+    """CREATE TABLE IF NOT EXISTS sl2s_hops (
+        key {key} PRIMARY KEY,
+        digest TEXT NOT NULL,
+        correlation_id {key} NOT NULL,
+        flow TEXT NOT NULL,
+        target TEXT NOT NULL,
+        at TEXT NOT NULL,
+        state TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        headers TEXT NOT NULL,
+        body {blob},
+        created {real} NOT NULL,
+        owner TEXT NOT NULL,
+        expires {real} NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS sl2s_hops_expires ON sl2s_hops (expires)",
+    "CREATE INDEX IF NOT EXISTS sl2s_hops_correlation ON sl2s_hops (correlation_id)",
+    """CREATE TABLE IF NOT EXISTS sl2s_nonces (
+        nonce {key} PRIMARY KEY,
+        expires {real} NOT NULL
+    ){clustered}""",
+    "CREATE INDEX IF NOT EXISTS sl2s_nonces_expires ON sl2s_nonces (expires)",
+)
+
+
+def ddl(dialect: str) -> list[str]:
+    """The CREATE statements for `dialect` ("sqlite" or "postgres"), in order."""
+    types = DIALECTS[dialect]
+    return [statement.format(**types) for statement in TABLES]
+
+
+FLOW_COLUMNS = (
+    "correlation_id, system, flow, machine, state, context, secrets, position, error,"
+    " deadline, created, updated, progressed, attempt"
+)
+STEP_COLUMNS = "correlation_id, step, machine, outcome, replayable, event_id, completed"
+HOP_COLUMNS = "key, digest, correlation_id, flow, target, at, state, status, headers, body, created, owner"
+
+SQL = {
+    "version_insert": "INSERT INTO sl2s_meta (key, value) VALUES ('schema_version', ?)"
+    " ON CONFLICT (key) DO NOTHING",
+    "version_get": "SELECT value FROM sl2s_meta WHERE key = 'schema_version'",
+    # flows
+    "flow_insert": f"INSERT INTO sl2s_flows ({FLOW_COLUMNS})"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (correlation_id) DO NOTHING",
+    "flow_end": "UPDATE sl2s_flows SET state = ?, error = ?, updated = ? WHERE correlation_id = ?",
+    "flow_resume": "UPDATE sl2s_flows SET state = 'pending', attempt = attempt + 1, error = NULL,"
+    " updated = ? WHERE correlation_id = ?",
+    "flow_state": "UPDATE sl2s_flows SET state = ?, updated = ? WHERE correlation_id = ?",
+    "flow_get": f"SELECT {FLOW_COLUMNS} FROM sl2s_flows WHERE correlation_id = ?",
+    "flow_prefix": f"SELECT {FLOW_COLUMNS} FROM sl2s_flows"
+    " WHERE correlation_id >= ? AND correlation_id < ? ORDER BY correlation_id LIMIT 6",
+    "flow_position": "UPDATE sl2s_flows SET position = ?, progressed = ? WHERE correlation_id = ?",
+    "flows_ended": "SELECT correlation_id FROM sl2s_flows WHERE state = ? AND updated <= ?"
+    " LIMIT ?",
+    "flow_delete": "DELETE FROM sl2s_flows WHERE correlation_id = ?",
+    # steps
+    "step_insert": f"INSERT INTO sl2s_steps ({STEP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (correlation_id, step) DO NOTHING",
+    "steps_of": f"SELECT {STEP_COLUMNS} FROM sl2s_steps WHERE correlation_id = ?",
+    "steps_delete": "DELETE FROM sl2s_steps WHERE correlation_id = ?",
+    # hops
+    "hop_insert": f"INSERT INTO sl2s_hops ({HOP_COLUMNS}, expires)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+    "hop_get": f"SELECT {HOP_COLUMNS} FROM sl2s_hops WHERE key = ?",
+    "hop_finish": "UPDATE sl2s_hops SET state = 'answered', status = ?, headers = ?, body = ?"
+    " WHERE key = ?",
+    "hop_takeover": "UPDATE sl2s_hops SET owner = ? WHERE key = ? AND state = 'running'"
+    " AND owner = ?",
+    "hops_of": f"SELECT {HOP_COLUMNS} FROM sl2s_hops WHERE correlation_id = ? ORDER BY created",
+    "nonce_insert": "INSERT INTO sl2s_nonces (nonce, expires) VALUES (?, ?)"
+    " ON CONFLICT (nonce) DO NOTHING",
+    # expiry: by the `expires` indexes, a bounded batch per transaction
+    "hops_expire": "DELETE FROM sl2s_hops WHERE key IN"
+    " (SELECT key FROM sl2s_hops WHERE expires <= ? LIMIT ?)",
+    "nonces_expire": "DELETE FROM sl2s_nonces WHERE nonce IN"
+    " (SELECT nonce FROM sl2s_nonces WHERE expires <= ? LIMIT ?)",
+}
+
+
+# Rows per multi-row INSERT of steps (7 parameters each): SQLite allows 32,766 parameters;
+# psycopg caches the parsing of a query only up to 50 parameters (a longer one is parsed again on
+# every call, which bench/bench_store.py showed costing more than the round trips it saves), so
+# PostgreSQL gets chunks of 7.
+STEP_ROWS_MAX = {"sqlite": 256, "postgres": 7}
+
+
+@functools.lru_cache(maxsize=64)
+def step_insert_rows(dialect: str, count: int) -> str:
+    """One INSERT of `count` step rows: a batch costs one statement and one round trip, not one
+    per step."""
+    mark = "?" if dialect == "sqlite" else "%s"
+    row = "(" + ", ".join([mark] * 7) + ")"
+    return (
+        f"INSERT INTO sl2s_steps ({STEP_COLUMNS}) VALUES {', '.join([row] * count)}"
+        " ON CONFLICT (correlation_id, step) DO NOTHING"
+    )
+
+
+def statements(dialect: str) -> dict[str, str]:
+    """`SQL` with the placeholders of `dialect` (sqlite3 `?`, psycopg `%s`)."""
+    if dialect == "sqlite":
+        return dict(SQL)
+    return {name: text.replace("?", "%s") for name, text in SQL.items()}
