@@ -132,7 +132,7 @@ def test_a_contract_mistake_exits_1_without_a_traceback(system):
             "flow 'login' has no field 'colour' (its fields: username, password)",
         ),
         (["login", "username"], "'username': expected FIELD=VALUE or FIELD:=JSON"),
-        (["login", "username:={"], "'username:={': the value after := is not JSON"),
+        (["login", "username:={"], "'username:=…': the value after := is not JSON"),
     ],
 )
 def test_usage_mistakes_exit_1_with_one_message(system, args, message):

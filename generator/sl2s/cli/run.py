@@ -14,6 +14,7 @@ from sl2s.runtime.launch import (
     load_entry,
     parse_values,
 )
+from sl2s.runtime.stdmask import masked_std_streams
 from sl2s.runtime.story_print import StoryPrinter, shown_context, user_traceback
 from sl2s.runtime.system import log_dir
 
@@ -69,7 +70,8 @@ def run(
     if not quiet:
         hooks.subscribe(story)
     try:
-        result = entry.function(**fields)
+        with masked_std_streams():  # what steps print: their run's secrets masked
+            result = entry.function(**fields)
     except StepFailed as failure:
         if failure.kind == "exception" and failure.traceback:
             typer.echo(failure.traceback.rstrip("\n"), err=True)
@@ -86,7 +88,7 @@ def run(
         raise typer.Exit(1) from None
     finally:
         hooks.unsubscribe(story)
-    context = shown_context(result, entry.machine.secret_names(entry.flow))
+    context = shown_context(result, entry.machine.secret_names(entry.flow), fields)
     if quiet:
         typer.echo(context)
         return

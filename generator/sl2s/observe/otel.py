@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sl2s import __version__
+from sl2s.diagnostics import Sl2sError
 from sl2s.observe import events as ev
 
 
@@ -45,6 +46,29 @@ def _scalar_attributes(event: Mapping) -> dict:
     out["severity_text"] = str(event.get("severity_text") or "")
     out["body"] = str(event.get("body") or "")
     return out
+
+
+def exception_attributes(error: BaseException) -> dict:
+    """The span's `exception` event for a segment that failed, from masked text only.
+
+    Not `span.record_exception(error)`: it formats the exception's whole chain, and a runtime
+    failure's `__cause__` is the user's original exception, whose message and traceback hold the
+    secret values that sl2s masked everywhere else. An sl2s failure brings its own masked message
+    and traceback (`StepFailed.traceback`); any other exception is named by its type only.
+    """
+    name = type(error).__name__
+    if isinstance(error, Sl2sError):
+        message = str(getattr(error, "message", None) or error)
+        stack = getattr(error, "traceback", None) or f"{name}: {message}"
+    else:
+        message = "(not shown: only text masked by sl2s is exported)"
+        stack = name
+    return {
+        "exception.type": name,
+        "exception.message": message,
+        "exception.stacktrace": stack,
+        "exception.escaped": "False",
+    }
 
 
 class _RuntimeIds:
@@ -158,9 +182,13 @@ class SpanListener:
         if span is None:
             return
         if error is not None:
-            span.record_exception(error)
+            attributes = exception_attributes(error)
+            span.add_event("exception", attributes=attributes)
             span.set_status(
-                Status(StatusCode.ERROR, f"{type(error).__name__}: {error}")
+                Status(
+                    StatusCode.ERROR,
+                    f"{attributes['exception.type']}: {attributes['exception.message']}",
+                )
             )
         span.end()
 

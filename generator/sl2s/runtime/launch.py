@@ -55,7 +55,10 @@ def parse_values(values: list[str] | tuple[str, ...]) -> dict[str, object]:
             try:
                 fields[field] = orjson.loads(value)
             except orjson.JSONDecodeError as error:
-                problems.append(f"{text!r}: the value after := is not JSON ({error})")
+                # the field's name only: the value may be a secret (docs/runtime.md, "Secrets")
+                problems.append(
+                    f"'{name}:=…': the value after := is not JSON ({error})"
+                )
                 continue
         else:
             fields[field] = value

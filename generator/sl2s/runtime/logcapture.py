@@ -2,7 +2,8 @@
 
 The runtime wraps the log-record factory (chaining whatever factory was installed before) instead
 of adding a handler, so the user's logging configuration, its handlers and the "last resort" stderr
-output behave exactly as without sl2s. Only records that the logging configuration enables are
+output behave exactly as without sl2s, except that a record whose text holds a secret of the run has
+it masked in place before any handler sees it (`Run._emit_log`, docs/runtime.md "Secrets"). Only records that the logging configuration enables are
 created, hence captured: `logging.getLogger(__name__).info(...)` is captured when INFO is enabled
 for that logger (`sl2s run` enables INFO on the root logger when logging is not configured).
 

@@ -3,7 +3,8 @@
 - `user_traceback(error)`: the traceback without the frames of sl2s and of the import machinery.
 - `story_line(evt)`: the line for one event (`sl2s.step`, `sl2s.log`), or None for other events;
   `StoryPrinter(echo)` is the hooks listener that prints them and counts the steps.
-- `shown_context(result, secrets)`: the final context as sorted compact JSON, secrets `***`.
+- `shown_context(result, secrets)`: the final context as sorted compact JSON, masked like an
+  event's fields (secret fields `***`, their values `***` wherever else they occur).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import traceback
 from collections.abc import Callable, Collection, Mapping
 
 import orjson
+
+from sl2s.runtime.redact import mask_context
 
 
 def user_traceback(error: BaseException) -> str:
@@ -59,7 +62,12 @@ class StoryPrinter:
             self.echo(line)
 
 
-def shown_context(result: Mapping[str, object], secrets: Collection[str]) -> str:
-    """The final context as printed: keys sorted, compact JSON, secrets `***`."""
-    shown = {k: ("***" if k in secrets else v) for k, v in result.items()}
+def shown_context(
+    result: Mapping[str, object],
+    secrets: Collection[str],
+    given: Mapping[str, object] | None = None,
+) -> str:
+    """The final context as printed: keys sorted, compact JSON, masked (sl2s.runtime.redact),
+    the secrets' values in `given` (the flow's input) too."""
+    shown = mask_context(dict(result), secrets, dict(given) if given else None)
     return orjson.dumps(shown, option=orjson.OPT_SORT_KEYS, default=repr).decode()
