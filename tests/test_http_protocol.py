@@ -253,7 +253,87 @@ def test_the_transport_body_is_the_documented_envelope():
         "idempotency_key": IKEY,
         "traceparent": "00-x",
         "causation_id": "e",
+        "deadline": 1_700_000_000_123,  # epoch ms
+        "version": "0123456789abcdef",  # the flow's projection digest
     }
     del hop["v"]
     request = HopRequest.from_dict(hop)
-    assert _body(request) == p.request_body(request.to_dict())
+    assert (request.deadline, request.version) == (1_700_000_000_123, "0123456789abcdef")
+    assert _body(request, request.deadline, request.version) == p.request_body(
+        request.to_dict()
+    )
+
+
+@pytest.mark.parametrize(
+    "over, message",
+    [
+        (envelope(secrets=[{}]), "'secrets' item 0 is an object"),
+        (envelope(stack=[{}]), "'stack' item 0 is an object"),
+        (envelope(stack=[]), "'stack' must end with the calling machine"),
+        (envelope(stack=["server"]), "'stack' must end with the calling machine"),
+        (envelope(v=True), "version"),
+        (envelope(v=1.0), "version"),
+        (envelope(target="server\n"), "'target' is not an identifier"),
+        (envelope(correlation_id=""), "'correlation_id'"),
+        (envelope(resume_at="not an identifier"), "'resume_at'"),
+        ({k: v for k, v in envelope().items() if k != "stack"}, "lacks stack"),
+        ({k: v for k, v in envelope().items() if k != "v"}, "no version member 'v'"),
+    ],
+)
+def test_every_member_is_checked_with_a_reason_that_does_not_echo_it(over, message):
+    with pytest.raises(p.Rejection, match=message) as caught:
+        p.check_request(over, "login", "received_request")
+    assert (caught.value.status, caught.value.code) == (400, "bad_envelope")
+
+
+def test_headers_are_checked_before_the_body_and_name_what_is_wrong():
+    now = 1_800_000_000.0
+    good = {
+        p.H_IDEMPOTENCY_KEY: IKEY,
+        p.H_TIMESTAMP: p.timestamp_ms(now),
+        p.H_SIGNATURE: "v1=" + "a" * 64,
+    }
+    assert p.check_signed_headers(good, now) == (
+        IKEY,
+        good[p.H_TIMESTAMP],
+        "v1=" + "a" * 64,
+    )
+    for change, code in (
+        ({p.H_IDEMPOTENCY_KEY: "short"}, "bad_idempotency_key"),
+        ({p.H_TIMESTAMP: ""}, "unsigned"),
+        ({p.H_TIMESTAMP: "\u00b2" * 3}, "bad_timestamp"),  # '²'.isdigit() is True
+        ({p.H_TIMESTAMP: "\u0661" * 13}, "bad_timestamp"),  # Arabic-Indic digits
+        ({p.H_SIGNATURE: "v1=" + "A" * 64}, "bad_signature"),
+        ({p.H_SIGNATURE: "v1=" + "a" * 63}, "bad_signature"),
+    ):
+        with pytest.raises(p.Rejection) as caught:
+            p.check_signed_headers({**good, **change}, now)
+        assert caught.value.code == code, change
+
+
+def test_a_stale_timestamp_gives_its_offset_with_the_right_sign():
+    now = 1_800_000_000.0
+    headers = {p.H_IDEMPOTENCY_KEY: IKEY, p.H_SIGNATURE: "v1=" + "a" * 64}
+    with pytest.raises(p.Rejection) as past:
+        p.check_signed_headers(
+            {**headers, p.H_TIMESTAMP: p.timestamp_ms(now - 301)}, now
+        )
+    with pytest.raises(p.Rejection) as future:
+        p.check_signed_headers(
+            {**headers, p.H_TIMESTAMP: p.timestamp_ms(now + 301)}, now
+        )
+    assert "-301 s" in past.value.message and "in the past" in past.value.message
+    assert "+301 s" in future.value.message and "in the future" in future.value.message
+
+
+def test_verify_is_the_header_check_then_the_mac():
+    now = 1_800_000_000.0
+    key = b"k" * 32
+    path = p.hop_path("login", "received_request")
+    headers = p.request_headers(
+        keys=(key,), idempotency_key=IKEY, path=path, body=b"{}", now=now,
+        traceparent=None, causation_id=None,
+    )  # fmt: skip
+    assert p.verify((key,), headers, "POST", path, b"{}", now) == headers[p.H_SIGNATURE]
+    with pytest.raises(p.Rejection, match="bad_signature"):
+        p.verify((key,), headers, "POST", path + "?x=1", b"{}", now)

@@ -25,7 +25,16 @@ def serve(
         8000, "--port", help="Port to listen on (0: any free port)."
     ),
     insecure: bool = typer.Option(
-        False, "--insecure", help="Allow a non-loopback address without SL2S_HOP_KEY."
+        False,
+        "--insecure",
+        help="Serve without SL2S_HOP_KEY on a non-loopback address (needs "
+        "--expose-unauthenticated too).",
+    ),
+    exposed: bool = typer.Option(
+        False,
+        "--expose-unauthenticated",
+        help="With --insecure: confirm that anyone who can reach the address may run this "
+        "machine's steps.",
     ),
     fd: int = typer.Option(
         -1, "--fd", hidden=True, help="Serve on this inherited socket (sl2s up)."
@@ -34,14 +43,21 @@ def serve(
     """Serve MACHINE of the system in DIR: hops from other machines arrive as HTTP POSTs.
 
     Hops are signed with SL2S_HOP_KEY (the same on every machine). Without a key this refuses any
-    address other than loopback unless --insecure is given. Other machines' addresses come from
-    DIR/sl2s.toml and SL2S_URL_<MACHINE>.
+    address other than loopback unless both --insecure and --expose-unauthenticated are given.
+    Other machines' addresses come from DIR/sl2s.toml and SL2S_URL_<MACHINE>.
     """
     from sl2s.runtime.http_server import run_server
 
     warn = lambda text: typer.echo(text, err=True)  # noqa: E731
     if not run_server(
-        directory, machine, host=host, port=port, insecure=insecure, fd=fd, warn=warn
+        directory,
+        machine,
+        host=host,
+        port=port,
+        insecure=insecure,
+        exposed=exposed,
+        fd=fd,
+        warn=warn,
     ):
         raise typer.Exit(1)
 

@@ -14,7 +14,9 @@ A hop is `POST /sl2s/v1/hop/<flow>/<at>` with a JSON body (the envelope) and the
     baggage: sl2s.causation_id=<event id>                          (W3C baggage)
 
 The signing string is six lines joined by "\\n", no trailing newline: `v1`, the timestamp, the
-idempotency key, the upper-case method, the path, and the lower-case hex SHA-256 of the raw body.
+idempotency key, the upper-case method, the request target exactly as sent (a hop's is the path
+above, with no query; a signed read's includes its `?query`), and the lower-case hex SHA-256 of
+the raw body.
 """
 
 from __future__ import annotations
@@ -36,6 +38,18 @@ MAX_SKEW_SECONDS = 300
 DEFAULT_MAX_BODY = 1024 * 1024  # bytes
 SERVER_KEEPALIVE_SECONDS = 5  # servers close idle keep-alive connections after this
 CLIENT_IDLE_SECONDS = 2.0  # clients stop reusing an idle connection sooner than that
+# What a server allows a request before it is authenticated (docs/hop-protocol.md, "Before
+# authentication"; enforced by sl2s.runtime.http_guard and the order of checks in http_server):
+HEADER_TIMEOUT_SECONDS = (
+    5  # a request head must be complete this long after the connection
+)
+#                             opens or the previous answer ends; else the connection is closed
+BODY_TIMEOUT_SECONDS = (
+    5  # a hop body must be complete this long after its head: else 408
+)
+PREAUTH_BODY_BUDGET = 8 * 1024 * 1024  # bytes of bodies read but not yet verified, all
+#                                        connections together: past it 503 busy
+MAX_CONNECTIONS = 1000  # open connections per server (fewer if the file limit is lower)
 
 H_IDEMPOTENCY_KEY = "idempotency-key"
 H_TIMESTAMP = "sl2s-timestamp"
@@ -48,6 +62,9 @@ BAGGAGE_CAUSATION = "sl2s.causation_id"
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9._\-]{16,128}$")
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_CORRELATION_RE = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
+_TIMESTAMP_RE = re.compile(r"^[0-9]{1,16}$")  # ASCII digits only: '²'.isdigit() is True
+_SIGNATURE_RE = re.compile(r"^v1=[0-9a-f]{64}$")
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 _HEX16 = re.compile(r"^[0-9a-f]{16}$")
 _HEX2 = re.compile(r"^[0-9a-f]{2}$")
@@ -100,7 +117,18 @@ def parse_hop_path(path: str) -> tuple[str, str]:
 # `fields` holds the non-secret context plus exactly the secrets the target uses; `secrets` only
 # names the flow's secret fields (for masking), never their values.
 HEADER_MEMBERS = ("idempotency_key", "traceparent", "causation_id")
-REQUIRED = ("system", "flow", "source", "target", "at", "fields", "correlation_id")
+REQUIRED = (
+    "system",
+    "flow",
+    "source",
+    "target",
+    "at",
+    "resume_at",
+    "fields",
+    "secrets",
+    "correlation_id",
+    "stack",
+)
 
 
 def request_body(hop: Mapping[str, Any]) -> bytes:
@@ -126,40 +154,104 @@ def decode_object(body: bytes, what: str) -> dict[str, Any]:
     return value
 
 
+def _bad(message: str) -> Rejection:
+    return Rejection(400, "bad_envelope", message)
+
+
+def _kind(value: Any) -> str:
+    """The JSON kind of a decoded value, for messages that must not echo the value itself."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "an object"
+
+
+def _identifier(envelope: Mapping[str, Any], key: str) -> str:
+    value = envelope[key]
+    if not isinstance(value, str):
+        raise _bad(f"envelope member {key!r} is {_kind(value)}, not a string")
+    if not _IDENT_RE.fullmatch(value):
+        raise _bad(
+            f"envelope member {key!r} is not an identifier ([A-Za-z_][A-Za-z0-9_]*)"
+        )
+    return value
+
+
+def _strings(envelope: Mapping[str, Any], key: str, identifiers: bool) -> list[str]:
+    value = envelope[key]
+    if not isinstance(value, list):
+        raise _bad(f"envelope member {key!r} is {_kind(value)}, not a list")
+    for index, item in enumerate(value):
+        if not isinstance(item, str):
+            raise _bad(
+                f"envelope member {key!r} item {index} is {_kind(item)}, not a string"
+            )
+        if not item:
+            raise _bad(f"envelope member {key!r} item {index} is empty")
+        if identifiers and not _IDENT_RE.fullmatch(item):
+            raise _bad(f"envelope member {key!r} item {index} is not an identifier")
+    return value
+
+
 def check_request(envelope: Mapping[str, Any], flow: str, at: str) -> None:
-    """Validate a decoded request envelope against the path it was posted to (400 on mismatch)."""
-    if envelope.get("v") != 1:
-        raise Rejection(
-            400, "bad_envelope", f"unsupported envelope version {envelope.get('v')!r}"
+    """Validate a decoded request envelope completely, and against the path it was posted to.
+
+    Every member listed in REQUIRED must be there with its type: `system`, `flow`, `source`,
+    `target`, `at` identifiers; `resume_at` an identifier or null; `fields` an object; `secrets`
+    a list of non-empty strings (field names); `stack` a list of identifiers (machine names)
+    ending with `source` (the caller waits on top);
+    `correlation_id` 1..128 chars of [A-Za-z0-9._-]. Members not listed are ignored. Anything else
+    is a 400 `bad_envelope` naming the member (never echoing its value), so nothing malformed
+    reaches `Machine.handle`.
+    """
+    version = envelope.get("v")
+    if type(version) is not int or version != 1:  # True == 1 and 1.0 == 1 in Python
+        raise _bad(
+            "envelope has no version member 'v'"
+            if "v" not in envelope
+            else "unsupported envelope version (member 'v' must be the number 1)"
         )
     missing = [k for k in REQUIRED if k not in envelope]
     if missing:
-        raise Rejection(400, "bad_envelope", f"envelope lacks {', '.join(missing)}")
+        raise _bad(f"envelope lacks {', '.join(missing)}")
+    for key in ("system", "flow", "source", "target", "at"):
+        _identifier(envelope, key)
     if envelope["flow"] != flow or envelope["at"] != at:
-        raise Rejection(
-            400,
-            "bad_envelope",
-            f"envelope is for {envelope['flow']}/{envelope['at']} but was posted to {flow}/{at}",
+        raise _bad(
+            f"envelope is for {envelope['flow']}/{envelope['at']} but was posted to {flow}/{at}"
         )
-    for key in ("system", "source", "target", "correlation_id"):
-        if not isinstance(envelope[key], str):
-            raise Rejection(
-                400, "bad_envelope", f"envelope member {key!r} is not a string"
+    if envelope["resume_at"] is not None:
+        if not isinstance(envelope["resume_at"], str):
+            raise _bad(
+                f"envelope member 'resume_at' is {_kind(envelope['resume_at'])}, "
+                "not a string or null"
             )
+        _identifier(envelope, "resume_at")
     if not isinstance(envelope["fields"], dict):
-        raise Rejection(
-            400, "bad_envelope", "envelope member 'fields' is not a JSON object"
+        raise _bad(
+            f"envelope member 'fields' is {_kind(envelope['fields'])}, not a JSON object"
         )
-    for key in ("secrets", "stack"):
-        if not isinstance(envelope.get(key, []), list):
-            raise Rejection(
-                400, "bad_envelope", f"envelope member {key!r} is not a list"
-            )
-    if envelope.get("resume_at") is not None and not isinstance(
-        envelope["resume_at"], str
-    ):
-        raise Rejection(
-            400, "bad_envelope", "envelope member 'resume_at' is not a string or null"
+    correlation = envelope["correlation_id"]
+    if not isinstance(correlation, str):
+        raise _bad(
+            f"envelope member 'correlation_id' is {_kind(correlation)}, not a string"
+        )
+    if not _CORRELATION_RE.fullmatch(correlation):
+        raise _bad(
+            "envelope member 'correlation_id' must be 1..128 chars of [A-Za-z0-9._-]"
+        )
+    _strings(envelope, "secrets", identifiers=False)  # field names (SL2S_SECRETS: any)
+    stack = _strings(envelope, "stack", identifiers=True)  # machine names
+    if not stack or stack[-1] != envelope["source"]:
+        raise _bad(
+            "envelope member 'stack' must end with the calling machine (member 'source')"
         )
 
 
@@ -197,13 +289,70 @@ def check_idempotency_key(value: str | None) -> str:
         raise Rejection(
             400, "no_idempotency_key", "the hop has no idempotency-key header"
         )
-    if not _KEY_RE.match(value):
+    if not _KEY_RE.fullmatch(value):
         raise Rejection(
             400,
             "bad_idempotency_key",
             "idempotency-key must be 16..128 chars of [A-Za-z0-9._-]",
         )
     return value
+
+
+def check_signed_headers(
+    headers: Mapping[str, str], now: float, max_skew: float = MAX_SKEW_SECONDS
+) -> tuple[str, str, str]:
+    """Everything about a signed request that can be checked without its body.
+
+    Returns (idempotency key, timestamp, signature). Raises 400 for a missing or malformed
+    `idempotency-key`, and 401 `unsigned` (no timestamp or signature), `bad_timestamp` (not
+    1..16 ASCII digits), `stale` (more than `max_skew` s from `now`) or `bad_signature` (not
+    `v1=` and 64 lower-case hex). A server runs this before it reads a body, so a request that
+    cannot be authentic costs neither the body's bytes nor a MAC.
+    """
+    idempotency_key = check_idempotency_key(headers.get(H_IDEMPOTENCY_KEY))
+    timestamp = headers.get(H_TIMESTAMP)
+    signature = headers.get(H_SIGNATURE)
+    if not timestamp or not signature:
+        raise Rejection(
+            401, "unsigned", "the hop is not signed (sl2s-timestamp/sl2s-signature)"
+        )
+    if not _TIMESTAMP_RE.fullmatch(timestamp):
+        raise Rejection(
+            401, "bad_timestamp", "sl2s-timestamp is not integer milliseconds"
+        )
+    offset = int(timestamp) / 1000.0 - now  # negative: the request is from the past
+    if abs(offset) > max_skew:
+        raise Rejection(
+            401,
+            "stale",
+            f"sl2s-timestamp is {offset:+.0f} s from the server clock "
+            f"({'in the past' if offset < 0 else 'in the future'}; limit ±{max_skew:.0f} s)",
+        )
+    if not _SIGNATURE_RE.fullmatch(signature):
+        raise Rejection(
+            401,
+            "bad_signature",
+            "sl2s-signature is not v1= and 64 lower-case hex digits",
+        )
+    return idempotency_key, timestamp, signature
+
+
+def check_signature(
+    keys: tuple[bytes, ...],
+    signed: tuple[str, str, str],
+    method: str,
+    target: str,
+    body: bytes,
+) -> str:
+    """The MAC check of a request whose headers passed `check_signed_headers` (`signed`); returns
+    its signature (the replay-detection nonce) or raises 401 `bad_signature`."""
+    idempotency_key, timestamp, signature = signed
+    given = signature.encode("ascii")
+    for key in keys:
+        expected = sign(key, timestamp, idempotency_key, method, target, body)
+        if hmac.compare_digest(expected.encode("ascii"), given):
+            return signature
+    raise Rejection(401, "bad_signature", "the hop's signature does not match")
 
 
 def verify(
@@ -215,37 +364,14 @@ def verify(
     now: float,
     max_skew: float = MAX_SKEW_SECONDS,
 ) -> str:
-    """Check a hop's signature; return its signature value (the replay-detection nonce).
+    """Check a request's signature; return its signature value (the replay-detection nonce).
 
     `keys`: the current key first, then any previous keys still accepted (rotation). `headers`
-    must have lower-case names. Raises a 401 Rejection for a missing, malformed, stale or wrong
-    signature. Time is compared before the MAC so a stale request costs no HMAC.
+    must have lower-case names; `path` is the request target as sent (path, and `?query` if
+    any). Raises a 400/401 Rejection as `check_signed_headers` and `check_signature` do.
     """
-    idempotency_key = check_idempotency_key(headers.get(H_IDEMPOTENCY_KEY))
-    timestamp = headers.get(H_TIMESTAMP)
-    signature = headers.get(H_SIGNATURE)
-    if not timestamp or not signature:
-        raise Rejection(
-            401, "unsigned", "the hop is not signed (sl2s-timestamp/sl2s-signature)"
-        )
-    if not timestamp.isdigit() or len(timestamp) > 16:
-        raise Rejection(
-            401, "bad_timestamp", "sl2s-timestamp is not integer milliseconds"
-        )
-    skew = now - int(timestamp) / 1000.0
-    if abs(skew) > max_skew:
-        raise Rejection(
-            401,
-            "stale",
-            f"sl2s-timestamp is {skew:+.0f} s from the server clock (limit ±{max_skew:.0f} s)",
-        )
-    for key in keys:
-        expected = sign(key, timestamp, idempotency_key, method, path, body)
-        if hmac.compare_digest(
-            expected.encode("ascii"), signature.encode("ascii", "replace")
-        ):
-            return signature
-    raise Rejection(401, "bad_signature", "the hop's signature does not match")
+    signed = check_signed_headers(headers, now, max_skew)
+    return check_signature(keys, signed, method, path, body)
 
 
 def timestamp_ms(now: float) -> str:
