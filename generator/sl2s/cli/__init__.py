@@ -9,6 +9,7 @@ from sl2s.cli import plan as _plan  # noqa: F401,E402  (check, show, diff)
 from sl2s.cli import generate as _generate  # noqa: F401,E402  (generate)
 from sl2s.cli import rebalance as _rebalance  # noqa: F401,E402  (rebalance)
 from sl2s.cli import run as _run  # noqa: F401,E402  (run)
+from sl2s.cli import flows as _flows  # noqa: F401,E402  (flows list/show/resume/cancel)
 from sl2s.cli import serve as _serve  # noqa: F401,E402  (serve, up, deploy)
 from sl2s.cli import observe as _observe  # noqa: F401,E402  (story, patterns, incidents)
 
