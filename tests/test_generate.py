@@ -118,7 +118,15 @@ def test_generated_files_say_generated_and_name_plan_and_version() -> None:
 def test_lock_format_keys_sorted_and_plan_lines_on_one_line() -> None:
     text = tree(build("a,One :x,m1\na,Two,m2\nb,Three,m1\n"))["sl2s.lock.json"]
     data = json.loads(text)
-    assert sorted(data) == ["files", "plan", "plan_lines", "steps", "tool", "version"]
+    assert sorted(data) == [
+        "files",
+        "flows",
+        "plan",
+        "plan_lines",
+        "steps",
+        "tool",
+        "version",
+    ]
     assert data["tool"] == "sl2s" and data["version"] == "0.1.0"
     assert data["plan"]["path"] == "../plan.csv" and len(data["plan"]["digest"]) == 64
     assert data["steps"]["a"]["one_x"] == {

@@ -28,11 +28,22 @@ def test_defaults_without_any_configuration(tmp_path):
     assert (config.urls, config.keys, config.timeout, config.attempts) == (
         {},
         (),
-        30.0,
-        4,
+        10.0,
+        None,  # retried until the flow's deadline
     )
     assert config.max_body == 1024 * 1024
+    assert config.deadline_for("login") == 60.0
     assert load_config(None, environ={}).urls == {}
+
+
+def test_flow_deadlines_per_flow_in_the_file_and_for_all_in_the_environment(tmp_path):
+    root = tree(tmp_path, toml="[flows.login]\ndeadline = 120\n[flows.feed]\ndeadline = 2.5\n")
+    config = load_config(root, environ={})
+    assert (config.deadline_for("login"), config.deadline_for("feed")) == (120.0, 2.5)
+    assert config.deadline_for("other") == 60.0
+    # SL2S_DEADLINE is every flow's: it overrides the file's per-flow settings too
+    config = load_config(root, environ={"SL2S_DEADLINE": "7"})
+    assert [config.deadline_for(f) for f in ("login", "feed", "other")] == [7.0] * 3
 
 
 def test_precedence_file_then_up_then_environment(tmp_path):
@@ -86,6 +97,10 @@ def test_the_key_file_of_up_is_used_when_the_environment_has_none(tmp_path):
         ("[hop]\ntimeout = 0\n", {}, "timeout: 0 must be at least"),
         ("[hop]\nattempts = true\n", {}, "attempts: True must be at least"),
         ("machines = [\n", {}, "not valid TOML"),
+        ("[flows.login]\ndeadlin = 3\n", {}, "[flows.login] has unknown setting 'deadlin'"),
+        ("[flows.login]\ndeadline = 0\n", {}, "[flows.login] deadline: 0 must be at least"),
+        ("[flows]\nlogin = 3\n", {}, "[flows] login must be a table, like [flows.login]"),
+        ("", {"SL2S_DEADLINE": "soon"}, "environment SL2S_DEADLINE: 'soon' is not a number"),
         ("", {"SL2S_URL_SERVER": "nope"}, "environment SL2S_URL_SERVER"),
         (
             "",

@@ -480,6 +480,7 @@ def test_uvicorn_serves_the_module_level_app_configured_by_environment(
                 **env,
                 "SL2S_URL_BACK": f"http://127.0.0.1:{port}",
                 "SL2S_URL_MIDDLE": "http://127.0.0.1:9",
+                "SL2S_DEADLINE": "2",  # a machine that is down is retried until the deadline
             },
         )
         # middle is not running: the point here is that uvicorn started the app from environment

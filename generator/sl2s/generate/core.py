@@ -16,6 +16,7 @@ from sl2s.diagnostics import Diagnostic, Sl2sError
 from sl2s.generate import lock as lockfile
 from sl2s.generate import render, rendercache
 from sl2s.generate.blackcheck import BlackCheck
+from sl2s.generate.flowdigest import flow_digests
 from sl2s.generate.usercode import (
     FoundStep,
     UserCodeError,
@@ -289,6 +290,7 @@ def generate(
         steps=lock_steps,
         plan_lines={f.name: {s.id: s.line for s in f.steps} for f in plan.flows},
         files=digests,
+        flows=flow_digests(projection),
     )
     files.append(OutFile(LOCK, lock_text, True))
     files.sort(key=lambda f: f.path)

@@ -24,7 +24,10 @@ def render(
     steps: Mapping[str, Mapping[str, Mapping[str, str]]],
     plan_lines: Mapping[str, Mapping[str, int]],
     files: Mapping[str, str],
+    flows: Mapping[str, str] | None = None,
 ) -> str:
+    """The lock's text. `flows`: each flow's projection digest (sl2s.generate.flowdigest), which
+    hops carry so that machines of different versions refuse each other."""
     data = {
         "tool": TOOL,
         "version": version,
@@ -33,6 +36,8 @@ def render(
         "plan_lines": _Inline(plan_lines),
         "files": files,
     }
+    if flows is not None:
+        data["flows"] = dict(flows)
     out: list[str] = []
     _emit(data, 0, out)
     return "".join(out) + "\n"

@@ -10,7 +10,9 @@ the stack.
   function's `file:line`, and, for `kind="exception"`, the formatted traceback of the user's code.
 - `WiringError`: generated code and user code or the runtime disagree (no `@step` function for a step,
   no segment for a hop, control returned somewhere the wiring does not expect). Regenerating fixes it.
-- `HopFailed`: a transport could not deliver a hop or its answer (raised by transports).
+- `HopFailed`: a transport could not deliver a hop or its answer (raised by transports). When the
+  flow's deadline passed, `remote_state` says what became of the segment the hop asked for:
+  "completed", "pending", "not started" or "unknown" (see `REMOTE_STATES`).
 """
 
 from __future__ import annotations
@@ -52,6 +54,9 @@ class WiringError(RuntimeFailure):
         return {"location": self.location}
 
 
+REMOTE_STATES = ("completed", "pending", "not started", "unknown")
+
+
 class HopFailed(RuntimeFailure):
     """A hop could not be delivered (connection refused, timeout, bad answer)."""
 
@@ -63,9 +68,12 @@ class HopFailed(RuntimeFailure):
         target: str = "",
         flow: str = "",
         at: str = "",
+        remote_state: str | None = None,
     ) -> None:
         self.message = message
         self.source, self.target, self.flow, self.at = source, target, flow, at
+        # one of REMOTE_STATES when the flow's deadline passed, else None
+        self.remote_state = remote_state
         where = (
             f"hop {source} -> {target} (flow '{flow}', at '{at}')" if target else "hop"
         )
@@ -77,6 +85,7 @@ class HopFailed(RuntimeFailure):
             "target": self.target,
             "flow": self.flow,
             "at": self.at,
+            "remote_state": self.remote_state,
         }
 
 
@@ -148,5 +157,6 @@ def failure_from_dict(data: dict) -> RuntimeFailure:
             target=data.get("target", ""),
             flow=data.get("flow", ""),
             at=data.get("at", ""),
+            remote_state=data.get("remote_state"),
         )
     return WiringError(data.get("message", "remote failure"), data.get("location"))

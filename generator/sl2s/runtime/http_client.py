@@ -7,9 +7,12 @@ never shared between threads, so no locking is needed; each thread keeps its own
 Retries (docs/hop-protocol.md, "Retries"): connection failures (refused, reset, closed while idle)
 are retried always; timeouts and 409/429/502/503/504 are retried too because the idempotency key
 makes a repeated hop safe — the server answers a repeat from its store and never runs a step twice.
-`timeout` bounds each attempt (connect, send, every wait for the answer); a hop takes at most
-`attempts × timeout` plus backoff. Backoff is exponential with full jitter. When every attempt failed,
-`HopUnreachable` names the target, its URL, the attempts and the idempotency key.
+`timeout` bounds each attempt (connect, send, every wait for the answer). With a `deadline` (the
+flow's, sl2s.runtime.deadlines) attempts go on until it, each cut to the time left; without one a
+hop makes at most `attempts` tries. Backoff is exponential with full jitter, never past the
+deadline. When the attempts or the time run out, `HopUnreachable` names the target, its URL, the
+attempts, the last failure and the idempotency key, and keeps what the caller needs to say what
+became of the hop (`delivered`, the last refusal's status and body).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from urllib.parse import urlsplit
 # CLIENT_IDLE_SECONDS: idle time after which a pooled connection is dropped instead of reused.
 # Servers close idle keep-alive connections after SERVER_KEEPALIVE_SECONDS (`sl2s serve` sets
 # uvicorn's `timeout_keep_alive` to it); staying well below avoids sending on a closing connection.
+from sl2s.runtime import deadlines
 from sl2s.runtime.http_protocol import CLIENT_IDLE_SECONDS
 
 RETRY_STATUSES = frozenset({409, 429, 502, 503, 504})
@@ -34,18 +38,38 @@ BACKOFF_CAP = 2.0
 
 
 class HopUnreachable(Exception):
-    """Every attempt of a hop failed at the transport level."""
+    """Every attempt of a hop failed at the transport level, or its deadline passed."""
 
     def __init__(
-        self, target: str, url: str, attempts: int, last: str, idempotency_key: str
+        self,
+        target: str,
+        url: str,
+        attempts: int,
+        last: str,
+        idempotency_key: str,
+        *,
+        deadline_passed: bool = False,
+        delivered: bool = False,
+        last_status: int = 0,
+        last_body: bytes = b"",
     ) -> None:
         self.target = target
         self.url = url
         self.attempts = attempts
         self.last = last
         self.idempotency_key = idempotency_key
+        self.deadline_passed = deadline_passed
+        # some attempt's request reached the machine (it may have run)
+        self.delivered = delivered
+        self.last_status = last_status  # the last retryable answer's status (0: none)
+        self.last_body = last_body
+        within = (
+            f"before the flow's deadline ({attempts} attempt(s))"
+            if deadline_passed
+            else f"after {attempts} attempt(s)"
+        )
         super().__init__(
-            f"machine '{target}' at {url} did not answer after {attempts} attempt(s): {last}"
+            f"machine '{target}' at {url} did not answer {within}: {last}"
             f" (idempotency key {idempotency_key})"
         )
 
@@ -104,8 +128,8 @@ class HopClient:
     def __init__(
         self,
         *,
-        timeout: float = 30.0,
-        attempts: int = 4,
+        timeout: float = 10.0,
+        attempts: int | None = 4,
         idle_seconds: float = CLIENT_IDLE_SECONDS,
         backoff_base: float = BACKOFF_BASE,
         backoff_cap: float = BACKOFF_CAP,
@@ -113,7 +137,7 @@ class HopClient:
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self.timeout = timeout
-        self.attempts = max(1, attempts)
+        self.attempts = None if attempts is None else max(1, attempts)
         self.idle_seconds = idle_seconds
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
@@ -204,11 +228,14 @@ class HopClient:
         body: bytes,
         idempotency_key: str,
         headers_for: Callable[[float], Mapping[str, str]],
+        deadline: float | None = None,
     ) -> Response:
         """POST `body` to `base_url + path`, retrying; `headers_for(now)` signs each attempt anew.
 
+        `deadline` (epoch seconds): retry until then, each attempt cut to the time left (and
+        `attempts`, when set, caps the tries); None: at most `attempts` tries (4 when unset).
         Returns the first response that is not retryable. Raises HopUnreachable when the attempts
-        run out.
+        or the time run out.
         """
         parts = urlsplit(base_url)
         scheme = parts.scheme or "http"
@@ -218,36 +245,71 @@ class HopClient:
             parts.port or (443 if scheme == "https" else 80),
         )
         full_path = (parts.path.rstrip("/") + path) if parts.path else path
+        cap = self.attempts if deadline is not None else (self.attempts or 4)
+        out_of_time = False
         last_stamp = 0.0
         last = "no attempt made"
+        last_status, last_body, delivered = 0, b"", False
         attempt = 0
-        while attempt < self.attempts:
-            attempt += 1
+        while True:
             now = max(
                 time.time(), last_stamp + 0.001
             )  # every attempt gets a new signature
+            timeout = self.timeout
+            if deadline is not None:
+                timeout = deadlines.attempt_timeout(self.timeout, deadline - now)
+                if timeout < deadlines.MIN_ATTEMPT:
+                    out_of_time = True
+                    break
+            attempt += 1
             last_stamp = now
             retry_after = 0.0
             try:
                 status, resp_headers, data = self._send_once(
-                    origin, full_path, body, headers_for(now), self.timeout
+                    origin, full_path, body, headers_for(now), timeout
                 )
             except (OSError, http.client.HTTPException) as error:
                 last = _describe(error)
+                # refused or unresolvable: nothing reached the machine; otherwise it may have
+                delivered = delivered or not isinstance(
+                    error, (ConnectionRefusedError, socket.gaierror)
+                )
             else:
                 if status not in RETRY_STATUSES:
                     return Response(status, resp_headers, data, attempt)
+                delivered = True
+                # the next attempt on a new connection: behind a load balancer (a Kubernetes
+                # Service during a rollout) it may reach another replica, of the right version
+                self._drop(origin)
                 last = f"HTTP {status} {_reason(data)}"
+                last_status, last_body = status, data
                 retry_after = _retry_after(resp_headers.get("retry-after"))
-            if attempt < self.attempts:
-                delay = max(
-                    retry_after,
-                    self._jitter()
-                    * min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)),
-                )
-                if delay > 0:
-                    self._sleep(delay)
-        raise HopUnreachable(target, base_url, attempt, last, idempotency_key)
+            if cap is not None and attempt >= cap:
+                break
+            remaining = float("inf") if deadline is None else deadline - time.time()
+            delay = deadlines.backoff(
+                attempt,
+                remaining,
+                base=self.backoff_base,
+                cap=self.backoff_cap,
+                jitter=self._jitter(),
+                retry_after=retry_after,
+            )
+            if delay > 0:
+                self._sleep(delay)
+        if attempt == 0:
+            last = "the flow's deadline had passed before the hop was sent"
+        raise HopUnreachable(
+            target,
+            base_url,
+            attempt,
+            last,
+            idempotency_key,
+            deadline_passed=out_of_time,
+            delivered=delivered,
+            last_status=last_status,
+            last_body=last_body,
+        )
 
 
 def _describe(error: BaseException) -> str:

@@ -5,7 +5,8 @@ Precedence, lowest first (a later source overrides an earlier one per machine / 
 1. `<services>/sl2s.toml`          committed by the user
 2. `<services>/.sl2s/up.toml`      written by `sl2s up` while it runs, removed when it stops
 3. environment: `SL2S_URL_<MACHINE>` (machine name upper-cased), `SL2S_HOP_TIMEOUT`,
-   `SL2S_HOP_ATTEMPTS`, `SL2S_MAX_BODY`
+   `SL2S_HOP_ATTEMPTS`, `SL2S_MAX_BODY`, `SL2S_DEADLINE` (every flow's deadline: it overrides
+   the `[flows.<name>]` settings too)
 
 ```toml
 [machines]
@@ -13,9 +14,15 @@ server = "http://127.0.0.1:8001"
 emailservice = "http://10.0.0.7:8000"
 
 [hop]
-timeout = 30        # seconds one attempt of a hop may take (connect, send, answer)
-attempts = 4        # tries per hop (1 = no retry)
+timeout = 10        # seconds one attempt of a hop may take (connect, send, answer)
+attempts = 4        # at most this many tries per hop (1 = no retry); default: until the deadline
 max_body = 1048576  # bytes a server accepts in one hop request
+
+[flows.login]
+deadline = 120      # seconds a run of flow `login` may wait on other machines (default 60)
+
+[store]             # read by sl2s.runtime.store, not here (docs/durability.md)
+url = "sqlite:state/flows.sqlite3"
 ```
 
 The hop key comes from `SL2S_HOP_KEY` (or, for `sl2s up`'s fresh key, `<services>/.sl2s/hop.key`),
@@ -32,6 +39,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from sl2s.diagnostics import Diagnostic, Sl2sError
+from sl2s.runtime.deadlines import DEFAULT_DEADLINE
 from sl2s.runtime.http_protocol import DEFAULT_MAX_BODY, parse_keys
 
 if sys.version_info >= (3, 11):
@@ -45,8 +53,12 @@ KEY_FILE = ".sl2s/hop.key"
 ENV_KEY = "SL2S_HOP_KEY"
 ENV_URL_PREFIX = "SL2S_URL_"
 
-DEFAULT_TIMEOUT = 30.0
-DEFAULT_ATTEMPTS = 4
+ENV_DEADLINE = "SL2S_DEADLINE"
+
+# One attempt of a hop: long enough for a slow step's answer, well below the flow's deadline, so
+# that a hung machine is noticed and the hop retried (a step still running answers 409 in_progress).
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_ATTEMPTS: int | None = None  # None: retry until the flow's deadline
 
 
 class HopConfigError(Sl2sError):
@@ -64,11 +76,17 @@ class HttpConfig:
     keys: tuple[bytes, ...] = ()  # signing key first, then keys still accepted
     key_source: str = ""
     timeout: float = DEFAULT_TIMEOUT
-    attempts: int = DEFAULT_ATTEMPTS
+    attempts: int | None = DEFAULT_ATTEMPTS  # None: until the deadline
     max_body: int = DEFAULT_MAX_BODY
+    deadline: float = DEFAULT_DEADLINE  # seconds, for flows without their own
+    deadlines: Mapping[str, float] = field(default_factory=dict)  # flow -> seconds
 
     def url(self, machine: str) -> str | None:
         return self.urls.get(machine)
+
+    def deadline_for(self, flow: str) -> float:
+        """Seconds a run of `flow` may wait on other machines, from its first hop."""
+        return self.deadlines.get(flow, self.deadline)
 
     def describe(self, machine: str) -> str:
         url = self.urls.get(machine)
@@ -111,9 +129,15 @@ def _read_toml(path: Path, label: str) -> dict:
 
 
 def _apply_file(
-    data: dict, label: str, urls: dict, sources: dict, settings: dict
+    data: dict,
+    label: str,
+    urls: dict,
+    sources: dict,
+    settings: dict,
+    deadlines: dict | None = None,
 ) -> None:
-    unknown = sorted(set(data) - {"machines", "hop"})
+    # [store] is read by sl2s.runtime.store (the flow store's URL)
+    unknown = sorted(set(data) - {"machines", "hop", "flows", "store"})
     if unknown:
         raise HopConfigError(
             Diagnostic(label, 0, f"unknown table(s): {', '.join(unknown)}")
@@ -135,6 +159,30 @@ def _apply_file(
                 Diagnostic(label, 0, f"[hop] has unknown setting {name!r}")
             )
         settings[name] = (value, f"{label}: [hop] {name}")
+    _apply_flows(data.get("flows", {}), label, {} if deadlines is None else deadlines)
+
+
+def _apply_flows(flows: object, label: str, deadlines: dict) -> None:
+    """`[flows.<name>] deadline = seconds`: per-flow settings."""
+    if not isinstance(flows, dict):
+        raise HopConfigError(
+            Diagnostic(label, 0, "[flows] must be a table of flow tables")
+        )
+    for flow, table in flows.items():
+        if not isinstance(table, dict):
+            raise HopConfigError(
+                Diagnostic(
+                    label, 0, f"[flows] {flow} must be a table, like [flows.{flow}]"
+                )
+            )
+        for name, value in table.items():
+            if name != "deadline":
+                raise HopConfigError(
+                    Diagnostic(label, 0, f"[flows.{flow}] has unknown setting {name!r}")
+                )
+            deadlines[flow] = _number(
+                value, f"{label}: [flows.{flow}] deadline", float, 0.001
+            )
 
 
 def _number(value: object, where: str, kind: type, minimum: float) -> float | int:
@@ -155,13 +203,19 @@ def load_config(
     urls: dict[str, str] = {}
     sources: dict[str, str] = {}
     settings: dict[str, tuple[object, str]] = {}
+    deadlines: dict[str, float] = {}
     key_text, key_source = None, ""
     if services_dir is not None:
         root = Path(services_dir)
         for relative in (CONFIG_FILE, UP_FILE):
             label = f"{root.name}/{relative}"
             _apply_file(
-                _read_toml(root / relative, label), label, urls, sources, settings
+                _read_toml(root / relative, label),
+                label,
+                urls,
+                sources,
+                settings,
+                deadlines,
             )
         key_path = root / KEY_FILE
         if key_path.is_file():
@@ -178,6 +232,7 @@ def load_config(
         ("timeout", "SL2S_HOP_TIMEOUT"),
         ("attempts", "SL2S_HOP_ATTEMPTS"),
         ("max_body", "SL2S_MAX_BODY"),
+        ("deadline", ENV_DEADLINE),
     ):
         if environ.get(env):
             settings[setting] = (environ[env], f"environment {env}")
@@ -192,6 +247,7 @@ def load_config(
         ("timeout", float, 0.001),
         ("attempts", int, 1),
         ("max_body", int, 1),
+        ("deadline", float, 0.001),
     ):
         if name in settings:
             value, where = settings[name]
@@ -202,8 +258,11 @@ def load_config(
         keys=keys,
         key_source=key_source,
         timeout=float(values.get("timeout", DEFAULT_TIMEOUT)),
-        attempts=int(values.get("attempts", DEFAULT_ATTEMPTS)),
+        attempts=int(values["attempts"]) if "attempts" in values else DEFAULT_ATTEMPTS,
         max_body=int(values.get("max_body", DEFAULT_MAX_BODY)),
+        deadline=float(values.get("deadline", DEFAULT_DEADLINE)),
+        # SL2S_DEADLINE is for every flow: it overrides the per-flow settings of the files
+        deadlines={} if "deadline" in values else deadlines,
     )
 
 

@@ -1,18 +1,26 @@
 """The `http` transport: `SL2S_TRANSPORT=http` sends every hop as a signed POST (see
 docs/hop-protocol.md) to the machine's address from `sl2s.runtime.http_config`.
 
+Every hop carries the flow run's deadline and this machine's digest of the flow (the signed
+envelope's `deadline` and `version`; sl2s.runtime.deadlines, sl2s.runtime.flow_version), and is
+retried until the deadline. When it passes, the HopFailed says what became of the segment the hop
+asked for (`remote_state`: asked of the flow store when there is one) and how to resume the flow.
+
 Importing this module registers the transport; `select_transport("http")` imports it by name.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import threading
+import time
+from urllib.parse import urlsplit
 
 import orjson
 
+from sl2s.runtime import deadlines, flow_version, registry, system
 from sl2s.runtime import http_protocol as p
-from sl2s.runtime import registry, system
 from sl2s.runtime.errors import HopFailed
 from sl2s.runtime.http_client import HopClient, HopUnreachable
 from sl2s.runtime.http_config import HttpConfig, load_config
@@ -27,7 +35,9 @@ class HttpTransport:
     def __init__(self, config: HttpConfig | None = None) -> None:
         self._fixed = config
         self._configs: dict[str, HttpConfig] = {}
-        self._clients: dict[tuple[float, int], HopClient] = {}
+        self._clients: dict[tuple[float, int | None], HopClient] = {}
+        # (system, machine) -> that machine's lock's `flows`
+        self._digests: dict[tuple[str, str], dict[str, str]] = {}
         self._lock = threading.Lock()
 
     def config_for(self, system_package: str, source: str) -> HttpConfig:
@@ -54,6 +64,14 @@ class HttpTransport:
                 )
         return client
 
+    def flow_digests(self, request: HopRequest) -> dict[str, str]:
+        """This machine's `{flow: digest}` (its lock's `flows`; {} for a tree without them)."""
+        key = (request.system, request.source)
+        found = self._digests.get(key)
+        if found is None:
+            found = self._digests[key] = _system_info(request).flow_digests
+        return found
+
     def call(self, request: HopRequest) -> HopResponse:
         config = self.config_for(request.system, request.source)
         where = _Where(request)  # the plan line, looked up only for an error message
@@ -65,9 +83,13 @@ class HttpTransport:
                 f"no address for machine '{request.target}': set SL2S_URL_{request.target.upper()}"
                 f' or add `{request.target} = "http://host:port"` under [machines] in sl2s.toml',
             )
-        body = _body(request)
-        path = p.hop_path(request.flow, request.at)
         key = request.idempotency_key
+        deadline = deadlines.for_hop(
+            request.correlation_id, key, config.deadline_for(request.flow), time.time()
+        )
+        version = self.flow_digests(request).get(request.flow)
+        body = _body(request, deadlines.to_wire(deadline), version)
+        path = p.hop_path(request.flow, request.at)
 
         def headers_for(now: float) -> dict[str, str]:
             return p.request_headers(
@@ -88,13 +110,10 @@ class HttpTransport:
                 body=body,
                 idempotency_key=key,
                 headers_for=headers_for,
+                deadline=deadline,
             )
         except HopUnreachable as error:
-            raise _failed(
-                request,
-                where,
-                f"{error} [address from {config.sources.get(request.target, '?')}]",
-            ) from None
+            raise _unreachable(request, where, error, config, version) from None
         outcome = response.headers.get(p.H_OUTCOME)
         if response.status in (200, 500) and outcome in ("returned", "failed"):
             try:
@@ -112,9 +131,10 @@ class HttpTransport:
         )
 
 
-def _body(request: HopRequest) -> bytes:
+def _body(request: HopRequest, deadline: int, version: str | None) -> bytes:
     """The wire body (docs/hop-protocol.md): like `p.request_body(request.to_dict())`, without
     `dataclasses.asdict`'s deep copy (~80 µs here, more than the rest of the client's work).
+    `deadline`: epoch milliseconds; `version`: this machine's digest of the flow (None: no lock).
     """
     return orjson.dumps(
         {
@@ -129,8 +149,110 @@ def _body(request: HopRequest) -> bytes:
             "secrets": request.secrets,
             "correlation_id": request.correlation_id,
             "stack": request.stack,
+            "deadline": deadline,
+            "version": version,
         }
     )
+
+
+_STATE_TEXT = {
+    "completed": "completed (its steps are recorded: resuming the flow replays them)",
+    "pending": "is still pending (the machine took it and has not answered)",
+    "not started": "had not started",
+    "unknown": "may or may not have run (no flow store here that holds its record)",
+}
+
+
+def _unreachable(
+    request: HopRequest,
+    where: _Where,
+    error: HopUnreachable,
+    config: HttpConfig,
+    version: str | None,
+) -> HopFailed:
+    """The HopFailed of a hop whose attempts or time ran out: which machine, which segment, what
+    became of it, and how to go on."""
+    store = _store(request)
+    state = _remote_state(store if _shared(store, error.url) else None, error)
+    refusal = _refusal_data(error.last_body) if error.last_status == 409 else {}
+    if refusal.get("code") == flow_version.CODE:
+        text = (
+            flow_version.skew_message(
+                request.flow, version, request.target, refusal.get("digest")
+            )
+            + f" (refused {error.attempts} time(s)"
+            + (" until the flow's deadline passed" if error.deadline_passed else "")
+            + f"; idempotency key {error.idempotency_key})"
+        )
+    else:
+        text = f"{error} [address from {config.sources.get(request.target, '?')}]"
+    text += (
+        f"; the segment of flow '{request.flow}' at step '{request.at}' on machine "
+        f"'{request.target}' {_STATE_TEXT[state]}"
+    )
+    if store is not None:
+        text += (
+            f"; the flow stays resumable: sl2s flows resume {request.correlation_id}"
+        )
+    failure = _failed(request, where, text)
+    failure.remote_state = state
+    return failure
+
+
+def _refusal_data(body: bytes) -> dict:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _code(body: bytes) -> str | None:
+    return _refusal_data(body).get("code")
+
+
+def _remote_state(store, error: HopUnreachable) -> str:
+    """completed / pending / not started / unknown: the flow store's record of the hop when there
+    is a store shared with the target (`_shared`), else what the attempts showed."""
+    if error.last_status == 409 and _code(error.last_body) == "in_progress":
+        return "pending"
+    if store is not None:
+        try:
+            record = store.hop_get(error.idempotency_key)
+        except Exception:  # noqa: BLE001 - the failure being reported matters more
+            record = None
+        else:
+            if record is None:
+                return "not started"
+            return "completed" if record.state == "answered" else "pending"
+    return "unknown" if error.delivered else "not started"
+
+
+def _shared(store, url: str) -> bool:
+    """Whether the target's hop records can be in `store`: PostgreSQL (every host's), or the
+    default SQLite file when the target is on this host (`sl2s up`, `sl2s serve` here)."""
+    if store is None:
+        return False
+    if str(getattr(store, "url", "")).startswith("postgres"):
+        return True
+    host = urlsplit(url).hostname or ""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _store(request: HopRequest):
+    """This side's flow store (None when durability is off or it cannot be opened)."""
+    from sl2s.runtime import durable
+
+    try:
+        directory = os.environ.get("SL2S_SERVICES") or _system_dir(
+            request.system, request.source
+        )
+        return durable.store_for(directory) if directory else None
+    except Exception:  # noqa: BLE001 - reported when a flow uses it, not here
+        return None
 
 
 def _refusal(
@@ -189,15 +311,15 @@ def _system_dir(system_package: str, source: str) -> str | None:
         return None
 
 
-def _plan_location(request: HopRequest) -> str | None:
+def _system_info(request: HopRequest) -> system.SystemInfo:
     try:
-        return registry.machine(request.system, request.source).info.plan_location(
-            request.flow, request.at
-        )
+        return registry.machine(request.system, request.source).info
     except Exception:  # noqa: BLE001
-        return system.info(
-            request.system, f"{request.system}.{request.source}"
-        ).plan_location(request.flow, request.at)
+        return system.info(request.system, f"{request.system}.{request.source}")
+
+
+def _plan_location(request: HopRequest) -> str | None:
+    return _system_info(request).plan_location(request.flow, request.at)
 
 
 register_transport("http", HttpTransport)

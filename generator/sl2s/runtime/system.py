@@ -32,6 +32,9 @@ class SystemInfo:
     machines: dict[str, dict[str, str]] = field(
         default_factory=dict
     )  # flow -> {step: machine}
+    flow_digests: dict[str, str] = field(
+        default_factory=dict
+    )  # flow -> projection digest (the lock's `flows`; empty for trees generated before it)
 
     def plan_location(self, flow: str, step: str) -> str | None:
         line = self.plan_lines.get(flow, {}).get(step)
@@ -112,6 +115,11 @@ def _read_lock(found: SystemInfo) -> None:
             flow: {s: n for s, n in steps.items() if isinstance(n, int)}
             for flow, steps in lines.items()
             if isinstance(steps, dict)
+        }
+    flows = data.get("flows")
+    if isinstance(flows, dict):
+        found.flow_digests = {
+            flow: digest for flow, digest in flows.items() if isinstance(digest, str)
         }
     steps = data.get("steps")
     if isinstance(steps, dict):

@@ -59,12 +59,16 @@ class HopRequest:
     traceparent: str  # W3C: 00-<trace id>-<caller span id>-01
     idempotency_key: str  # unique per hop; a retried delivery carries the same key
     stack: list[str] = field(default_factory=list)  # machines waiting, outermost first
+    # set by the transport that sends the hop (sl2s.runtime.deadlines, sl2s.runtime.flow_version):
+    deadline: int | None = None  # the flow run's deadline, epoch milliseconds
+    version: str | None = None  # the sender's digest of the flow (its lock's `flows`)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> HopRequest:
+        deadline, version = data.get("deadline"), data.get("version")
         return cls(
             system=data["system"],
             flow=data["flow"],
@@ -79,6 +83,8 @@ class HopRequest:
             traceparent=data.get("traceparent", ""),
             idempotency_key=data.get("idempotency_key", ""),
             stack=list(data.get("stack") or []),
+            deadline=deadline if type(deadline) is int and deadline > 0 else None,
+            version=version if type(version) is str else None,
         )
 
     def to_json(self) -> bytes:
