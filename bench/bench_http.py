@@ -49,6 +49,7 @@ def child_server(tree: str, fd: int) -> None:
     from starlette.routing import Route
 
     from sl2s.runtime.http_config import load_config
+    from sl2s.runtime.http_guard import uvicorn_config
     from sl2s.runtime.http_server import create_app, load_machine, serving_defaults
     from sl2s.runtime.transport import HopResponse
 
@@ -72,15 +73,8 @@ def child_server(tree: str, fd: int) -> None:
         keys=config.keys,
         extra_routes=[Route("/floor", echo, methods=["POST"])],
     )
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            lifespan="off",
-            log_level="warning",
-            access_log=False,
-            timeout_keep_alive=5,
-        )
-    )
+    # the settings `sl2s serve` runs with (header timeout, connection cap, keep-alive)
+    server = uvicorn.Server(uvicorn_config(app))
     server.run(sockets=[socket.socket(fileno=fd)])
 
 

@@ -8,11 +8,14 @@
   begins a flow run (entry), `@machine.segment(flow, at=...)` registers what an inbound hop runs,
   `machine.handle(hop_request)` runs it (transports call this).
 - `Run.step`, `Run.call`, `Run.return_to`, `Run.finish`: what the straight-line wiring does.
+- `step_key()`: inside a step, `"<correlation id>:<step id>"`, the same every time the step runs in
+  that flow run (also after a crash or a resume): a key for the step's own idempotent effects.
 
 Failures raise `StepFailed` / `WiringError` / `HopFailed` (all `sl2s.diagnostics.Sl2sError`).
 Plug-in points: `sl2s.runtime.hooks` (listeners), `sl2s.runtime.transport` (transports).
 """
 
+from sl2s.runtime.durable import step_key
 from sl2s.runtime.errors import HopFailed, RuntimeFailure, StepFailed, WiringError
 from sl2s.runtime.hooks import subscribe, unsubscribe
 from sl2s.runtime.machine import Machine, Run
@@ -40,6 +43,7 @@ __all__ = [
     "register_transport",
     "select_transport",
     "step",
+    "step_key",
     "subscribe",
     "unsubscribe",
 ]

@@ -10,6 +10,9 @@ generated machine's `Machine.handle`. The module-level `app` is configured by en
 
 Every machine also serves its incidents (`GET /sl2s/v1/incidents/…`, `SignedReads`: signed like
 hops). The protocol (statuses, headers, idempotency, signed reads) is in docs/hop-protocol.md.
+A hop reaches the idempotency store and the machine only once it is authenticated and its
+envelope valid; what an unauthenticated request may cost (time, bytes, connections) is bounded by
+sl2s.runtime.http_guard, which also makes the uvicorn config `run_server` uses.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from starlette.applications import Starlette
@@ -31,7 +35,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route, Router
 
+from sl2s.runtime import deadlines, durable, flow_version, http_guard
 from sl2s.runtime import http_protocol as p
+from sl2s.runtime.stdmask import masked_std_streams
 from sl2s.runtime.transport import HopRequest, HopResponse
 
 log = logging.getLogger("sl2s.http")
@@ -189,34 +195,6 @@ def _settle(future: asyncio.Future, result: Any, error: BaseException | None) ->
 # the app
 
 
-async def _read_body(receive, headers: Mapping[str, str], limit: int) -> bytes:
-    length = headers.get("content-length")
-    if length is not None:
-        if not length.isdigit():
-            raise p.Rejection(400, "bad_length", "content-length is not a number")
-        if int(length) > limit:
-            raise p.Rejection(
-                413,
-                "too_large",
-                f"hop body of {length} bytes exceeds the limit of {limit}",
-            )
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            raise p.Rejection(400, "disconnected", "the client went away mid-request")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise p.Rejection(
-                413, "too_large", f"hop body exceeds the limit of {limit} bytes"
-            )
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
 Answer = tuple[int, Mapping[str, str], bytes]  # status, extra headers, body
 
 
@@ -224,6 +202,11 @@ def _respond(
     status: int, body: bytes, headers: Mapping[str, str] | None = None
 ) -> Answer:
     return status, headers or {}, body
+
+
+# extra headers of the rejections made before authentication ends: a 408 leaves the body unread,
+# so the connection cannot carry another request; a 503 `busy` clears up within about a second
+_AFTER = {408: {"connection": "close"}, 503: {"retry-after": "1"}}
 
 
 def _reject(rejection: p.Rejection, extra: Mapping[str, str] | None = None) -> Answer:
@@ -253,7 +236,8 @@ class _Endpoint:
         headers = {
             k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]
         }
-        await _send(send, await self.handle(scope["path"], headers, receive))
+        # the target as sent (not the decoded path): what is signed, and what must name the hop
+        await _send(send, await self.handle(request_target(scope), headers, receive))
 
 
 def create_app(
@@ -267,28 +251,79 @@ def create_app(
     store: IdempotencyStore | None = None,
     extra_routes: list | None = None,
     max_threads: int = 64,
+    flows=None,
+    has_segment: Callable[[str, str], bool] | None = None,
+    body_timeout: float = p.BODY_TIMEOUT_SECONDS,
+    preauth_budget: int = p.PREAUTH_BODY_BUDGET,
+    flow_digest: Callable[[str], str | None] | None = None,
 ) -> Starlette:
-    """The ASGI app of one machine. `keys` empty = unauthenticated (only for loopback/--insecure)."""
+    """The ASGI app of one machine. `keys` empty = unauthenticated (only for loopback/--insecure).
+    `flows`: the flow store (sl2s.runtime.store) that keeps hops by idempotency key durably;
+    without one, answers are kept in this process's memory (`store`).
+    `has_segment(flow, at)`: whether the machine runs that segment (else 404 before the handler
+    runs); `body_timeout` and `preauth_budget` (bytes of unverified bodies, never less than one
+    `max_body`): the limits of sl2s.runtime.http_guard.
+    `flow_digest(flow)`: this machine's digest of the flow; a hop from another version is refused
+    with 409 version_skew (sl2s.runtime.flow_version). The handler's own hops keep to the inbound
+    hop's deadline (sl2s.runtime.deadlines)."""
+    handler = deadlines.serving(handler)
+    budget = http_guard.BodyBudget(max(preauth_budget, max_body))
     if store is None:
         store = IdempotencyStore(retention=2 * max_skew + 60)
     pool = WorkerPool(max_threads)
+    hops = None
+    if flows is not None:
+        from sl2s.runtime.http_durable import DurableHops
 
-    async def hop(path: str, headers: Mapping[str, str], receive) -> Answer:
+        hops = DurableHops(flows, nonce_retention=2 * max_skew + 60, clock=clock)
+        bound = partial(_call, handler)
+
+    async def hop(target: str, headers: Mapping[str, str], receive) -> Answer:
+        # Nothing below this block sees a request it has not authenticated and validated: the
+        # head is checked before a byte of the body is read, the body is read within the guard's
+        # time and byte limits, its MAC verified, and the envelope checked member by member.
         try:
-            flow, at = p.parse_hop_path(path)
-            body = await _read_body(receive, headers, max_body)
+            flow, at = p.parse_hop_path(target)
             if keys:
-                nonce: str | None = p.verify(
-                    keys, headers, "POST", path, body, clock(), max_skew
-                )
+                signed = p.check_signed_headers(headers, clock(), max_skew)
+                ikey = signed[0]
             else:
-                nonce = None
-            ikey = p.check_idempotency_key(headers.get(p.H_IDEMPOTENCY_KEY))
+                ikey = p.check_idempotency_key(headers.get(p.H_IDEMPOTENCY_KEY))
+            declared = http_guard.declared_length(headers, max_body)
+            body, held = await http_guard.read_body(
+                receive, declared, max_body, budget, body_timeout
+            )
+            try:
+                nonce = (
+                    p.check_signature(keys, signed, "POST", target, body)
+                    if keys
+                    else None
+                )
+            finally:
+                budget.give(held)
+            if has_segment is not None and not has_segment(flow, at):
+                if flow_digest is not None:  # another version of the flow? then 409
+                    flow_version.check_body(machine, flow, body, flow_digest)
+                raise p.Rejection(
+                    404,
+                    "no_segment",
+                    f"machine '{machine}' has no segment of flow '{flow}' starting at step "
+                    f"'{at}' (the caller's wiring is newer or older than this machine's: "
+                    "regenerate with `sl2s generate`)",
+                )
+            hop_request = _hop_request(body, flow, at, machine, headers, ikey)
+            if flow_digest is not None:  # a hop from another version of the flow: 409
+                flow_version.check(machine, flow, hop_request.version, flow_digest)
         except p.Rejection as rejection:
-            return _reject(rejection)
+            return _reject(rejection, _AFTER.get(rejection.status))
 
         now = clock()
         digest = p.body_digest(body)
+        if hops is not None:  # the flow store: durable idempotency (sl2s.runtime.http_durable)
+            status, out_headers, out_body = await pool.submit(
+                hops.answer, bound, hop_request, digest, nonce
+            )
+            return _respond(status, out_body, out_headers)
         entry = store.get(ikey, now)
         if entry is not None:
             if entry.digest != digest:
@@ -331,22 +366,6 @@ def create_app(
         entry = store.begin(ikey, digest, nonce, now)
         try:
             try:
-                envelope = p.decode_object(body, "hop body")
-                p.check_request(envelope, flow, at)
-                if envelope["target"] != machine:
-                    raise p.Rejection(
-                        421,
-                        "wrong_machine",
-                        f"hop for machine '{envelope['target']}' reached machine '{machine}'",
-                    )
-                envelope.pop("v")
-                traceparent = p.parse_traceparent(headers.get(p.H_TRACEPARENT))
-                envelope["traceparent"] = traceparent.header() if traceparent else ""
-                envelope["causation_id"] = p.parse_baggage(
-                    headers.get(p.H_BAGGAGE)
-                ).get(p.BAGGAGE_CAUSATION)
-                envelope["idempotency_key"] = ikey
-                hop_request = HopRequest.from_dict(envelope)
                 running = pool.submit(_call, handler, hop_request)
                 try:
                     status, out_headers, out_body = await asyncio.shield(running)
@@ -525,6 +544,33 @@ def _finish_later(store: IdempotencyStore, entry: _Entry, done: asyncio.Future) 
         store.finish(entry, status, headers, body)
 
 
+def _hop_request(
+    body: bytes,
+    flow: str,
+    at: str,
+    machine: str,
+    headers: Mapping[str, str],
+    ikey: str,
+) -> HopRequest:
+    """The HopRequest of a hop body and its headers; a Rejection when it is not one for here."""
+    envelope = p.decode_object(body, "hop body")
+    p.check_request(envelope, flow, at)
+    if envelope["target"] != machine:
+        raise p.Rejection(
+            421,
+            "wrong_machine",
+            f"hop for machine '{envelope['target']}' reached machine '{machine}'",
+        )
+    envelope.pop("v")
+    traceparent = p.parse_traceparent(headers.get(p.H_TRACEPARENT))
+    envelope["traceparent"] = traceparent.header() if traceparent else ""
+    envelope["causation_id"] = p.parse_baggage(headers.get(p.H_BAGGAGE)).get(
+        p.BAGGAGE_CAUSATION
+    )
+    envelope["idempotency_key"] = ikey
+    return HopRequest.from_dict(envelope)
+
+
 def _call(handler: Handler, request: HopRequest) -> tuple[int, dict[str, str], bytes]:
     """Run the handler in a worker thread; its response as (status, headers, body)."""
     try:
@@ -618,6 +664,9 @@ def machine_app(services_dir: str | os.PathLike, name: str, config=None) -> Star
         keys=config.keys,
         max_body=config.max_body,
         extra_routes=[incidents_mount(machine_log_dir(services_dir), config.keys)],
+        has_segment=machine.has_segment,
+        flow_digest=machine.info.flow_digests.get,
+        flows=durable.store_for(machine.info.dir),  # SL2S_STORE=none: None, answers in memory
     )
 
 
@@ -702,13 +751,17 @@ def run_server(
     host: str = "127.0.0.1",
     port: int = 8000,
     insecure: bool = False,
+    exposed: bool = False,
     fd: int = -1,
     warn: Callable[[str], None] = lambda text: print(text, file=sys.stderr, flush=True),
 ) -> bool:
     """Serve `machine` of the tree at `directory` until SIGINT/SIGTERM; False if it never started.
 
-    Without a hop key, refuses (HopConfigError) any address but loopback unless `insecure`.
-    `fd`: serve on this inherited listening socket instead of binding `host:port`.
+    Without a hop key, serving on an address that is not loopback is refused (HopConfigError)
+    unless both `insecure` and `exposed` are given (`--insecure --expose-unauthenticated`), and
+    then warned about loudly. `fd`: serve on this inherited listening socket instead of binding
+    `host:port` (the same rule applies to the address it is bound to). A port that cannot be
+    bound is a one-line HopConfigError too. The server runs with sl2s.runtime.http_guard's limits.
     """
     import socket
 
@@ -718,15 +771,38 @@ def run_server(
 
     serving_defaults(directory)
     config = load_config(directory)
-    if not config.keys:
-        if fd < 0 and not is_loopback(host) and not insecure:
+    sock = socket.socket(fileno=fd) if fd >= 0 else None
+    address = sock.getsockname()[0] if sock is not None else host
+    public = not is_loopback(address)
+    if not config.keys and public:
+        if not insecure:
             raise HopConfigError(
-                f"refusing to serve machine '{machine}' on {host} without SL2S_HOP_KEY: anyone who "
-                "can reach it could run its steps. Set SL2S_HOP_KEY (the same long random string "
-                "on every machine), or pass --insecure."
+                f"refusing to serve machine '{machine}' on {address} without SL2S_HOP_KEY: anyone "
+                "who can reach it could run its steps. Set SL2S_HOP_KEY (the same long random "
+                "string on every machine), or pass --insecure --expose-unauthenticated."
             )
-    application = machine_app(directory, machine, config)  # an unknown machine fails here
-    if not config.keys:
+        if not exposed:
+            raise HopConfigError(
+                f"refusing to serve machine '{machine}' on {address} without SL2S_HOP_KEY: "
+                "--insecure allows that on a non-loopback address only together with "
+                "--expose-unauthenticated (anyone who can reach it could run its steps and read "
+                "its incidents). Set SL2S_HOP_KEY instead."
+            )
+        for line in (  # said first, and before binding: nothing is exposed unannounced
+            f"WARNING: machine '{machine}' will serve UNAUTHENTICATED hops on {address} "
+            "(--insecure --expose-unauthenticated, no SL2S_HOP_KEY):",
+            "WARNING: anyone who can reach this address can run its steps and read its "
+            "incidents. Set SL2S_HOP_KEY on every machine to stop this.",
+        ):
+            warn(line)
+    if sock is None:
+        sock = _listen(host, port)  # before the other warnings: a busy port is the one message
+    try:
+        application = machine_app(directory, machine, config)  # an unknown machine fails here
+    except BaseException:
+        sock.close()
+        raise
+    if not config.keys and not public:
         warn(
             f"warning: no SL2S_HOP_KEY: hops to machine '{machine}' (and reads of its "
             "incidents) are not authenticated"
@@ -734,21 +810,8 @@ def run_server(
     if not serves_inbound(load_machine(directory, machine)):
         warn(f"warning: no other machine hops to machine '{machine}'")
     server = uvicorn.Server(
-        uvicorn.Config(
-            application,
-            host=host,
-            port=port,
-            lifespan="off",
-            log_level="warning",
-            access_log=False,
-            timeout_keep_alive=p.SERVER_KEEPALIVE_SECONDS,
-            timeout_graceful_shutdown=10,
-        )
+        http_guard.uvicorn_config(application, host=host, port=port)
     )
-    if fd >= 0:
-        sock = socket.socket(fileno=fd)
-    else:
-        sock = _listen(host, port)
     shown = sock.getsockname()
     where = (
         f"[{shown[0]}]:{shown[1]}"
@@ -756,23 +819,44 @@ def run_server(
         else "%s:%d" % shown[:2]
     )
     warn(f"serving machine '{machine}' on http://{where}")
-    server.run(sockets=[sock])
+    with masked_std_streams():  # what steps print: their run's secrets masked
+        server.run(sockets=[sock])
     return bool(server.started)
 
 
 def _listen(host: str, port: int):
     """A listening TCP socket. Created with proto=IPPROTO_TCP, without which asyncio does not
     set TCP_NODELAY on accepted connections (and every answer waits ~40 ms for a delayed ACK).
+    An address that cannot be resolved or bound is a one-line HopConfigError, not a traceback.
     """
+    import errno
     import socket
 
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
-    )[0]
+    from sl2s.runtime.http_config import HopConfigError
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+        )[0]
+    except (socket.gaierror, UnicodeError, OverflowError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise HopConfigError(f"cannot listen on {host}:{port}: {reason}") from None
     sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(address)
-    sock.listen(1024)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(1024)
+    except OSError as error:
+        sock.close()
+        hint = ""
+        if error.errno == errno.EADDRINUSE:
+            hint = " (another process listens there: pick another --port, or 0 for any free one)"
+        elif error.errno == errno.EACCES:
+            hint = " (ports below 1024 need privileges: pick a higher --port)"
+        reason = error.strerror or str(error)
+        raise HopConfigError(
+            f"cannot listen on {host}:{port}: {reason.lower()}{hint}"
+        ) from None
     return sock
 
 

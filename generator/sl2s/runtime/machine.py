@@ -13,7 +13,7 @@ import threading
 import traceback
 from collections.abc import Callable, Mapping
 
-from sl2s.runtime import events, hooks, logcapture, registry, system
+from sl2s.runtime import durable, events, hooks, logcapture, redact, registry, system
 from sl2s.runtime.errors import (
     HopFailed,
     RuntimeFailure,
@@ -25,8 +25,9 @@ from sl2s.runtime.registry import UNSET
 from sl2s.runtime.transport import HopRequest, HopResponse, select_transport
 from sl2s.template import parse, show_value
 
-MASK = "***"
+MASK = redact.MASK
 _MISSING = object()
+_NOTHING_SET = ("{}", True)  # checkpoint of a step that returned None
 _OPEN, _RETURNED, _FINISHED, _FAILED = "open", "returned", "finished", "failed"
 _LOG_SEVERITY = ((50, 21), (40, 17), (30, 13), (20, 9), (0, 5))
 
@@ -68,6 +69,21 @@ def _type_name(exc: BaseException) -> str:
         if module in ("builtins", "__main__")
         else f"{module}.{cls.__qualname__}"
     )
+
+
+def _mask_record(record, scrub: Callable[[str], str], message_changed: bool) -> None:
+    """Mask a log record in place for the handlers that format it after sl2s has seen it: its
+    message (then without %-args), its exception text (`exc_text`, which `logging.Formatter` uses
+    instead of formatting `exc_info` again) and its `stack_info`."""
+    if message_changed:
+        record.msg, record.args = scrub(record.getMessage()), ()
+    if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
+        text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
+        masked = scrub(text)
+        if masked is not text:
+            record.exc_text = masked
+    if record.stack_info:
+        record.stack_info = scrub(record.stack_info)
 
 
 def _env_secrets() -> set[str]:
@@ -122,13 +138,16 @@ class Machine:
         (`flow` is positional-only, so a field may be called `flow` or `self`.)"""
         context = {k: v for k, v in fields.items() if v is not UNSET}
         trace_id = events.new_trace_id()
+        resume = durable.take_resume()  # `sl2s flows resume`: continue a recorded flow run
         run = Run(
             self,
             flow,
             context,
             trace_id=trace_id,
             parent_span_id=None,
-            correlation_id=events.new_trace_id(),
+            correlation_id=(
+                events.new_trace_id() if resume is None else resume.correlation_id
+            ),
             causation_id=None,
             secret_names=set(self.secret_names(flow)),
             stack=[],
@@ -137,6 +156,12 @@ class Machine:
         for name in context:
             run.set_by[name] = None
         run._begin("entry")
+        if run._buf is not None:
+            if resume is None:  # a new flow: recorded with its first commit, nothing to replay
+                durable.record_flow(run._buf, run, 0)
+            else:
+                run._attempt = resume.attempt
+                run._replay = durable.history(run._store, run.correlation_id)
         return run
 
     def segment(self, flow: str, *, at: str) -> Callable[[Callable], Callable]:
@@ -148,6 +173,11 @@ class Machine:
             return fn
 
         return register
+
+    def has_segment(self, flow: str, at: str) -> bool:
+        """Whether an inbound hop into `flow` at step `at` has a segment here: a hop server asks
+        before running anything, and answers 404 instead of opening an incident."""
+        return (flow, at) in self._segments
 
     def handle(self, request: HopRequest) -> HopResponse:
         """Run the segment for an inbound hop. Never raises for failures inside the flow: they come
@@ -171,6 +201,14 @@ class Machine:
         run._begin("segment")
         error: BaseException | None = None
         try:
+            if run._buf is not None:
+                run._attempt = durable.attempt_of(
+                    request.idempotency_key, request.correlation_id
+                )
+                durable.refuse_cancelled(run._store, request.correlation_id)
+                if durable.replay_segment(request.correlation_id, run._attempt):
+                    # a resumed flow, or a hop taken over from a process that died: replay
+                    run._replay = durable.history(run._store, run.correlation_id)
             segment = self._segments.get((request.flow, request.at))
             if segment is None:
                 raise WiringError(
@@ -412,10 +450,14 @@ class Run:
         "_static",
         "_info",
         "_steps",
-        "_secret_values",
+        "_masker",
         "_masked",
         "_last_step",
         "_ended",
+        "_store",  # the flow store (None: durability off)
+        "_buf",  # this thread's uncommitted step records for that store (durable.Buffer)
+        "_replay",  # recorded steps of this flow run, by id, when it may have history
+        "_attempt",  # the flow run's resume attempt (part of its hops' idempotency keys)
     )
 
     def __init__(
@@ -457,11 +499,13 @@ class Run:
         self._static: dict[str, tuple[bytes, ...]] = {}
         self._info: dict | None = None
         self._steps = machine.prepared(flow)
-        self._secret_values: tuple[str, ...] = ()
+        self._masker: redact.Masker | None = None  # None: no secret value in the run
         self._masked: dict = {}
         self._remask()
         self._last_step: _Prepared | None = None
         self._ended = False
+        self._store = self._buf = self._replay = None
+        self._attempt = 0
 
     def __repr__(self) -> str:
         return (
@@ -471,8 +515,11 @@ class Run:
     # -- activation bookkeeping -----------------------------------------------------------------
 
     def _begin(self, kind: str) -> None:
-        _local.depth = _depth() + 1
         machine = self.machine
+        store = durable.store_for(machine.info.dir)  # opened once per process
+        if store is not None:
+            self._store, self._buf = store, durable.buffer_for(store)
+        _local.depth = _depth() + 1
         self._sink = events.sink(system.log_dir(machine.info), machine.name)
         self._lines = self._sink.lines
         self._info = {
@@ -498,8 +545,32 @@ class Run:
         depth = _local.depth = max(_depth() - 1, 0)
         if hooks.finished_fns:
             hooks.emit_finished(self._info, error)
+        buf = self._buf
+        if buf is not None and self.at is None:  # the entry: the flow run ends here
+            buf.ended.append(durable.ending(self._store, self.correlation_id, error))
         if depth == 0:
             events.flush_all()
+        if buf and not (self.at is not None and durable.defers_commit(self._store)):
+            # an entry's end, or an inbound hop's answer: commit before acknowledging (the HTTP
+            # server commits a hop's checkpoints together with its stored answer instead)
+            self._commit(error)
+
+    def _commit(self, error: BaseException | None = None) -> None:
+        """Commit this thread's step records (one transaction). A store that fails fails the run
+        (nothing is acknowledged), unless it is failing already. The buffered events are written
+        first: a crash between the two leaves an event whose step runs again (at-least-once),
+        never a recorded step without its event."""
+        events.flush_all()
+        try:
+            self._buf.commit()
+        except Exception as problem:  # noqa: BLE001 - sqlite3/psycopg errors, one message
+            failure = WiringError(
+                f"the flow store {getattr(self._store, 'url', '')} failed to record flow run "
+                f"{self.correlation_id}: {type(problem).__name__}: {problem}"
+            )
+            if error is None:
+                raise failure from problem
+            durable.complain(failure.message)
 
     def _raise(self, failure: RuntimeFailure, cause: BaseException | None = None):
         """Report `failure` (once), end an entry run, raise."""
@@ -523,7 +594,7 @@ class Run:
             self._scrub(failure.message),
             {
                 "exception.type": f"sl2s.{type(failure).__name__}",
-                "exception.message": failure.message,
+                "exception.message": self._scrub(failure.message),
             },
             plan=getattr(failure, "location", None),
         )
@@ -538,44 +609,52 @@ class Run:
 
     # -- secrets --------------------------------------------------------------------------------
     #
-    # `_masked` mirrors the context as events show it: secret fields `***`, and any secret value
-    # that turns up inside another string field replaced by `***`. It is kept up to date at every
-    # change of the context, so a step event costs one dict copy, not a pass over the context.
+    # `_masked` mirrors the context as step events show it: secret fields `***`, and every token
+    # occurrence of a secret value anywhere inside another field (strings, dict keys, nested lists
+    # and dicts, a number's text) replaced by `***` (the rule: sl2s.runtime.redact). A step puts
+    # the values it sets into the mirror as they are; when its event's fields are serialised, one
+    # search in C (`Masker.stale`) says whether the bytes may hold a secret at all, and only then
+    # are the mirror's values masked (`_mask_data`). That also catches a list or dict that a step
+    # changed in place, and costs a step with a secret in the flow one search more than without.
+    # Every other reader takes `_masked_fields()`, masked whole.
 
     def _remask(self) -> None:
         ctx, names = self.fields, self.secret_names
-        values = set()
-        for name in names:
-            value = ctx.get(name)
-            if isinstance(value, str) and value:
-                values.add(value)
-            elif isinstance(value, (int, float)) and not isinstance(value, bool):
-                values.add(str(value))
-        # longest first, so a secret containing another is masked whole
-        self._secret_values = tuple(sorted(values, key=len, reverse=True))
-        masked = {}
-        for key, value in ctx.items():
-            if key in names:
-                masked[key] = MASK
-            elif self._secret_values and type(value) is str:
-                masked[key] = self._scrub(value)
-            else:
-                masked[key] = value
-        self._masked = masked
+        # (a value once secret in this activation stays masked after its field changed)
+        previous = self._masker
+        masker = redact.masker_for(ctx, names, previous) if names else redact.EMPTY
+        if masker:
+            self._masker = masker
+            self._masked = masker.fields(ctx, names)
+        else:
+            self._masker = None
+            self._masked = {k: (MASK if k in names else v) for k, v in ctx.items()}
 
     def _scrub(self, text: str) -> str:
-        for value in self._secret_values:
-            if value in text:
-                text = text.replace(value, MASK)
-        return text
+        masker = self._masker
+        return text if masker is None else masker.text(text)
 
     def _masked_fields(self) -> dict:
-        return self._masked.copy()
+        """The context as every event but a step's shows it (masked whole: not on the hot path)."""
+        if self._masker is None:
+            return self._masked.copy()
+        return self._masker.fields(self.fields, self.secret_names)
 
-    def _outgoing(self, secrets: tuple[str, ...] | list[str]) -> tuple[dict, dict]:
-        """The fields that travel on a hop: the non-secret context plus the listed secrets. A secret
-        that does not travel does not travel inside another field either: in a string field that
-        contains its value, the value is replaced by `***`. Returns (fields, {name: replaced text}).
+    def _mask_data(self) -> None:
+        """Mask the mirror's values from the context (again): secret fields stay `***`."""
+        masker, names, masked = self._masker, self.secret_names, self._masked
+        for key, value in self.fields.items():
+            if key not in names:
+                masked[key] = masker.value(value)
+
+    def _outgoing(
+        self, secrets: tuple[str, ...] | list[str], target: str = "?"
+    ) -> tuple[dict, dict]:
+        """The fields that travel on a hop to `target`: the non-secret context plus the listed
+        secrets. A secret that does not travel does not travel inside another field either: in any
+        field that holds its value (nested lists and dicts included) the value is replaced by `***`,
+        and a WARNING event (`sl2s.secret_withheld`) names the field and the secret, never the
+        value. Returns (fields, {name: the masked value sent}).
         """
         names = self.secret_names
         if secrets and not names.issuperset(secrets):
@@ -585,25 +664,55 @@ class Run:
         if not names:
             return dict(ctx), {}
         fields = {k: v for k, v in ctx.items() if k not in names or k in secrets}
-        withheld = set()
-        for name in names:
-            value = ctx.get(name)
-            if name in secrets or value is None or isinstance(value, bool):
-                continue
-            if isinstance(value, (str, int, float)) and str(value):
-                withheld.add(str(value))
+        if self._masker is None:
+            return fields, {}
+        # every value secret in this activation (earlier values too) but those that travel
+        travelling = {
+            t for n in secrets if n in ctx for t in redact.secret_texts(ctx[n])
+        }
+        masker = redact.Masker(self._masker.texts - travelling)
+        if not masker:
+            return fields, {}
         replaced = {}
-        if withheld:
-            ordered = sorted(withheld, key=len, reverse=True)
-            for key, value in fields.items():
-                if type(value) is str and key not in names:
-                    text = value
-                    for secret in ordered:
-                        if secret in text:
-                            text = text.replace(secret, MASK)
-                    if text is not value:
-                        fields[key] = replaced[key] = text
+        for key, value in fields.items():
+            if key not in names:
+                shown = masker.value(value)
+                if shown is not value:
+                    fields[key] = replaced[key] = shown
+        for key in replaced:
+            value = ctx[key]
+            held = [
+                name
+                for name in sorted(names)
+                if name not in secrets
+                and name in ctx
+                and redact.Masker(redact.secret_texts(ctx[name])).value(value)
+                is not value
+            ]
+            which = (
+                f"secret {', '.join(map(repr, held))}"
+                if held
+                else "an earlier value of a secret"
+            )
+            self._emit(
+                "sl2s.secret_withheld",
+                "WARNING",
+                f"field '{key}' holds the value of {which}, which machine '{target}' does "
+                "not receive: it travels there as ***",
+                {
+                    "sl2s.secret.field": key,
+                    "sl2s.secret.names": held,
+                    "sl2s.hop.target": target,
+                },
+                plan=self._setter_plan(key),
+            )
         return fields, replaced
+
+    def _setter_plan(self, name: str) -> str | None:
+        who = self.set_by.get(name)
+        if not who or who.startswith("@"):
+            return None
+        return self.machine.info.plan_location(self.flow, who)
 
     # -- steps ----------------------------------------------------------------------------------
 
@@ -617,6 +726,8 @@ class Run:
                 p = self.machine._prepare(self.flow, step_id)
             except WiringError as failure:
                 self._raise(failure)
+        if self._replay is not None and self._replayed(p):
+            return  # completed before a crash or a failure: its recorded outcome, no new event
         try:
             result = p.call(self.fields)
         except (
@@ -632,8 +743,8 @@ class Run:
                     key in p.keys_ok
                     and value is not UNSET
                     and key not in self.secret_names
-                    and (type(value) is not str or not self._secret_values)
                 ):
+                    # (masked, if it holds a secret, when the event is written)
                     self.fields[key] = self._masked[key] = value
                     self.set_by[key] = step_id
                 else:
@@ -653,6 +764,15 @@ class Run:
             fields = _dumps(masked)
         except TypeError:
             self._not_json(p, masked.copy())
+        masker = self._masker
+        if masker is not None:  # Masker.stale, inline
+            for probe in masker.encoded:
+                if fields.find(probe) >= 0:
+                    # a field set or changed in place may hold a secret: mask the mirror
+                    self._mask_data()
+                    body, unset = p.render(masked)
+                    fields = _dumps(masked)
+                    break
         event_id = str(next(_ids[0]))  # events.new_event_id(), inline
         us = _time_ns() // 1000
         start, end, second = _clock[0]
@@ -684,6 +804,21 @@ class Run:
         if len(lines) >= _FLUSH_LINES:
             self._sink.flush()
         self.causation_id = event_id
+        if self._buf is not None:  # the step's checkpoint, committed with the next group commit
+            outcome, replayable = (
+                _NOTHING_SET if result is None else self._outcome(result)
+            )
+            self._buf.steps.append(
+                (
+                    self.correlation_id,
+                    step_id,
+                    self.machine.name,
+                    outcome,
+                    replayable,
+                    event_id,
+                    us / 1e6,
+                )
+            )
         if _event_fns:
             # listeners get the written line, decoded only if they read more than the severity
             # and the event name (hooks.LazyEvent); hooks.emit_event, inline
@@ -696,6 +831,45 @@ class Run:
                     Exception
                 ) as error:  # noqa: BLE001 - a listener never breaks the flow
                     hooks._complain(fn, error)
+
+    def _outcome(self, result: Mapping) -> tuple[str, bool]:
+        """What a step's checkpoint keeps: (JSON text of the fields it set, as the masked view
+        has them; whether replaying it restores the context). Not replayable when it set a secret
+        (never stored), unset a field, or set a value that a secret had to be masked out of."""
+        ctx, masked, names = self.fields, self._masked, self.secret_names
+        if type(result) is dict and len(result) == 1:  # the common case: one plain field
+            for key in result:
+                if key not in names and masked.get(key, _MISSING) is ctx.get(key, masked):
+                    return _dumps(result).decode(), True
+        kept, replayable = {}, True
+        for key in result:
+            if key in names or key not in ctx:
+                replayable = False
+                continue
+            value = masked.get(key, _MISSING)
+            if value is not ctx[key]:
+                replayable = False
+                if value is _MISSING:
+                    continue
+            kept[key] = value
+        return _dumps(kept).decode(), replayable
+
+    def _replayed(self, p: _Prepared) -> bool:
+        """Replay step `p` from its checkpoint when it has a replayable one: merge the recorded
+        outcome, continue causation from its recorded event, write nothing."""
+        record = self._replay.get(p.id)
+        if record is None or not record.replayable:
+            return False
+        outcome = record.outcome
+        if outcome:
+            self.fields.update(outcome)
+            for key in outcome:
+                self.set_by[key] = p.id
+            self._remask()
+        if record.event_id:
+            self.causation_id = record.event_id
+        self._last_step = p
+        return True
 
     def _static_parts(self, p: _Prepared) -> tuple:
         """This step's event line in this activation, serialised with marks where the changing
@@ -770,7 +944,6 @@ class Run:
             self.secret_names,
             self._masked,
         )
-        scrub = bool(self._secret_values)
         remask = False
         step_id = p.id
         for key, value in result.items():
@@ -790,15 +963,13 @@ class Run:
             ctx[key] = value
             if key in names:
                 remask = True
-            elif scrub and type(value) is str:
-                masked[key] = self._scrub(value)
             else:
-                masked[key] = value
+                masked[key] = value  # masked if need be when the event is written
         if remask:
             self._remask()
 
     def _body(self, p: _Prepared) -> str:
-        return p.render(self._masked)[0]
+        return p.render(self._masked_fields())[0]
 
     def _setter(self, name: str) -> str:
         who = self.set_by.get(name)
@@ -878,15 +1049,18 @@ class Run:
         return event_id
 
     def _emit_log(self, p: _Prepared, record) -> None:
+        """A stdlib log record made inside a step: its `sl2s.log` event, masked. When the record's
+        text holds a secret, the record itself is masked too (message, exception text, stack), so
+        that the process's own handlers (stderr, files) never write the value either."""
+        scrub = self._scrub
         try:
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - bad %-args: keep the template
             message = str(record.msg)
+        template = record.msg if isinstance(record.msg, str) else repr(record.msg)
         severity = next(n for level, n in _LOG_SEVERITY if record.levelno >= level)
         extra = {
-            "sl2s.log.template": (
-                record.msg if isinstance(record.msg, str) else repr(record.msg)
-            ),
+            "sl2s.log.template": scrub(template),
             "sl2s.log.logger": record.name,
             "code.filepath": self.machine.info.relative(record.pathname),
             "code.lineno": record.lineno,
@@ -894,17 +1068,20 @@ class Run:
         }
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
-            extra["exception.type"] = _type_name(exc)
-            extra["exception.message"] = self._scrub(str(exc))
+            extra["exception.type"] = scrub(_type_name(exc))
+            extra["exception.message"] = scrub(str(exc))
+        shown = scrub(message)
         self._emit(
             "sl2s.log",
             record.levelname,
-            self._scrub(message),
+            shown,
             extra,
             step=p,
             fields=False,
             severity_number=severity,
         )
+        if self._masker is not None:
+            _mask_record(record, scrub, shown is not message)
 
     def _contract(self, p: _Prepared, message: str):
         """The step broke the step contract: ERROR event, StepFailed(kind="contract")."""
@@ -931,10 +1108,11 @@ class Run:
             if frames
             else f"{p.filepath}:{p.lineno}"
         )
+        # the whole text, chained causes included, is masked (their messages and source lines)
         stack = self._scrub("".join(traceback.format_exception(type(exc), exc, tb)))
         failure = self._step_failed(
             p,
-            _type_name(exc),
+            self._scrub(_type_name(exc)),
             self._scrub(str(exc)),
             kind="exception",
             stack=stack,
@@ -1016,7 +1194,7 @@ class Run:
                 self._scrub(failure.message),
                 {
                     "exception.type": "sl2s.NotJSON",
-                    "exception.message": failure.exc_message,
+                    "exception.message": self._scrub(failure.exc_message),
                 },
                 plan=failure.plan,
             )
@@ -1036,8 +1214,15 @@ class Run:
         if self._state is not _OPEN:
             self._check_open("call")
         machine = self.machine
-        fields, replaced = self._outgoing(secrets)
+        fields, replaced = self._outgoing(secrets, target)
         self._check_json(fields, target, at)
+        if self._buf:
+            # a hop is an effect others see: what led to it is committed first, so a segment run
+            # again after a crash replays it and re-sends this hop with the same body and key
+            try:
+                self._commit()
+            except WiringError as failure:
+                self._raise(failure)
         request = HopRequest(
             system=machine.system,
             flow=self.flow,
@@ -1050,7 +1235,7 @@ class Run:
             correlation_id=self.correlation_id,
             causation_id=self.causation_id,
             traceparent=f"00-{self.trace_id}-{self.span_id}-01",
-            idempotency_key=_new_event_id(),
+            idempotency_key=durable.hop_key(self.correlation_id, self._attempt, at),
             stack=[*self.stack, machine.name],
         )
         try:
@@ -1108,7 +1293,7 @@ class Run:
                     f"for it in flow '{self.flow}' (waiting: {', '.join(self.stack) or 'nobody'})"
                 )
             )
-        self._return = (resume_at, self._outgoing(secrets)[0])
+        self._return = (resume_at, self._outgoing(secrets, target)[0])
         self._state = _RETURNED
         return self
 
