@@ -665,3 +665,63 @@ def test_a_client_signing_with_the_raw_bytes_of_the_up_key_file_is_accepted(
         assert stop(up) == 0
     assert raw == raw.strip() and len(raw) == 64
     assert status == 200 and out[p.H_OUTCOME] == "returned", data
+
+
+PRINTING_MIDDLE = '''"""Steps of flow 'relay' that run on machine 'middle': one prints the secret it uses."""
+
+from sl2s.runtime import step
+
+
+@step("relay", "Middle passes :job")
+def middle_passes_job(job, token):
+    print("middle got token", token, flush=True)
+
+
+@step("relay", "Middle saw back finish :job")
+def middle_saw_back_finish_job(job):
+    return None
+'''
+
+
+def test_what_a_served_step_prints_has_its_secrets_masked(tmp_path):
+    out = tmp_path / "svc_printing"
+    assert sl2s("generate", str(RELAY), "--out", str(out)).returncode == 0
+    (out / "middle" / "relay.py").write_text(PRINTING_MIDDLE, encoding="utf-8")
+    # again, so that `token` (now a parameter of a step of middle) travels to middle
+    again = sl2s("generate", str(RELAY), "--out", str(out))
+    assert again.returncode == 0, again.stderr
+    stdout_path = tmp_path / "stdout-middle.txt"
+    back = Served(out, "back", tmp_path)
+    sock = loopback_socket()
+    sock.set_inheritable(True)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    environ = base_env(
+        SL2S_LOG_DIR=str(tmp_path / "logs-middle"),
+        SL2S_HOP_KEY=KEY,
+        SL2S_URL_BACK=back.url,
+    )
+    with open(stdout_path, "w") as stdout:
+        proc = subprocess.Popen(
+            [*SL2S, "serve", str(out), "middle", "--fd", str(sock.fileno())],
+            env=environ,
+            pass_fds=(sock.fileno(),),
+            stdout=stdout,
+            stderr=subprocess.DEVNULL,
+        )
+    sock.close()
+    try:
+        wait_healthy(url, proc)
+        done = sl2s(
+            "run", str(out), "relay", "job=j1", "token=s3cr3t-XYZ", "--remote",
+            env=base_env(
+                SL2S_HOP_KEY=KEY, SL2S_LOG_DIR=str(tmp_path / "logs-front"),
+                SL2S_URL_MIDDLE=url, SL2S_URL_BACK=back.url,
+            ),
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    finally:
+        stop(proc)
+        back.stop()
+    printed = stdout_path.read_text()
+    assert "middle got token ***" in printed
+    assert "s3cr3t-XYZ" not in printed
