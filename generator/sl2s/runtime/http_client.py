@@ -189,13 +189,15 @@ class HopClient:
         origin: tuple[str, str, int],
         path: str,
         body: bytes,
-        headers: Mapping[str, str],
+        sign: Callable[[], Mapping[str, str]],
         timeout: float,
     ) -> tuple[int, dict[str, str], bytes]:
+        """One attempt; `sign()` gives fresh signed headers for each send (a resend of the same
+        signature would be refused as a replay by a server that saw the first one)."""
         for fresh_try in (False, True):
             conn, reused = self._connection(origin, timeout)
             try:
-                conn.request("POST", path, body=body, headers=dict(headers))
+                conn.request("POST", path, body=body, headers=dict(sign()))
                 resp = conn.getresponse()
                 data = resp.read()
             except (
@@ -251,10 +253,14 @@ class HopClient:
         last = "no attempt made"
         last_status, last_body, delivered = 0, b"", False
         attempt = 0
+
+        def sign() -> Mapping[str, str]:
+            nonlocal last_stamp  # every send gets a new signature (a later timestamp)
+            last_stamp = max(time.time(), last_stamp + 0.001)
+            return headers_for(last_stamp)
+
         while True:
-            now = max(
-                time.time(), last_stamp + 0.001
-            )  # every attempt gets a new signature
+            now = time.time()
             timeout = self.timeout
             if deadline is not None:
                 timeout = deadlines.attempt_timeout(self.timeout, deadline - now)
@@ -262,11 +268,10 @@ class HopClient:
                     out_of_time = True
                     break
             attempt += 1
-            last_stamp = now
             retry_after = 0.0
             try:
                 status, resp_headers, data = self._send_once(
-                    origin, full_path, body, headers_for(now), timeout
+                    origin, full_path, body, sign, timeout
                 )
             except (OSError, http.client.HTTPException) as error:
                 last = _describe(error)
