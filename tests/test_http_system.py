@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import time
@@ -504,13 +503,4 @@ def test_uvicorn_serves_the_module_level_app_configured_by_environment(
     assert bad.returncode != 0 and "SL2S_SERVICES" in bad.stderr + bad.stdout
 
 
-def test_up_stops_everything_when_one_machine_dies(relay_tree, tmp_path):
-    up, urls = start_up(
-        relay_tree, base_env(SL2S_LOG_DIR=str(tmp_path), SL2S_HOP_KEY=KEY)
-    )
-    kids = children(up.pid)
-    os.kill(kids[0], signal.SIGKILL)
-    assert up.wait(30) == 1
-    assert "stopping all" in up.stderr.read()
-    assert not any(alive(pid) for pid in kids)
-    assert not (relay_tree / ".sl2s" / "up.toml").exists()
+# A machine that dies under `sl2s up` is restarted: tests/test_up_supervise.py.

@@ -151,3 +151,100 @@ def test_user_traceback_keeps_the_users_frames_and_drops_those_of_sl2s():
     assert "users_code" in text
     assert "launch.py" not in text
     assert text.endswith("expected FIELD=VALUE or FIELD:=JSON")
+
+
+def test_the_key_file_holds_exactly_the_key(tmp_path):
+    from sl2s.serve.up import _write_key
+
+    path = tmp_path / "hop.key"
+    _write_key(path, KEY)
+    assert (
+        path.read_bytes() == KEY.encode()
+        and oct(path.stat().st_mode & 0o777) == "0o600"
+    )
+
+
+def test_a_port_up_cannot_bind_is_a_one_line_error(monkeypatch):
+    from sl2s.serve import up
+
+    monkeypatch.setattr(
+        up, "HOST", "192.0.2.1"
+    )  # TEST-NET-1: no interface of this machine
+    with pytest.raises(Sl2sError) as caught:
+        up._bind_loopback()
+    assert "cannot listen on 192.0.2.1 (a free port): " in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+# -- supervision (sl2s.serve.supervise) ----------------------------------------------------------
+
+from sl2s.serve.supervise import (  # noqa: E402
+    Decision,
+    RestartPolicy,
+    back_line,
+    backoff_delay,
+    decide,
+    exit_text,
+    give_up_line,
+    restart_line,
+)
+
+
+def test_the_back_off_doubles_from_half_a_second_up_to_its_cap():
+    assert [backoff_delay(n) for n in range(1, 9)] == [
+        0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0, 10.0,
+    ]  # fmt: skip
+    assert backoff_delay(10_000) == 10.0  # no overflow far along a series
+    policy = RestartPolicy(base=0.1, cap=0.3)
+    assert [backoff_delay(n, policy) for n in (1, 2, 3)] == [0.1, 0.2, 0.3]
+    with pytest.raises(ValueError):
+        backoff_delay(0)
+
+
+def test_crashes_in_a_row_climb_the_back_off_and_a_stable_run_resets_it():
+    attempt, delays = 0, []
+    for _ in range(5):  # each run dies within seconds
+        decision = decide(attempt, uptime=2.0)
+        attempt = decision.attempt
+        delays.append(decision.delay)
+    assert (attempt, delays) == (5, [0.5, 1.0, 2.0, 4.0, 8.0])
+    assert decide(attempt, uptime=30.0) == Decision(1, 0.5)  # stayed up: a new series
+    assert decide(attempt, uptime=29.9) == Decision(6, 10.0)
+
+
+def test_up_gives_up_only_after_the_limit_of_rapid_crashes():
+    policy = RestartPolicy(give_up_after=3)
+    assert decide(0, 0.1, policy) == Decision(1, 0.5)
+    assert decide(1, 0.1, policy) == Decision(2, 1.0)
+    assert decide(2, 0.1, policy) == Decision(3, None)
+    assert decide(2, 60.0, policy) == Decision(1, 0.5)  # not rapid: never the last one
+    assert decide(7, 1.0) == Decision(8, None)  # the default: the 8th crash in a row
+    assert decide(6, 1.0).delay == 10.0
+
+
+def test_how_a_machine_ended_reads_as_a_status_or_a_signal():
+    assert exit_text(0) == "exit status 0"
+    assert exit_text(3) == "exit status 3"
+    assert exit_text(-9) == "killed by SIGKILL"
+    assert exit_text(-15) == "killed by SIGTERM"
+    assert exit_text(-200) == "killed by signal 200"
+
+
+def test_the_restart_give_up_and_back_lines_are_one_line_each():
+    line = restart_line("server", 4242, -9, 12.34, Decision(2, 1.0))
+    assert line == (
+        "machine 'server' (pid 4242) stopped: killed by SIGKILL after 12 s;"
+        " restart 2 in 1.0 s"
+    )
+    assert restart_line("mail", 7, 1, 0.25, Decision(1, 0.5)) == (
+        "machine 'mail' (pid 7) stopped: exit status 1 after 0.2 s; restart 1 in 0.5 s"
+    )
+    assert give_up_line("mail", 7, 1, Decision(8, None)) == (
+        "machine 'mail' (pid 7) stopped: exit status 1; 8 crashes in a row,"
+        " none after running 30 s: giving up, stopping all"
+    )
+    assert back_line("mail", 8, "http://127.0.0.1:5") == (
+        "machine 'mail' is back (pid 8) on http://127.0.0.1:5"
+    )
+    for text in (line, give_up_line("m", 1, -9, Decision(3, None))):
+        assert "\n" not in text

@@ -75,6 +75,10 @@ def up(
     """Start every machine of DIR that other machines hop to, each in its own process on a free
     127.0.0.1 port; print their addresses; stop them all on Ctrl-C or SIGTERM.
 
+    A machine that exits is restarted on the same address after a back-off (0.5 s doubling to
+    10 s), the others keep running, and each restart is printed; after 8 crashes in a row within
+    30 s of starting, `up` stops every machine and exits 1 (docs/deploy.md).
+
     The address map is written to DIR/.sl2s/up.toml (and a fresh hop key to DIR/.sl2s/hop.key when
     SL2S_HOP_KEY is not set) so that `sl2s run DIR FLOW --remote` finds them; both files are
     removed when `up` stops.
@@ -111,7 +115,8 @@ def deploy(
 ) -> None:
     """Write deployment manifests for the machines of DIR that other machines hop to:
     kubernetes (ConfigMap address map, Deployment + Service per machine, hop key from the Secret
-    sl2s-hop-key, probes on the health endpoint) or compose."""
+    sl2s-hop-key, probes on the health endpoint) or compose. `[machines.<name>] replicas = N` in
+    DIR/sl2s.toml runs N of a machine; more than one needs the PostgreSQL flow store."""
     from sl2s.serve.machines import deploy_manifests
 
     text, served = deploy_manifests(directory, target, image=image, port=port)

@@ -13,6 +13,10 @@ Precedence, lowest first (a later source overrides an earlier one per machine / 
 server = "http://127.0.0.1:8001"
 emailservice = "http://10.0.0.7:8000"
 
+[machines.payments]   # a machine's table: its URL, and settings read by `sl2s deploy`
+url = "http://10.0.0.8:8000"
+replicas = 2          # pods/containers of it; more than 1 needs the PostgreSQL store
+
 [hop]
 timeout = 10        # seconds one attempt of a hop may take (connect, send, answer)
 attempts = 4        # at most this many tries per hop (1 = no retry); default: until the deadline
@@ -148,6 +152,21 @@ def _apply_file(
             Diagnostic(label, 0, "[machines] must be a table of name = URL")
         )
     for name, url in machines.items():
+        if isinstance(url, dict):  # [machines.<name>]: its URL and its deploy settings
+            # (replicas is read by sl2s.serve.machines for `sl2s deploy`)
+            unknown = sorted(set(url) - {"url", "replicas"})
+            if unknown:
+                raise HopConfigError(
+                    Diagnostic(
+                        label,
+                        0,
+                        f"[machines.{name}] has unknown setting(s): {', '.join(unknown)}"
+                        " (expected url, replicas)",
+                    )
+                )
+            if "url" not in url:
+                continue
+            url = url["url"]
         urls[name] = check_url(url, f"{label}: [machines] {name}")
         sources[name] = label
     hop = data.get("hop", {})

@@ -3,6 +3,11 @@
 `sl2s deploy DIR --target kubernetes|compose` renders these; docs/deploy.md explains them. Only
 machines that other machines hop to (that have segments) are served; a machine that only ever
 starts flows (a CLI, a front end) runs wherever its caller runs and reads the same address map.
+
+A machine may run as several replicas (`[machines.<name>] replicas = N`, checked by
+sl2s.serve.machines: more than one only with the PostgreSQL flow store). With that store the
+machines get its URL as `SL2S_STORE` from a Kubernetes Secret or the shell's environment, never
+written here: it usually holds a password.
 """
 
 from __future__ import annotations
@@ -10,13 +15,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sl2s.runtime.http_config import env_name
 from sl2s.runtime.http_protocol import HEALTH_PATH
 
 SECRET_NAME = "sl2s-hop-key"
 SECRET_KEY = "hop-key"
+STORE_SECRET_NAME = "sl2s-store"  # the PostgreSQL store's URL, key STORE_SECRET_KEY
+STORE_SECRET_KEY = "url"
 
 
 @dataclass(frozen=True)
@@ -28,6 +35,13 @@ class DeploySpec:
     )
     port: int = 8000
     app_dir: str = "/app"
+    replicas: Mapping[str, int] = field(
+        default_factory=dict
+    )  # machine -> count (default 1)
+    shared_store: bool = False  # the PostgreSQL store: pass SL2S_STORE from a secret
+
+    def replicas_of(self, machine: str) -> int:
+        return self.replicas.get(machine, 1)
 
 
 def dns_name(*parts: str) -> str:
@@ -63,6 +77,17 @@ def _command(spec: DeploySpec, machine: str) -> list[str]:
     ]
 
 
+def _secret_env(spec: DeploySpec) -> list[dict]:
+    """The container's variables from Secrets: the hop key, and the store's URL if shared."""
+    pairs = [("SL2S_HOP_KEY", SECRET_NAME, SECRET_KEY)]
+    if spec.shared_store:
+        pairs.append(("SL2S_STORE", STORE_SECRET_NAME, STORE_SECRET_KEY))
+    return [
+        {"name": env, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+        for env, secret, key in pairs
+    ]
+
+
 def kubernetes_objects(spec: DeploySpec) -> list[dict]:
     """ConfigMap (address map), then a Deployment and a Service per served machine."""
     config_name = dns_name(spec.system, "addresses")
@@ -94,8 +119,14 @@ def kubernetes_objects(spec: DeploySpec) -> list[dict]:
                 "kind": "Deployment",
                 "metadata": {"name": name, "labels": labels},
                 "spec": {
-                    "replicas": 1,
+                    "replicas": spec.replicas_of(machine),
                     "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+                    # a rollout starts a new pod before it stops an old one, and stops none
+                    # before its replacement is ready (docs/deploy.md, "Rolling updates")
+                    "strategy": {
+                        "type": "RollingUpdate",
+                        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+                    },
                     "template": {
                         "metadata": {"labels": labels},
                         "spec": {
@@ -114,17 +145,7 @@ def kubernetes_objects(spec: DeploySpec) -> list[dict]:
                                     "envFrom": [
                                         {"configMapRef": {"name": config_name}}
                                     ],
-                                    "env": [
-                                        {
-                                            "name": "SL2S_HOP_KEY",
-                                            "valueFrom": {
-                                                "secretKeyRef": {
-                                                    "name": SECRET_NAME,
-                                                    "key": SECRET_KEY,
-                                                }
-                                            },
-                                        }
-                                    ],
+                                    "env": _secret_env(spec),
                                     "readinessProbe": {
                                         **probe,
                                         "initialDelaySeconds": 1,
@@ -163,21 +184,34 @@ def kubernetes_objects(spec: DeploySpec) -> list[dict]:
 
 
 def compose_document(spec: DeploySpec, host_base_port: int = 18000) -> dict:
-    """A Compose file: one service per served machine, published on 127.0.0.1 only."""
+    """A Compose file: one service per served machine, published on 127.0.0.1 only. A machine
+    with N replicas publishes a range of N host ports (one per container); the machines take
+    consecutive ports in their order."""
     services: dict[str, dict] = {}
     health = (
         "import urllib.request; urllib.request.urlopen("
         f"'http://127.0.0.1:{spec.port}{HEALTH_PATH}', timeout=2)"
     )
-    for index, machine in enumerate(spec.served):
-        services[service_name(spec, machine)] = {
+    environment: dict[str, str] = {
+        **address_map(spec),
+        "SL2S_HOP_KEY": "${SL2S_HOP_KEY:?set SL2S_HOP_KEY to a long random string}",
+    }
+    if spec.shared_store:
+        environment["SL2S_STORE"] = (
+            "${SL2S_STORE:?set SL2S_STORE to the postgresql:// URL of the flow store}"
+        )
+    host_port = host_base_port
+    for machine in spec.served:
+        count = spec.replicas_of(machine)
+        published = (
+            f"{host_port}" if count == 1 else f"{host_port}-{host_port + count - 1}"
+        )
+        host_port += count
+        service: dict[str, object] = {
             "image": spec.image,
             "command": _command(spec, machine),
-            "environment": {
-                **address_map(spec),
-                "SL2S_HOP_KEY": "${SL2S_HOP_KEY:?set SL2S_HOP_KEY to a long random string}",
-            },
-            "ports": [f"127.0.0.1:{host_base_port + index}:{spec.port}"],
+            "environment": dict(environment),
+            "ports": [f"127.0.0.1:{published}:{spec.port}"],
             "healthcheck": {
                 "test": ["CMD", "python", "-c", health],
                 "interval": "10s",
@@ -186,6 +220,9 @@ def compose_document(spec: DeploySpec, host_base_port: int = 18000) -> dict:
             },
             "restart": "unless-stopped",
         }
+        if count > 1:
+            service["deploy"] = {"replicas": count}
+        services[service_name(spec, machine)] = service
     return {"services": services}
 
 
@@ -267,6 +304,13 @@ def render(spec: DeploySpec, target: str) -> str:
             else "export SL2S_HOP_KEY before `docker compose up`."
         )
     )
+    if spec.shared_store:
+        header += "\nNor is the flow store's URL (PostgreSQL): " + (
+            f"create it once with\n  kubectl create secret generic {STORE_SECRET_NAME} "
+            f"--from-literal={STORE_SECRET_KEY}='postgresql://USER:PASSWORD@HOST:5432/DB'"
+            if target == "kubernetes"
+            else "export SL2S_STORE=postgresql://... as well."
+        )
     if target == "kubernetes":
         return to_yaml(kubernetes_objects(spec), header)
     if target == "compose":

@@ -138,10 +138,16 @@ class IdempotencyStore:
 class WorkerPool:
     """Threads that run hop handlers (steps block; a nested hop waits on the next machine).
 
-    Measured here: a round trip through this pool costs ~60 µs, through anyio's `to_thread`
-    (Starlette's `run_in_threadpool`) ~150 µs and through `loop.run_in_executor` ~200 µs — on a
-    ~0.6 ms loopback hop that is the difference between meeting the 1.5× floor target or not.
+    Measured here: a round trip through this pool costs ~35-50 µs, through anyio's `to_thread`
+    (Starlette's `run_in_threadpool`) ~150 µs and through `loop.run_in_executor` ~40-55 µs
+    (bench/bench_worker_pool.py) — on a ~0.6 ms loopback hop that margin counts.
     Threads start on demand up to `max_threads`; further work waits in the queue.
+
+    Whether to start a thread is decided by counting work, not idle threads: `_pending` is every
+    task submitted and not yet finished, and a thread starts whenever it exceeds `_threads`. (A
+    count of idle threads raced: a thread counted idle had often not yet taken the task queued
+    before, so a burst of blocking hops ran on a few threads, one after another.) Threads never
+    exit, so `_threads` only grows, and at most `max_threads` tasks ever run at once.
     """
 
     def __init__(self, max_threads: int = 64) -> None:
@@ -149,33 +155,32 @@ class WorkerPool:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._threads = 0
-        self._idle = 0
+        self._pending = 0  # submitted and not finished (queued or running)
 
     def submit(self, fn: Callable, *args: Any) -> asyncio.Future:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         with self._lock:
-            if self._idle == 0 and self._threads < self.max_threads:
+            self._pending += 1
+            start = self._pending > self._threads < self.max_threads
+            if start:
                 self._threads += 1
-                threading.Thread(
-                    target=self._work, name="sl2s-hop", daemon=True
-                ).start()
+        if start:
+            threading.Thread(target=self._work, name="sl2s-hop", daemon=True).start()
         self._queue.put((loop, future, fn, args))
         return future
 
     def _work(self) -> None:
         while True:
-            with self._lock:
-                self._idle += 1
             loop, future, fn, args = self._queue.get()
-            with self._lock:
-                self._idle -= 1
             try:
                 result, error = fn(*args), None
             except (
                 BaseException
             ) as caught:  # noqa: BLE001 - handed to the awaiting coroutine
                 result, error = None, caught
+            with self._lock:
+                self._pending -= 1
             try:
                 loop.call_soon_threadsafe(_settle, future, result, error)
             except RuntimeError:  # the loop is closed: the server is gone
