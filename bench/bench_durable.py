@@ -11,8 +11,8 @@ store (SL2S_STORE=none), measured in the same run, in alternating rounds. Prints
    record, its steps and its end in one transaction): the cost of the commit itself.
 3. HTTP hop (target <= 1.3x): the login sample's server segment (four steps) called with
    `HttpTransport.call` (signed, keep-alive), each hop with a new idempotency key, into two server
-   processes of the same tree on loopback: one with the SQLite store (hop begun and answered in the
-   store, steps committed with the answer) and one with SL2S_STORE=none (answers in memory);
+   processes of the same tree on loopback: one with the SQLite store (the hop claimed together
+   with a read of its flow's state, steps committed with the answer) and one with SL2S_STORE=none (answers in memory);
    with `--postgres`, a third on the PostgreSQL store of a throw-away cluster (target <= 1.6x).
 
 4. Login flow, 32 concurrent callers here (the client machine, over HTTP) against each of the two

@@ -490,3 +490,54 @@ def test_group_commit_writes_concurrent_batches_together_and_fails_only_a_bad_on
     # failed group was retried batch by batch, so its steps are counted twice)
     assert sum(transactions) >= 80 and len(transactions) < 80
     store.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_hop_retried_while_it_runs_gets_409_and_then_the_one_stored_answer(
+    tmp_path, backend, request
+):
+    """The claim is committed before the segment runs (on PostgreSQL without waiting for the WAL
+    flush); a retry meanwhile is told 409, and afterwards gets the one stored answer."""
+    import threading
+
+    import orjson
+    from harness import ThreadServer
+
+    from sl2s.runtime.http_server import create_app
+
+    if backend == "sqlite":
+        url = f"sqlite:///{str(tmp_path).lstrip('/')}/flows.sqlite3"
+    else:
+        url = request.getfixturevalue("pg_url")
+    entered, release = threading.Event(), threading.Event()
+
+    class Slow(Handler):
+        def __call__(self, hop):
+            entered.set()
+            assert release.wait(20)
+            return super().__call__(hop)
+
+    handler = Slow()
+    flows = open_store(url)
+    cid = "d" * 32
+    body = hop_body(cid)
+    first: list = []
+    with ThreadServer(
+        create_app(handler, machine="server", keys=(HOP_KEY,), flows=flows)
+    ) as server:
+        runner = threading.Thread(
+            target=lambda: first.append(post(server.url, body, f"{cid}.0.check"))
+        )
+        runner.start()
+        assert entered.wait(20)
+        status, out, _, _ = post(server.url, body, f"{cid}.0.check")
+        assert (status, out["retry-after"]) == (409, "1")
+        release.set()
+        runner.join(20)
+        assert first[0][0] == 200
+        status, out, data, _ = post(server.url, body, f"{cid}.0.check")
+        assert status == 200 and out["sl2s-replayed"] == "true"
+        assert orjson.loads(data)["fields"]["seen"] == 1 and handler.runs == 1
+    stored = flows.hop_get(f"{cid}.0.check")
+    assert stored.state == "answered" and orjson.loads(stored.body)["fields"]["seen"] == 1
+    flows.close()

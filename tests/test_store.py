@@ -806,3 +806,31 @@ def test_a_batch_larger_than_one_statement(store):
     assert sorted(got) == [f"s{i:03}" for i in range(300)]
     assert got["s123"] == records[123]
     assert store.flow(CID).updated == NOW + 299
+
+
+def test_hop_claim_reads_the_flow_state_with_the_claim(store):
+    assert store.hop_claim(hop_rec("k1")) == (None, None)  # inserted; flow unknown here
+    store.flow_started(flow_rec())
+    store.set_state(CID, "cancelled", NOW + 1)
+    found, state = store.hop_claim(hop_rec("k1", owner="other"))
+    assert found == store.hop_get("k1") and found.owner == "host:1:0"
+    assert state == "cancelled"
+    assert store.hop_claim(hop_rec("k2")) == (None, "cancelled")
+
+
+def test_commit_of_a_hop_servers_answers(store):
+    # steps and several answers in one commit (a server's concurrent hops)
+    store.flow_started(flow_rec())
+    store.hop_begin(hop_rec("k1"))
+    store.hop_begin(hop_rec("k2"))
+    store.commit(steps=[step_rec("a"), (CID, "b", "server", '{"n":1}', True, None, NOW + 2)],
+                 answers=[("k1", 200, {"h": "1"}, b"one", NOW), ("k2", 201, {}, b"two", NOW)])  # fmt: skip
+    assert store.hop_get("k1").body == b"one" and store.hop_get("k2").status == 201
+    assert set(store.steps_of(CID)) == {"a", "b"} and store.flow(CID).position == "b"
+    # an unknown key among them undoes the whole commit
+    store.hop_begin(hop_rec("k3"))
+    with pytest.raises(StoreError, match="no such hop"):
+        store.commit(steps=[step_rec("c")],
+                     answers=[("k3", 200, {}, b"three", NOW), ("nope", 200, {}, b"", NOW)])  # fmt: skip
+    assert "c" not in store.steps_of(CID) and store.hop_get("k3").state == "running"
+

@@ -149,17 +149,16 @@ class Buffer:
 class _Batch:
     """One thread's commit, waiting in a GroupCommit."""
 
-    __slots__ = ("flows", "steps", "ended", "answered", "done", "error")
+    __slots__ = ("flows", "steps", "ended", "answered", "done", "error", "event")
 
     def __init__(self, flows: list, steps: list, ended: list, answered) -> None:
-        self.flows, self.steps, self.ended, self.answered = (
-            flows,
-            steps,
-            ended,
-            answered,
-        )
+        self.flows, self.steps, self.ended = flows, steps, ended
+        self.answered = answered
         self.done = False
         self.error: BaseException | None = None
+        self.event: threading.Event | None = (
+            None  # set when done, or when it is to write
+        )
 
 
 class GroupCommit:
@@ -183,46 +182,65 @@ class GroupCommit:
             if getattr(store, "dialect", "sqlite") == "sqlite"
             else nullcontext()
         )
-        self._cond = threading.Condition(threading.Lock())
-        self._queue: list[_Batch] = []
+        self._mutex = threading.Lock()
+        self._queue: list[_Batch] = []  # batches waiting for the write under way to end
         self._writing = False
 
     def commit(self, batch: _Batch) -> None:
-        cond = self._cond
-        with cond:
-            self._queue.append(batch)
-            while not batch.done:
-                if self._writing:
-                    cond.wait()
-                    continue
+        # Each waiting thread sleeps on its own event and is woken once: when its batch is on
+        # disk, or when it is to write the next group. (A shared condition woke every waiting
+        # thread after each write: with 32 threads committing, the wake-ups cost more CPU than
+        # the writes — bench_durable.py, the login flow.)
+        with self._mutex:
+            lead = not self._writing
+            if lead:
                 self._writing = True
-                taken, self._queue = self._queue, []
-                cond.release()
-                try:
-                    with self.writer:
-                        self._write(taken)
-                finally:
-                    cond.acquire()
+            else:
+                batch.event = threading.Event()
+                self._queue.append(batch)
+        if not lead:
+            batch.event.wait()
+            if batch.done:
+                if batch.error is not None:
+                    raise batch.error
+                return
+        # this thread writes: its batch and every one queued meanwhile
+        with self._mutex:
+            taken, self._queue = self._queue, []
+        if not any(each is batch for each in taken):
+            taken.insert(0, batch)
+        following = None
+        try:
+            with self.writer:
+                self._write(taken)
+        finally:
+            with self._mutex:
+                for each in taken:
+                    each.done = True
+                if self._queue:
+                    following = self._queue[0]  # writes the next group (it is not done)
+                else:
                     self._writing = False
-                    for each in taken:
-                        each.done = True
-                    cond.notify_all()
+            for each in taken:
+                if each is not batch:
+                    each.event.set()
+            if following is not None:
+                following.event.set()
         if batch.error is not None:
             raise batch.error
 
     def _write(self, batches: list[_Batch]) -> None:
-        answers = [b.answered for b in batches if b.answered is not None]
         try:
+            if len(batches) == 1:
+                self._write_one(batches[0])
+                return
+            # the answers of the server's concurrent hops too: one transaction for all
             self.store.commit(
                 flows=[f for b in batches for f in b.flows],
                 steps=[s for b in batches for s in b.steps],
                 ended=[e for b in batches for e in b.ended],
-                answered=answers[0] if answers else None,
+                answers=[b.answered for b in batches if b.answered is not None],
             )
-            for answered in answers[
-                1:
-            ]:  # one answer per transaction (the store's commit)
-                self.store.commit(answered=answered)
         except BaseException as error:
             if len(batches) == 1:
                 batches[0].error = error
@@ -452,13 +470,31 @@ def owner_gone(recorded: str, created: float, now: float) -> bool:
 # -- a flow run's state ----------------------------------------------------------------------------
 
 
+@contextmanager
+def flow_state_known(correlation_id: str, state: str | None) -> Iterator[None]:
+    """While active, `refuse_cancelled` takes the state of flow run `correlation_id` as `state`
+    (None: unknown to the store) instead of reading it: the hop server read it with the hop's
+    claim, in the same transaction (`store.hop_claim`)."""
+    previous = getattr(_local, "known_state", None)
+    _local.known_state = (correlation_id, state)
+    try:
+        yield
+    finally:
+        _local.known_state = previous
+
+
 def refuse_cancelled(store, correlation_id: str) -> None:
     """Raise WiringError when the flow run was cancelled (`sl2s flows cancel`): its further hops
     are refused. Unknown flows (recorded in another store) pass."""
     from sl2s.runtime.errors import WiringError
 
-    found = store.flow(correlation_id)
-    if found is not None and found.state == "cancelled":
+    known = getattr(_local, "known_state", None)
+    if known is not None and known[0] == correlation_id:
+        state = known[1]
+    else:
+        found = store.flow(correlation_id)
+        state = None if found is None else found.state
+    if state == "cancelled":
         raise WiringError(
             f"flow run {correlation_id} was cancelled (sl2s flows cancel); its hops are refused"
         )

@@ -1,7 +1,9 @@
 """The hop server's idempotency on the flow store (docs/hop-protocol.md, docs/durability.md).
 
-Every inbound hop is begun in the store under its idempotency key (insert-or-get) before its segment
-runs, and its answer is stored before it is sent, so:
+Every inbound hop is claimed in the store under its idempotency key (insert-or-get, committed)
+before its segment runs — in one transaction with the read of the flow's state (is it
+cancelled?), on PostgreSQL in one statement (`store.hop_claim`) — and its answer is stored before
+it is sent, so:
 
 - a retry of a hop that was answered gets the stored answer (`sl2s-replayed: true`), from this
   process or any other sharing the store — also after a restart;
@@ -13,8 +15,9 @@ runs, and its answer is stored before it is sent, so:
   (the signature that began a hop is kept in its record; a retry's signature is recorded in the
   store's nonces, so only retries pay for a second write).
 
-All of it runs in the hop's worker thread (the store blocks), nothing per hop stays in memory, and
-answered hops and nonces are expired by the store's index from a timer, not per request.
+All of it runs in the hop's worker thread (the store blocks), nothing per hop stays in memory once
+it is answered, and answered hops and nonces are expired by the store's index from a timer, not per
+request.
 """
 
 from __future__ import annotations
@@ -65,6 +68,15 @@ def _rejected(rejection: p.Rejection, extra: Mapping[str, str] | None = None) ->
     )
 
 
+def _in_progress() -> Answer:
+    return _rejected(
+        p.Rejection(
+            409, "in_progress", "a hop with this idempotency key is still running"
+        ),
+        {"retry-after": "1"},
+    )
+
+
 class DurableHops:
     """Answers hops of one server from a flow store (replaces the in-memory IdempotencyStore)."""
 
@@ -95,25 +107,26 @@ class DurableHops:
         self._start_expiry()
         store, now, key = self.store, self.clock(), request.idempotency_key
         me = durable.owner()
-        # this process's writers one at a time (see durable.GroupCommit.writer)
+        claim = HopRecord(
+            key=key,
+            digest=digest,
+            correlation_id=request.correlation_id,
+            flow=request.flow,
+            target=request.target,
+            at=request.at,
+            state="running",
+            status=0,
+            headers={H_NONCE: nonce} if nonce else {},
+            body=None,
+            created=now,
+            owner=me,
+        )
+        # this process's writers one at a time (see durable.GroupCommit.writer). The claim is
+        # committed before the segment runs, visible to every process: a caller whose deadline
+        # passed asks the store whether this segment is pending or never started.
         writer = durable.group_for(store).writer
         with writer:
-            found = store.hop_begin(
-                HopRecord(
-                    key=key,
-                    digest=digest,
-                    correlation_id=request.correlation_id,
-                    flow=request.flow,
-                    target=request.target,
-                    at=request.at,
-                    state="running",
-                    status=0,
-                    headers={H_NONCE: nonce} if nonce else {},
-                    body=None,
-                    created=now,
-                    owner=me,
-                )
-            )
+            found, flow_state = store.hop_claim(claim)
         taken_over, first = False, nonce
         if found is not None:
             # the signature that began the hop is kept with it; later ones (retries) are
@@ -145,14 +158,7 @@ class DurableHops:
             if not durable.owner_gone(found.owner, found.created, now) or not (
                 self._take_over(writer, key, me, found.owner)
             ):
-                return _rejected(
-                    p.Rejection(
-                        409,
-                        "in_progress",
-                        "a hop with this idempotency key is still running",
-                    ),
-                    {"retry-after": "1"},
-                )
+                return _in_progress()
             taken_over = True
             log.warning(
                 "hop %s: its process (%s) is gone; running the segment again, replaying its "
@@ -161,7 +167,10 @@ class DurableHops:
                 found.owner,
             )
         try:
-            with durable.answering(store):
+            with (
+                durable.answering(store),
+                durable.flow_state_known(request.correlation_id, flow_state),
+            ):
                 if taken_over:
                     with durable.taken_over():
                         status, headers, body = call(request)

@@ -29,8 +29,10 @@ from sl2s.runtime.store import (
 from sl2s.runtime.store.schema import (
     FLOW_COLUMNS,
     SCHEMA_VERSION,
+    SQLITE_ROWS_MAX,
     STEP_ROWS_MAX,
     ddl,
+    sqlite_many,
     statements,
     step_insert_rows,
 )
@@ -210,15 +212,19 @@ class SqlStore:
         steps: Sequence[StepRecord | tuple] = (),
         ended: Sequence[tuple[str, str, dict | None, float]] = (),
         answered: tuple[str, int, dict[str, str], bytes, float] | None = None,
+        answers: Sequence[tuple[str, int, dict[str, str], bytes, float]] = (),
     ) -> None:
         """The runtime's group commit, in ONE transaction: insert each flow (a no-op if it
         exists); record each step (a StepRecord, or the tuple `(correlation_id, step, machine,
         outcome_json, replayable, event_id, completed)` with the outcome already JSON text);
-        move each flow's position to its last step in `steps`; store a hop's answer
-        (`answered = (key, status, headers, body, now)`, as `hop_finish`); then end flows
+        move each flow's position to its last step in `steps`; store hops' answers
+        (`answered = (key, status, headers, body, now)`, as `hop_finish`, and each of `answers`:
+        a server's concurrent hops answered in one commit); then end flows
         (`(correlation_id, state, error, now)`, as `flow_ended`). Empty: nothing happens.
         """
-        if not (flows or steps or ended or answered):
+        if answered is not None:
+            answers = [answered, *answers]
+        if not (flows or steps or ended or answers):
             return
         flow_rows = [_flow_row(rec) for rec in flows]
         step_rows = [
@@ -235,16 +241,38 @@ class SqlStore:
         for cid, state, error, now in ended:
             _check_state(state)
             end_rows.append((state, None if error is None else _json(error), now, cid))
+        many = self._rows
         with self._write() as cur:
             if flow_rows:
-                _many(cur, self._sql["flow_insert"], flow_rows)
+                many(cur, "flow_insert", flow_rows)
             self._insert_steps(cur, step_rows)
             if last:
-                _many(cur, self._sql["flow_position"], list(last.values()))
-            if answered is not None:
-                self._answer(cur, *answered)
+                many(cur, "flow_position", list(last.values()))
+            if answers:
+                self._answer_all(cur, answers)
             if end_rows:
-                _many(cur, self._sql["flow_end"], end_rows)
+                # one end per flow (the last), as applying them in order would leave it
+                many(cur, "flow_end", list({row[3]: row for row in end_rows}.values()))
+
+    def _rows(self, cur, kind: str, rows: list[tuple]) -> int:
+        """Run statement `kind` for `rows`; returns the rows it changed (-1: not counted).
+        SQLite: multi-row statements (`schema.sqlite_many`); PostgreSQL: `executemany`.
+        """
+        if len(rows) == 1:
+            cur.execute(self._sql[kind], rows[0])
+            return cur.rowcount
+        if self.dialect != "sqlite":
+            cur.executemany(self._sql[kind], rows)  # one pipeline
+            return -1
+        total = 0
+        for start in range(0, len(rows), SQLITE_ROWS_MAX):
+            chunk = rows[start : start + SQLITE_ROWS_MAX]
+            cur.execute(
+                sqlite_many(kind, len(chunk[0]), len(chunk)),
+                [value for row in chunk for value in row],
+            )
+            total += cur.rowcount
+        return total
 
     def flow(self, correlation_id: str) -> FlowRecord | None:
         """By full correlation id, else by a unique prefix of at least 6 characters
@@ -381,10 +409,51 @@ class SqlStore:
             if steps or position:
                 self._checkpoint(cur, steps, position)
 
+    def _answer_all(self, cur, answers: Sequence[tuple]) -> None:
+        """Store several answers; StoreError (the transaction rolls back) if a key is unknown."""
+        if len(answers) == 1 or self.dialect != "sqlite":
+            for answer in answers:
+                self._answer(cur, *answer)
+            return
+        rows = {key: (status, _json(headers), body, key)
+                for key, status, headers, body, _now in answers}  # fmt: skip
+        if self._rows(cur, "hop_finish", list(rows.values())) != len(rows):
+            for key in rows:  # which one: say it as `_answer` would
+                cur.execute(self._sql["hop_get"], (key,))
+                if cur.fetchone() is None:
+                    raise StoreError(f"hop {key}: no such hop in {self.url} (expired?)")
+            raise StoreError(f"hops {', '.join(rows)}: not all found in {self.url}")
+
     def _answer(self, cur, key, status, headers, body, now) -> None:
         cur.execute(self._sql["hop_finish"], (status, _json(headers), body, key))
         if cur.rowcount != 1:
             raise StoreError(f"hop {key}: no such hop in {self.url} (expired?)")
+
+    def hop_claim(self, rec: HopRecord) -> tuple[HopRecord | None, str | None]:
+        """`hop_begin` and the flow's state in one go: `(None, state)` when `rec` was inserted
+        (the caller runs the hop), else `(the record already there, state)`; `state` is the
+        flow run's state (None for a flow this store does not know). The hop server needs both
+        before it runs a segment (a cancelled flow's hops are refused): one transaction — on
+        PostgreSQL one round trip — instead of a write and a read."""
+        row = self._hop_row(rec)
+        with self._write() as cur:
+            cur.execute(self._sql["hop_insert"], row)
+            if cur.rowcount == 1:
+                cur.execute(self._sql["flow_state_get"], (rec.correlation_id,))
+                found = cur.fetchone()
+                return None, None if found is None else found[0]
+            cur.execute(self._sql["hop_claim_get"], (rec.correlation_id, rec.key))
+            found = cur.fetchone()
+        if found is None or found[1] is None:  # cannot happen inside one transaction
+            raise StoreError(f"hop {rec.key}: neither inserted nor found in {self.url}")
+        return _hop(found[1:]), found[0]
+
+    def _hop_row(self, rec: HopRecord) -> tuple:
+        return (
+            rec.key, rec.digest, rec.correlation_id, rec.flow, rec.target, rec.at, "running",
+            0, _json(rec.headers), None, rec.created, rec.owner,
+            rec.created + self.hop_retention,
+        )  # fmt: skip
 
     def hop_get(self, key: str) -> HopRecord | None:
         with self._read() as cur:

@@ -18,6 +18,11 @@ nothing beyond the standard library (`pip install 'sl2s[postgres]'` adds it).
   with the idle ones, which likely broke too; the method raises `StoreError` and the next call
   connects afresh. Nothing is retried here: whether a lost commit happened is for the caller to
   find out (`hop_get`, `steps_of`).
+- The hop server's two calls per hop are one round trip each (autocommit, one statement):
+  `hop_claim` (the claim, committed without waiting for the WAL flush, and the flow's state) and
+  `commit` of a segment's steps with its answer(s) (data-modifying CTEs, `schema.pg_answer_commit`;
+  a synchronous commit, as every commit that precedes an acknowledgement). Other commits keep a
+  transaction of several statements.
 - Schema creation takes a transaction-scoped advisory lock, so processes starting at the same
   time do not race on `CREATE TABLE IF NOT EXISTS` (which is not atomic in PostgreSQL).
 """
@@ -29,7 +34,8 @@ import threading
 from contextlib import contextmanager
 
 from sl2s.runtime.store import FLOW_RETENTION, HOP_RETENTION, StoreError, redact
-from sl2s.runtime.store.base import SqlStore
+from sl2s.runtime.store.base import SqlStore, _hop, _json, _step_row
+from sl2s.runtime.store.schema import PG_HOP_CLAIM, pg_answer_commit
 
 POOL_SIZE = 8
 CONNECT_TIMEOUT = 10  # seconds
@@ -151,6 +157,82 @@ class PostgresStore(SqlStore):
 
     _write = _transaction
     _read = _transaction
+
+    def commit(self, flows=(), steps=(), ended=(), answered=None, answers=()):
+        """`SqlStore.commit`; a hop server's commit (steps and answers, no flow inserted or
+        ended) as one statement in one round trip (`schema.pg_answer_commit`) instead of a
+        transaction of five (BEGIN, steps, positions, answers, COMMIT)."""
+        if answered is not None:
+            answers = [answered, *answers]
+        if flows or ended or not answers:
+            return super().commit(
+                flows=flows, steps=steps, ended=ended, answers=answers
+            )
+        rows = [_step_row(x) if not isinstance(x, tuple) else x for x in steps]
+        last: dict[str, tuple] = {}
+        for row in rows:
+            last[row[0]] = (
+                row[1],
+                row[6],
+                row[0],
+            )  # position, progressed, correlation id
+        keys = {answer[0] for answer in answers}
+        params = [value for row in rows for value in row]
+        params.extend(value for move in last.values() for value in move)
+        for key, status, headers, body, _now in answers:
+            params.extend((status, _json(headers), body, key))
+        params.append(len(keys))
+        sql = pg_answer_commit(len(rows), len(last), len(answers))
+        conn = self._take()
+        try:
+            conn.autocommit = True
+            try:
+                conn.execute(sql, params)
+            finally:
+                if not (conn.broken or conn.closed):
+                    conn.autocommit = False
+        except self._pg.errors.DivisionByZero:
+            raise StoreError(
+                f"hop {', '.join(sorted(keys))}: no such hop in {self.url} (expired?)"
+            ) from None
+        except self._pg.OperationalError as error:
+            raise StoreError(f"store {self.url}: {_first_line(error)}") from None
+        finally:
+            self._give(conn, conn.broken or conn.closed)
+
+    def hop_claim(self, rec):
+        """`SqlStore.hop_claim` in one statement and one round trip (autocommit), committed
+        without waiting for the WAL flush (`synchronous_commit` off for this transaction only):
+        the claim is visible to every other session at once; only a crash of PostgreSQL itself
+        could lose it, and then it is as if it had never been made — the answer that follows is
+        committed synchronously and after it in the WAL, so no acknowledged answer depends on a
+        claim that was lost (docs/durability.md)."""
+        row = self._hop_row(rec)
+        conn = self._take()
+        try:
+            conn.autocommit = True
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(
+                        PG_HOP_CLAIM, (*row, rec.correlation_id, rec.key), prepare=True
+                    )
+                    found = cur.fetchone()
+            finally:
+                if not (conn.broken or conn.closed):
+                    conn.autocommit = False
+        except self._pg.OperationalError as error:
+            raise StoreError(f"store {self.url}: {_first_line(error)}") from None
+        finally:
+            self._give(conn, conn.broken or conn.closed)
+        inserted, state = found[0], found[1]
+        if inserted:
+            return None, state
+        if (
+            found[2] is None
+        ):  # the winner committed after this statement began: read it now
+            got = self.hop_get(rec.key)
+            return (got, state) if got is not None else self.hop_claim(rec)
+        return _hop(found[2:]), state
 
     def _lock_schema(self, cur) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))

@@ -120,6 +120,21 @@ FLOW_COLUMNS = (
 )
 STEP_COLUMNS = "correlation_id, step, machine, outcome, replayable, event_id, completed"
 HOP_COLUMNS = "key, digest, correlation_id, flow, target, at, state, status, headers, body, created, owner"
+HOP_COLUMNS_H = ", ".join("h." + c.strip() for c in HOP_COLUMNS.split(","))
+
+# PostgreSQL's hop claim in ONE statement and one round trip (autocommit): the insert-or-get, the
+# flow's state and, when the key existed, its record; committed without waiting for the WAL flush
+# (`synchronous_commit` off for this transaction only — why that is safe: docs/durability.md).
+# When the key was inserted by a transaction that committed after this statement's snapshot, the
+# record is not visible here (count 0, no row): the caller reads it again.
+PG_HOP_CLAIM = (
+    "WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true) AS v),"
+    f" ins AS (INSERT INTO sl2s_hops ({HOP_COLUMNS}, expires)"
+    " SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM cfg"
+    " ON CONFLICT (key) DO NOTHING RETURNING key)"
+    " SELECT (SELECT count(*) FROM ins), (SELECT state FROM sl2s_flows WHERE correlation_id = %s),"
+    f" {HOP_COLUMNS_H} FROM (SELECT 1) AS one LEFT JOIN sl2s_hops h ON h.key = %s"
+)
 
 SQL = {
     "version_insert": "INSERT INTO sl2s_meta (key, value) VALUES ('schema_version', ?)"
@@ -153,6 +168,10 @@ SQL = {
     "hop_takeover": "UPDATE sl2s_hops SET owner = ? WHERE key = ? AND state = 'running'"
     " AND owner = ?",
     "hops_of": f"SELECT {HOP_COLUMNS} FROM sl2s_hops WHERE correlation_id = ? ORDER BY created",
+    # hop_claim: the flow's state (is it cancelled?) and the hop's record, read in one statement
+    "flow_state_get": "SELECT state FROM sl2s_flows WHERE correlation_id = ?",
+    "hop_claim_get": "SELECT (SELECT state FROM sl2s_flows WHERE correlation_id = ?),"
+    f" {HOP_COLUMNS_H} FROM (SELECT 1) AS one LEFT JOIN sl2s_hops h ON h.key = ?",
     "nonce_insert": "INSERT INTO sl2s_nonces (nonce, expires) VALUES (?, ?)"
     " ON CONFLICT (nonce) DO NOTHING",
     # expiry: by the `expires` indexes, a bounded batch per transaction
@@ -180,6 +199,61 @@ def step_insert_rows(dialect: str, count: int) -> str:
         f"INSERT INTO sl2s_steps ({STEP_COLUMNS}) VALUES {', '.join([row] * count)}"
         " ON CONFLICT (correlation_id, step) DO NOTHING"
     )
+
+
+# SQLite: a group commit's rows in one statement per kind (multi-row VALUES), not one per row:
+# each statement hands the GIL back and forth, and under load a thread waits for the GIL between
+# statements while its transaction holds the database's one write lock (bench_durable, login).
+_SQLITE_MANY = {
+    "flow_insert": f"INSERT INTO sl2s_flows ({FLOW_COLUMNS}) VALUES {{rows}}"
+    " ON CONFLICT (correlation_id) DO NOTHING",
+    "flow_position": "UPDATE sl2s_flows SET position = v.column1, progressed = v.column2"
+    " FROM (VALUES {rows}) AS v WHERE sl2s_flows.correlation_id = v.column3",
+    "hop_finish": "UPDATE sl2s_hops SET state = 'answered', status = v.column1,"
+    " headers = v.column2, body = v.column3 FROM (VALUES {rows}) AS v"
+    " WHERE sl2s_hops.key = v.column4",
+    "flow_end": "UPDATE sl2s_flows SET state = v.column1, error = v.column2,"
+    " updated = v.column3 FROM (VALUES {rows}) AS v WHERE sl2s_flows.correlation_id = v.column4",
+}
+SQLITE_ROWS_MAX = 256
+
+
+@functools.lru_cache(maxsize=256)
+def sqlite_many(kind: str, width: int, count: int) -> str:
+    """SQLite: the statement `kind` of `_SQLITE_MANY` for `count` rows of `width` values."""
+    row = "(" + ", ".join(["?"] * width) + ")"
+    return _SQLITE_MANY[kind].format(rows=", ".join([row] * count))
+
+
+@functools.lru_cache(maxsize=256)
+def pg_answer_commit(steps: int, flows: int, answers: int) -> str:
+    """PostgreSQL: a hop server's commit — `steps` step rows, the positions of `flows` flows and
+    `answers` hop answers — as ONE statement (data-modifying CTEs), so that in autocommit it costs
+    one round trip and one WAL flush. An unknown hop key makes it fail (division by zero, which
+    the store reports as "no such hop"), undoing the whole statement, as a transaction would.
+    Parameters: the step rows, then (position, progressed, correlation id) per flow, then
+    (status, headers, body, key) per answer, then `answers` once more."""
+    parts = []
+    if steps:
+        row = "(" + ", ".join(["%s"] * 7) + ")"
+        parts.append(
+            f"s AS (INSERT INTO sl2s_steps ({STEP_COLUMNS}) VALUES {', '.join([row] * steps)}"
+            " ON CONFLICT (correlation_id, step) DO NOTHING)"
+        )
+    if flows:
+        rows = ", ".join(["(%s, %s::double precision, %s)"] * flows)
+        parts.append(
+            "p AS (UPDATE sl2s_flows f SET position = v.position, progressed = v.progressed"
+            f" FROM (VALUES {rows}) AS v (position, progressed, cid)"
+            " WHERE f.correlation_id = v.cid)"
+        )
+    rows = ", ".join(["(%s::integer, %s, %s::bytea, %s)"] * answers)
+    parts.append(
+        "a AS (UPDATE sl2s_hops h SET state = 'answered', status = v.status,"
+        f" headers = v.headers, body = v.body FROM (VALUES {rows}) AS v (status, headers, body,"
+        " key) WHERE h.key = v.key RETURNING 1)"
+    )
+    return "WITH " + ", ".join(parts) + " SELECT 1 / ((SELECT count(*) FROM a) / %s)"
 
 
 def statements(dialect: str) -> dict[str, str]:

@@ -12,14 +12,23 @@ Settings, and why:
   file. That is the trade the embedded default makes: a commit costs microseconds instead of an
   fsync. Use the PostgreSQL store (or `SL2S_STORE` on a disk you trust) where losing the last
   moments of work at a power cut matters.
-- `busy_timeout`: a writer waits for another process's write transaction (they are short) instead
-  of failing at once with "database is locked".
 - Every write starts with `BEGIN IMMEDIATE`, taking the write lock up front: two processes never
   both read-then-write (which SQLite could only resolve by failing one of them), and an
   insert-or-get (`hop_begin`) is atomic across processes.
-- One connection per thread (`threading.local`): a sqlite3 connection is not for concurrent use,
-  and a connection per thread needs no lock on the hot path. Connections of threads that ended are
-  closed when the next one is opened, so their number follows the live threads.
+- A writer waits for another process's write transaction (they are short) instead of failing at
+  once with "database is locked" — in a loop of its own around `BEGIN IMMEDIATE`, sleeping 50 µs
+  doubling to 2 ms, up to `busy_timeout` (10 s). SQLite's own busy handler sleeps 1, 2, 5, 10,
+  15 ms … between tries: with the machines of one `sl2s up` writing the same file, a writer
+  waited ~7 ms for transactions that last ~0.1 ms (bench/bench_durable.py, the login flow).
+  Reads keep SQLite's busy handler (a read waits only while a crashed process's WAL is recovered).
+- `wal_autocheckpoint=0`: no commit copies the WAL into the database file (and fsyncs it) on the
+  way; a thread of the store does it every `CHECKPOINT_EVERY` seconds when something was written
+  (a PASSIVE checkpoint: it never blocks readers or writers). The WAL file therefore holds at most
+  about that long's worth of writes; the last connection to close checkpoints and removes it.
+- Two connections per thread (`threading.local`), one for writes and one for reads: a sqlite3
+  connection is not for concurrent use, and a connection per thread needs no lock on the hot path.
+  Connections of threads that ended are closed when the next one is opened, so their number
+  follows the live threads.
 """
 
 from __future__ import annotations
@@ -34,6 +43,10 @@ from sl2s.runtime.store import FLOW_RETENTION, HOP_RETENTION, StoreError
 from sl2s.runtime.store.base import SqlStore
 
 BUSY_TIMEOUT = 10.0  # seconds a writer waits for another process's transaction
+CHECKPOINT_EVERY = (
+    0.5  # seconds between two WAL checkpoints (when something was written)
+)
+_RETRY_FIRST, _RETRY_MAX = 50e-6, 2e-3  # a waiting writer's first and longest sleep
 
 
 class SQLiteStore(SqlStore):
@@ -53,7 +66,12 @@ class SQLiteStore(SqlStore):
         self.busy_timeout = busy_timeout
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._conns: dict[int, tuple[threading.Thread, sqlite3.Connection]] = {}
+        self._conns: dict[
+            tuple[int, str], tuple[threading.Thread, sqlite3.Connection]
+        ] = {}
+        self._writes = 0  # transactions committed (the checkpointer's cue)
+        self._checkpointer: threading.Thread | None = None
+        self._checkpointer_pid = 0
         self._forked: list[sqlite3.Connection] = []
         self._pid = os.getpid()
         self._closed = False
@@ -72,12 +90,20 @@ class SQLiteStore(SqlStore):
     # -- connections --------------------------------------------------------------------------
 
     def _conn(self) -> sqlite3.Connection:
+        """This thread's connection for reads (SQLite's busy handler, `busy_timeout`)."""
         conn = getattr(self._local, "conn", None)
         if conn is not None and not self._closed and self._pid == os.getpid():
             return conn
-        return self._connect()
+        return self._connect("conn", self.busy_timeout)
 
-    def _connect(self) -> sqlite3.Connection:
+    def _wconn(self) -> sqlite3.Connection:
+        """This thread's connection for writes (no busy handler: `_begin` waits)."""
+        conn = getattr(self._local, "wconn", None)
+        if conn is not None and not self._closed and self._pid == os.getpid():
+            return conn
+        return self._connect("wconn", 0)
+
+    def _connect(self, slot: str, timeout: float) -> sqlite3.Connection:
         if self._closed:
             raise StoreError(f"store {self.url} is closed")
         with self._lock:
@@ -87,25 +113,33 @@ class SQLiteStore(SqlStore):
                 self._forked.extend(conn for _, conn in self._conns.values())
                 self._conns.clear()
                 self._pid = os.getpid()
-            for ident, (thread, old) in list(self._conns.items()):
+            for key, (thread, old) in list(self._conns.items()):
                 if not thread.is_alive():
                     old.close()
-                    del self._conns[ident]
+                    del self._conns[key]
         try:
-            conn = sqlite3.connect(
-                self.path,
-                timeout=self.busy_timeout,
-                isolation_level=None,  # no implicit transactions: this module says BEGIN/COMMIT
-                check_same_thread=False,  # only so that close() may close it from any thread
-            )
-            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-            self._set_wal(conn)
-            conn.execute("PRAGMA synchronous = NORMAL")
+            conn = self._open(timeout)
         except sqlite3.Error as error:
             raise StoreError(f"store {self.url}: cannot open it: {error}") from None
-        self._local.conn = conn
+        setattr(self._local, slot, conn)
         with self._lock:
-            self._conns[threading.get_ident()] = (threading.current_thread(), conn)
+            self._conns[(threading.get_ident(), slot)] = (
+                threading.current_thread(),
+                conn,
+            )
+        return conn
+
+    def _open(self, timeout: float) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path,
+            timeout=timeout,
+            isolation_level=None,  # no implicit transactions: this module says BEGIN/COMMIT
+            check_same_thread=False,  # only so that close() may close it from any thread
+        )
+        conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+        self._set_wal(conn)
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpointer thread does it
         return conn
 
     def _set_wal(self, conn: sqlite3.Connection) -> None:
@@ -128,13 +162,31 @@ class SQLiteStore(SqlStore):
                 )
             return
 
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        """`BEGIN IMMEDIATE`, waiting for another process's write in short sleeps."""
+        delay, deadline = _RETRY_FIRST, None
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as error:
+                text = str(error)
+                if "locked" not in text and "busy" not in text:
+                    raise StoreError(f"store {self.url}: {error}") from None
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + self.busy_timeout
+                elif now > deadline:
+                    raise StoreError(f"store {self.url}: {error}") from None
+            time.sleep(delay)
+            delay = min(delay * 2, _RETRY_MAX)
+
     @contextmanager
     def _write(self):
-        conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as error:
-            raise StoreError(f"store {self.url}: {error}") from None
+        conn = self._wconn()
+        if self._checkpointer_pid != self._pid:
+            self._start_checkpointer()
+        self._begin(conn)
         try:
             yield conn.cursor()
         except BaseException:
@@ -147,6 +199,40 @@ class SQLiteStore(SqlStore):
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise StoreError(f"store {self.url}: {error}") from None
+        self._writes += 1
+
+    def _start_checkpointer(self) -> None:
+        with self._lock:
+            if self._checkpointer_pid == os.getpid() or self._closed:
+                return
+            self._checkpointer_pid = os.getpid()
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_forever,
+                name="sl2s-store-checkpoint",
+                daemon=True,
+            )
+            self._checkpointer.start()
+
+    def _checkpoint_forever(self) -> None:
+        """Copy the WAL into the database file every CHECKPOINT_EVERY seconds, when something
+        was written (PASSIVE: pages that a reader still needs wait for the next round).
+        """
+        conn, seen = None, 0
+        try:
+            while not self._closed:
+                time.sleep(CHECKPOINT_EVERY)
+                if self._writes == seen or self._closed:
+                    continue
+                seen = self._writes
+                try:
+                    if conn is None:
+                        conn = self._open(self.busy_timeout)
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error:  # housekeeping: the next round tries again
+                    pass
+        finally:
+            if conn is not None:
+                conn.close()
 
     @contextmanager
     def _read(self):
