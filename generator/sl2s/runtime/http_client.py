@@ -13,16 +13,26 @@ hop makes at most `attempts` tries. Backoff is exponential with full jitter, nev
 deadline. When the attempts or the time run out, `HopUnreachable` names the target, its URL, the
 attempts, the last failure and the idempotency key, and keeps what the caller needs to say what
 became of the hop (`delivered`, the last refusal's status and body).
+
+Replicas (docs/deploy.md, "Replicas"): `base_url` may be a tuple of a machine's replicas' URLs. A
+hop starts on the next replica in turn (round robin per client) and each retry of it — same
+idempotency key — goes to the following one, at once while the round has replicas left, with the
+backoff only between rounds. That is safe because replicas share the flow store: one that finds the
+key running under a live process answers 409 in_progress, one whose owner died takes it over.
+A replica that failed (no connection, timed out, 502/503/504) rests for `REST_SECONDS`: hops do not
+start on it while another one is not resting, so a dead or hung replica costs one failed attempt,
+not one per second hop. A single URL skips all of this.
 """
 
 from __future__ import annotations
 
 import http.client
+import itertools
 import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -35,6 +45,9 @@ from sl2s.runtime.http_protocol import CLIENT_IDLE_SECONDS
 RETRY_STATUSES = frozenset({409, 429, 502, 503, 504})
 BACKOFF_BASE = 0.05
 BACKOFF_CAP = 2.0
+# seconds a replica that failed is not chosen to start a hop on (retries may still reach it)
+REST_SECONDS = 5.0
+REST_STATUSES = frozenset({502, 503, 504})
 
 
 class HopUnreachable(Exception):
@@ -52,9 +65,11 @@ class HopUnreachable(Exception):
         delivered: bool = False,
         last_status: int = 0,
         last_body: bytes = b"",
+        replicas: Sequence[str] = (),
     ) -> None:
         self.target = target
-        self.url = url
+        self.url = url  # the last replica tried, when there are several
+        self.replicas = tuple(replicas)
         self.attempts = attempts
         self.last = last
         self.idempotency_key = idempotency_key
@@ -68,8 +83,9 @@ class HopUnreachable(Exception):
             if deadline_passed
             else f"after {attempts} attempt(s)"
         )
+        at = f"replicas {', '.join(replicas)}" if len(replicas) > 1 else url
         super().__init__(
-            f"machine '{target}' at {url} did not answer {within}: {last}"
+            f"machine '{target}' at {at} did not answer {within}: {last}"
             f" (idempotency key {idempotency_key})"
         )
 
@@ -144,6 +160,10 @@ class HopClient:
         self._sleep = sleep
         self._jitter = jitter
         self._local = threading.local()
+        self._turn = itertools.count()  # round robin over replicas (next() is atomic)
+        # replica URL -> monotonic time until which hops do not start on it (shared by threads:
+        # single dict operations, atomic under the GIL; a lost update costs one extra attempt)
+        self._resting: dict[str, float] = {}
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -221,11 +241,23 @@ class HopClient:
 
     # -- hops ----------------------------------------------------------------------------------
 
+    def _first(self, replicas: Sequence[str]) -> int:
+        """The replica a hop starts on: the next in turn, passing over resting ones (all resting:
+        the next in turn anyway)."""
+        count = len(replicas)
+        turn = next(self._turn) % count
+        if self._resting:
+            now = time.monotonic()
+            for step in range(count):
+                if self._resting.get(replicas[(turn + step) % count], 0.0) <= now:
+                    return (turn + step) % count
+        return turn
+
     def post(
         self,
         *,
         target: str,
-        base_url: str,
+        base_url: str | Sequence[str],
         path: str,
         body: bytes,
         idempotency_key: str,
@@ -234,19 +266,24 @@ class HopClient:
     ) -> Response:
         """POST `body` to `base_url + path`, retrying; `headers_for(now)` signs each attempt anew.
 
+        `base_url`: one URL, or a sequence of replicas' URLs (each attempt on the next one).
         `deadline` (epoch seconds): retry until then, each attempt cut to the time left (and
         `attempts`, when set, caps the tries); None: at most `attempts` tries (4 when unset).
         Returns the first response that is not retryable. Raises HopUnreachable when the attempts
         or the time run out.
         """
-        parts = urlsplit(base_url)
-        scheme = parts.scheme or "http"
-        origin = (
-            scheme,
-            parts.hostname or "127.0.0.1",
-            parts.port or (443 if scheme == "https" else 80),
-        )
-        full_path = (parts.path.rstrip("/") + path) if parts.path else path
+        if isinstance(base_url, str):
+            replicas: Sequence[str] = ()
+            origin, full_path = _where(base_url, path)
+        else:
+            replicas = base_url
+            if len(replicas) == 1:
+                base_url, replicas = replicas[0], ()
+                origin, full_path = _where(base_url, path)
+            else:
+                turn = self._first(replicas)
+                base_url = replicas[turn]
+                origin, full_path = _where(base_url, path)
         cap = self.attempts if deadline is not None else (self.attempts or 4)
         out_of_time = False
         last_stamp = 0.0
@@ -279,9 +316,15 @@ class HopClient:
                 delivered = delivered or not isinstance(
                     error, (ConnectionRefusedError, socket.gaierror)
                 )
+                if replicas:
+                    self._resting[base_url] = time.monotonic() + REST_SECONDS
             else:
                 if status not in RETRY_STATUSES:
+                    if replicas and self._resting:
+                        self._resting.pop(base_url, None)
                     return Response(status, resp_headers, data, attempt)
+                if replicas and status in REST_STATUSES:
+                    self._resting[base_url] = time.monotonic() + REST_SECONDS
                 delivered = True
                 # the next attempt on a new connection: behind a load balancer (a Kubernetes
                 # Service during a rollout) it may reach another replica, of the right version
@@ -291,9 +334,17 @@ class HopClient:
                 retry_after = _retry_after(resp_headers.get("retry-after"))
             if cap is not None and attempt >= cap:
                 break
+            rounds = attempt
+            if replicas:
+                turn = (turn + 1) % len(replicas)
+                base_url = replicas[turn]
+                origin, full_path = _where(base_url, path)
+                if attempt % len(replicas):
+                    continue  # replicas left in this round: the next one at once
+                rounds = attempt // len(replicas)
             remaining = float("inf") if deadline is None else deadline - time.time()
             delay = deadlines.backoff(
-                attempt,
+                rounds,
                 remaining,
                 base=self.backoff_base,
                 cap=self.backoff_cap,
@@ -314,7 +365,20 @@ class HopClient:
             delivered=delivered,
             last_status=last_status,
             last_body=last_body,
+            replicas=replicas,
         )
+
+
+def _where(base_url: str, path: str) -> tuple[tuple[str, str, int], str]:
+    """The (scheme, host, port) origin of `base_url` and the request path under it."""
+    parts = urlsplit(base_url)
+    scheme = parts.scheme or "http"
+    origin = (
+        scheme,
+        parts.hostname or "127.0.0.1",
+        parts.port or (443 if scheme == "https" else 80),
+    )
+    return origin, (parts.path.rstrip("/") + path) if parts.path else path
 
 
 def _describe(error: BaseException) -> str:

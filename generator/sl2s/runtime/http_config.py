@@ -4,7 +4,8 @@ Precedence, lowest first (a later source overrides an earlier one per machine / 
 
 1. `<services>/sl2s.toml`          committed by the user
 2. `<services>/.sl2s/up.toml`      written by `sl2s up` while it runs, removed when it stops
-3. environment: `SL2S_URL_<MACHINE>` (machine name upper-cased), `SL2S_HOP_TIMEOUT`,
+3. environment: `SL2S_URL_<MACHINE>` (machine name upper-cased; several replicas' URLs separated
+   by commas), `SL2S_HOP_TIMEOUT`,
    `SL2S_HOP_ATTEMPTS`, `SL2S_MAX_BODY`, `SL2S_DEADLINE` (every flow's deadline: it overrides
    the `[flows.<name>]` settings too)
 
@@ -12,9 +13,11 @@ Precedence, lowest first (a later source overrides an earlier one per machine / 
 [machines]
 server = "http://127.0.0.1:8001"
 emailservice = "http://10.0.0.7:8000"
+search = ["http://127.0.0.1:8002", "http://127.0.0.1:8003"]   # replicas: a hop picks one, and
+                                                              # retries on the next (docs/deploy.md)
 
 [machines.payments]   # a machine's table: its URL, and settings read by `sl2s deploy`
-url = "http://10.0.0.8:8000"
+url = "http://10.0.0.8:8000"      # or a list of URLs, one per replica the caller can reach
 replicas = 2          # pods/containers of it; more than 1 needs the PostgreSQL store
 
 [hop]
@@ -73,7 +76,9 @@ class HopConfigError(Sl2sError):
 class HttpConfig:
     urls: Mapping[str, str] = field(
         default_factory=dict
-    )  # machine -> base URL, no trailing /
+    )  # machine -> base URL, no trailing / (its first replica's when it has several)
+    # machine -> every replica's base URL, for machines given more than one address
+    replicas: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     sources: Mapping[str, str] = field(
         default_factory=dict
     )  # machine -> where its URL came from
@@ -88,6 +93,11 @@ class HttpConfig:
     def url(self, machine: str) -> str | None:
         return self.urls.get(machine)
 
+    def addresses(self, machine: str) -> str | tuple[str, ...] | None:
+        """Where hops to `machine` go: its one URL, or the tuple of its replicas' URLs (what
+        `HopClient.post` takes as `base_url`); None when it has no address."""
+        return self.replicas.get(machine) or self.urls.get(machine)
+
     def deadline_for(self, flow: str) -> float:
         """Seconds a run of `flow` may wait on other machines, from its first hop."""
         return self.deadlines.get(flow, self.deadline)
@@ -96,6 +106,7 @@ class HttpConfig:
         url = self.urls.get(machine)
         if url is None:
             return f"machine '{machine}' has no address"
+        url = ", ".join(self.replicas.get(machine, ())) or url
         return f"machine '{machine}' at {url} (from {self.sources.get(machine, '?')})"
 
 
@@ -122,6 +133,45 @@ def check_url(url: object, where: str) -> str:
     return url.rstrip("/")
 
 
+def check_urls(value: object, where: str) -> tuple[str, ...]:
+    """A machine's addresses: one URL, or a non-empty list of distinct URLs (its replicas)."""
+    if not isinstance(value, list):
+        return (check_url(value, where),)
+    if not value:
+        raise HopConfigError(f"{where}: an empty list: give at least one URL")
+    urls = tuple(check_url(url, where) for url in value)
+    twice = sorted({url for url in urls if urls.count(url) > 1})
+    if twice:
+        raise HopConfigError(f"{where}: {twice[0]!r} is listed twice")
+    return urls
+
+
+def split_env_urls(value: str, where: str) -> tuple[str, ...]:
+    """`SL2S_URL_<MACHINE>`: one URL or several separated by commas (spaces around them allowed)."""
+    parts = [part.strip() for part in value.split(",")]
+    if "" in parts:
+        raise HopConfigError(
+            f"{where}: {value!r} has an empty URL (separate replicas' URLs with single commas)"
+        )
+    return check_urls(parts if len(parts) > 1 else parts[0], where)
+
+
+def _set_addresses(
+    machine: str,
+    found: tuple[str, ...],
+    source: str,
+    urls: dict,
+    replicas: dict,
+    sources: dict,
+) -> None:
+    urls[machine] = found[0]
+    if len(found) > 1:
+        replicas[machine] = found
+    else:
+        replicas.pop(machine, None)
+    sources[machine] = source
+
+
 def _read_toml(path: Path, label: str) -> dict:
     try:
         with path.open("rb") as handle:
@@ -139,6 +189,7 @@ def _apply_file(
     sources: dict,
     settings: dict,
     deadlines: dict | None = None,
+    replicas: dict | None = None,
 ) -> None:
     # [store] is read by sl2s.runtime.store (the flow store's URL)
     unknown = sorted(set(data) - {"machines", "hop", "flows", "store"})
@@ -167,8 +218,10 @@ def _apply_file(
             if "url" not in url:
                 continue
             url = url["url"]
-        urls[name] = check_url(url, f"{label}: [machines] {name}")
-        sources[name] = label
+        found = check_urls(url, f"{label}: [machines] {name}")
+        _set_addresses(
+            name, found, label, urls, {} if replicas is None else replicas, sources
+        )
     hop = data.get("hop", {})
     if not isinstance(hop, dict):
         raise HopConfigError(Diagnostic(label, 0, "[hop] must be a table"))
@@ -220,6 +273,7 @@ def load_config(
     """Read the address map and hop settings for a generated tree (or only the environment)."""
     environ = os.environ if environ is None else environ
     urls: dict[str, str] = {}
+    replicas: dict[str, tuple[str, ...]] = {}
     sources: dict[str, str] = {}
     settings: dict[str, tuple[object, str]] = {}
     deadlines: dict[str, float] = {}
@@ -235,6 +289,7 @@ def load_config(
                 sources,
                 settings,
                 deadlines,
+                replicas,
             )
         key_path = root / KEY_FILE
         if key_path.is_file():
@@ -245,8 +300,9 @@ def load_config(
     for name, value in environ.items():
         if name.startswith(ENV_URL_PREFIX) and value:
             machine = name[len(ENV_URL_PREFIX) :].lower()
-            urls[machine] = check_url(value, f"environment {name}")
-            sources[machine] = f"environment {name}"
+            where = f"environment {name}"
+            found = split_env_urls(value, where)
+            _set_addresses(machine, found, where, urls, replicas, sources)
     for setting, env in (
         ("timeout", "SL2S_HOP_TIMEOUT"),
         ("attempts", "SL2S_HOP_ATTEMPTS"),
@@ -273,6 +329,7 @@ def load_config(
             values[name] = _number(value, where, kind, minimum)
     return HttpConfig(
         urls=urls,
+        replicas=replicas,
         sources=sources,
         keys=keys,
         key_source=key_source,

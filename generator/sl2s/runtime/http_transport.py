@@ -3,7 +3,8 @@ docs/hop-protocol.md) to the machine's address from `sl2s.runtime.http_config`.
 
 Every hop carries the flow run's deadline and this machine's digest of the flow (the signed
 envelope's `deadline` and `version`; sl2s.runtime.deadlines, sl2s.runtime.flow_version), and is
-retried until the deadline. When it passes, the HopFailed says what became of the segment the hop
+retried until the deadline — on the machine's next replica when it has several (`[machines]` lists
+of URLs, sl2s.runtime.http_client). When it passes, the HopFailed says what became of the segment the hop
 asked for (`remote_state`: asked of the flow store when there is one) and how to resume the flow.
 
 Importing this module registers the transport; `select_transport("http")` imports it by name.
@@ -75,7 +76,7 @@ class HttpTransport:
     def call(self, request: HopRequest) -> HopResponse:
         config = self.config_for(request.system, request.source)
         where = _Where(request)  # the plan line, looked up only for an error message
-        url = config.url(request.target)
+        url = config.addresses(request.target)  # a URL, or a tuple of replicas' URLs
         if url is None:
             raise _failed(
                 request,
