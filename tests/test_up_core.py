@@ -62,17 +62,18 @@ def test_child_argv_serves_one_machine_on_the_inherited_socket():
 def test_banner_aligns_the_machines_and_names_the_key_file_only_when_made():
     urls = {"server": "http://127.0.0.1:1", "emailservice": "http://127.0.0.1:2"}
     up_file, key_file = Path("s/.sl2s/up.toml"), Path("s/.sl2s/hop.key")
-    lines = banner("s", ["server", "emailservice"], urls, up_file, key_file, True)
+    pids = {"server": 41, "emailservice": 42}
+    lines = banner("s", ["server", "emailservice"], urls, up_file, key_file, True, pids)
     assert lines == [
-        "server        http://127.0.0.1:1",
-        "emailservice  http://127.0.0.1:2",
+        "server        http://127.0.0.1:1  pid 41",
+        "emailservice  http://127.0.0.1:2  pid 42",
         f"addresses: {up_file}",
         f"hop key: generated for this session in {key_file}",
         "run a flow: sl2s run s FLOW --remote    stop: Ctrl-C",
     ]
     assert not any(
         line.startswith("hop key")
-        for line in banner("s", ["server"], urls, up_file, key_file, False)
+        for line in banner("s", ["server"], urls, up_file, key_file, False, pids)
     )
 
 

@@ -88,10 +88,12 @@ def banner(
     up_file: Path,
     key_file: Path,
     made_key: bool,
+    pids: Mapping[str, int],
 ) -> list[str]:
-    """The lines `up` prints once every machine answers."""
+    """The lines `up` prints once every machine answers: each machine's address and process id
+    (what to `kill` to see `up` restart it)."""
     width = max(len(n) for n in served)
-    lines = [f"{name:<{width}}  {urls[name]}" for name in served]
+    lines = [f"{name:<{width}}  {urls[name]}  pid {pids[name]}" for name in served]
     lines.append(f"addresses: {up_file}")
     if made_key:
         lines.append(f"hop key: generated for this session in {key_file}")
@@ -318,7 +320,8 @@ def run_up(
                 raise Sl2sError(
                     f"machine '{machine.name}' did not start (see its messages above)"
                 )
-        for line in banner(directory, served, urls, up_file, key_file, made_key):
+        pids = {machine.name: machine.proc.pid for machine in machines}
+        for line in banner(directory, served, urls, up_file, key_file, made_key, pids):
             say(line)
         sys.stdout.flush()
         _supervise(machines, root, env, warn, policy)

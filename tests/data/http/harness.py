@@ -174,7 +174,7 @@ def start_up(directory, env: dict) -> tuple[subprocess.Popen, dict[str, str]]:
         if line.startswith("run a flow:"):
             return proc, urls
         parts = line.split()
-        if len(parts) == 2 and parts[1].startswith("http://"):
+        if len(parts) >= 2 and parts[1].startswith("http://"):
             urls[parts[0]] = parts[1]
     proc.kill()
     raise RuntimeError("sl2s up did not report its machines")
