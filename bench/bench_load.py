@@ -28,6 +28,7 @@ import os
 import signal
 import statistics
 import subprocess
+import shutil
 import sys
 import tempfile
 import threading
@@ -371,6 +372,9 @@ def main() -> None:
         default=None,
         help="with --soak: SL2S_STORE (default: the default store)",
     )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the work dir (trees, logs, stores)"
+    )
     parser.add_argument("--child-callers", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_callers:
@@ -382,8 +386,13 @@ def main() -> None:
     if args.callers is None:
         args.callers = 64 if args.soak is not None else 32
     work = Path(tempfile.mkdtemp(prefix="sl2s-bench-load-"))
-    code = soak(args, work) if args.soak is not None else compare(args, work)
-    print(f"work dir: {work}")
+    try:
+        code = soak(args, work) if args.soak is not None else compare(args, work)
+    finally:
+        if args.keep:
+            print(f"work dir (kept): {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     sys.exit(code)
 
 
