@@ -31,6 +31,7 @@ import uuid
 from pathlib import Path
 
 import orjson
+from bench_http import wait_healthy  # bench/ is on sys.path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -53,20 +54,8 @@ def serve(tree: Path, env: dict) -> tuple[subprocess.Popen, str]:
         stderr=subprocess.DEVNULL,
     )
     sock.close()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection(
-                "127.0.0.1", int(url.rsplit(":", 1)[1]), timeout=2
-            )
-            conn.request("GET", "/sl2s/v1/health")
-            if conn.getresponse().status == 200:
-                conn.close()
-                return proc, url
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit(f"{tree.name}: server did not start")
+    wait_healthy(proc, url, f"{tree.name}: server")
+    return proc, url
 
 
 def main() -> None:

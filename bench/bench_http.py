@@ -78,6 +78,24 @@ def child_server(tree: str, fd: int) -> None:
     server.run(sockets=[socket.socket(fileno=fd)])
 
 
+def wait_healthy(proc: subprocess.Popen, url: str, what: str) -> None:
+    """Wait until the server at `url` answers its health check (30 s at most)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection(
+                "127.0.0.1", int(url.rsplit(":", 1)[1]), timeout=2
+            )
+            conn.request("GET", "/sl2s/v1/health")
+            if conn.getresponse().status == 200:
+                conn.close()
+                return
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit(f"{what} did not start")
+
+
 def start_server(tree: Path, env: dict) -> tuple[subprocess.Popen, str]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
@@ -90,20 +108,8 @@ def start_server(tree: Path, env: dict) -> tuple[subprocess.Popen, str]:
         pass_fds=(sock.fileno(),),
     )
     sock.close()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection(
-                "127.0.0.1", int(url.rsplit(":", 1)[1]), timeout=2
-            )
-            conn.request("GET", "/sl2s/v1/health")
-            if conn.getresponse().status == 200:
-                conn.close()
-                return proc, url
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("bench server did not start")
+    wait_healthy(proc, url, "bench server")
+    return proc, url
 
 
 # -- 1. hop latency ------------------------------------------------------------------------------

@@ -31,8 +31,10 @@ import time
 import orjson
 
 
-def write_system(root: str) -> None:
-    package = os.path.join(root, "benchsys")
+def write_system(root: str, package_name: str = "benchsys", entry: str = "") -> None:
+    """A one-machine system `package_name` of flow 'orders' (three steps) under `root`; `entry`
+    is extra wiring source (an entry function) appended after the machine."""
+    package = os.path.join(root, package_name)
     os.makedirs(os.path.join(package, "shop"))
     open(os.path.join(package, "__init__.py"), "w").close()
     with open(os.path.join(package, "shop", "__init__.py"), "w") as f:
@@ -61,7 +63,7 @@ def write_system(root: str) -> None:
                 from sl2s.runtime import Machine
 
                 machine = Machine(__name__, "shop")
-                """))
+                """) + textwrap.dedent(entry))
 
 
 def bench_runtime(steps: int, listeners: bool = False) -> float:

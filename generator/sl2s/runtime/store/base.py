@@ -9,6 +9,7 @@ is here, so that SQLite and PostgreSQL behave the same and are tested by the sam
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 
@@ -132,7 +133,7 @@ def _check_state(state: str) -> None:
         )
 
 
-class SqlStore:
+class SqlStore(ABC):
     """The shared implementation; see `sl2s.runtime.store.FlowStore` for the contract."""
 
     dialect: str
@@ -149,11 +150,13 @@ class SqlStore:
 
     # -- what a backend supplies --------------------------------------------------------------
 
-    def _write(self) -> AbstractContextManager:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _write(self) -> AbstractContextManager:
+        """A cursor inside a write transaction, committed when the block ends without error."""
 
-    def _read(self) -> AbstractContextManager:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _read(self) -> AbstractContextManager:
+        """A cursor for reads."""
 
     def _create_schema(self) -> None:
         """Create the tables if missing and check the version; callers serialise it."""
@@ -521,8 +524,9 @@ class SqlStore:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def close(self) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def close(self) -> None:
+        """Close every connection; the store cannot be used afterwards."""
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url}>"
