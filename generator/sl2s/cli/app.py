@@ -32,9 +32,10 @@ def _root(
     ),
 ) -> None:
     """sl2s: structured logging to system."""
-    from sl2s.cli.rebalance import recover_hook  # finish an interrupted rebalance first
+    from sl2s.rebalance import journal  # finish an interrupted rebalance first
 
-    recover_hook()
+    for done in journal.recover_from_argv(sys.argv[1:]):
+        typer.echo(done, err=True)
 
 
 def report(error: Sl2sError) -> None:

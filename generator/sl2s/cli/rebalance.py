@@ -11,15 +11,6 @@ from pathlib import Path
 import typer
 
 from sl2s.cli.app import app
-from sl2s.rebalance import journal
-
-
-def recover_hook() -> None:
-    """Run by the app callback before every command: finish an interrupted rebalance (journal)."""
-    import sys
-
-    for done in journal.recover_from_argv(sys.argv[1:]):
-        typer.echo(done, err=True)
 
 
 @app.command("rebalance")
