@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager
 
 import orjson
 
-from sl2s.runtime.store import (
+from sl2s.runtime.store.records import (
     ENDED_STATES,
     FLOW_RETENTION,
     FLOW_STATES,

@@ -39,7 +39,7 @@ import threading
 import time
 from contextlib import contextmanager
 
-from sl2s.runtime.store import FLOW_RETENTION, HOP_RETENTION, StoreError
+from sl2s.runtime.store.records import FLOW_RETENTION, HOP_RETENTION, StoreError
 from sl2s.runtime.store.base import SqlStore
 
 BUSY_TIMEOUT = 10.0  # seconds a writer waits for another process's transaction
