@@ -220,7 +220,7 @@ class Handler:
 
 
 def hop_body(cid: str) -> bytes:
-    from sl2s.runtime import http_protocol as p
+    from sl2s.runtime.transport.http import protocol as p
     from sl2s.runtime.transport import HopRequest
 
     return p.request_body(
@@ -236,7 +236,7 @@ def hop_body(cid: str) -> bytes:
 def post(url: str, body: bytes, key: str, headers: dict | None = None):
     from harness import raw_post
 
-    from sl2s.runtime import http_protocol as p
+    from sl2s.runtime.transport.http import protocol as p
 
     headers = headers or p.request_headers(
         keys=(HOP_KEY,), idempotency_key=key, path=HOP_PATH, body=body, now=time.time(),
@@ -252,8 +252,8 @@ def test_the_hop_server_keeps_answers_in_the_store_across_restarts_and_takes_ove
     import orjson
     from harness import ThreadServer
 
-    from sl2s.runtime import durable
-    from sl2s.runtime.http_server import create_app
+    from sl2s.runtime.core import durable
+    from sl2s.runtime.transport.http.server import create_app
     from sl2s.runtime.store import HopRecord
 
     url = f"sqlite:///{str(tmp_path).lstrip('/')}/flows.sqlite3"
@@ -313,14 +313,15 @@ def test_the_hop_server_keeps_answers_in_the_store_across_restarts_and_takes_ove
 
 
 def durable_digest(body: bytes) -> str:
-    from sl2s.runtime import http_protocol as p
+    from sl2s.runtime.transport.http import protocol as p
 
     return p.body_digest(body)
 
 
 def test_hop_keys_are_deterministic_valid_and_carry_the_attempt():
-    from sl2s.runtime import durable, step_key
-    from sl2s.runtime import http_protocol as p
+    from sl2s.runtime import step_key
+    from sl2s.runtime.core import durable
+    from sl2s.runtime.transport.http import protocol as p
 
     cid = "0123456789abcdef" * 2
     key = durable.hop_key(cid, 0, "received_request")
@@ -406,7 +407,8 @@ def test_a_checkpoint_never_holds_a_secret_and_steps_that_saw_one_run_again(
     monkeypatch.delenv("SL2S_TRANSPORT", raising=False)
     from dur_secret_sys.shop import _wiring, orders
 
-    from sl2s.runtime import StepFailed, durable
+    from sl2s.runtime import StepFailed
+    from sl2s.runtime.core import durable
 
     with pytest.raises(StepFailed, match="not yet"):
         _wiring.orders(username="ann", card=SECRET)
@@ -443,7 +445,7 @@ def test_group_commit_writes_concurrent_batches_together_and_fails_only_a_bad_on
 ):
     import threading
 
-    from sl2s.runtime import durable
+    from sl2s.runtime.core import durable
     from sl2s.runtime.store import FlowRecord, StoreError
 
     store = open_store(f"sqlite:///{str(tmp_path).lstrip('/')}/flows.sqlite3")
@@ -452,6 +454,7 @@ def test_group_commit_writes_concurrent_batches_together_and_fails_only_a_bad_on
 
     def counting_commit(**batch):
         transactions.append(len(batch.get("steps") or ()))
+        time.sleep(0.005)  # a write under way long enough for the others to queue behind it
         return commit(**batch)
 
     store.commit = counting_commit
@@ -503,7 +506,7 @@ def test_a_hop_retried_while_it_runs_gets_409_and_then_the_one_stored_answer(
     import orjson
     from harness import ThreadServer
 
-    from sl2s.runtime.http_server import create_app
+    from sl2s.runtime.transport.http.server import create_app
 
     if backend == "sqlite":
         url = f"sqlite:///{str(tmp_path).lstrip('/')}/flows.sqlite3"
