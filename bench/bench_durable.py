@@ -100,7 +100,7 @@ def start_server(tree: Path, env: dict) -> tuple[subprocess.Popen, str]:
     sock.set_inheritable(True)
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     code = (
-        "import sys; from sl2s.runtime.http_server import serve_main; "
+        "import sys; from sl2s.runtime.transport.http.server import serve_main; "
         "serve_main([sys.argv[1], 'server', '--fd', sys.argv[2]])"
     )
     proc = subprocess.Popen(
@@ -115,8 +115,8 @@ def start_server(tree: Path, env: dict) -> tuple[subprocess.Popen, str]:
 
 
 def hop_rounds(urls: dict[str, str], hops: int, rounds: int) -> dict[str, list[float]]:
-    from sl2s.runtime.http_config import HttpConfig
-    from sl2s.runtime.http_transport import HttpTransport
+    from sl2s.runtime.transport.http.config import HttpConfig
+    from sl2s.runtime.transport.http.sender import HttpTransport
     from sl2s.runtime.transport import HopRequest
 
     transports = {
@@ -174,8 +174,8 @@ def login_rounds(
     import importlib
     import threading
 
-    from sl2s.runtime.http_config import HttpConfig
-    from sl2s.runtime.http_transport import HttpTransport
+    from sl2s.runtime.transport.http.config import HttpConfig
+    from sl2s.runtime.transport.http.sender import HttpTransport
     from sl2s.runtime.transport import register_transport
 
     for name, url in urls.items():

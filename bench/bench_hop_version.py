@@ -121,8 +121,8 @@ def measure(work: Path, urls: dict[str, str], args) -> dict[str, float]:
     os.environ.update(
         SL2S_HOP_KEY=KEY, SL2S_LOG_DIR=str(work / "logs-client"), SL2S_STORE="none"
     )
-    from sl2s.runtime.http_config import HttpConfig
-    from sl2s.runtime.http_transport import HttpTransport
+    from sl2s.runtime.transport.http.config import HttpConfig
+    from sl2s.runtime.transport.http.sender import HttpTransport
     from sl2s.runtime.transport import HopRequest
 
     transports = {
@@ -194,8 +194,8 @@ def measure(work: Path, urls: dict[str, str], args) -> dict[str, float]:
 
 
 def client_side() -> dict[str, float]:
-    from sl2s.runtime import deadlines
-    from sl2s.runtime.http_transport import _body
+    from sl2s.runtime.transport.http import deadlines
+    from sl2s.runtime.transport.http.sender import _body
     from sl2s.runtime.transport import HopRequest
 
     request = HopRequest(

@@ -48,9 +48,9 @@ def child_server(tree: str, fd: int) -> None:
     from starlette.responses import Response
     from starlette.routing import Route
 
-    from sl2s.runtime.http_config import load_config
-    from sl2s.runtime.http_guard import uvicorn_config
-    from sl2s.runtime.http_server import create_app, load_machine, serving_defaults
+    from sl2s.runtime.transport.http.config import load_config
+    from sl2s.runtime.transport.http.guard import uvicorn_config
+    from sl2s.runtime.transport.http.server import create_app, load_machine, serving_defaults
     from sl2s.runtime.transport import HopResponse
 
     serving_defaults(tree)
@@ -116,9 +116,9 @@ def start_server(tree: Path, env: dict) -> tuple[subprocess.Popen, str]:
 
 
 def hop_latency(url: str, hops: int, rounds: int = 20) -> dict[str, float]:
-    from sl2s.runtime import http_protocol as p
-    from sl2s.runtime.http_config import HttpConfig
-    from sl2s.runtime.http_transport import HttpTransport
+    from sl2s.runtime.transport.http import protocol as p
+    from sl2s.runtime.transport.http.config import HttpConfig
+    from sl2s.runtime.transport.http.sender import HttpTransport
     from sl2s.runtime.transport import HopRequest
 
     config = HttpConfig(
@@ -323,7 +323,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(30)
-    from sl2s.runtime import events as rt_events
+    from sl2s.runtime.core import events as rt_events
 
     rt_events.flush_all()
     os.environ["SL2S_TRANSPORT"] = "local"

@@ -37,7 +37,7 @@ def listener_floor(n: int = 200_000) -> tuple[float, float]:
 
     from sl2s.observe.recorder import FlightRecorder
     from sl2s.observe.synthetic import demo_plan, flow_run
-    from sl2s.runtime import events as rt_events
+    from sl2s.runtime.core import events as rt_events
     from sl2s.runtime.hooks import LazyEvent, StepEvent
 
     plan = demo_plan()

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 
-from sl2s.runtime.http_client import HopClient
+from sl2s.runtime.transport.http.client import HopClient
 
 SERVER = r"""
 import socket, sys, uvicorn

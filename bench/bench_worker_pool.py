@@ -23,7 +23,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from sl2s.runtime.http_server import WorkerPool
+from sl2s.runtime.transport.http.server import WorkerPool
 
 
 def _noop() -> int:

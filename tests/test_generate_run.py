@@ -13,7 +13,7 @@ import pytest
 from sl2s.generate import generate
 from sl2s.generate.writer import apply, plan_changes
 from sl2s.plan import read_plan
-from sl2s.runtime import events
+from sl2s.runtime.core import events
 from eventlog import causal_chain, written
 
 ROOT = Path(__file__).resolve().parent.parent

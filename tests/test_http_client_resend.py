@@ -12,8 +12,8 @@ import socket
 import threading
 import time
 
-from sl2s.runtime import http_protocol as p
-from sl2s.runtime.http_client import HopClient
+from sl2s.runtime.transport.http import protocol as p
+from sl2s.runtime.transport.http.client import HopClient
 
 
 class DropsTheSecondRequest:

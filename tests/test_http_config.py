@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sl2s.runtime.http_config import HopConfigError, load_config, render_machines_toml
+from sl2s.runtime.transport.http.config import HopConfigError, load_config, render_machines_toml
 
 KEY = "k" * 32
 

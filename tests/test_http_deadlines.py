@@ -40,10 +40,10 @@ from relay_flows import (  # noqa: E402,F401 - `relay` is a fixture
 from sl2s.generate.flowdigest import flow_digest, flow_digests  # noqa: E402
 from sl2s.plan import parse_plan  # noqa: E402
 from sl2s.projection import project  # noqa: E402
-from sl2s.runtime import deadlines  # noqa: E402
-from sl2s.runtime import http_protocol as p  # noqa: E402
+from sl2s.runtime.transport.http import deadlines  # noqa: E402
+from sl2s.runtime.transport.http import protocol as p  # noqa: E402
 from sl2s.runtime.errors import HopFailed, failure_from_dict  # noqa: E402
-from sl2s.runtime.http_client import HopClient, HopUnreachable  # noqa: E402
+from sl2s.runtime.transport.http.client import HopClient, HopUnreachable  # noqa: E402
 from sl2s.runtime.transport import HopRequest  # noqa: E402
 
 SECRET = "tok-Zq8sW3-never-stored"
@@ -294,7 +294,7 @@ def test_a_step_moved_to_another_machine_changes_only_its_flows_digest():
 def test_the_server_refuses_another_version_with_409_naming_both_digests_before_running():
     from harness import ThreadServer, raw_post
 
-    from sl2s.runtime.http_server import create_app
+    from sl2s.runtime.transport.http.server import create_app
     from sl2s.runtime.transport import HopResponse
 
     ran: list[HopRequest] = []

@@ -9,7 +9,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from sl2s.runtime.http_deploy import (
+from sl2s.serve.deploy import (
     DeploySpec,
     compose_document,
     dns_name,
@@ -326,7 +326,7 @@ def test_deploy_with_replicas_needs_the_postgresql_store_and_never_writes_its_ur
 
 
 def test_machine_tables_carry_a_url_and_replicas_for_the_runtime_config(tmp_path):
-    from sl2s.runtime.http_config import HopConfigError, load_config
+    from sl2s.runtime.transport.http.config import HopConfigError, load_config
 
     root = tmp_path / "svc"
     root.mkdir()

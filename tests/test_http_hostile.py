@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from sl2s.runtime import http_protocol as p
+from sl2s.runtime.transport.http import protocol as p
 
 sys.path.insert(0, str(Path(__file__).parent / "data" / "http"))
 from harness import (  # noqa: E402
@@ -460,7 +460,7 @@ def test_the_preauth_budget_refuses_with_503_busy_then_recovers():
     """
     from harness import ThreadServer
 
-    from sl2s.runtime.http_server import create_app
+    from sl2s.runtime.transport.http.server import create_app
     from sl2s.runtime.transport import HopResponse
 
     def handler(request):

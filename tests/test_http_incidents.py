@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from sl2s.observe.incidents import fetch_remote, fetch_remote_errors, signed_get_headers
-from sl2s.runtime import http_protocol as p
+from sl2s.runtime.transport.http import protocol as p
 
 sys.path.insert(0, str(Path(__file__).parent / "data" / "http"))
 from harness import (  # noqa: E402
@@ -292,7 +292,7 @@ def test_without_a_key_reads_are_open_like_hops(tmp_path):
     """No hop key (only loopback, or --insecure): unsigned reads pass, as unsigned hops do."""
     from starlette.applications import Starlette
 
-    from sl2s.runtime.http_server import incidents_mount
+    from sl2s.runtime.transport.http.server import incidents_mount
 
     with ThreadServer(Starlette(routes=[incidents_mount(tmp_path, keys=())])) as server:
         status, _, data = request(server.url, BASE + "/")

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sl2s.runtime import http_protocol as p
+from sl2s.runtime.transport.http import protocol as p
 
 KEY = b"0123456789abcdef0123456789abcdef"
 OTHER = b"fedcba9876543210fedcba9876543210"
@@ -245,7 +245,7 @@ def test_hop_paths():
 
 
 def test_the_transport_body_is_the_documented_envelope():
-    from sl2s.runtime.http_transport import _body
+    from sl2s.runtime.transport.http.sender import _body
     from sl2s.runtime.transport import HopRequest
 
     hop = {

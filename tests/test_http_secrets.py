@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from sl2s.runtime.http_config import HttpConfig
-from sl2s.runtime.http_server import machine_app
-from sl2s.runtime.http_transport import HttpTransport
+from sl2s.runtime.transport.http.config import HttpConfig
+from sl2s.runtime.transport.http.server import machine_app
+from sl2s.runtime.transport.http.sender import HttpTransport
 from sl2s.runtime.transport import register_transport
 
 sys.path.insert(0, str(Path(__file__).parent / "data" / "http"))

@@ -18,9 +18,9 @@ from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sl2s.runtime import http_protocol as p
-from sl2s.runtime.http_client import HopClient, HopUnreachable
-from sl2s.runtime.http_server import IdempotencyStore, create_app
+from sl2s.runtime.transport.http import protocol as p
+from sl2s.runtime.transport.http.client import HopClient, HopUnreachable
+from sl2s.runtime.transport.http.server import IdempotencyStore, create_app
 from sl2s.runtime.transport import HopRequest, HopResponse
 
 sys.path.insert(0, str(Path(__file__).parent / "data" / "http"))

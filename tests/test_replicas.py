@@ -30,8 +30,8 @@ from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sl2s.runtime.http_client import HopClient, HopUnreachable
-from sl2s.runtime.http_config import HopConfigError, load_config
+from sl2s.runtime.transport.http.client import HopClient, HopUnreachable
+from sl2s.runtime.transport.http.config import HopConfigError, load_config
 
 # -- addresses: lists in sl2s.toml, commas in the environment ---------------------------------------
 

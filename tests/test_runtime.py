@@ -14,16 +14,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from sl2s.runtime import (
-    UNSET,
-    HopRequest,
-    StepFailed,
-    WiringError,
-    events,
-    hooks,
-    load_machine,
-    step,
-)
+from sl2s.runtime import UNSET, HopRequest, StepFailed, WiringError, hooks, load_machine, step
+from sl2s.runtime.core import events
 from sl2s.runtime.errors import failure_from_dict
 from eventlog import causal_chain, written
 

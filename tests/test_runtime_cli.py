@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sl2s.cli import app
-from sl2s.runtime import events
+from sl2s.runtime.core import events
 from sl2s.runtime.launch import parse_values
 
 TREE = Path(__file__).resolve().parent / "data" / "runtime_tree"

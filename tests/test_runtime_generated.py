@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sl2s.cli import app
-from sl2s.runtime import events
+from sl2s.runtime.core import events
 from sl2s.runtime.launch import load_entry
 from eventlog import causal_chain, written
 

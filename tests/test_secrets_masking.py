@@ -42,10 +42,11 @@ from typer.testing import CliRunner
 from sl2s.cli import app
 from sl2s.observe.otel import SpanListener
 from sl2s.observe.recorder import FlightRecorder
-from sl2s.runtime import events, hooks
-from sl2s.runtime.http_config import HttpConfig
-from sl2s.runtime.http_server import machine_app
-from sl2s.runtime.http_transport import HttpTransport
+from sl2s.runtime import hooks
+from sl2s.runtime.core import events
+from sl2s.runtime.transport.http.config import HttpConfig
+from sl2s.runtime.transport.http.server import machine_app
+from sl2s.runtime.transport.http.sender import HttpTransport
 from sl2s.runtime.redact import MASK, Masker, mask_context, secret_texts
 from sl2s.runtime.story_print import shown_context
 from sl2s.runtime.transport import register_transport

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from sl2s.diagnostics import Sl2sError
-from sl2s.runtime.http_config import KEY_FILE, HttpConfig, load_config
+from sl2s.runtime.transport.http.config import KEY_FILE, HttpConfig, load_config
 from sl2s.runtime.story_print import (
     StoryPrinter,
     shown_context,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from sl2s.runtime.http_server import WorkerPool
+from sl2s.runtime.transport.http.server import WorkerPool
 
 PARTIES = 20
 TIMEOUT = 20.0  # seconds: generous, only a pool that serialises the tasks reaches it

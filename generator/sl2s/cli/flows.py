@@ -103,7 +103,7 @@ def resume(
 
     try:
         if remote:
-            from sl2s.runtime.http_transport import use_http
+            from sl2s.runtime.transport.http.sender import use_http
 
             use_http(directory)
         resumed = flows.prepare_resume(directory, flow_id, secrets or [])
@@ -117,7 +117,7 @@ def resume(
         )
         raise typer.Exit(1) from None
     from sl2s.runtime import hooks
-    from sl2s.runtime.stdmask import masked_std_streams
+    from sl2s.runtime.core.stdmask import masked_std_streams
     from sl2s.runtime.story_print import StoryPrinter
 
     story = StoryPrinter(

@@ -165,8 +165,8 @@ def _keys(directory: Optional[str]) -> tuple:
     """The hop key(s) to sign reads with: `SL2S_HOP_KEY`, else `DIR/.sl2s/hop.key` of `--dir`."""
     import os
 
-    from sl2s.runtime.http_config import ENV_KEY, KEY_FILE
-    from sl2s.runtime.http_protocol import parse_keys
+    from sl2s.runtime.transport.http.config import ENV_KEY, KEY_FILE
+    from sl2s.runtime.transport.http.protocol import parse_keys
 
     text, source = os.environ.get(ENV_KEY), f"environment {ENV_KEY}"
     if not (text and text.strip()) and directory:

@@ -14,9 +14,9 @@ from sl2s.runtime.launch import (
     load_entry,
     parse_values,
 )
-from sl2s.runtime.stdmask import masked_std_streams
+from sl2s.runtime.core.stdmask import masked_std_streams
 from sl2s.runtime.story_print import StoryPrinter, shown_context, user_traceback
-from sl2s.runtime.system import log_dir
+from sl2s.runtime.core.system import log_dir
 
 
 @app.command("run")
@@ -48,9 +48,9 @@ def run(
     your own code is shown once.
     """
     try:
-        # --remote: see sl2s.runtime.http_transport.use_http (owned by the HTTP work)
+        # --remote: see sl2s.runtime.transport.http.sender.use_http (owned by the HTTP work)
         if remote:
-            from sl2s.runtime.http_transport import use_http
+            from sl2s.runtime.transport.http.sender import use_http
 
             use_http(directory)
         fields = parse_values(values or [])

@@ -1,7 +1,7 @@
 """`sl2s serve`, `sl2s up`, `sl2s deploy`: run or deploy a generated system's machines over HTTP.
 
 These commands parse arguments, call sl2s.serve (which machines are served, `up`'s processes,
-deploy manifests) or sl2s.runtime.http_server (one machine), print and set the exit status.
+deploy manifests) or sl2s.runtime.transport.http.server (one machine), print and set the exit status.
 docs/hop-protocol.md and docs/deploy.md describe what they do.
 """
 
@@ -46,7 +46,7 @@ def serve(
     address other than loopback unless both --insecure and --expose-unauthenticated are given.
     Other machines' addresses come from DIR/sl2s.toml and SL2S_URL_<MACHINE>.
     """
-    from sl2s.runtime.http_server import run_server
+    from sl2s.runtime.transport.http.server import run_server
 
     warn = lambda text: typer.echo(text, err=True)  # noqa: E731
     if not run_server(

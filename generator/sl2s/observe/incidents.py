@@ -248,7 +248,7 @@ INCIDENTS_PATH = "/sl2s/v1/incidents"  # where every served machine mounts `rout
 
 def routes(log_dir: str | os.PathLike):
     """Starlette routes to mount (auth is the mounting app's business; a served machine mounts
-    them at `/sl2s/v1/incidents` behind `sl2s.runtime.http_server.SignedReads`):
+    them at `/sl2s/v1/incidents` behind `sl2s.runtime.transport.http.server.SignedReads`):
 
     - `GET /?since=<incident id>` -> `{"incidents": [summary…], "cursor": <last id or since>}`
     - `GET /errors` -> `{"errors": [error group…]}` (by fingerprint, most frequent first)
@@ -323,7 +323,7 @@ def signed_get_headers(keys: tuple[bytes, ...], target: str, now: float) -> dict
     """
     import secrets
 
-    from sl2s.runtime import http_protocol as p
+    from sl2s.runtime.transport.http import protocol as p
 
     if not keys:
         return {}

@@ -15,11 +15,11 @@ Failures raise `StepFailed` / `WiringError` / `HopFailed` (all `sl2s.diagnostics
 Plug-in points: `sl2s.runtime.hooks` (listeners), `sl2s.runtime.transport` (transports).
 """
 
-from sl2s.runtime.durable import step_key
+from sl2s.runtime.core.durable import step_key
+from sl2s.runtime.core.machine import Machine, Run, load_machine
+from sl2s.runtime.core.registry import UNSET, step
 from sl2s.runtime.errors import HopFailed, RuntimeFailure, StepFailed, WiringError
 from sl2s.runtime.hooks import subscribe, unsubscribe
-from sl2s.runtime.machine import Machine, Run
-from sl2s.runtime.registry import UNSET, machine as load_machine, step
 from sl2s.runtime.transport import (
     HopRequest,
     HopResponse,

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import orjson
 
 from sl2s.diagnostics import Sl2sError
-from sl2s.runtime import durable, registry
+from sl2s.runtime.core import durable, registry
 from sl2s.runtime.launch import Entry, load_entry, parse_values
 from sl2s.template import parse
 

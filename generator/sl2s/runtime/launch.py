@@ -27,8 +27,8 @@ import orjson
 
 from sl2s.diagnostics import Sl2sError
 from sl2s.names import identifier_or_none
-from sl2s.runtime import registry, system
-from sl2s.runtime.machine import Machine
+from sl2s.runtime.core import system
+from sl2s.runtime.core.machine import Machine, load_machine
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ def load_entry(directory: str, flow: str) -> Entry:
         for p in inspect.signature(function).parameters.values()
         if p.kind is p.KEYWORD_ONLY
     )
-    return Entry(flow_id, function, registry.machine(package, machine_name), fields)
+    return Entry(flow_id, function, load_machine(package, machine_name), fields)
 
 
 def _entry_machine(

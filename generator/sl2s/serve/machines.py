@@ -4,7 +4,7 @@
 user code does not import is an `Sl2sError` naming it. `deploy_manifests(directory, target, ...)`
 checks the target, finds the served machines, checks their `replicas` settings against the flow
 store (more than one replica only with PostgreSQL: `check_replicas`) and renders the manifests
-(sl2s.runtime.http_deploy).
+(sl2s.serve.deploy).
 """
 
 from __future__ import annotations
@@ -19,7 +19,11 @@ TARGETS = ("kubernetes", "compose")
 
 def served_machines(directory: str) -> tuple[list[str], list[str]]:
     """(machines that other machines hop to, all machines) of the tree at `directory`."""
-    from sl2s.runtime.http_server import load_machine, machine_names, serves_inbound
+    from sl2s.runtime.transport.http.server import (
+        load_machine,
+        machine_names,
+        serves_inbound,
+    )
 
     names = machine_names(directory)
     served = []
@@ -47,8 +51,8 @@ def deploy_manifests(
     directory: str, target: str, *, image: str, port: int
 ) -> tuple[str, list[str]]:
     """(manifest text, served machines) for `sl2s deploy`; user mistakes raise `Sl2sError`."""
-    from sl2s.runtime.http_deploy import DeploySpec, render
     from sl2s.runtime.store import store_setting
+    from sl2s.serve.deploy import DeploySpec, render
 
     check_target(target)
     served, names = served_machines(directory)
@@ -90,7 +94,7 @@ def is_postgresql(url: str) -> bool:
 def replica_settings(directory: str) -> ReplicaSettings:
     """Every `replicas` setting of `<directory>/sl2s.toml`, as written (checked by
     `check_replicas`), with the line it is on for messages."""
-    from sl2s.runtime.http_config import CONFIG_FILE, _read_toml
+    from sl2s.runtime.transport.http.config import CONFIG_FILE, _read_toml
 
     path = Path(directory) / CONFIG_FILE
     label = f"{Path(directory).name}/{CONFIG_FILE}"

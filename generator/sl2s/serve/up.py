@@ -31,8 +31,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from sl2s.diagnostics import Sl2sError
-from sl2s.runtime import http_config
-from sl2s.runtime.http_protocol import HEALTH_PATH
+from sl2s.runtime.transport.http import config as http_config
+from sl2s.runtime.transport.http.protocol import HEALTH_PATH
 from sl2s.serve import supervise
 from sl2s.serve.machines import served_machines
 
@@ -42,7 +42,7 @@ HOST = "127.0.0.1"
 START_TIMEOUT = 30.0  # seconds for every machine to answer its health check
 STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL
 POLL = 0.2  # seconds between looks at the machines
-SERVE_CODE = "from sl2s.runtime.http_server import serve_main; serve_main()"
+SERVE_CODE = "from sl2s.runtime.transport.http.server import serve_main; serve_main()"
 
 
 # ---------------------------------------------------------------------------------------------

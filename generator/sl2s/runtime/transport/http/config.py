@@ -46,8 +46,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from sl2s.diagnostics import Diagnostic, Sl2sError
-from sl2s.runtime.deadlines import DEFAULT_DEADLINE
-from sl2s.runtime.http_protocol import DEFAULT_MAX_BODY, parse_keys
+from sl2s.runtime.transport.http.deadlines import DEFAULT_DEADLINE
+from sl2s.runtime.transport.http.protocol import DEFAULT_MAX_BODY, parse_keys
 
 if sys.version_info >= (3, 11):
     import tomllib

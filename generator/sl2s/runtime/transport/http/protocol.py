@@ -39,7 +39,7 @@ DEFAULT_MAX_BODY = 1024 * 1024  # bytes
 SERVER_KEEPALIVE_SECONDS = 5  # servers close idle keep-alive connections after this
 CLIENT_IDLE_SECONDS = 2.0  # clients stop reusing an idle connection sooner than that
 # What a server allows a request before it is authenticated (docs/hop-protocol.md, "Before
-# authentication"; enforced by sl2s.runtime.http_guard and the order of checks in http_server):
+# authentication"; enforced by sl2s.runtime.transport.http.guard and the order of checks in http_server):
 HEADER_TIMEOUT_SECONDS = (
     5  # a request head must be complete this long after the connection
 )

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sl2s.runtime import logcapture
+from sl2s.runtime.core import logcapture
 
 
 class MaskingStream:

@@ -17,8 +17,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from sl2s.runtime.http_config import env_name
-from sl2s.runtime.http_protocol import HEALTH_PATH
+from sl2s.runtime.transport.http.config import env_name
+from sl2s.runtime.transport.http.protocol import HEALTH_PATH
 
 SECRET_NAME = "sl2s-hop-key"
 SECRET_KEY = "hop-key"

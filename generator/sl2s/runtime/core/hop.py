@@ -1,4 +1,7 @@
-"""How a hop reaches another machine. The runtime only ever calls `select_transport().call(request)`.
+"""The hop contract the core runs on: `HopRequest`, `HopResponse`, the `Transport` protocol and the
+table of transports by name. The core only ever calls `select_transport().call(request)`; the
+transports themselves live in `sl2s.runtime.transport` (`local`, `http`) and depend on this module,
+never the other way round.
 
 A hop is a `HopRequest` (what the caller sends) answered by a `HopResponse`; both are plain data whose
 `to_dict()` is JSON-serialisable and whose `from_dict()` reads it back, so a transport is: encode the
@@ -10,17 +13,11 @@ Transports are chosen by name: `SL2S_TRANSPORT` (default `local`). Plugging one 
 
     from sl2s.runtime.transport import register_transport
 
-    register_transport("http", HttpTransport)   # a zero-argument factory, called once, lazily
+    register_transport("grpc", GrpcTransport)   # a zero-argument factory, called once, lazily
 
-A name that is not registered yet is looked up by importing `sl2s.runtime.<name>_transport`, which
-must call `register_transport(name, ...)` when imported; or give a dotted path,
-`SL2S_TRANSPORT=package.module:factory`. On the receiving side the server finds the machine with
-`sl2s.runtime.load_machine(request.system, request.target)` and calls `machine.handle(request)`.
-
-`local` (the default): the target machine runs in this process, in this thread; the request and the
-response are still encoded to JSON bytes and decoded again, so what would not survive a real hop
-fails here too, and values change type exactly as they would over the wire (orjson: tuples become
-lists, datetimes ISO strings, dataclasses objects).
+A name that is not registered yet is looked up by importing `sl2s.runtime.transport.<name>`, which
+must call `register_transport(name, ...)` when imported (the built-in `local` and `http` do); or give
+a dotted path, `SL2S_TRANSPORT=package.module:factory`.
 """
 
 from __future__ import annotations
@@ -33,9 +30,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
 import orjson
-
-from sl2s.runtime import registry
-from sl2s.runtime.errors import HopFailed, WiringError
+from sl2s.runtime.errors import WiringError
 
 
 @dataclass
@@ -59,7 +54,7 @@ class HopRequest:
     traceparent: str  # W3C: 00-<trace id>-<caller span id>-01
     idempotency_key: str  # unique per hop; a retried delivery carries the same key
     stack: list[str] = field(default_factory=list)  # machines waiting, outermost first
-    # set by the transport that sends the hop (sl2s.runtime.deadlines, sl2s.runtime.flow_version):
+    # set by the transport that sends the hop (sl2s.runtime.transport.http.deadlines, sl2s.runtime.transport.http.version):
     deadline: int | None = None  # the flow run's deadline, epoch milliseconds
     version: str | None = None  # the sender's digest of the flow (its lock's `flows`)
 
@@ -136,34 +131,7 @@ class Transport(Protocol):
     def call(self, request: HopRequest) -> HopResponse: ...
 
 
-class LocalTransport:
-    """All machines in this process; every hop still round-trips through JSON bytes."""
-
-    name = "local"
-
-    def call(self, request: HopRequest) -> HopResponse:
-        delivered = HopRequest.from_json(request.to_json())
-        try:
-            target = registry.machine(delivered.system, delivered.target)
-        except WiringError:
-            raise
-        except (
-            Exception
-        ) as error:  # noqa: BLE001 - the target's own code failed to import
-            failure = HopFailed(
-                f"machine '{request.target}' could not be loaded: "
-                f"{type(error).__name__}: {error}",
-                source=request.source,
-                target=request.target,
-                flow=request.flow,
-                at=request.at,
-            )
-            raise failure from error  # __cause__: the import error, with its traceback
-        response = target.handle(delivered)
-        return HopResponse.from_json(response.to_json())
-
-
-_factories: dict[str, Callable[[], Transport]] = {"local": LocalTransport}
+_factories: dict[str, Callable[[], Transport]] = {}
 _instances: dict[str, Transport] = {}
 _lock = threading.RLock()  # re-entrant: importing a transport module registers it
 
@@ -177,8 +145,11 @@ def register_transport(name: str, factory: Callable[[], Transport]) -> None:
         _instances.pop(name, None)
 
 
+BUILT_IN = ("http", "local")  # modules of sl2s.runtime.transport, imported on first use
+
+
 def transports() -> tuple[str, ...]:
-    return tuple(sorted(_factories))
+    return tuple(sorted(set(_factories).union(BUILT_IN)))
 
 
 def select_transport(name: str | None = None) -> Transport:
@@ -206,7 +177,7 @@ def _import_factory(name: str) -> Callable[[], Transport]:
             raise WiringError(
                 f"SL2S_TRANSPORT={name}: cannot load {name} ({error})"
             ) from None
-    module_name = f"sl2s.runtime.{name}_transport"
+    module_name = f"sl2s.runtime.transport.{name}"
     try:
         importlib.import_module(module_name)
     except ModuleNotFoundError as error:

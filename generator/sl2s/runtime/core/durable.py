@@ -34,8 +34,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 
 import orjson
-
-from sl2s.runtime import logcapture
+from sl2s.runtime.core import logcapture
 
 _local = threading.local()
 _stores: dict[tuple, object] = {}

@@ -1,7 +1,7 @@
 """What a hop server allows a request before it is authenticated: time, bytes, connections.
 
 A hop's signature covers the SHA-256 of its body, so the body must be read before it can be
-verified; everything else is checked first (sl2s.runtime.http_protocol.check_signed_headers).
+verified; everything else is checked first (sl2s.runtime.transport.http.protocol.check_signed_headers).
 What is left to bound is what reading costs, and this module bounds it:
 
 - `read_body`: the body of one request, at most `limit` bytes, complete within `timeout` seconds
@@ -25,7 +25,7 @@ from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from sl2s.runtime import http_protocol as p
+from sl2s.runtime.transport.http import protocol as p
 
 
 class BodyBudget:

@@ -3,16 +3,16 @@
 `create_app(handler, machine=..., keys=...)` builds the app around any hop handler (a function
 from request envelope to response envelope); `machine_app(services_dir, machine)` binds it to a
 generated machine's `Machine.handle`. The module-level `app` is configured by environment, so
-`uvicorn sl2s.runtime.http_server:app` serves a machine with no code of its own:
+`uvicorn sl2s.runtime.transport.http.server:app` serves a machine with no code of its own:
 
     SL2S_SERVICES=path/to/services SL2S_MACHINE=server SL2S_HOP_KEY=... \\
-        uvicorn sl2s.runtime.http_server:app --host 127.0.0.1 --port 8001
+        uvicorn sl2s.runtime.transport.http.server:app --host 127.0.0.1 --port 8001
 
 Every machine also serves its incidents (`GET /sl2s/v1/incidents/…`, `SignedReads`: signed like
 hops). The protocol (statuses, headers, idempotency, signed reads) is in docs/hop-protocol.md.
 A hop reaches the idempotency store and the machine only once it is authenticated and its
 envelope valid; what an unauthenticated request may cost (time, bytes, connections) is bounded by
-sl2s.runtime.http_guard, which also makes the uvicorn config `run_server` uses.
+sl2s.runtime.transport.http.guard, which also makes the uvicorn config `run_server` uses.
 """
 
 from __future__ import annotations
@@ -35,10 +35,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route, Router
 
-from sl2s.runtime import deadlines, durable, flow_version, http_guard
-from sl2s.runtime import http_protocol as p
-from sl2s.runtime.stdmask import masked_std_streams
+from sl2s.runtime.core import durable
+from sl2s.runtime.core.stdmask import masked_std_streams
 from sl2s.runtime.transport import HopRequest, HopResponse
+from sl2s.runtime.transport.http import deadlines
+from sl2s.runtime.transport.http import guard as http_guard
+from sl2s.runtime.transport.http import protocol as p
+from sl2s.runtime.transport.http import version as flow_version
 
 log = logging.getLogger("sl2s.http")
 
@@ -267,10 +270,10 @@ def create_app(
     without one, answers are kept in this process's memory (`store`).
     `has_segment(flow, at)`: whether the machine runs that segment (else 404 before the handler
     runs); `body_timeout` and `preauth_budget` (bytes of unverified bodies, never less than one
-    `max_body`): the limits of sl2s.runtime.http_guard.
+    `max_body`): the limits of sl2s.runtime.transport.http.guard.
     `flow_digest(flow)`: this machine's digest of the flow; a hop from another version is refused
-    with 409 version_skew (sl2s.runtime.flow_version). The handler's own hops keep to the inbound
-    hop's deadline (sl2s.runtime.deadlines)."""
+    with 409 version_skew (sl2s.runtime.transport.http.version). The handler's own hops keep to the inbound
+    hop's deadline (sl2s.runtime.transport.http.deadlines)."""
     handler = deadlines.serving(handler)
     budget = http_guard.BodyBudget(max(preauth_budget, max_body))
     if store is None:
@@ -278,7 +281,7 @@ def create_app(
     pool = WorkerPool(max_threads)
     hops = None
     if flows is not None:
-        from sl2s.runtime.http_durable import DurableHops
+        from sl2s.runtime.transport.http.idempotency import DurableHops
 
         hops = DurableHops(flows, nonce_retention=2 * max_skew + 60, clock=clock)
         bound = partial(_call, handler)
@@ -324,7 +327,9 @@ def create_app(
 
         now = clock()
         digest = p.body_digest(body)
-        if hops is not None:  # the flow store: durable idempotency (sl2s.runtime.http_durable)
+        if (
+            hops is not None
+        ):  # the flow store: durable idempotency (sl2s.runtime.transport.http.idempotency)
             status, out_headers, out_body = await pool.submit(
                 hops.answer, bound, hop_request, digest, nonce
             )
@@ -604,7 +609,7 @@ def import_system(services_dir: str | os.PathLike) -> str:
     import sys
     from pathlib import Path
 
-    from sl2s.runtime.http_config import HopConfigError
+    from sl2s.runtime.transport.http.config import HopConfigError
 
     root = Path(services_dir).resolve()
     if not (root / "__init__.py").is_file():
@@ -622,7 +627,7 @@ def machine_names(services_dir: str | os.PathLike) -> list[str]:
     """Machines of a generated tree: its sub-packages that have a `_wiring.py`, sorted."""
     from pathlib import Path
 
-    from sl2s.runtime.http_config import HopConfigError
+    from sl2s.runtime.transport.http.config import HopConfigError
 
     root = Path(services_dir)
     if not root.is_dir():
@@ -634,8 +639,8 @@ def machine_names(services_dir: str | os.PathLike) -> list[str]:
 
 def load_machine(services_dir: str | os.PathLike, name: str):
     """Import machine `name` of the tree at `services_dir` and return its runtime `Machine`."""
-    from sl2s.runtime import registry
-    from sl2s.runtime.http_config import HopConfigError
+    from sl2s.runtime.core import machine as core_machine
+    from sl2s.runtime.transport.http.config import HopConfigError
 
     system = import_system(services_dir)
     known = machine_names(services_dir)
@@ -643,7 +648,7 @@ def load_machine(services_dir: str | os.PathLike, name: str):
         raise HopConfigError(
             f"{services_dir}: no machine '{name}' (machines: {', '.join(known) or 'none'})"
         )
-    return registry.machine(system, name)
+    return core_machine.load_machine(system, name)
 
 
 def serves_inbound(machine) -> bool:
@@ -659,7 +664,7 @@ def machine_app(services_dir: str | os.PathLike, name: str, config=None) -> Star
     outgoing hops use `SL2S_TRANSPORT`: a served process calls `serving_defaults` first so that
     they go over HTTP.
     """
-    from sl2s.runtime.http_config import load_config
+    from sl2s.runtime.transport.http.config import load_config
 
     config = config or load_config(services_dir)
     machine = load_machine(services_dir, name)
@@ -671,7 +676,9 @@ def machine_app(services_dir: str | os.PathLike, name: str, config=None) -> Star
         extra_routes=[incidents_mount(machine_log_dir(services_dir), config.keys)],
         has_segment=machine.has_segment,
         flow_digest=machine.info.flow_digests.get,
-        flows=durable.store_for(machine.info.dir),  # SL2S_STORE=none: None, answers in memory
+        flows=durable.store_for(
+            machine.info.dir
+        ),  # SL2S_STORE=none: None, answers in memory
     )
 
 
@@ -684,7 +691,7 @@ def serving_defaults(services_dir: str | os.PathLike) -> None:
 
 def app_from_env() -> Starlette:
     """`machine_app` configured by `SL2S_SERVICES` and `SL2S_MACHINE`."""
-    from sl2s.runtime.http_config import HopConfigError
+    from sl2s.runtime.transport.http.config import HopConfigError
 
     services = os.environ.get("SL2S_SERVICES")
     name = os.environ.get("SL2S_MACHINE")
@@ -766,13 +773,13 @@ def run_server(
     unless both `insecure` and `exposed` are given (`--insecure --expose-unauthenticated`), and
     then warned about loudly. `fd`: serve on this inherited listening socket instead of binding
     `host:port` (the same rule applies to the address it is bound to). A port that cannot be
-    bound is a one-line HopConfigError too. The server runs with sl2s.runtime.http_guard's limits.
+    bound is a one-line HopConfigError too. The server runs with sl2s.runtime.transport.http.guard's limits.
     """
     import socket
 
     import uvicorn
 
-    from sl2s.runtime.http_config import HopConfigError, load_config
+    from sl2s.runtime.transport.http.config import HopConfigError, load_config
 
     serving_defaults(directory)
     config = load_config(directory)
@@ -801,9 +808,13 @@ def run_server(
         ):
             warn(line)
     if sock is None:
-        sock = _listen(host, port)  # before the other warnings: a busy port is the one message
+        sock = _listen(
+            host, port
+        )  # before the other warnings: a busy port is the one message
     try:
-        application = machine_app(directory, machine, config)  # an unknown machine fails here
+        application = machine_app(
+            directory, machine, config
+        )  # an unknown machine fails here
     except BaseException:
         sock.close()
         raise
@@ -837,7 +848,7 @@ def _listen(host: str, port: int):
     import errno
     import socket
 
-    from sl2s.runtime.http_config import HopConfigError
+    from sl2s.runtime.transport.http.config import HopConfigError
 
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
@@ -866,7 +877,7 @@ def _listen(host: str, port: int):
 
 
 def serve_main(argv: list[str] | None = None) -> None:
-    """`python -c "from sl2s.runtime.http_server import serve_main; serve_main()" DIR MACHINE
+    """`python -c "from sl2s.runtime.transport.http.server import serve_main; serve_main()" DIR MACHINE
     --fd N`: what `sl2s up` starts per machine (lighter than the whole CLI)."""
     import argparse
 

@@ -1,10 +1,10 @@
 """The `http` transport: `SL2S_TRANSPORT=http` sends every hop as a signed POST (see
-docs/hop-protocol.md) to the machine's address from `sl2s.runtime.http_config`.
+docs/hop-protocol.md) to the machine's address from `sl2s.runtime.transport.http.config`.
 
 Every hop carries the flow run's deadline and this machine's digest of the flow (the signed
-envelope's `deadline` and `version`; sl2s.runtime.deadlines, sl2s.runtime.flow_version), and is
+envelope's `deadline` and `version`; sl2s.runtime.transport.http.deadlines, sl2s.runtime.transport.http.version), and is
 retried until the deadline — on the machine's next replica when it has several (`[machines]` lists
-of URLs, sl2s.runtime.http_client). When it passes, the HopFailed says what became of the segment the hop
+of URLs, sl2s.runtime.transport.http.client). When it passes, the HopFailed says what became of the segment the hop
 asked for (`remote_state`: asked of the flow store when there is one) and how to resume the flow.
 
 Importing this module registers the transport; `select_transport("http")` imports it by name.
@@ -20,12 +20,15 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from sl2s.runtime import deadlines, flow_version, registry, system
-from sl2s.runtime import http_protocol as p
+from sl2s.runtime.core import system
+from sl2s.runtime.core.machine import load_machine
 from sl2s.runtime.errors import HopFailed
-from sl2s.runtime.http_client import HopClient, HopUnreachable
-from sl2s.runtime.http_config import HttpConfig, load_config
 from sl2s.runtime.transport import HopRequest, HopResponse, register_transport
+from sl2s.runtime.transport.http import deadlines
+from sl2s.runtime.transport.http import protocol as p
+from sl2s.runtime.transport.http import version as flow_version
+from sl2s.runtime.transport.http.client import HopClient, HopUnreachable
+from sl2s.runtime.transport.http.config import HttpConfig, load_config
 
 
 class HttpTransport:
@@ -231,7 +234,8 @@ def _remote_state(store, error: HopUnreachable) -> str:
 
 def _shared(store, url: str) -> bool:
     """Whether the target's hop records can be in `store`: PostgreSQL (every host's), or the
-    default SQLite file when the target is on this host (`sl2s up`, `sl2s serve` here)."""
+    default SQLite file when the target is on this host (`sl2s up`, `sl2s serve` here).
+    """
     if store is None:
         return False
     if str(getattr(store, "url", "")).startswith("postgres"):
@@ -245,7 +249,7 @@ def _shared(store, url: str) -> bool:
 
 def _store(request: HopRequest):
     """This side's flow store (None when durability is off or it cannot be opened)."""
-    from sl2s.runtime import durable
+    from sl2s.runtime.core import durable
 
     try:
         directory = os.environ.get("SL2S_SERVICES") or _system_dir(
@@ -307,14 +311,14 @@ def _failed(request: HopRequest, where_of: _Where, message: str) -> HopFailed:
 
 def _system_dir(system_package: str, source: str) -> str | None:
     try:
-        return registry.machine(system_package, source).info.dir
+        return load_machine(system_package, source).info.dir
     except Exception:  # noqa: BLE001 - no tree: environment only
         return None
 
 
 def _system_info(request: HopRequest) -> system.SystemInfo:
     try:
-        return registry.machine(request.system, request.source).info
+        return load_machine(request.system, request.source).info
     except Exception:  # noqa: BLE001
         return system.info(request.system, f"{request.system}.{request.source}")
 
@@ -329,7 +333,7 @@ register_transport("http", HttpTransport)
 def use_http(services_dir: str) -> HttpConfig:
     """Make this process hop over HTTP to the machines of the tree at `services_dir`
     (`sl2s run --remote`). Raises HopConfigError when no machine has an address."""
-    from sl2s.runtime.http_config import HopConfigError
+    from sl2s.runtime.transport.http.config import HopConfigError
 
     config = load_config(services_dir)
     if not config.urls:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import orjson
 
-from sl2s.runtime import http_protocol as p
+from sl2s.runtime.transport.http import protocol as p
 
 CODE = "version_skew"
 _DIGEST = re.compile(r"[0-9a-f]{1,64}")

@@ -29,10 +29,10 @@ from collections.abc import Callable, Mapping
 
 import orjson
 
-from sl2s.runtime import durable
-from sl2s.runtime import http_protocol as p
+from sl2s.runtime.core import durable
 from sl2s.runtime.redact import mask_context
 from sl2s.runtime.transport import HopRequest
+from sl2s.runtime.transport.http import protocol as p
 
 log = logging.getLogger("sl2s.http")
 

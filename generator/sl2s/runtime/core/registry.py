@@ -8,17 +8,12 @@ registers for the machine package `services.server`, which is what `Machine("ser
 
 from __future__ import annotations
 
-import importlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from sl2s.names import step_slug
 from sl2s.runtime.errors import WiringError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from sl2s.runtime.machine import Machine
 
 
 class _Unset:
@@ -58,7 +53,6 @@ class StepSpec:
 # machine package -> {(flow, step id): StepSpec}
 _STEPS: dict[str, dict[tuple[str, str], StepSpec]] = {}
 # (system package, machine name) -> Machine
-_MACHINES: dict[tuple[str, str], Machine] = {}
 _LOCK = threading.RLock()
 version = (
     0  # bumped on every registration; caches built from the registry compare against it
@@ -123,32 +117,3 @@ def flow_templates(flow: str) -> list[str]:
         for (f, _), s in steps.items()
         if f == flow
     ]
-
-
-def register_machine(machine: Machine) -> None:
-    with _LOCK:
-        _MACHINES[(machine.system, machine.name)] = machine
-
-
-def machine(system: str, name: str) -> Machine:
-    """The Machine `name` of the system package `system`, importing `<system>.<name>` if needed."""
-    found = _MACHINES.get((system, name))
-    if found is not None:
-        return found
-    module = f"{system}.{name}" if system else name
-    try:
-        importlib.import_module(module)
-    except ModuleNotFoundError as error:
-        if error.name is not None and (
-            module == error.name or module.startswith(error.name + ".")
-        ):
-            raise WiringError(
-                f"machine '{name}' is not part of system '{system}' (no package {module})"
-            ) from None
-        raise
-    found = _MACHINES.get((system, name))
-    if found is None:
-        raise WiringError(
-            f"package {module} was imported but defines no Machine '{name}'"
-        )
-    return found

@@ -8,7 +8,7 @@ Retries (docs/hop-protocol.md, "Retries"): connection failures (refused, reset, 
 are retried always; timeouts and 409/429/502/503/504 are retried too because the idempotency key
 makes a repeated hop safe — the server answers a repeat from its store and never runs a step twice.
 `timeout` bounds each attempt (connect, send, every wait for the answer). With a `deadline` (the
-flow's, sl2s.runtime.deadlines) attempts go on until it, each cut to the time left; without one a
+flow's, sl2s.runtime.transport.http.deadlines) attempts go on until it, each cut to the time left; without one a
 hop makes at most `attempts` tries. Backoff is exponential with full jitter, never past the
 deadline. When the attempts or the time run out, `HopUnreachable` names the target, its URL, the
 attempts, the last failure and the idempotency key, and keeps what the caller needs to say what
@@ -39,8 +39,8 @@ from urllib.parse import urlsplit
 # CLIENT_IDLE_SECONDS: idle time after which a pooled connection is dropped instead of reused.
 # Servers close idle keep-alive connections after SERVER_KEEPALIVE_SECONDS (`sl2s serve` sets
 # uvicorn's `timeout_keep_alive` to it); staying well below avoids sending on a closing connection.
-from sl2s.runtime import deadlines
-from sl2s.runtime.http_protocol import CLIENT_IDLE_SECONDS
+from sl2s.runtime.transport.http import deadlines
+from sl2s.runtime.transport.http.protocol import CLIENT_IDLE_SECONDS
 
 RETRY_STATUSES = frozenset({409, 429, 502, 503, 504})
 BACKOFF_BASE = 0.05

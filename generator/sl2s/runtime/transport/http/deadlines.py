@@ -1,13 +1,13 @@
 """Flow deadlines: how long a flow run may wait on other machines, and the retry schedule within it.
 
 A flow run gets one deadline, an absolute time: the flow's setting (`[flows.<name>] deadline` in
-sl2s.toml, `SL2S_DEADLINE`, default 60 s; sl2s.runtime.http_config) counted from the run's first
+sl2s.toml, `SL2S_DEADLINE`, default 60 s; sl2s.runtime.transport.http.config) counted from the run's first
 hop. Every hop of the run carries it (the signed envelope's `deadline`, epoch milliseconds), and a
 machine running an inbound hop hands it on to its own hops, a little earlier (`NESTED_MARGIN`) so
 that a failure deep in the stack reaches the entry before the entry's own wait ends: the entry then
 reports the deepest machine that did not answer, not only its direct callee.
 
-Until the deadline a hop is retried (sl2s.runtime.http_client): each attempt waits at most
+Until the deadline a hop is retried (sl2s.runtime.transport.http.client): each attempt waits at most
 `attempt_timeout` (the hop timeout, default 10 s, cut to what is left), which is what detects a hung
 machine; between attempts `backoff` sleeps with full jitter, never past the deadline.
 
