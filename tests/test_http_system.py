@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import json
+
 import signal
 import sys
 import time
@@ -159,6 +161,33 @@ def test_secrets_reach_only_the_machines_that_use_them(relay_tree, tmp_path):
         stop(up)
     assert "TOPSECRET-42" not in "".join(p.read_text() for p in logs.glob("*.jsonl"))
     assert "TOPSECRET-42" not in done.stdout
+
+
+def test_run_metadata_travels_with_every_hop_masked(relay_tree, tmp_path):
+    """`sl2s run --actor/--reason` over HTTP: every event of the run, in every machine's process,
+    carries the metadata; a secret typed into it is masked before it leaves the entry.
+    """
+    logs = tmp_path / "logs"
+    up, _ = start_up(relay_tree, base_env(SL2S_LOG_DIR=str(logs), SL2S_HOP_KEY=KEY))
+    try:
+        env = base_env(SL2S_LOG_DIR=str(logs), SL2S_HOP_KEY=KEY)
+        done = sl2s(
+            "run", str(relay_tree), "relay", "job=j1", "token=TOPSECRET-42", "--remote",
+            "--actor", "bob", "--reason", "retry: token TOPSECRET-42 expired", env=env,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    finally:
+        stop(up)
+    evts = read_events(logs)
+    assert len({e["resource"]["service.name"] for e in evts}) >= 3
+    assert {
+        json.dumps(e["attributes"]["sl2s.run_meta"], sort_keys=True) for e in evts
+    } == {
+        json.dumps(
+            {"actor": "bob", "reason": "retry: token *** expired"}, sort_keys=True
+        )
+    }
+    assert "TOPSECRET-42" not in "".join(p.read_text() for p in logs.glob("*.jsonl"))
 
 
 def test_a_failure_on_the_third_machine_reaches_the_entry_with_its_details(
@@ -376,7 +405,9 @@ def test_a_wrong_key_is_refused_and_explained(relay_tree, tmp_path):
     assert "HTTP 401 bad_signature" in done.stderr and "SL2S_HOP_KEY" in done.stderr
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+@pytest.mark.parametrize(
+    "sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"]
+)
 def test_up_stops_every_machine_on_sigterm_and_cleans_up(relay_tree, tmp_path, sig):
     up, urls = start_up(relay_tree, base_env(SL2S_LOG_DIR=str(tmp_path)))
     kids = children(up.pid)

@@ -7,12 +7,13 @@ import typer
 
 from sl2s.cli.app import app, report
 from sl2s.diagnostics import Sl2sError
-from sl2s.runtime import HopFailed, StepFailed, hooks
+from sl2s.runtime import HopFailed, StepFailed, hooks, run_metadata
 from sl2s.runtime.launch import (
     capture_info_records,
     check_fields,
     load_entry,
     parse_values,
+    run_metadata_of,
 )
 from sl2s.runtime.core.stdmask import masked_std_streams
 from sl2s.runtime.story_print import StoryPrinter, shown_context, user_traceback
@@ -39,6 +40,30 @@ def run(
         help="Hop over HTTP to machines already running (sl2s up / sl2s serve); addresses from "
         "DIR/sl2s.toml, DIR/.sl2s/up.toml or SL2S_URL_<MACHINE>. Only this machine's steps print.",
     ),
+    actor: str = typer.Option(
+        None,
+        "--actor",
+        metavar="NAME",
+        help="Who runs the flow, recorded on every event of the run (default: your user name).",
+    ),
+    ticket: str = typer.Option(
+        None,
+        "--ticket",
+        metavar="ID",
+        help="The ticket this run is for (recorded likewise).",
+    ),
+    reason: str = typer.Option(
+        None,
+        "--reason",
+        metavar="TEXT",
+        help="Why the flow is run (recorded likewise).",
+    ),
+    meta: list[str] = typer.Option(
+        None,
+        "--meta",
+        metavar="NAME=VALUE",
+        help="Other run metadata, recorded likewise (repeatable).",
+    ),
 ) -> None:
     """Run FLOW of the system in DIR in this process, printing one line per step.
 
@@ -54,6 +79,7 @@ def run(
 
             use_http(directory)
         fields = parse_values(values or [])
+        run_meta = run_metadata_of(actor, ticket, reason, meta or [])
         entry = load_entry(directory, flow)
         check_fields(entry, fields)
     except Sl2sError as error:
@@ -70,7 +96,8 @@ def run(
     if not quiet:
         hooks.subscribe(story)
     try:
-        with masked_std_streams():  # what steps print: their run's secrets masked
+        # what steps print: their run's secrets masked
+        with masked_std_streams(), run_metadata(**run_meta):
             result = entry.function(**fields)
     except StepFailed as failure:
         if failure.kind == "exception" and failure.traceback:

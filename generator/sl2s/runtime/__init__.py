@@ -8,6 +8,8 @@
   begins a flow run (entry), `@machine.segment(flow, at=...)` registers what an inbound hop runs,
   `machine.handle(hop_request)` runs it (transports call this).
 - `Run.step`, `Run.call`, `Run.return_to`, `Run.finish`: what the straight-line wiring does.
+- `run_metadata(actor=..., ticket=..., reason=...)`: a context manager; flow runs started inside it
+  carry that metadata on every event, on every machine (`sl2s.run_meta`).
 - `step_key()`: inside a step, `"<correlation id>:<step id>"`, the same every time the step runs in
   that flow run (also after a crash or a resume): a key for the step's own idempotent effects.
 
@@ -16,8 +18,10 @@ Plug-in points: `sl2s.runtime.hooks` (listeners), `sl2s.runtime.transport` (tran
 """
 
 from sl2s.runtime.core.durable import step_key
-from sl2s.runtime.core.machine import Machine, Run, load_machine
+from sl2s.runtime.core.machine import Machine, load_machine
+from sl2s.runtime.core.metadata import run_metadata
 from sl2s.runtime.core.registry import UNSET, step
+from sl2s.runtime.core.run import Run
 from sl2s.runtime.errors import HopFailed, RuntimeFailure, StepFailed, WiringError
 from sl2s.runtime.hooks import subscribe, unsubscribe
 from sl2s.runtime.transport import (
@@ -41,6 +45,7 @@ __all__ = [
     "WiringError",
     "load_machine",
     "register_transport",
+    "run_metadata",
     "select_transport",
     "step",
     "step_key",

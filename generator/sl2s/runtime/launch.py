@@ -15,6 +15,7 @@ has not configured logging. What `sl2s run` prints is in sl2s.runtime.story_prin
 
 from __future__ import annotations
 
+import getpass
 import importlib
 import inspect
 import logging
@@ -27,7 +28,9 @@ import orjson
 
 from sl2s.diagnostics import Sl2sError
 from sl2s.names import identifier_or_none
+from sl2s.runtime.errors import WiringError
 from sl2s.runtime.core import system
+from sl2s.runtime.core.metadata import checked
 from sl2s.runtime.core.machine import Machine, load_machine
 
 
@@ -175,3 +178,41 @@ def capture_info_records() -> None:
     root = logging.getLogger()
     if not root.handlers and root.level == logging.WARNING:
         root.setLevel(logging.INFO)
+
+
+def run_metadata_of(
+    actor: str | None, ticket: str | None, reason: str | None, extra: list[str]
+) -> dict[str, str]:
+    """The run metadata of `sl2s run`: `--actor` (default: the user's name, so that a run started
+    by hand never goes unrecorded), `--ticket`, `--reason`, and `--meta NAME=VALUE` pairs.
+    """
+    meta: dict[str, str] = {}
+    problems = []
+    for text in extra:
+        name, sep, value = text.partition("=")
+        if not sep or not name.isidentifier() or not name.isascii():
+            problems.append(
+                f"--meta {text!r}: expected NAME=VALUE (NAME an identifier)"
+            )
+            continue
+        meta[name] = value
+    if problems:
+        raise Sl2sError(problems[0])
+    if actor is None and "actor" not in meta:
+        actor = _user_name()
+    meta.update(
+        (k, v)
+        for k, v in (("actor", actor), ("ticket", ticket), ("reason", reason))
+        if v is not None
+    )
+    try:
+        return checked(meta)
+    except WiringError as error:
+        raise Sl2sError(error.message) from None
+
+
+def _user_name() -> str | None:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container's user)
+        return None

@@ -57,13 +57,36 @@ class HopRequest:
     # set by the transport that sends the hop (sl2s.runtime.transport.http.deadlines, sl2s.runtime.transport.http.version):
     deadline: int | None = None  # the flow run's deadline, epoch milliseconds
     version: str | None = None  # the sender's digest of the flow (its lock's `flows`)
+    # who started the flow run and why (sl2s.runtime.core.metadata), and the flow run whose step
+    # started this one ({"correlation_id": ..., "step": ...}); None when there is none
+    meta: dict[str, str] | None = None
+    parent: dict[str, str] | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {
+            "system": self.system,
+            "flow": self.flow,
+            "source": self.source,
+            "target": self.target,
+            "at": self.at,
+            "resume_at": self.resume_at,
+            "fields": self.fields,
+            "secrets": self.secrets,
+            "correlation_id": self.correlation_id,
+            "causation_id": self.causation_id,
+            "traceparent": self.traceparent,
+            "idempotency_key": self.idempotency_key,
+            "stack": self.stack,
+            "deadline": self.deadline,
+            "version": self.version,
+            "meta": self.meta,
+            "parent": self.parent,
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> HopRequest:
         deadline, version = data.get("deadline"), data.get("version")
+        meta, parent = data.get("meta"), data.get("parent")
         return cls(
             system=data["system"],
             flow=data["flow"],
@@ -80,6 +103,8 @@ class HopRequest:
             stack=list(data.get("stack") or []),
             deadline=deadline if type(deadline) is int and deadline > 0 else None,
             version=version if type(version) is str else None,
+            meta=dict(meta) if type(meta) is dict and meta else None,
+            parent=dict(parent) if type(parent) is dict and parent else None,
         )
 
     def to_json(self) -> bytes:

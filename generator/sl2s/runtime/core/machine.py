@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 import threading
 from collections.abc import Callable
 
-from sl2s.runtime.core import durable, events, logcapture, registry, system
+from sl2s.runtime.core import durable, events, logcapture, metadata, registry, system
 from sl2s.runtime.core.hop import HopRequest, HopResponse
 from sl2s.runtime.core.prepare import Prepared, prepare
 from sl2s.runtime.core.registry import UNSET
@@ -51,7 +52,20 @@ class Machine:
         """Begin a flow run on this machine (its entry). `UNSET` fields are left out of the context.
         (`flow` is positional-only, so a field may be called `flow` or `self`.)"""
         context = {k: v for k, v in fields.items() if v is not UNSET}
-        trace_id = events.new_trace_id()
+        meta = metadata.current()
+        # started by the code of a step of another flow run: linked to it (same trace, its
+        # metadata unless this block set some)
+        calling = logcapture.current_step(sys._getframe(1))
+        if calling is None:
+            trace_id, parent_span, parent = events.new_trace_id(), None, None
+        else:
+            outer, outer_step = calling
+            trace_id, parent_span = outer.trace_id, outer.span_id
+            parent = (outer.correlation_id, outer_step.id)
+            if meta is None:
+                meta = outer.meta
+            if meta:  # as the parent shows it: masked with the parent's secrets
+                meta = {k: outer._scrub(v) for k, v in meta.items()}
         # under `sl2s flows resume`: continue that recorded flow run
         resume = durable.take_resume()
         run = Run(
@@ -59,7 +73,7 @@ class Machine:
             flow,
             context,
             trace_id=trace_id,
-            parent_span_id=None,
+            parent_span_id=parent_span,
             correlation_id=(
                 events.new_trace_id() if resume is None else resume.correlation_id
             ),
@@ -67,14 +81,14 @@ class Machine:
             secret_names=set(self.secret_names(flow)),
             stack=[],
             at=None,
+            meta=meta,
+            parent=parent,
         )
         for name in context:
             run.set_by[name] = None
         run._begin("entry")
         if run._buf is not None:
-            if (
-                resume is None
-            ):  # a new flow: recorded with its first commit, nothing to replay
+            if resume is None:  # a new flow: recorded with its first commit, no replay
                 durable.record_flow(run._buf, run, 0)
             else:
                 run._attempt = resume.attempt
@@ -112,6 +126,12 @@ class Machine:
             secret_names=set(self.secret_names(request.flow)) | set(request.secrets),
             stack=list(request.stack),
             at=request.at,
+            meta=request.meta,
+            parent=(
+                None
+                if request.parent is None
+                else (request.parent["correlation_id"], request.parent["step"])
+            ),
         )
         for name in request.fields:
             run.set_by[name] = "@" + request.source

@@ -58,6 +58,8 @@ class RunActivation(RunContext):
         "_buf",  # this thread's uncommitted step records for that store (durable.Buffer)
         "_replay",  # recorded steps of this flow run, by id, when it may have history
         "_attempt",  # the flow run's resume attempt (part of its hops' idempotency keys)
+        "meta",  # who started the flow run and why (None: nobody said)
+        "parent",  # (correlation id, step id) of the step whose code started this flow run
     )
 
     def __init__(
@@ -73,6 +75,8 @@ class RunActivation(RunContext):
         secret_names: set[str],
         stack: list[str],
         at: str | None,
+        meta: dict[str, str] | None = None,
+        parent: tuple[str, str] | None = None,
     ) -> None:
         RunContext.__init__(self, fields, secret_names)
         self.machine = machine
@@ -97,6 +101,8 @@ class RunActivation(RunContext):
         self._ended = False
         self._store = self._buf = self._replay = None
         self._attempt = 0
+        self.meta = meta
+        self.parent = parent
 
     def __repr__(self) -> str:
         return (

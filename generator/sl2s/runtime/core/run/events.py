@@ -92,6 +92,7 @@ class RunEvents(RunActivation):
             "sl2s.plan": p.plan,
             "sl2s.fields": MARKS[4],
             "sl2s.unset": MARKS[5],
+            **self._run_attributes(),
             "code.filepath": p.filepath,
             "code.lineno": p.lineno,
             "code.function": p.function,
@@ -122,6 +123,18 @@ class RunEvents(RunActivation):
         parts.append(rest)
         return tuple(parts)
 
+    def _run_attributes(self) -> dict:
+        """Who started the flow run and why (masked), and the run whose step started it."""
+        attributes: dict = {}
+        if self.meta:
+            attributes["sl2s.run_meta"] = {
+                k: self._scrub(v) for k, v in self.meta.items()
+            }
+        if self.parent is not None:
+            attributes["sl2s.parent_correlation_id"] = self.parent[0]
+            attributes["sl2s.parent_step"] = self.parent[1]
+        return attributes
+
     def _emit(
         self,
         event_name: str,
@@ -149,6 +162,8 @@ class RunEvents(RunActivation):
             plan = plan or step.plan
         if plan:
             attributes["sl2s.plan"] = plan
+        if self.meta is not None or self.parent is not None:
+            attributes.update(self._run_attributes())
         if fields:
             masked = self._masked_fields()
             for name in unserialisable(masked) if masked else ():

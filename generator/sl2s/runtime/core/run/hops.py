@@ -115,6 +115,14 @@ class RunHops(RunFailures):
             traceparent=f"00-{self.trace_id}-{self.span_id}-01",
             idempotency_key=durable.hop_key(self.correlation_id, self._attempt, at),
             stack=[*self.stack, machine.name],
+            meta=(
+                {k: self._scrub(v) for k, v in self.meta.items()} if self.meta else None
+            ),
+            parent=(
+                None
+                if self.parent is None
+                else {"correlation_id": self.parent[0], "step": self.parent[1]}
+            ),
         )
         try:
             response = select_transport().call(request)

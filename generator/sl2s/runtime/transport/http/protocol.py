@@ -207,7 +207,8 @@ def check_request(envelope: Mapping[str, Any], flow: str, at: str) -> None:
     `target`, `at` identifiers; `resume_at` an identifier or null; `fields` an object; `secrets`
     a list of non-empty strings (field names); `stack` a list of identifiers (machine names)
     ending with `source` (the caller waits on top);
-    `correlation_id` 1..128 chars of [A-Za-z0-9._-]. Members not listed are ignored. Anything else
+    `correlation_id` 1..128 chars of [A-Za-z0-9._-]; `meta` and `parent`, when there, as
+    `_check_meta` and `_check_parent` say. Members not listed are ignored. Anything else
     is a 400 `bad_envelope` naming the member (never echoing its value), so nothing malformed
     reaches `Machine.handle`.
     """
@@ -252,6 +253,51 @@ def check_request(envelope: Mapping[str, Any], flow: str, at: str) -> None:
     if not stack or stack[-1] != envelope["source"]:
         raise _bad(
             "envelope member 'stack' must end with the calling machine (member 'source')"
+        )
+    _check_meta(envelope.get("meta"))
+    _check_parent(envelope.get("parent"))
+
+
+META_MAX_ENTRIES, META_MAX_VALUE = 16, 1024  # as sl2s.runtime.core.metadata
+
+
+def _check_meta(meta: Any) -> None:
+    """`meta` (optional): null or an object of at most 16 identifier names to strings of at most
+    1,024 characters (run metadata: who started the flow run, and why)."""
+    if meta is None:
+        return
+    if not isinstance(meta, dict):
+        raise _bad(
+            f"envelope member 'meta' is {_kind(meta)}, not a JSON object or null"
+        )
+    if len(meta) > META_MAX_ENTRIES:
+        raise _bad(f"envelope member 'meta' has more than {META_MAX_ENTRIES} names")
+    for name, value in meta.items():
+        if not _IDENT_RE.fullmatch(name):
+            raise _bad("envelope member 'meta' has a name that is not an identifier")
+        if not isinstance(value, str) or len(value) > META_MAX_VALUE:
+            raise _bad(
+                f"envelope member 'meta' item {name!r} is not a string of at most "
+                f"{META_MAX_VALUE} characters"
+            )
+
+
+def _check_parent(parent: Any) -> None:
+    """`parent` (optional): null or {"correlation_id": <as correlation_id>, "step": <identifier>},
+    the flow run whose step started this one."""
+    if parent is None:
+        return
+    if (
+        not isinstance(parent, dict)
+        or set(parent) != {"correlation_id", "step"}
+        or not isinstance(parent["correlation_id"], str)
+        or not _CORRELATION_RE.fullmatch(parent["correlation_id"])
+        or not isinstance(parent["step"], str)
+        or not _IDENT_RE.fullmatch(parent["step"])
+    ):
+        raise _bad(
+            "envelope member 'parent' must be null or an object with a 'correlation_id' and "
+            "a 'step' (an identifier)"
         )
 
 

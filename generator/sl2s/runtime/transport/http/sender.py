@@ -155,6 +155,8 @@ def _body(request: HopRequest, deadline: int, version: str | None) -> bytes:
             "stack": request.stack,
             "deadline": deadline,
             "version": version,
+            "meta": request.meta,
+            "parent": request.parent,
         }
     )
 
