@@ -210,3 +210,28 @@ def test_sl2s_run_refuses_bad_metadata_with_one_line(system):
     assert result.exit_code == 1
     assert "--meta 'no-equals': expected NAME=VALUE" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_step_that_gets_an_unset_secret_is_told_why_and_what_fixes_it(system):
+    """The server's step takes `password`, but the client's wiring no longer routes it there (the
+    plan changed and nobody ran `sl2s generate`): one message naming the field, the machine and
+    the fix, never only the sentinel's AttributeError."""
+    name, logs = system
+    wiring = Path(name) / "client" / "_wiring.py"
+    wiring.write_text(wiring.read_text().replace('secrets=("password",)', "secrets=()"))
+    server = Path(name) / "server" / "login.py"
+    server.write_text(
+        server.read_text().replace(
+            "    if PASSWORDS.get(username) != password:",
+            "    password.encode()\n    if PASSWORDS.get(username) != password:",
+        )
+    )
+    result = cli("run", name, "login", "username=ann", "password=hunter2")
+    assert result.exit_code == 1
+    assert (
+        "AttributeError: '_Unset' object has no attribute 'encode' (field 'password' was not "
+        "set when step 'testing_password_for_username' ran on machine 'server': it is a secret, "
+        "and a secret reaches only the machines whose wiring passes it on; run `sl2s generate` "
+        "so that the wiring routes 'password' to the steps that take it)"
+    ) in " ".join(result.output.split())
+    assert "hunter2" not in result.output

@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from sl2s.runtime.core import logcapture
+from sl2s.runtime.core.registry import UNSET
 from sl2s.runtime.core.run.activation import OPEN
 from sl2s.runtime.core.run.events import RunEvents, dumps, type_name, unserialisable
 from sl2s.runtime.errors import RuntimeFailure, StepFailed, WiringError
@@ -68,15 +69,35 @@ class RunFailures(RunEvents):
         )
         # the whole text, chained causes included, is masked (their messages and source lines)
         stack = self._scrub("".join(traceback.format_exception(type(exc), exc, tb)))
+        message = self._scrub(str(exc))
+        unset = [
+            n for n, default in p.params if default is UNSET and n not in self.fields
+        ]
+        if unset and ("_Unset" in message or "UNSET" in message):
+            message += f" ({self._unset_hint(p, unset[0])})"
         failure = self._step_failed(
             p,
             self._scrub(type_name(exc)),
-            self._scrub(str(exc)),
+            message,
             kind="exception",
             stack=stack,
             raised_at=raised_at,
         )
         self._raise(failure, exc)
+
+    def _unset_hint(self, p: Prepared, name: str) -> str:
+        """Why the step got `UNSET` for the field `name`, and what fixes it."""
+        where = f"field '{name}' was not set when step '{p.id}' ran on machine '{self.machine.name}'"
+        if name in self.secret_names:
+            return (
+                f"{where}: it is a secret, and a secret reaches only the machines whose wiring "
+                f"passes it on; run `sl2s generate` so that the wiring routes '{name}' to the "
+                "steps that take it"
+            )
+        return (
+            f"{where}: no earlier step or hop set it; pass it to the flow's entry, have an "
+            "earlier step return it, or give the parameter a default"
+        )
 
     def _step_failed(
         self,
