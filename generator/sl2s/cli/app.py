@@ -13,7 +13,8 @@ app = typer.Typer(
     name="sl2s",
     help="Turn a plan of log lines into per-machine Python services, and keep them in step.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -44,14 +45,14 @@ def report(error: Sl2sError) -> None:
         typer.echo(str(diagnostic), err=True)
 
 
-def main() -> None:
+def main(prog_name: str | None = None) -> None:
     """Console-script entry: user mistakes become `FILE:LINE: message` and exit 1, never a traceback.
 
     Typer runs in standalone mode, so usage errors print click's message and exit 2 and Ctrl-C
     exits 1 with "Aborted!"; an Sl2sError raised by any command arrives here.
     """
     try:
-        app()
+        app(prog_name=prog_name)
     except Sl2sError as error:
         report(error)
         sys.exit(1)
