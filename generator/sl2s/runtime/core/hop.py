@@ -26,7 +26,7 @@ import importlib
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import orjson
@@ -42,19 +42,17 @@ class HopRequest:
     source: str  # calling machine
     target: str  # called machine
     at: str  # step the target starts at
-    resume_at: (
-        str | None
-    )  # where the caller expects control back (None: the flow is done)
+    # where the caller expects control back (None: the flow is done)
+    resume_at: str | None
     fields: dict  # non-secret context plus the secrets the target uses
-    secrets: list[
-        str
-    ]  # names of every field known to be secret in this flow (for masking)
+    # names of every field known to be secret in this flow (for masking)
+    secrets: list[str]
     correlation_id: str  # one per flow run
     causation_id: str | None  # id of the caller's last event
     traceparent: str  # W3C: 00-<trace id>-<caller span id>-01
     idempotency_key: str  # unique per hop; a retried delivery carries the same key
     stack: list[str] = field(default_factory=list)  # machines waiting, outermost first
-    # set by the transport that sends the hop (sl2s.runtime.transport.http.deadlines, sl2s.runtime.transport.http.version):
+    # set by the HTTP transport (transport/http/deadlines.py, transport/http/version.py):
     deadline: int | None = None  # the flow run's deadline, epoch milliseconds
     version: str | None = None  # the sender's digest of the flow (its lock's `flows`)
     # who started the flow run and why (sl2s.runtime.core.metadata), and the flow run whose step
@@ -121,18 +119,22 @@ class HopResponse:
 
     resume_at: str | None
     fields: dict
-    secrets: list[
-        str
-    ]  # secret names the callee knows of (the caller adds them for masking)
-    causation_id: (
-        str | None
-    )  # id of the callee's last event: the caller's next event follows it
-    error: dict | None = (
-        None  # RuntimeFailure.to_dict() of a failure in the callee (or deeper)
-    )
+    # secret names the callee knows of (the caller adds them for masking)
+    secrets: list[str]
+    # id of the callee's last event: the caller's next event follows it
+    causation_id: str | None
+    # RuntimeFailure.to_dict() of a failure in the callee (or deeper)
+    error: dict | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        # (not dataclasses.asdict: its deep copy of the fields cost more than the hop itself)
+        return {
+            "resume_at": self.resume_at,
+            "fields": self.fields,
+            "secrets": self.secrets,
+            "causation_id": self.causation_id,
+            "error": self.error,
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> HopResponse:
