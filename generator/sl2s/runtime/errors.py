@@ -33,6 +33,9 @@ class RuntimeFailure(Sl2sError):
     """Base of everything a flow run raises on purpose."""
 
     kind = "sl2s"
+    message: str
+    # set once its ERROR event is written, so that no caller up the stack writes it again
+    reported = False
 
     def to_dict(self) -> dict:
         return {"class": type(self).__name__, "message": self.message, **self._data()}

@@ -70,6 +70,8 @@ class LazyEvent(Mapping):
         "_decoded",
     )
 
+    _decoded: dict
+
     def __init__(
         self,
         line: bytes,
@@ -114,7 +116,7 @@ class LazyEvent(Mapping):
             return self.decoded() == dict(other.items())
         return NotImplemented
 
-    __hash__ = None  # a mapping
+    __hash__ = None  # type: ignore[assignment]  # a mapping: unhashable
 
     def __repr__(self) -> str:
         return f"LazyEvent({self.line.rstrip().decode('utf-8', 'replace')})"

@@ -31,6 +31,7 @@ the runtime makes once per step over the serialised fields before masking anythi
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import orjson
 
@@ -45,7 +46,7 @@ def secret_texts(value: object) -> list[str]:
     """The texts a secret field's value contributes: itself (a string or a number's text), or the
     leaves of a list or dict. Booleans and None are not secrets by value."""
     out: list[str] = []
-    stack = [value]
+    stack: list[Any] = [value]
     while stack:
         v = stack.pop()
         t = type(v)
@@ -150,7 +151,7 @@ class Masker:
         out.append(s[at:])
         return "".join(out)
 
-    def value(self, v: object) -> object:
+    def value(self, v: Any) -> Any:
         """JSON data with secrets masked; the same object when nothing changed."""
         t = type(v)
         if t is str:

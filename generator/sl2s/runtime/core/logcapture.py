@@ -19,6 +19,8 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+from types import FrameType
+from typing import Any
 
 CALLER_FILE = "<sl2s step call>"
 
@@ -32,7 +34,7 @@ _installed = False
 _lock = threading.Lock()
 
 
-def current_step(frame) -> tuple[object, object] | None:
+def current_step(frame: FrameType | None) -> tuple[Any, Any] | None:
     """(run, prepared step) of the step running below `frame` in this thread, or None."""
     while frame is not None:
         if frame.f_code.co_filename == CALLER_FILE:

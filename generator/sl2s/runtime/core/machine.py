@@ -175,13 +175,13 @@ class Machine:
             Exception
         ) as exc:  # noqa: BLE001 - a bug in wiring: report it as data, upwards
             error = exc
-            failure = WiringError(
+            crash = WiringError(
                 f"machine '{self.name}' crashed running flow '{request.flow}' at "
                 f"'{request.at}': {type_name(exc)}: {run._scrub(str(exc))}"
             )
-            run._report(failure)
+            run._report(crash)
             response = HopResponse(
-                None, {}, sorted(run.secret_names), run.causation_id, failure.to_dict()
+                None, {}, sorted(run.secret_names), run.causation_id, crash.to_dict()
             )
         finally:
             run._end(error)

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from sl2s.runtime.core import logcapture, registry, system
 from sl2s.runtime.core.registry import UNSET
+from sl2s.runtime.core.system import SystemInfo
 from sl2s.runtime.errors import WiringError
 from sl2s.template import parse, show_value
 
@@ -22,7 +23,7 @@ class StepHost(Protocol):
     system: str
 
     @property
-    def info(self) -> system.SystemInfo: ...
+    def info(self) -> SystemInfo: ...
 
     def prepared(self, flow: str) -> dict[str, Prepared]: ...
 
@@ -46,6 +47,21 @@ class Prepared:
         "render",
         "keys_ok",
     )
+
+    id: str
+    func: Callable[..., object]
+    template: str
+    parts: tuple[str | tuple[str, bool], ...]
+    placeholders: tuple[str, ...]
+    params: tuple[tuple[str, object], ...]
+    var_kw: bool
+    plan: str | None
+    filepath: str
+    lineno: int
+    function: str
+    call: Callable[[dict], Any]
+    render: Callable[[dict], tuple[str, tuple[str, ...]]]
+    keys_ok: set[str]
 
 
 def prepare(machine: StepHost, flow: str, step_id: str) -> Prepared:

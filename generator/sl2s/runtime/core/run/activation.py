@@ -13,6 +13,7 @@ from sl2s.runtime.core import durable, events, system
 from sl2s.runtime.core.prepare import Prepared, StepHost
 from sl2s.runtime.core.run.context import RunContext
 from sl2s.runtime.errors import WiringError
+from sl2s.runtime.store import FlowStore, StepRecord
 
 
 class RunHost(StepHost, Protocol):
@@ -62,6 +63,9 @@ class RunActivation(RunContext):
         "parent",  # (correlation id, step id) of the step whose code started this flow run
     )
 
+    _sink: events.Sink
+    _lines: list[bytes]
+
     def __init__(
         self,
         machine: RunHost,
@@ -91,15 +95,16 @@ class RunActivation(RunContext):
         self.at = at
         self._state = OPEN
         self._return: tuple[str | None, dict] | None = None
-        self._sink: events.Sink | None = None
-        # the sink's line buffer (appended to directly on the hot path)
-        self._lines: list[bytes] | None = None
+        # (`_sink` and its line buffer `_lines`, appended to directly on the hot path: set by
+        # `_begin`, which comes first)
         self._static: dict[str, tuple[bytes, ...]] = {}
-        self._info: dict | None = None
+        self._info: dict = {}
         self._steps = machine.prepared(flow)
         self._last_step: Prepared | None = None
         self._ended = False
-        self._store = self._buf = self._replay = None
+        self._store: FlowStore | None = None
+        self._buf: durable.Buffer | None = None
+        self._replay: dict[str, StepRecord] | None = None
         self._attempt = 0
         self.meta = meta
         self.parent = parent
@@ -157,7 +162,7 @@ class RunActivation(RunContext):
         never a recorded step without its event."""
         events.flush_all()
         try:
-            self._buf.commit()
+            self._buf.commit()  # type: ignore[union-attr]  # (called only with a buffer)
         except (
             Exception
         ) as problem:  # noqa: BLE001 - sqlite3/psycopg errors, one message

@@ -51,6 +51,7 @@ class RunContext:
     def _mask_data(self) -> None:
         """Mask the mirror's values from the context (again): secret fields stay `***`."""
         masker, names, masked = self._masker, self.secret_names, self._masked
+        assert masker is not None  # (called when the mirror may hold a secret)
         for key, value in self.fields.items():
             if key not in names:
                 masked[key] = masker.value(value)

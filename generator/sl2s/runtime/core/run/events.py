@@ -112,12 +112,12 @@ class RunEvents(RunActivation):
         }
         rest = dumps(event, option=NL)
         parts = []
-        for mark, inside, after in CUTS:
-            mark = dumps(mark)
+        for text, inside, after in CUTS:
+            mark = dumps(text)
             if inside:  # the value goes inside the quotes (it needs no escaping)
                 mark = mark[1:-1]
             before, found, rest = rest.partition(mark)
-            assert found, mark
+            assert found, text
             parts.append(before)
             rest = after + rest
         parts.append(rest)
@@ -149,7 +149,7 @@ class RunEvents(RunActivation):
     ) -> str:
         """Write any event of this run (log lines, failures); returns its id."""
         event_id = events.new_event_id()
-        attributes = {
+        attributes: dict[str, object] = {
             "sl2s.event_id": event_id,
             "sl2s.correlation_id": self.correlation_id,
             "sl2s.causation_id": self.causation_id,
@@ -174,10 +174,11 @@ class RunEvents(RunActivation):
                     n for n in step.placeholders if n not in self.fields
                 ]
         attributes.update(extra)
+        number = severity_number or events.SEVERITY.get(severity, 9)
         event = {
             "timestamp": events.now(),
             "severity_text": severity,
-            "severity_number": severity_number or events.SEVERITY.get(severity, 9),
+            "severity_number": number,
             "body": body,
             "trace_id": self.trace_id,
             "span_id": self.span_id,
@@ -197,7 +198,7 @@ class RunEvents(RunActivation):
             hooks.emit_event(
                 hooks.LazyEvent(
                     line,
-                    event["severity_number"],
+                    number,
                     severity,
                     event_name,
                     "exception.type" in attributes,

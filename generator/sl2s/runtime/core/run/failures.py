@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import traceback
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from sl2s.runtime.core import logcapture
 from sl2s.runtime.core.registry import UNSET
@@ -33,7 +33,9 @@ class RunFailures(RunEvents):
 
     __slots__ = ()
 
-    def _raise(self, failure: RuntimeFailure, cause: BaseException | None = None):
+    def _raise(
+        self, failure: RuntimeFailure, cause: BaseException | None = None
+    ) -> NoReturn:
         """Report `failure` (once), end an entry run, raise."""
         self._report(failure)
         if self.at is None:
@@ -50,14 +52,14 @@ class RunFailures(RunEvents):
             )
             self._raise(failure)
 
-    def _contract(self, p: Prepared, message: str):
+    def _contract(self, p: Prepared, message: str) -> NoReturn:
         """The step broke the step contract: ERROR event, StepFailed(kind="contract")."""
         failure = self._step_failed(
             p, "sl2s.StepContractError", self._scrub(message), kind="contract"
         )
         self._raise(failure)
 
-    def _step_raised(self, p: Prepared, exc: Exception):
+    def _step_raised(self, p: Prepared, exc: Exception) -> NoReturn:
         tb = exc.__traceback__
         while tb is not None and tb.tb_next is not None and _runtime_frame(tb):
             tb = tb.tb_next  # only the user's frames
@@ -110,7 +112,10 @@ class RunFailures(RunEvents):
         raised_at: str | None = None,
     ) -> StepFailed:
         """Emit the failed step's ERROR event; the StepFailed that carries it up the stack."""
-        attributes = {"exception.type": exc_type, "exception.message": message}
+        attributes: dict[str, object] = {
+            "exception.type": exc_type,
+            "exception.message": message,
+        }
         if stack is not None:
             attributes["exception.stacktrace"] = stack
         if raised_at is not None:
@@ -138,7 +143,7 @@ class RunFailures(RunEvents):
         failure.reported = True
         return failure
 
-    def _not_json(self, p: Prepared, fields: dict):
+    def _not_json(self, p: Prepared, fields: dict) -> NoReturn:
         ctx = self.fields
         bad = unserialisable(fields)
         where = ", ".join(

@@ -133,10 +133,9 @@ class RunHops(RunFailures):
         if response.secrets:
             self.secret_names.update(response.secrets)
         if response.error is not None:
-            failure = failure_from_dict(response.error)
-            # the machine that produced it wrote its ERROR event
-            failure.reported = True
-            self._raise(failure)
+            remote = failure_from_dict(response.error)
+            remote.reported = True  # the machine that produced it wrote its ERROR event
+            self._raise(remote)
         if response.resume_at != resume_at:
             self._raise(
                 WiringError(

@@ -190,7 +190,7 @@ class Run(RunHops):
     def _replayed(self, p: Prepared) -> bool:
         """Replay step `p` from its checkpoint when it has a replayable one: merge the recorded
         outcome, continue causation from its recorded event, write nothing."""
-        record = self._replay.get(p.id)
+        record = self._replay.get(p.id) if self._replay is not None else None
         if record is None or not record.replayable:
             return False
         outcome = record.outcome
@@ -205,7 +205,7 @@ class Run(RunHops):
         return True
 
     def _merge_result(self, p: Prepared, result: object) -> None:
-        if type(result) is not dict:
+        if not isinstance(result, dict):
             if not isinstance(result, Mapping):
                 self._contract(
                     p,
