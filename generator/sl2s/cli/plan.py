@@ -105,8 +105,8 @@ def diff(
         except Sl2sError as error:
             problems.append(error)
     if problems:
-        for error in problems:
-            report(error)
+        for problem in problems:
+            report(problem)
         raise typer.Exit(2)
     changes = plandiff.diff_plans(plans[0], plans[1])
     typer.echo(plandiff.render(changes, format.value), nl=False)

@@ -24,6 +24,7 @@ import orjson
 
 from sl2s.diagnostics import Sl2sError
 from sl2s.runtime.core import durable, registry
+from sl2s.runtime.store import FlowRecord
 from sl2s.runtime.launch import Entry, load_entry, parse_values
 from sl2s.template import parse
 
@@ -194,7 +195,7 @@ def prune(directory: str, older_than: str, states: Sequence[str] = ()) -> int:
 @dataclass
 class Resumed:
     entry: Entry
-    record: object  # the FlowRecord as resumed (state pending, attempt incremented)
+    record: FlowRecord  # the FlowRecord as resumed (state pending, attempt incremented)
     fields: dict  # what the entry function is called with (secrets included)
     replayable: int  # steps recorded that will replay
 

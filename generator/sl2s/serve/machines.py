@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import cast
 
 from sl2s.diagnostics import Diagnostic, Sl2sError
 
@@ -70,7 +71,8 @@ def deploy_manifests(
         served=tuple(served),
         image=image,
         port=port,
-        replicas={name: count for name, (count, _, _) in settings.items()},
+        # (whole numbers: check_replicas refused anything else)
+        replicas={name: cast(int, count) for name, (count, _, _) in settings.items()},
         shared_store=is_postgresql(store_url),
     )
     return render(spec, target), served

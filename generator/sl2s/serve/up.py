@@ -313,14 +313,15 @@ def run_up(
         for machine in machines:
             machine.start(root, env)
         deadline = time.monotonic() + START_TIMEOUT
-        for (
-            machine
-        ) in machines:  # a machine that never started is not restarted: its code
-            if not _wait_healthy(machine.url, machine.proc, deadline):  # is broken
+        # a machine that never started is not restarted: its code is broken
+        for machine in machines:
+            if machine.proc is None or not _wait_healthy(
+                machine.url, machine.proc, deadline
+            ):
                 raise Sl2sError(
                     f"machine '{machine.name}' did not start (see its messages above)"
                 )
-        pids = {machine.name: machine.proc.pid for machine in machines}
+        pids = {m.name: m.proc.pid for m in machines if m.proc is not None}
         for line in banner(directory, served, urls, up_file, key_file, made_key, pids):
             say(line)
         sys.stdout.flush()
