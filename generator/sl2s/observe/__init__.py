@@ -12,7 +12,12 @@ import threading
 from pathlib import Path
 
 from sl2s.observe.provenance import git_revision, plan_digest
-from sl2s.observe.recorder import FlightRecorder, warning_or_above
+from sl2s.observe.recorder import (
+    RECORDER_OPTIONS,
+    FlightRecorder,
+    capacities,
+    warning_or_above,
+)
 
 __all__ = [
     "FlightRecorder",
@@ -50,11 +55,19 @@ def install(
         "off",
     ):
         return None
+    unknown = set(options) - RECORDER_OPTIONS
+    if unknown:  # a mistake in the call: said, not swallowed
+        raise TypeError(f"install(): unknown option(s) {', '.join(sorted(unknown))}")
+    if "capacity" in options:
+        capacities(options["capacity"])  # ValueError for a key that is not a severity
     key = str(Path(log_dir).resolve()) if log_dir is not None else ""
     try:
         with _install_lock:
             if key in _installed:
-                return _installed[key]
+                recorder = _installed[key]
+                if options:  # e.g. after the generated system installed the default one
+                    recorder.configure(**options)
+                return recorder
             if subscribe is None:
                 from sl2s.runtime.hooks import (
                     subscribe,

@@ -88,8 +88,46 @@ class Incident:
             "events": len(self.events),
             "triggers": sum(1 for e in self.events if e.get("sl2s.trigger")),
             "complete": self.complete,
+            "state": self.state,
             "reason": (self.footer or {}).get("reason"),
+            "host": self.header.get("host.name"),
+            "environment": self.header.get("deployment.environment"),
+            "revision": self.header.get("git.revision"),
         }
+
+    @property
+    def state(self) -> str:
+        """`closed`; `open` (no footer yet, and the process that writes it is running on this
+        host); `stopped` (no footer and that process is gone: it stopped mid-incident)."""
+        if self.complete:
+            return "closed"
+        return "open" if writer_alive(self.header) else "stopped"
+
+
+def writer_alive(header: dict) -> bool:
+    """Whether the process that opened an incident still runs: same host name and its pid
+    exists. An incident written on another host counts as open while its file is younger than
+    its trailing window (the recorder closes it then)."""
+    import socket
+    import time
+
+    pid = header.get("pid")
+    host = header.get("host.name")
+    if host and host != socket.gethostname():
+        opened = ev.parse_time(header.get("opened_at"))
+        window = float(header.get("trailing_seconds") or 5.0) + 5.0
+        return opened is not None and time.time() - opened.timestamp() < window
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    except OSError:
+        return False
+    return True
 
 
 def _links(event: dict) -> dict:
@@ -179,11 +217,10 @@ def render_list(summaries: list[dict]) -> str:
     out = []
     for s in summaries:
         what = s.get("exception") or s.get("severity") or "?"
-        status = (
-            ""
-            if s.get("complete")
-            else "  (incomplete: the process stopped mid-incident)"
-        )
+        status = {
+            "open": "  (open: still recording)",
+            "stopped": "  (incomplete: the process stopped mid-incident)",
+        }.get(s.get("state") or ("closed" if s.get("complete") else "stopped"), "")
         plan = (s.get("links") or {}).get("plan") or ""
         out.append(
             f"{s['id']}  {s.get('machine')}  {s.get('flow')}/{s.get('step')}  {what}: "
@@ -208,7 +245,7 @@ def render_show(incident: Incident) -> str:
         f"  versions      sl2s {h.get('sl2s.version')}, Python {h.get('python.version')}",
         f"  plan digest   {h.get('plan.digest') or 'unknown'}",
         f"  git revision  {h.get('git.revision') or 'unknown'}",
-        f"  closed        {(incident.footer or {}).get('reason') or 'no (incomplete)'}",
+        f"  closed        {(incident.footer or {}).get('reason') or _not_closed(incident.state)}",
         "",
     ]
     for e in incident.events:
@@ -224,6 +261,10 @@ def render_show(incident: Incident) -> str:
             + (f"  [{a['sl2s.plan']}]" if a.get("sl2s.plan") else "")
         )
     return "\n".join(out) + "\n"
+
+
+def _not_closed(state: str) -> str:
+    return "no (open: still recording)" if state == "open" else "no (incomplete)"
 
 
 def render_errors(groups: ErrorGroups) -> str:

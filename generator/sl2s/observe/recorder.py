@@ -36,6 +36,7 @@ import platform
 import queue
 import secrets
 import shutil
+import socket
 import sys
 import threading
 import time
@@ -57,9 +58,55 @@ from sl2s.observe.provenance import git_revision, plan_digest
 Qualifier = Callable[[Mapping], bool]
 
 _WARN = ev.WARN
+_HOST = socket.gethostname()
 DEFAULT_CAPACITY = 100
 DEFAULT_TRAILING_SECONDS = 5.0
 DEFAULT_TRAILING_EVENTS = 100
+
+
+RECORDER_OPTIONS = frozenset(
+    {
+        "capacity",
+        "qualifier",
+        "trailing_seconds",
+        "trailing_events",
+        "compress",
+        "durable_timeout",
+        "context",
+    }
+)
+
+# the names a capacity mapping may use for a severity bucket: the buckets, the severity texts
+# events carry (`WARNING`, `CRITICAL`: Python's level names) and any case of them
+_CAPACITY_NAMES = {
+    **{name: i for i, name in enumerate(ev.SEVERITY_BUCKETS)},
+    "WARNING": 3,
+    "CRITICAL": 5,
+}
+
+
+def capacities(capacity: int | Mapping[str, int]) -> list[int]:
+    """Ring buffer sizes per severity bucket from an int or a {severity: size} mapping.
+
+    Keys are severity texts in any case: the buckets (TRACE DEBUG INFO WARN ERROR FATAL) and the
+    texts events carry (WARNING, CRITICAL). An unknown key or a negative size is a ValueError,
+    never silently ignored."""
+    if not isinstance(capacity, Mapping):
+        size = int(capacity)
+        if size < 0:
+            raise ValueError(f"capacity {size}: must be 0 or more")
+        return [size] * len(ev.SEVERITY_BUCKETS)
+    caps = [DEFAULT_CAPACITY] * len(ev.SEVERITY_BUCKETS)
+    for key, value in capacity.items():
+        index = _CAPACITY_NAMES.get(str(key).strip().upper())
+        if index is None:
+            known = ", ".join([*ev.SEVERITY_BUCKETS, "WARNING", "CRITICAL"])
+            raise ValueError(f"capacity key {key!r}: not a severity ({known})")
+        size = int(value)
+        if size < 0:
+            raise ValueError(f"capacity {key}={size}: must be 0 or more")
+        caps[index] = size
+    return caps
 
 
 def warning_or_above(event: Mapping) -> bool:
@@ -110,16 +157,7 @@ class FlightRecorder:
             {}
         )  # machine -> system package (when log_dir is None)
         self._provenance_cache: dict[str, dict] = {}
-        if isinstance(capacity, Mapping):
-            caps = [
-                int(capacity.get(name, DEFAULT_CAPACITY))
-                for name in ev.SEVERITY_BUCKETS
-            ]
-        else:
-            caps = [int(capacity)] * len(ev.SEVERITY_BUCKETS)
-        self._buffers = [deque(maxlen=max(c, 0)) for c in caps]
-        # severity_number (0..24) -> its buffer, so the hot path does one index, no arithmetic
-        self._by_number = [self._buffers[ev.severity_bucket(n)] for n in range(25)]
+        self._set_capacity(capacity)
         self._qualifier = qualifier
         self._seq = itertools.count()
         self._lock = threading.Lock()
@@ -138,6 +176,33 @@ class FlightRecorder:
         self.failures = (
             0  # I/O errors swallowed by the writer (never raised into the flow)
         )
+
+    def _set_capacity(self, capacity: int | Mapping[str, int]) -> None:
+        caps = capacities(capacity)
+        self._buffers = [deque(maxlen=c) for c in caps]
+        # severity_number (0..24) -> its buffer, so the hot path does one index, no arithmetic
+        self._by_number = [self._buffers[ev.severity_bucket(n)] for n in range(25)]
+
+    def configure(self, **options) -> None:
+        """Change options of a recorder already installed (what `install(...)` does when the
+        generated system installed the default one first). Buffered events are kept when the
+        capacity changes, up to the new sizes."""
+        unknown = set(options) - RECORDER_OPTIONS
+        if unknown:
+            raise TypeError(f"unknown recorder option(s): {', '.join(sorted(unknown))}")
+        with self._lock:
+            if "capacity" in options:
+                old = self._buffers
+                self._set_capacity(options["capacity"])
+                for buffer, previous in zip(self._buffers, old):
+                    buffer.extend(previous)
+            if "qualifier" in options:
+                self._qualifier = options["qualifier"]
+            for name in ("trailing_seconds", "trailing_events", "compress", "durable_timeout"):
+                if name in options:
+                    setattr(self, name, options[name])
+            if options.get("context"):
+                self.context.update(options["context"])
 
     # ---------------------------------------------------------------------------- hot path
 
@@ -306,6 +371,9 @@ class FlightRecorder:
             "id": incident_id,
             "opened_at": ev.utc_now_text(),
             "pid": os.getpid(),
+            "host.name": _HOST,
+            "deployment.environment": os.environ.get("SL2S_ENVIRONMENT") or None,
+            "trailing_seconds": self.trailing_seconds,
             "service.name": ev.machine(trigger),
             "sl2s.version": __version__,
             "python.version": platform.python_version(),
