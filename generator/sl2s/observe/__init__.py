@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 from sl2s.observe.provenance import git_revision, plan_digest
+from sl2s.observe.revision import revision_of
 from sl2s.observe.recorder import (
     RECORDER_OPTIONS,
     FlightRecorder,
@@ -73,11 +74,11 @@ def install(
                     subscribe,
                 )  # noqa: PLC0415 - no cycle at import time
             context = dict(options.pop("context", {}) or {})
-            where = services_dir or os.getcwd()
             context.setdefault(
                 "plan.digest", plan_digest(services_dir) if services_dir else None
             )
-            context.setdefault("git.revision", _safe(git_revision, where))
+            if services_dir:  # else per incident, from the triggering machine's system
+                context.setdefault("git.revision", revision_of(services_dir)[0])
             recorder = FlightRecorder(log_dir, context=context, **options)
             subscribe(recorder)
             recorder.register_atexit()

@@ -135,7 +135,9 @@ def _links(event: dict) -> dict:
     links = {}
     if a.get("sl2s.plan"):
         links["plan"] = a["sl2s.plan"]
-    if a.get("code.filepath"):
+    if a.get("sl2s.raised_at"):
+        links["source"] = str(a["sl2s.raised_at"])
+    elif a.get("code.filepath"):
         links["source"] = f"{a['code.filepath']}:{a.get('code.lineno') or 0}"
     return links
 
@@ -241,13 +243,17 @@ def render_show(incident: Incident) -> str:
         f"  failure       {s['severity']} {s['flow']}/{s['step']}: {exception}{s['message'] or ''}",
         f"  fingerprint   {s['fingerprint'] or '-'}",
         f"  plan          {links.get('plan', '')}",
-        f"  source        {links.get('source', '')}",
+        f"  source        {links.get('source', '')}"
+        + (f"  {links['source_url']}" if links.get("source_url") else ""),
+        f"  host          {h.get('host.name') or '-'}"
+        + (f" ({h['deployment.environment']})" if h.get("deployment.environment") else ""),
         f"  versions      sl2s {h.get('sl2s.version')}, Python {h.get('python.version')}",
         f"  plan digest   {h.get('plan.digest') or 'unknown'}",
-        f"  git revision  {h.get('git.revision') or 'unknown'}",
+        f"  revision      {_revision_text(h)}",
         f"  closed        {(incident.footer or {}).get('reason') or _not_closed(incident.state)}",
         "",
     ]
+    out.extend(render_crash(incident.failure))
     for e in incident.events:
         a = ev.attrs(e)
         mark = {"before": " ", "trigger": ">", "after": " "}.get(
@@ -261,6 +267,47 @@ def render_show(incident: Incident) -> str:
             + (f"  [{a['sl2s.plan']}]" if a.get("sl2s.plan") else "")
         )
     return "\n".join(out) + "\n"
+
+
+def _revision_text(header: dict) -> str:
+    from sl2s.observe.revision import UNKNOWN_HINT
+
+    revision = header.get("git.revision")
+    if not revision:
+        return UNKNOWN_HINT
+    origin = header.get("git.revision.from")
+    return f"{revision} (from {origin})" if origin and origin != "git" else revision
+
+
+def render_crash(failure: dict) -> list[str]:
+    """The crash details of a failed step's event: arguments, the user's frames with their
+    source line and local variables, then the traceback (all masked as the event was written)."""
+    a = ev.attrs(failure)
+    out: list[str] = []
+    arguments = a.get("sl2s.crash.arguments")
+    if isinstance(arguments, dict) and arguments:
+        out.append("  arguments")
+        out.extend(f"    {name} = {value}" for name, value in arguments.items())
+    frames = a.get("sl2s.crash.frames")
+    if isinstance(frames, list) and frames:
+        out.append("  frames (your code, innermost last)")
+        for frame in frames:
+            if not isinstance(frame, dict):
+                continue
+            out.append(
+                f"    {frame.get('file')}:{frame.get('line')} in {frame.get('function')}"
+            )
+            if frame.get("code"):
+                out.append(f"      > {frame['code']}")
+            for name, value in (frame.get("locals") or {}).items():
+                out.append(f"        {name} = {value}")
+    stack = a.get("exception.stacktrace")
+    if stack:
+        out.append("  traceback")
+        out.extend(f"    {line}" for line in str(stack).rstrip("\n").splitlines())
+    if out:
+        out.append("")
+    return out
 
 
 def _not_closed(state: str) -> str:

@@ -53,7 +53,8 @@ import orjson
 from sl2s import __version__
 from sl2s.observe import events as ev
 from sl2s.observe.fingerprint import ErrorGroups, event_fingerprint
-from sl2s.observe.provenance import git_revision, plan_digest
+from sl2s.observe.provenance import plan_digest
+from sl2s.observe.revision import path_prefix, revision_of, source_template, source_url
 
 Qualifier = Callable[[Mapping], bool]
 
@@ -239,7 +240,12 @@ class FlightRecorder:
             try:
                 if where is not None:
                     found["plan.digest"] = plan_digest(where)
-                found["git.revision"] = git_revision(where or Path.cwd())
+                revision, origin = revision_of(where)
+                found["git.revision"] = revision
+                found["git.revision.from"] = origin
+                template, repo = source_template(where)
+                if template:
+                    found["links.template"] = (template, repo, path_prefix(where))
             except (OSError, ValueError):
                 pass
             self._provenance_cache[key] = found
@@ -364,8 +370,22 @@ class FlightRecorder:
         links = {}
         if a.get("sl2s.plan"):
             links["plan"] = a["sl2s.plan"]
-        if a.get("code.filepath"):
+        if a.get("sl2s.raised_at"):  # the line that raised, in the user's code
+            links["source"] = str(a["sl2s.raised_at"])
+        elif a.get("code.filepath"):
             links["source"] = f"{a['code.filepath']}:{a.get('code.lineno') or 0}"
+        provenance = dict(self._provenance(ev.machine(trigger)))
+        template = provenance.pop("links.template", None)
+        if template and links.get("source"):
+            url = source_url(
+                template[0],
+                revision=self.context.get("git.revision") or provenance.get("git.revision"),
+                location=links["source"],
+                repo=template[1],
+                prefix=template[2],
+            )
+            if url:
+                links["source_url"] = url
         header = {
             "sl2s.incident": "header",
             "id": incident_id,
@@ -379,7 +399,7 @@ class FlightRecorder:
             "python.version": platform.python_version(),
             "plan.digest": None,
             "git.revision": None,
-            **self._provenance(ev.machine(trigger)),
+            **provenance,
             **{k: v for k, v in self.context.items() if v is not None},
             "links": links,
             "exception": (

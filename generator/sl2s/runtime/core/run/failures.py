@@ -10,7 +10,7 @@ import traceback
 from types import TracebackType
 from typing import TYPE_CHECKING, NoReturn
 
-from sl2s.runtime.core import logcapture
+from sl2s.runtime.core import crash, logcapture
 from sl2s.runtime.core.registry import UNSET
 from sl2s.runtime.core.run.activation import OPEN
 from sl2s.runtime.core.run.events import RunEvents, dumps, type_name, unserialisable
@@ -63,12 +63,13 @@ class RunFailures(RunEvents):
         tb = exc.__traceback__
         while tb is not None and tb.tb_next is not None and _runtime_frame(tb):
             tb = tb.tb_next  # only the user's frames
-        frames = traceback.extract_tb(tb)
-        raised_at = (
-            f"{self.machine.info.relative(frames[-1].filename)}:{frames[-1].lineno}"
-            if frames
-            else f"{p.filepath}:{p.lineno}"
+        crashed = crash.safe_details(  # the user's innermost line, locals masked
+            tb,
+            relative=self.machine.info.relative,
+            scrub=self._scrub,
+            secret_names=self.secret_names,
         )
+        raised_at = (crashed or {}).get("raised_at") or f"{p.filepath}:{p.lineno}"
         # the whole text, chained causes included, is masked (their messages and source lines)
         stack = self._scrub("".join(traceback.format_exception(type(exc), exc, tb)))
         message = self._scrub(str(exc))
@@ -84,6 +85,7 @@ class RunFailures(RunEvents):
             kind="exception",
             stack=stack,
             raised_at=raised_at,
+            crashed=crashed,
         )
         self._raise(failure, exc)
 
@@ -110,12 +112,16 @@ class RunFailures(RunEvents):
         kind: str,
         stack: str | None = None,
         raised_at: str | None = None,
+        crashed: dict | None = None,
     ) -> StepFailed:
         """Emit the failed step's ERROR event; the StepFailed that carries it up the stack."""
         attributes: dict[str, object] = {
             "exception.type": exc_type,
             "exception.message": message,
         }
+        if crashed:
+            attributes["sl2s.crash.frames"] = crashed["frames"]
+            attributes["sl2s.crash.arguments"] = crashed["arguments"]
         if stack is not None:
             attributes["exception.stacktrace"] = stack
         if raised_at is not None:
