@@ -8,6 +8,7 @@ docs/hop-protocol.md and docs/deploy.md describe what they do.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -112,6 +113,12 @@ def deploy(
     out: str = typer.Option(
         "-", "--out", "-o", help="File to write (default: standard output)."
     ),
+    revision: Optional[str] = typer.Option(
+        None,
+        "--revision",
+        help="The revision deployed (default: SL2S_REVISION, else the git work tree's). "
+        "Recorded as a deploy and written to DIR/sl2s.revision.",
+    ),
 ) -> None:
     """Write deployment manifests for the machines of DIR that other machines hop to:
     kubernetes (ConfigMap address map, Deployment + Service per machine, hop key from the Secret
@@ -119,9 +126,15 @@ def deploy(
     DIR/sl2s.toml runs N of a machine; more than one needs the PostgreSQL flow store."""
     from sl2s.serve.machines import deploy_manifests
 
+    from sl2s.observe.errorreport import record_deploy
+
     text, served = deploy_manifests(directory, target, image=image, port=port)
     if out == "-":
         typer.echo(text, nl=False)
     else:
         Path(out).write_text(text, encoding="utf-8")
         typer.echo(f"wrote {out} ({', '.join(served)})", err=True)
+    _deploy, said = record_deploy(
+        directory, revision=revision, target=target, how="sl2s deploy"
+    )
+    typer.echo(said if _deploy else f"warning: {said}", err=True)
