@@ -59,20 +59,77 @@ def story_command(
 
 @app.command("patterns")
 def patterns_command(
-    plan: str = typer.Argument(..., help="The plan file."),
-    logs: List[str] = typer.Argument(..., help="Event files or log directories."),
+    args: List[str] = typer.Argument(
+        ...,
+        metavar="PLAN LOGS… | --text FILE…",
+        help="The plan file, then event files or log directories; with --text, plain-text "
+        "log files (or directories of *.log, *.txt).",
+    ),
+    text: bool = typer.Option(
+        False,
+        "--text",
+        help="The files are plain-text logs (one message per line; timestamps, levels and "
+        "logger names in front are stripped); no plan.",
+    ),
+    prefix: Optional[str] = typer.Option(
+        None,
+        "--prefix",
+        help="With --text: a regex matched at the start of each line and stripped (its group "
+        "'message', when it has one, is the message; its group 'level' the level).",
+    ),
     new_since: Optional[str] = typer.Option(
         None,
         "--new-since",
         help="State file: report only patterns new since the run that wrote it (updated).",
     ),
-    fmt: str = typer.Option("text", "--format", help="text or markdown."),
+    fmt: str = typer.Option(
+        "text",
+        "--format",
+        help="text, markdown, or json (one object per pattern: template, count, member "
+        "lines as FILE:LINE).",
+    ),
+    similarity: Optional[float] = typer.Option(
+        None, "--similarity", help="Template similarity threshold, (0, 1] (default 0.4)."
+    ),
+    depth: Optional[int] = typer.Option(
+        None, "--depth", help="Parse tree depth, 3-12 (default 5)."
+    ),
+    masks: Optional[str] = typer.Option(
+        None,
+        "--masks",
+        help="Comma-separated masks applied before mining: uuid, ip, hex, hexid, host, path, "
+        "number (default: uuid,ip,hex,hexid,number; 'none' for none).",
+    ),
+    mask_regex: List[str] = typer.Option(
+        [], "--mask-regex", help="A regex whose matches are masked too (repeatable)."
+    ),
 ) -> None:
-    """Report events the plan does not predict, grouped and counted. Exit 1 when anything is new."""
+    """Report events the plan does not predict, or the patterns of plain-text logs (--text),
+    grouped and counted. Exit 1 when anything is new."""
+    from sl2s.observe.mining import MiningOptions, parse_masks
     from sl2s.observe.patterns import run_patterns
 
-    text, new = run_patterns(plan, logs, new_since, fmt)
-    typer.echo(text, nl=False)
+    if text:
+        plan, logs = None, args
+    elif len(args) < 2:
+        raise Sl2sError("usage: sl2s patterns PLAN LOGS…  (or: sl2s patterns --text FILE…)")
+    else:
+        plan, logs = args[0], args[1:]
+    if prefix is not None and not text:
+        raise Sl2sError("--prefix applies to plain-text logs: add --text")
+    options = None
+    if similarity is not None or depth is not None or masks is not None or mask_regex:
+        defaults = MiningOptions()
+        options = MiningOptions(
+            similarity=defaults.similarity if similarity is None else similarity,
+            depth=defaults.depth if depth is None else depth,
+            masks=parse_masks(masks),
+            extra_masks=tuple(mask_regex),
+        )
+    report, new = run_patterns(
+        plan, logs, new_since, fmt, text=text, prefix=prefix, options=options
+    )
+    typer.echo(report, nl=False)
     raise typer.Exit(1 if new else 0)
 
 

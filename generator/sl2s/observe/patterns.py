@@ -22,10 +22,8 @@ reported, each with the events before and after its first occurrence; the state 
 
 from __future__ import annotations
 
-import base64
 import os
 import tempfile
-import zlib
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -36,6 +34,14 @@ import orjson
 from sl2s.diagnostics import Sl2sError
 from sl2s.model import Plan
 from sl2s.observe import events as ev
+from sl2s.observe.mining import (
+    MiningOptions,
+    add_line,
+    make_miner,
+    masker,
+    miner_state,
+)
+from sl2s.observe.textlog import TEXT
 
 STATE_VERSION = 1
 CONTEXT = 2  # events shown before and after a new pattern's first occurrence
@@ -49,49 +55,6 @@ KINDS = (
     "unexpected event",
 )
 
-# applied in order; each replaces a whole token-like value with `*` (the Drain wildcard)
-MASKS = (
-    r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b",  # UUID
-    r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?(?![\w.])",  # IPv4[:port]
-    r"(?<![\w])0x[0-9a-fA-F]+\b",  # hex literal
-    r"(?<![\w])(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{8,}(?![\w])",  # hex ids, digests
-    r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:[a-zA-Z%]{0,3})(?![\w.])",  # numbers (with a short unit)
-)
-
-
-def make_miner(state: str | None = None):
-    """A drain3 TemplateMiner whose masks and wildcard are `*`, optionally restored from state."""
-    import jsonpickle
-    from drain3 import TemplateMiner
-    from drain3.masking import MaskingInstruction
-    from drain3.template_miner_config import TemplateMinerConfig
-
-    config = TemplateMinerConfig()
-    config.mask_prefix = ""
-    config.mask_suffix = ""
-    config.masking_instructions = [MaskingInstruction(p, "*") for p in MASKS]
-    config.drain_sim_th = 0.4
-    config.drain_depth = 4
-    config.profiling_enabled = False
-    miner = TemplateMiner(config=config)
-    if state:
-        loaded = jsonpickle.loads(
-            zlib.decompress(base64.b64decode(state)).decode(), keys=True
-        )
-        miner.drain.id_to_cluster = loaded.id_to_cluster
-        miner.drain.clusters_counter = loaded.clusters_counter
-        miner.drain.root_node = loaded.root_node
-    return miner
-
-
-def miner_state(miner) -> str:
-    import jsonpickle
-
-    return base64.b64encode(
-        zlib.compress(jsonpickle.dumps(miner.drain, keys=True).encode())
-    ).decode()
-
-
 @dataclass
 class Pattern:
     kind: str
@@ -104,6 +67,7 @@ class Pattern:
     before: list[str] = field(default_factory=list)
     after: list[str] = field(default_factory=list)
     new: bool = True
+    members: list[str] = field(default_factory=list)  # FILE:LINE, when asked for
 
     def as_dict(self) -> dict:
         return {
@@ -119,9 +83,25 @@ class Pattern:
             "new": self.new,
         }
 
+    def as_json_line(self) -> dict:
+        """What `--format json` prints for it: one object per pattern, for tools."""
+        return {
+            "kind": self.kind,
+            "template": self.text,
+            "count": self.count,
+            "members": self.members,
+            "first": self.first_at,
+            "machines": sorted(self.machines),
+            "new": self.new,
+            "before": self.before,
+            "after": self.after,
+        }
+
 
 def _short(source: str, lineno: int, event: dict) -> str:
     a = ev.attrs(event)
+    if event.get("event_name") == TEXT:
+        return f"{Path(source).name}:{lineno}  {event.get('severity_text', '')}  {event.get('body', '')}"
     what = a.get("sl2s.step") or event.get("event_name") or ""
     return (
         f"{Path(source).name}:{lineno}  {ev.machine(event)}  {event.get('severity_text', '')}  "
@@ -133,22 +113,32 @@ class Analyzer:
     """Feed events (any order across files), then `finish()` for the patterns found."""
 
     def __init__(
-        self, plan: Plan, *, seen: Iterable[str] = (), drain_state: str | None = None
+        self,
+        plan: Plan | None,
+        *,
+        seen: Iterable[str] = (),
+        drain_state: str | None = None,
+        options: MiningOptions | None = None,
+        keep_members: bool = False,
     ) -> None:
         self.plan = plan
-        self.steps = plan.steps
+        self.steps = plan.steps if plan is not None else []
+        flows = plan.flows if plan is not None else []
         self.index = {(s.flow, s.id): i for i, s in enumerate(self.steps)}
         self.first_of_flow = {
-            f.name: self.index[(f.name, f.steps[0].id)] for f in plan.flows if f.steps
+            f.name: self.index[(f.name, f.steps[0].id)] for f in flows if f.steps
         }
         self.last_of_flow = {
-            f.name: self.index[(f.name, f.steps[-1].id)] for f in plan.flows if f.steps
+            f.name: self.index[(f.name, f.steps[-1].id)] for f in flows if f.steps
         }
+        self.keep_members = keep_members
         self.seen = set(seen)
         self.patterns: dict[str, Pattern] = {}
         self.runs: dict[str, list[tuple[int, int, int, int]]] = {}
         self.arrival = 0
-        self.miner = make_miner(drain_state)
+        self.options = options or MiningOptions()
+        self.miner = make_miner(self.options, drain_state)
+        self.mask = masker(self.options)
         self._recent: dict[str, deque] = {}
         self._pending: dict[str, list[list]] = {}  # source -> [[pattern, remaining]]
         self.events = 0
@@ -198,10 +188,9 @@ class Analyzer:
                     event,
                     cid,
                 )
-        elif name == ev.LOG:
+        elif name == ev.LOG or name == TEXT:
             body = str(event.get("body") or "")
-            result = self.miner.add_log_message(body)
-            cluster = result["cluster_id"]
+            cluster = add_line(self.miner, self.mask, body)
             self._hit(
                 "log line",
                 f"log line|{cluster}",
@@ -213,7 +202,7 @@ class Analyzer:
                 cluster=cluster,
             )
         else:
-            masked = self.miner.masker.mask(str(event.get("body") or ""))
+            masked = self.mask(str(event.get("body") or ""))
             self._hit(
                 "unexpected event",
                 f"unexpected event|{name}|{masked}",
@@ -257,6 +246,8 @@ class Analyzer:
                 self._pending.setdefault(source, []).append([pattern, CONTEXT])
         pattern.count += 1
         pattern.machines.add(ev.machine(event))
+        if self.keep_members:
+            pattern.members.append(f"{source}:{lineno}")
 
     # ------------------------------------------------------------------------- end of stream
 
@@ -394,7 +385,7 @@ def save_state(path: Path, state: dict) -> None:
 
 
 def render_text(
-    patterns: list[Pattern], events: int, files: int, with_state: bool
+    patterns: list[Pattern], events: int, files: int, with_state: bool, plain: bool = False
 ) -> str:
     out = []
     for p in patterns:
@@ -406,15 +397,24 @@ def render_text(
             out.append(f"      before: {line}")
         for line in p.after:
             out.append(f"      after:  {line}")
-    what = "new pattern(s)" if with_state else "pattern(s) the plan does not predict"
-    out.append(f"{len(patterns)} {what} in {events} events from {files} file(s)")
+    what = (
+        "new pattern(s)"
+        if with_state
+        else "pattern(s)" if plain else "pattern(s) the plan does not predict"
+    )
+    unit = "lines" if plain else "events"
+    out.append(f"{len(patterns)} {what} in {events} {unit} from {files} file(s)")
     return "\n".join(out) + "\n"
 
 
 def render_markdown(
-    patterns: list[Pattern], events: int, files: int, with_state: bool
+    patterns: list[Pattern], events: int, files: int, with_state: bool, plain: bool = False
 ) -> str:
-    what = "New patterns" if with_state else "Patterns the plan does not predict"
+    what = (
+        "New patterns"
+        if with_state
+        else "Patterns" if plain else "Patterns the plan does not predict"
+    )
     out = [
         f"### {what}",
         "",
@@ -435,32 +435,98 @@ def render_markdown(
     return "\n".join(out)
 
 
+def render_json(patterns: list[Pattern]) -> str:
+    return "".join(orjson.dumps(p.as_json_line()).decode() + "\n" for p in patterns)
+
+
 def analyse(
-    plan: Plan, paths: Iterable[str], state: dict | None = None
+    plan: Plan | None,
+    paths: Iterable[str],
+    state: dict | None = None,
+    *,
+    text: bool = False,
+    prefix=None,
+    options: MiningOptions | None = None,
+    keep_members: bool = False,
 ) -> tuple[list[Pattern], Analyzer, ev.ReadStats]:
-    files = ev.event_files(paths)
+    """Patterns of event files (`text=False`) or plain-text logs (`text=True`, lines split by
+    sl2s.observe.textlog with `prefix`, a compiled regex or None for the default)."""
     stats = ev.ReadStats()
     analyzer = Analyzer(
         plan,
         seen=(state or {}).get("seen", {}).keys(),
         drain_state=(state or {}).get("drain"),
+        options=options,
+        keep_members=keep_members,
     )
-    for source, lineno, event in ev.iter_events(files, stats):
+    if text:
+        from sl2s.observe.textlog import iter_text, text_files
+
+        items = iter_text(text_files(paths), prefix, stats)
+    else:
+        items = ev.iter_events(ev.event_files(paths), stats)
+    for source, lineno, event in items:
         analyzer.feed(source, lineno, event)
     return analyzer.finish(), analyzer, stats
 
 
+def state_options(state: dict | None, given: MiningOptions | None) -> MiningOptions | None:
+    """The mining options to use with a state file: the ones it was written with (a state from
+    before options were recorded: similarity 0.4, depth 4, the default masks); different options
+    given explicitly are an error, since the saved model would not match them."""
+    if not state or not state.get("drain"):
+        return given
+    raw = state.get("mining") or {"similarity": 0.4, "depth": 4}
+    saved = MiningOptions(
+        similarity=float(raw.get("similarity", 0.4)),
+        depth=int(raw.get("depth", 4)),
+        masks=tuple(raw.get("masks") or MiningOptions().masks),
+        extra_masks=tuple(raw.get("extra_masks") or ()),
+    )
+    if given is not None and given != saved:
+        raise Sl2sError(
+            "the state file was written with other mining options "
+            f"({saved.as_dict()}); use them, or start a new state file"
+        )
+    return saved
+
+
 def run_patterns(
-    plan_path: str, paths: Iterable[str], state_path: str | None, fmt: str = "text"
+    plan_path: str | None,
+    paths: Iterable[str],
+    state_path: str | None,
+    fmt: str = "text",
+    *,
+    text: bool = False,
+    prefix: str | None = None,
+    options: MiningOptions | None = None,
 ) -> tuple[str, bool]:
-    """Shell-facing: (report, whether anything new was found); updates the state file."""
+    """Shell-facing: (report, whether anything new was found); updates the state file.
+
+    `options` None: the defaults (or the state file's). With `text`, `paths` are plain-text logs
+    and `plan_path` is not used."""
+    from sl2s.observe.textlog import compile_prefix
     from sl2s.plan import read_plan
 
-    if fmt not in ("text", "markdown"):
-        raise Sl2sError(f"unknown format {fmt!r} (text or markdown)")
-    plan = read_plan(plan_path)
+    if fmt not in ("text", "markdown", "json"):
+        raise Sl2sError(f"unknown format {fmt!r} (text, markdown or json)")
+    if options is not None:
+        try:
+            options.check()
+        except ValueError as error:
+            raise Sl2sError(str(error)) from None
+    plan = None if text or plan_path is None else read_plan(plan_path)
     state = load_state(Path(state_path)) if state_path else None
-    patterns, analyzer, stats = analyse(plan, paths, state)
+    options = state_options(state, options)
+    patterns, analyzer, stats = analyse(
+        plan,
+        paths,
+        state,
+        text=text,
+        prefix=compile_prefix(prefix),
+        options=options,
+        keep_members=fmt == "json",
+    )
     new = [p for p in patterns if p.new] if state is not None else patterns
     if state is not None:
         seen = dict(state.get("seen") or {})
@@ -472,10 +538,19 @@ def run_patterns(
             Path(state_path),
             {
                 "version": STATE_VERSION,
-                "plan": {"path": plan.path, "digest": plan.digest},
+                "plan": {"path": plan.path, "digest": plan.digest} if plan else None,
                 "seen": seen,
                 "drain": miner_state(analyzer.miner),
+                "mining": analyzer.options.as_dict(),
             },
         )
+    if fmt == "json":
+        return render_json(new), bool(new)
     render = render_markdown if fmt == "markdown" else render_text
-    return render(new, analyzer.events, stats.files, state is not None), bool(new)
+    report = render(new, analyzer.events, stats.files, state is not None, plain=text)
+    if not text and stats.skipped:
+        report += (
+            f"note: {stats.skipped} line(s) were not sl2s events (first: {stats.skipped_at[0]}); "
+            "read plain-text logs with --text\n"
+        )
+    return report, bool(new)

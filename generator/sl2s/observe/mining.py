@@ -1,0 +1,158 @@
+"""Log template mining: the options (similarity, depth, masks), the miner, and how it is measured.
+
+Lines are masked before mining — each mask replaces a whole token-like value with `*`, Drain's
+wildcard too — then mined with Drain (drain3). The defaults were chosen by measuring grouping
+accuracy (`grouping_accuracy`, Zhu et al. 2019) on the 16 public Loghub 2k samples with one set
+of options for all (bench/bench_patterns_loghub.py prints the table; README "Performance").
+
+Named masks (`MiningOptions.masks`, applied in this order):
+
+| name | replaces |
+|---|---|
+| `uuid` | UUIDs |
+| `ip` | IPv4 addresses, with a port |
+| `hex` | `0x…` literals |
+| `hexid` | hex ids and digests of 8+ characters (with a digit) |
+| `host` | host names of 3+ labels (`proxy.example.com`), with a port |
+| `path` | absolute paths of 2+ components (`/var/log/app`) |
+| `number` | numbers, with a short unit (`12ms`, `3.5`, `-7`, `40%`) |
+
+plus any regular expressions of the user's (`extra_masks`), applied after them.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+NAMED_MASKS = {
+    "uuid": r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b",
+    "ip": r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?(?![\w.])",
+    "hex": r"(?<![\w])0x[0-9a-fA-F]+\b",
+    "hexid": r"(?<![\w])(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{8,}(?![\w])",
+    "host": r"(?<![\w.-])(?:[A-Za-z0-9-]+\.){2,}[A-Za-z]{2,}(?::\d+)?(?![\w.-])",
+    "path": r"(?<![\w])(?:/[\w.@-]+){2,}/?",
+    "number": r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:[a-zA-Z%]{0,3})(?![\w.])",
+}
+DEFAULT_MASKS = ("uuid", "ip", "hex", "hexid", "number")
+DEFAULT_SIMILARITY = 0.4
+DEFAULT_DEPTH = 5
+
+
+@dataclass(frozen=True)
+class MiningOptions:
+    similarity: float = DEFAULT_SIMILARITY
+    depth: int = DEFAULT_DEPTH
+    masks: tuple[str, ...] = DEFAULT_MASKS
+    extra_masks: tuple[str, ...] = ()
+
+    def check(self) -> MiningOptions:
+        """Self, or a ValueError saying what is wrong (an unknown mask, a bad regex, a range)."""
+        if not 0.0 < self.similarity <= 1.0:
+            raise ValueError(f"similarity {self.similarity}: must be in (0, 1]")
+        if not 3 <= self.depth <= 12:
+            raise ValueError(f"depth {self.depth}: must be 3 to 12")
+        unknown = [m for m in self.masks if m not in NAMED_MASKS]
+        if unknown:
+            raise ValueError(
+                f"unknown mask {unknown[0]!r} (masks: {', '.join(NAMED_MASKS)})"
+            )
+        for pattern in self.extra_masks:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ValueError(f"mask regex {pattern!r}: {error}") from None
+        return self
+
+    def regexes(self) -> list[str]:
+        return [NAMED_MASKS[m] for m in self.masks] + list(self.extra_masks)
+
+    def as_dict(self) -> dict:
+        return {
+            "similarity": self.similarity,
+            "depth": self.depth,
+            "masks": list(self.masks),
+            "extra_masks": list(self.extra_masks),
+        }
+
+
+def parse_masks(text: str | None) -> tuple[str, ...]:
+    """`uuid,ip,number` -> the names; `default` (or None) -> DEFAULT_MASKS; `none` -> ()."""
+    if text is None or text.strip() in ("", "default"):
+        return DEFAULT_MASKS
+    if text.strip() == "none":
+        return ()
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def make_miner(options: MiningOptions | None = None, state: str | None = None):
+    """A drain3 TemplateMiner for `options`, optionally restored from `miner_state`'s text."""
+    from drain3 import TemplateMiner
+    from drain3.template_miner_config import TemplateMinerConfig
+
+    options = options or MiningOptions()
+    config = TemplateMinerConfig()
+    config.mask_prefix = ""
+    config.mask_suffix = ""
+    config.masking_instructions = []  # masked before, in one pass (`masker`)
+    config.drain_sim_th = options.similarity
+    config.drain_depth = options.depth
+    config.profiling_enabled = False
+    miner = TemplateMiner(config=config)
+    if state:
+        import jsonpickle
+
+        loaded = jsonpickle.loads(
+            zlib.decompress(base64.b64decode(state)).decode(), keys=True
+        )
+        miner.drain.id_to_cluster = loaded.id_to_cluster
+        miner.drain.clusters_counter = loaded.clusters_counter
+        miner.drain.root_node = loaded.root_node
+    return miner
+
+
+def masker(options: MiningOptions | None = None):
+    """`text -> text` with every mask's matches replaced by `*`: one regex, one pass (the masks
+    as alternatives, in their order: at each position the first that matches wins)."""
+    regexes = (options or MiningOptions()).regexes()
+    if not regexes:
+        return lambda text: text
+    combined = re.compile("|".join(f"(?:{r})" for r in regexes))
+    return lambda text: combined.sub("*", text)
+
+
+def add_line(miner, mask, text: str) -> int:
+    """Mine one line (masked with `mask`); the id of the cluster it joined or started."""
+    cluster, _change = miner.drain.add_log_message(mask(text))
+    return cluster.cluster_id
+
+
+def miner_state(miner) -> str:
+    import jsonpickle
+
+    return base64.b64encode(
+        zlib.compress(jsonpickle.dumps(miner.drain, keys=True).encode())
+    ).decode()
+
+
+def grouping_accuracy(truth: Sequence[object], predicted: Sequence[object]) -> float:
+    """Zhu et al. 2019: the share of lines whose predicted group holds exactly the lines of its
+    true group (a line counts only when its whole group was found, nothing more, nothing less)."""
+    if len(truth) != len(predicted):
+        raise ValueError("truth and predicted differ in length")
+    if not truth:
+        return 1.0
+    true_groups: dict[object, set[int]] = {}
+    predicted_groups: dict[object, set[int]] = {}
+    for i, (t, p) in enumerate(zip(truth, predicted)):
+        true_groups.setdefault(t, set()).add(i)
+        predicted_groups.setdefault(p, set()).add(i)
+    correct = 0
+    for members in predicted_groups.values():
+        first = next(iter(members))
+        if true_groups[truth[first]] == members:
+            correct += len(members)
+    return correct / len(truth)

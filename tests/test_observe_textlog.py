@@ -1,0 +1,157 @@
+"""Plain-text logs for `sl2s patterns --text` and the mining options (issue: errors reach people
+first, items 5 and 6)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from observe_tree import clean_env, sl2s
+from sl2s.diagnostics import Sl2sError
+from sl2s.observe.mining import MiningOptions, grouping_accuracy, masker
+from sl2s.observe.textlog import compile_prefix, split_line
+
+APP_LOG = """\
+2026-11-23 10:00:01,234 INFO app.web: user 12 logged in from 10.0.0.7
+2026-11-23 10:00:02,001 INFO app.web: user 13 logged in from 10.0.0.9
+2026-11-23 10:00:02,500 WARNING app.db: slow query took 812ms
+2026-11-23 10:00:03,001 INFO app.web: user 14 logged in from 10.0.0.7
+"""
+NEW_LINE = (
+    "2026-11-23 10:05:00,000 ERROR php: PHP Fatal error:  Uncaught Error: Call to undefined "
+    "function mysql_connect() in /var/www/shop/db.php:41\n"
+)
+
+
+@pytest.mark.parametrize(
+    "line, message, level",
+    [
+        ("2026-11-23 10:00:01,234 ERROR app.db: disk full", "disk full", "ERROR"),
+        ("2026-11-23T10:00:01.5Z [worker-3] WARN retrying in 5s", "retrying in 5s", "WARN"),
+        ("Dec 10 06:55:46 LabSZ sshd[24200]: Invalid user webmaster", "Invalid user webmaster", "INFO"),
+        ("[Sun Dec 04 04:47:44 2005] [error] mod_jk child in error state 6", "mod_jk child in error state 6", "ERROR"),
+        ("081109 203615 148 INFO dfs.DataNode$PacketResponder: PacketResponder 1 terminating", "PacketResponder 1 terminating", "INFO"),
+        ("12 apples fell", "12 apples fell", "INFO"),  # no timestamp or level: no prefix
+        ("plain message: with a colon", "plain message: with a colon", "INFO"),
+    ],
+)
+def test_default_prefixes_are_stripped(line, message, level):
+    found = split_line(line)
+    assert (found.message, found.level) == (message, level)
+
+
+def test_a_configured_prefix_regex_with_message_and_level_groups():
+    prefix = compile_prefix(r"(?P<level>[A-Z]+)\|[^|]*\|(?P<message>.*)")
+    found = split_line("ERROR|node-7|cannot open /data", prefix)
+    assert (found.message, found.level, found.severity) == ("cannot open /data", "ERROR", 17)
+    assert split_line("no|match", compile_prefix(r"\d+ ")).message == "no|match"
+    with pytest.raises(Sl2sError, match="not a regular expression"):
+        compile_prefix("(")
+
+
+def test_patterns_text_json_lists_members_as_file_and_line(tmp_path):
+    log = tmp_path / "app.log"
+    log.write_text(APP_LOG, encoding="utf-8")
+    done = sl2s("patterns", "--text", str(log), "--format", "json", env=clean_env())
+    assert done.returncode == 1, done.stderr  # everything is new without a state
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    by_template = {r["template"]: r for r in rows}
+    login = by_template["user * logged in from *"]
+    assert login["count"] == 3
+    assert login["members"] == [f"{log}:1", f"{log}:2", f"{log}:4"]
+    assert by_template["slow query took *"]["members"] == [f"{log}:3"]
+
+
+def test_a_never_seen_line_is_reported_once_with_the_lines_before_it(tmp_path):
+    log, state = tmp_path / "app.log", tmp_path / "state.json"
+    log.write_text(APP_LOG, encoding="utf-8")
+    first = sl2s("patterns", "--text", str(log), "--new-since", str(state), env=clean_env())
+    assert first.returncode == 1 and "2 new pattern(s)" in first.stdout
+    with log.open("a", encoding="utf-8") as handle:
+        handle.write(APP_LOG.splitlines(keepends=True)[0] + NEW_LINE)
+    second = sl2s("patterns", "--text", str(log), "--new-since", str(state), env=clean_env())
+    assert second.returncode == 1, second.stderr
+    lines = second.stdout.splitlines()
+    assert lines[0].startswith("NEW  log line  1x  PHP Fatal error: Uncaught Error: Call to")
+    assert lines[1] == "      before: app.log:4  INFO  user 14 logged in from 10.0.0.7"
+    assert lines[2] == "      before: app.log:5  INFO  user 12 logged in from 10.0.0.7"
+    assert lines[-1] == "1 new pattern(s) in 6 lines from 1 file(s)"
+    third = sl2s("patterns", "--text", str(log), "--new-since", str(state), env=clean_env())
+    assert third.returncode == 0 and third.stdout.startswith("0 new pattern(s)")
+
+
+def test_events_mode_says_when_lines_are_not_events(tmp_path):
+    log = tmp_path / "app.log"
+    log.write_text(APP_LOG, encoding="utf-8")
+    plan = tmp_path / "p.csv"
+    plan.write_text("request,log,machine\nf,Hello,a\n", encoding="utf-8")
+    done = sl2s("patterns", str(plan), str(log), env=clean_env())
+    assert "note: 4 line(s) were not sl2s events (first: " in done.stdout
+    assert "read plain-text logs with --text" in done.stdout
+
+
+def test_mining_options_are_configurable_and_checked(tmp_path):
+    log = tmp_path / "app.log"
+    log.write_text(APP_LOG, encoding="utf-8")
+    loose = sl2s("patterns", "--text", str(log), "--masks", "none", "--format", "json",
+                 env=clean_env())
+    templates = {json.loads(line)["template"] for line in loose.stdout.splitlines()}
+    assert templates == {"user * logged in from *", "slow query took 812ms"}  # nothing masked
+    custom = sl2s("patterns", "--text", str(log), "--masks", "none", "--mask-regex", r"user \d+",
+                  "--format", "json", env=clean_env())
+    assert any(t.startswith("* logged in from") for t in
+               (json.loads(line)["template"] for line in custom.stdout.splitlines()))
+    for bad, said in (
+        (["--masks", "bogus"], "unknown mask 'bogus'"),
+        (["--similarity", "1.5"], "similarity 1.5: must be in (0, 1]"),
+        (["--depth", "2"], "depth 2: must be 3 to 12"),
+        (["--mask-regex", "("], "mask regex '(':"),
+    ):
+        done = sl2s("patterns", "--text", str(log), *bad, env=clean_env())
+        assert done.returncode == 1 and said in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_a_state_keeps_its_mining_options(tmp_path):
+    log, state = tmp_path / "app.log", tmp_path / "s.json"
+    log.write_text(APP_LOG, encoding="utf-8")
+    sl2s("patterns", "--text", str(log), "--new-since", str(state), "--depth", "6", env=clean_env())
+    assert json.loads(state.read_text())["mining"]["depth"] == 6
+    done = sl2s("patterns", "--text", str(log), "--new-since", str(state), "--depth", "4",
+                env=clean_env())
+    assert done.returncode == 1 and "other mining options" in done.stderr
+
+
+def test_masks_replace_values_in_one_pass():
+    mask = masker(MiningOptions())
+    assert mask("ip 10.0.0.7:80 id 0xdeadbeef took 12ms, run 51") == "ip * id * took *, run *"
+    assert masker(MiningOptions(masks=()))("a 1") == "a 1"
+
+
+labels = st.lists(st.integers(0, 4), min_size=1, max_size=40)
+
+
+@given(labels, st.permutations(range(5)))
+def test_grouping_accuracy_is_one_for_any_relabelling(truth, perm):
+    assert grouping_accuracy(truth, [perm[t] for t in truth]) == 1.0
+
+
+@given(labels, labels)
+def test_grouping_accuracy_is_a_share_of_lines(truth, predicted):
+    n = min(len(truth), len(predicted))
+    score = grouping_accuracy(truth[:n], predicted[:n])
+    assert 0.0 <= score <= 1.0
+    assert round(score * n) == pytest.approx(score * n)
+
+
+def test_grouping_accuracy_counts_only_whole_groups():
+    # truth: A A B B ; predicted merges one B into A's group: no line of A or that B is right
+    assert grouping_accuracy("AABB", [1, 1, 1, 2]) == 0.0
+    assert grouping_accuracy("AABC", [1, 1, 2, 2]) == 0.5
+    with pytest.raises(ValueError):
+        grouping_accuracy("AB", [1])
+    assert re.fullmatch(r"\d\.\d+", str(grouping_accuracy("ABCD", [1, 2, 3, 3])))
