@@ -13,5 +13,6 @@ from sl2s.cli import flows as _flows  # noqa: F401,E402  (flows list/show/resume
 from sl2s.cli import serve as _serve  # noqa: F401,E402  (serve, up, deploy)
 from sl2s.cli import observe as _observe  # noqa: F401,E402  (story, patterns, incidents)
 from sl2s.cli import errors as _errors  # noqa: F401,E402  (errors, deploys)
+from sl2s.cli import watch as _watch  # noqa: F401,E402  (watch)
 
 __all__ = ["app", "main"]

@@ -340,6 +340,7 @@ def routes(log_dir: str | os.PathLike):
 
     - `GET /?since=<incident id>` -> `{"incidents": [summary…], "cursor": <last id or since>}`
     - `GET /errors` -> `{"errors": [error group…]}` (by fingerprint, most frequent first)
+    - `GET /follow?cursor=C&wait=S` -> the machine's new event lines (long poll, sl2s.observe.follow)
     - `GET /{incident_id}` -> the incident file's lines (`application/x-ndjson`); the id may be a
       unique part of one; 404 if it names none or several
     """
@@ -386,9 +387,12 @@ def routes(log_dir: str | os.PathLike):
             )
         return Response(data, media_type="application/x-ndjson")
 
+    from sl2s.observe.follow import follow_endpoint
+
     return [
         Route("/", list_endpoint, methods=["GET"]),
         Route("/errors", errors_endpoint, methods=["GET"]),
+        Route("/follow", follow_endpoint(log_dir), methods=["GET"]),
         Route("/{incident_id}", show_endpoint, methods=["GET"]),
     ]
 
