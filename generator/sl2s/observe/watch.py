@@ -433,6 +433,9 @@ class RemoteMachine(threading.Thread):
                 if failures == 1 or failures % 30 == 0:
                     message = error.diagnostics[0] if isinstance(error, Sl2sError) else error
                     self.warn(f"watch: {message}")
+                if not self.ready.is_set():  # nothing to learn from it now: do not hold the start
+                    self.inbox.put(("ready", self.url))
+                    self.ready.set()
                 self.stop_event.wait(min(1.0 * failures, 10.0))
                 continue
             failures = 0
