@@ -79,6 +79,7 @@ class _Run:
     seen: float
     source: str = ""
     before: list[str] = field(default_factory=list)
+    lines: deque = field(default_factory=lambda: deque(maxlen=BEFORE))
 
 
 class Watch:
@@ -119,7 +120,11 @@ class Watch:
 
     # -------------------------------------------------------------------------------- events
 
-    def _before(self, source: str) -> list[str]:
+    def _before(self, source: str, cid: str | None = None) -> list[str]:
+        """The lines before: the run's own (any machine) when it is known, else the file's."""
+        run = self.runs.get(cid) if cid else None
+        if run is not None and run.lines:
+            return list(run.lines)
         return list(self.recent.get(source) or ())
 
     def feed(self, source: str, lineno: int, event: dict, where=None) -> None:
@@ -173,7 +178,7 @@ class Watch:
                 key,
                 f"{group.exception_type}: {group.message}  [{group.fingerprint}]",
                 where=f"{o.machine} {group.flow}/{group.step}; {Path(source).name}:{lineno}",
-                before=self._before(source),
+                before=self._before(source, cid),
                 correlation_id=cid,
                 link=self._link(cid),
                 details=details,
@@ -231,7 +236,8 @@ class Watch:
             run.step = a.get("sl2s.step") or run.step
             run.machine = ev.machine(event)
         run.failed = run.failed or failed
-        run.before = self._before(source)[-(BEFORE - 1):] + [short]
+        run.lines.append(short)
+        run.before = list(run.lines)
 
     def tick(self, now: float | None = None) -> None:
         """Close the runs quiet for `settle` seconds; announce new ways of stopping early."""
