@@ -160,10 +160,11 @@ def main(argv: list[str] | None = None) -> int:
             print("\ngrid (average accuracy over the 16 messages files):")
             for masks in (
                 ("uuid", "ip", "hex", "hexid", "number"),
-                ("uuid", "ip", "hex", "hexid", "host", "path", "number"),
+                ("uuid", "ip", "hex", "hexid", "number", "digits"),
+                ("uuid", "ip", "hex", "hexid", "host", "path", "number", "digits"),
             ):
-                for similarity in (0.3, 0.4, 0.5, 0.6):
-                    for depth in (3, 4, 5, 6):
+                for similarity in (0.4, 0.5, 0.6, 0.7, 0.8):
+                    for depth in (4, 5, 6):
                         options = MiningOptions(similarity, depth, masks)
                         scores = [
                             grouping_accuracy(

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from observe_tree import clean_env, sl2s
 from sl2s.diagnostics import Sl2sError
-from sl2s.observe.mining import MiningOptions, grouping_accuracy, masker
+from sl2s.observe.mining import MiningOptions, grouping_accuracy, masker, shown
 from sl2s.observe.textlog import compile_prefix, split_line
 
 APP_LOG = """\
@@ -97,10 +97,21 @@ def test_events_mode_says_when_lines_are_not_events(tmp_path):
 def test_mining_options_are_configurable_and_checked(tmp_path):
     log = tmp_path / "app.log"
     log.write_text(APP_LOG, encoding="utf-8")
-    loose = sl2s("patterns", "--text", str(log), "--masks", "none", "--format", "json",
-                 env=clean_env())
-    templates = {json.loads(line)["template"] for line in loose.stdout.splitlines()}
-    assert templates == {"user * logged in from *", "slow query took 812ms"}  # nothing masked
+    def templates(*options):
+        done = sl2s("patterns", "--text", str(log), "--format", "json", *options, env=clean_env())
+        return {json.loads(line)["template"] for line in done.stdout.splitlines()}
+
+    # nothing masked: at the default similarity (0.7) lines differing in 2 of 6 words are apart
+    assert templates("--masks", "none") == {
+        "user * logged in from 10.0.0.7",  # users 12 and 14
+        "user 13 logged in from 10.0.0.9",
+        "slow query took 812ms",
+    }
+    assert templates("--masks", "none", "--similarity", "0.4") == {
+        "user * logged in from *",
+        "slow query took 812ms",
+    }
+    assert templates() == {"user * logged in from *", "slow query took *"}
     custom = sl2s("patterns", "--text", str(log), "--masks", "none", "--mask-regex", r"user \d+",
                   "--format", "json", env=clean_env())
     assert any(t.startswith("* logged in from") for t in
@@ -128,7 +139,11 @@ def test_a_state_keeps_its_mining_options(tmp_path):
 
 def test_masks_replace_values_in_one_pass():
     mask = masker(MiningOptions())
-    assert mask("ip 10.0.0.7:80 id 0xdeadbeef took 12ms, run 51") == "ip * id * took *, run *"
+    text = "ip 10.0.0.7:80 id 0xdeadbeef took 12ms, run 51 blk_-42 at 10:30:01 on 1.2,3.4"
+    assert mask(text) == (
+        "ip <*> id <*> took <*>, run <*> <*> at <*> on <*>"
+    )
+    assert shown(mask(text)) == "ip * id * took *, run * * at * on *"
     assert masker(MiningOptions(masks=()))("a 1") == "a 1"
 
 

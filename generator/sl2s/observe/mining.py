@@ -16,6 +16,12 @@ Named masks (`MiningOptions.masks`, applied in this order):
 | `host` | host names of 3+ labels (`proxy.example.com`), with a port |
 | `path` | absolute paths of 2+ components (`/var/log/app`) |
 | `number` | numbers, with a short unit (`12ms`, `3.5`, `-7`, `40%`) |
+| `digits` | any other token holding a digit (`blk_-1608999687`, `node-129`, `HTTP/1.1`); tokens end at spaces and `= : , ( ) [ ] " '` |
+
+Masked values joined by punctuation (`10.0.0.1,10.0.0.2`, `12:30:01`) become one value. While
+mining, a masked value is the token `<*>`, which Drain compares like any other token (so a line
+of mostly numbers still matches its template); templates show it, and Drain's own wildcard, as
+`*`.
 
 plus any regular expressions of the user's (`extra_masks`), applied after them.
 """
@@ -36,9 +42,12 @@ NAMED_MASKS = {
     "host": r"(?<![\w.-])(?:[A-Za-z0-9-]+\.){2,}[A-Za-z]{2,}(?::\d+)?(?![\w.-])",
     "path": r"(?<![\w])(?:/[\w.@-]+){2,}/?",
     "number": r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:[a-zA-Z%]{0,3})(?![\w.])",
+    # any token holding a digit (tokens end at spaces and = : , ( ) [ ] " '): blk_-1608999687,
+    # node-129, R02-M1-N0, 3.2.1
+    "digits": r"(?<![^\s=:,()\[\]\"'])(?=[^\s=:,()\[\]\"']*\d)[^\s=:,()\[\]\"']+",
 }
-DEFAULT_MASKS = ("uuid", "ip", "hex", "hexid", "number")
-DEFAULT_SIMILARITY = 0.4
+DEFAULT_MASKS = ("uuid", "ip", "hex", "hexid", "number", "digits")
+DEFAULT_SIMILARITY = 0.7
 DEFAULT_DEPTH = 5
 
 
@@ -114,14 +123,35 @@ def make_miner(options: MiningOptions | None = None, state: str | None = None):
     return miner
 
 
+# What a mask puts in place while mining: not Drain's wildcard (`*`), so that masked values count
+# as equal tokens in Drain's similarity (a line of mostly numbers still matches its template);
+# shown as `*` (`shown`).
+MASK_TOKEN = "<*>"
+
+
 def masker(options: MiningOptions | None = None):
-    """`text -> text` with every mask's matches replaced by `*`: one regex, one pass (the masks
-    as alternatives, in their order: at each position the first that matches wins)."""
+    """`text -> text` with every mask's matches replaced by MASK_TOKEN: one regex, one pass (the
+    masks as alternatives, in their order: at each position the first that matches wins)."""
     regexes = (options or MiningOptions()).regexes()
     if not regexes:
         return lambda text: text
     combined = re.compile("|".join(f"(?:{r})" for r in regexes))
-    return lambda text: combined.sub("*", text)
+    token = re.escape(MASK_TOKEN)
+    # values joined by punctuation (`10.0.0.1,10.0.0.2`, `12:30`) are one value
+    joined = re.compile(f"{token}(?:[,;:/._-]+{token})+")
+
+    def mask(text: str) -> str:
+        masked = combined.sub(MASK_TOKEN, text)
+        return joined.sub(MASK_TOKEN, masked) if MASK_TOKEN + MASK_TOKEN[0] in masked or any(
+            MASK_TOKEN + c in masked for c in ",;:/._-"
+        ) else masked
+
+    return mask
+
+
+def shown(template: str) -> str:
+    """A mined template or masked text as shown: masked values and wildcards alike are `*`."""
+    return template.replace(MASK_TOKEN, "*")
 
 
 def add_line(miner, mask, text: str) -> int:

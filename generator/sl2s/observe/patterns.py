@@ -40,6 +40,7 @@ from sl2s.observe.mining import (
     make_miner,
     masker,
     miner_state,
+    shown,
 )
 from sl2s.observe.textlog import TEXT
 
@@ -202,7 +203,7 @@ class Analyzer:
                 cluster=cluster,
             )
         else:
-            masked = self.mask(str(event.get("body") or ""))
+            masked = shown(self.mask(str(event.get("body") or "")))
             self._hit(
                 "unexpected event",
                 f"unexpected event|{name}|{masked}",
@@ -259,7 +260,7 @@ class Analyzer:
             if pattern.kind == "log line":
                 cluster_id = int(pattern.key.split("|", 1)[1])
                 cluster = self.miner.drain.id_to_cluster.get(cluster_id)
-                pattern.text = cluster.get_template() if cluster is not None else "?"
+                pattern.text = shown(cluster.get_template()) if cluster is not None else "?"
         order = {kind: i for i, kind in enumerate(KINDS)}
         return sorted(
             self.patterns.values(), key=lambda p: (order[p.kind], -p.count, p.key)

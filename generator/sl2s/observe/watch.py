@@ -42,6 +42,7 @@ from sl2s.observe import events as ev
 from sl2s.observe.announce import Announcement, Gate
 from sl2s.observe.errors import occurrence
 from sl2s.observe.errorstore import ErrorStore
+from sl2s.observe.mining import shown
 from sl2s.observe.patterns import Analyzer, _short, load_state, save_state
 from sl2s.observe.textlog import TEXT, as_event, split_line
 
@@ -204,7 +205,7 @@ class Watch:
         text = pattern.text
         if cluster is not None:
             found = self.analyzer.miner.drain.id_to_cluster.get(cluster)
-            text = found.get_template() if found is not None else text
+            text = shown(found.get_template()) if found is not None else text
         self.out.append(
             Announcement(
                 "new pattern",
