@@ -172,3 +172,24 @@ def test_without_any_revision_deploy_says_so_and_records_nothing(tree, tmp_path)
     assert done.returncode == 1
     assert "no revision known" in done.stderr and "Traceback" not in done.stderr
     assert not (copy / "sl2s.revision").exists()
+
+
+def test_patterns_new_since_reports_a_new_exception_at_a_step_that_failed_before(tree, tmp_path):
+    logs, state = str(tmp_path / "logs"), str(tmp_path / "state.json")
+    plan = str(tree.parent / "job.csv")
+    assert run_job(tree, "perm-1", SL2S_LOG_DIR=logs).returncode == 1
+    first = sl2s("patterns", plan, logs, "--new-since", state, env=clean_env())
+    assert first.returncode == 1 and "NEW  error  1x  PermissionError at " in first.stdout
+    assert run_job(tree, "perm-2", SL2S_LOG_DIR=logs).returncode == 1
+    same = sl2s("patterns", plan, logs, "--new-since", state, env=clean_env())
+    assert (same.returncode, same.stdout.splitlines()[-1].split(" in ")[0]) == (
+        0,
+        "0 new pattern(s)",
+    )
+    assert run_job(tree, "empty-3", SL2S_LOG_DIR=logs).returncode == 1
+    new = sl2s("patterns", plan, logs, "--new-since", state, env=clean_env())
+    assert new.returncode == 1
+    assert new.stdout.startswith(
+        f"NEW  error  1x  IndexError at {tree.name}/server/job.py:17 (job/server_works_on_job)"
+    ), new.stdout
+    assert new.stdout.splitlines()[-1].startswith("1 new pattern(s)")

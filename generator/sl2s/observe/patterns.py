@@ -2,6 +2,9 @@
 
 Kinds of deviation:
 
+- `error` — a failure (an event with an exception) of an error group (fingerprint: exception type
+  and the user's frames) not seen before: a brand-new exception at a step that failed before
+  otherwise is new;
 - `unknown template` — a step event whose (flow, step) is not in the plan, or whose template
   differs from the plan's;
 - `wrong machine` — a planned step logged by another machine than the plan's;
@@ -34,6 +37,7 @@ import orjson
 from sl2s.diagnostics import Sl2sError
 from sl2s.model import Plan
 from sl2s.observe import events as ev
+from sl2s.observe.fingerprint import event_fingerprint
 from sl2s.observe.mining import (
     MiningOptions,
     add_line,
@@ -48,6 +52,7 @@ STATE_VERSION = 1
 CONTEXT = 2  # events shown before and after a new pattern's first occurrence
 
 KINDS = (
+    "error",
     "unknown template",
     "wrong machine",
     "out of order",
@@ -161,6 +166,19 @@ class Analyzer:
         cid = a.get("sl2s.correlation_id")
         machine = ev.machine(event)
         g = -1
+        if "exception.type" in a:
+            fp = event_fingerprint(event)
+            if fp is not None:
+                where = a.get("sl2s.raised_at") or a.get("code.filepath") or "?"
+                self._hit(
+                    "error",
+                    f"error|{fp}",
+                    f"{a['exception.type']} at {where} ({'/'.join(str(x) for x in (a.get('sl2s.flow'), a.get('sl2s.step') or name) if x)})",
+                    source,
+                    lineno,
+                    event,
+                    cid,
+                )
         if name == ev.STEP:
             flow, step = a.get("sl2s.flow"), a.get("sl2s.step")
             g = self.index.get((flow, step), -1)

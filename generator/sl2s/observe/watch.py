@@ -65,6 +65,8 @@ class _LiveAnalyzer(Analyzer):
         self.runs.clear()
 
     def _hit(self, kind, key, text, source, lineno, event, cid, cluster=None) -> None:
+        if kind == "error":
+            return  # errors are the error store's (with states, reactivation)
         fresh = key not in self.patterns
         super()._hit(kind, key, text, source, lineno, event, cid, cluster)
         if fresh and self.patterns[key].new:
