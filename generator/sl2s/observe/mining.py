@@ -44,8 +44,9 @@ NAMED_MASKS = {
     "number": r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:[a-zA-Z%]{0,3})(?![\w.])",
     # any token holding a digit (tokens end at spaces and = : , ( ) [ ] " '): blk_-1608999687,
     # node-129, R02-M1-N0, 3.2.1
-    "digits": r"(?<![^\s=:,()\[\]\"'])(?=[^\s=:,()\[\]\"']*\d)[^\s=:,()\[\]\"']+",
+    "digits": r"(?<![^\s=:,()\[\]\"'])[^\s=:,()\[\]\"']*\d[^\s=:,()\[\]\"']*",
 }
+_SUBSUMED_BY_DIGITS = ("ip", "hex", "hexid", "number")  # values that always hold a digit
 DEFAULT_MASKS = ("uuid", "ip", "hex", "hexid", "number", "digits")
 DEFAULT_SIMILARITY = 0.7
 DEFAULT_DEPTH = 5
@@ -77,7 +78,10 @@ class MiningOptions:
         return self
 
     def regexes(self) -> list[str]:
-        return [NAMED_MASKS[m] for m in self.masks] + list(self.extra_masks)
+        names = self.masks
+        if "digits" in names:  # it masks every token these would (and joins the pieces): skip them
+            names = tuple(m for m in names if m not in _SUBSUMED_BY_DIGITS)
+        return [NAMED_MASKS[m] for m in names] + list(self.extra_masks)
 
     def as_dict(self) -> dict:
         return {
@@ -142,9 +146,7 @@ def masker(options: MiningOptions | None = None):
 
     def mask(text: str) -> str:
         masked = combined.sub(MASK_TOKEN, text)
-        return joined.sub(MASK_TOKEN, masked) if MASK_TOKEN + MASK_TOKEN[0] in masked or any(
-            MASK_TOKEN + c in masked for c in ",;:/._-"
-        ) else masked
+        return joined.sub(MASK_TOKEN, masked) if masked.count(MASK_TOKEN) > 1 else masked
 
     return mask
 

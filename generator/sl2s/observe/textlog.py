@@ -129,13 +129,14 @@ _DEFAULT_PARTS = re.compile(
 def as_event(source: str, lineno: int, line: TextLine, name: str | None = None) -> dict:
     """An event-like dict for a text line (what the analysers and `sl2s watch` read); its
     machine is the file's name (`name`, computed once per file by callers)."""
+    name = name or Path(source).name
     return {
         "event_name": TEXT,
         "severity_text": line.level,
         "severity_number": line.severity,
         "body": line.message,
-        "resource": {"service.name": name or Path(source).name},
-        "attributes": {"text.file": source, "text.line": lineno},
+        "resource": {"service.name": name},
+        "attributes": {"text.file": source, "text.line": lineno, "sl2s.machine": name},
     }
 
 
