@@ -16,7 +16,7 @@ Named masks (`MiningOptions.masks`, applied in this order):
 | `host` | host names of 3+ labels (`proxy.example.com`), with a port |
 | `path` | absolute paths of 2+ components (`/var/log/app`) |
 | `number` | numbers, with a short unit (`12ms`, `3.5`, `-7`, `40%`) |
-| `digits` | any other token holding a digit (`blk_-1608999687`, `node-129`, `HTTP/1.1`); tokens end at spaces and `= : , ( ) [ ] " '` |
+| `digits` | any other token holding a digit (`blk_-1608999687`, `node-129`, `HTTP/1.1`); tokens end at spaces and `= : ; , | ( ) [ ] " '` |
 
 Masked values joined by punctuation (`10.0.0.1,10.0.0.2`, `12:30:01`) become one value. While
 mining, a masked value is the token `<*>`, which Drain compares like any other token (so a line
@@ -42,9 +42,9 @@ NAMED_MASKS = {
     "host": r"(?<![\w.-])(?:[A-Za-z0-9-]+\.){2,}[A-Za-z]{2,}(?::\d+)?(?![\w.-])",
     "path": r"(?<![\w])(?:/[\w.@-]+){2,}/?",
     "number": r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:[a-zA-Z%]{0,3})(?![\w.])",
-    # any token holding a digit (tokens end at spaces and = : , ( ) [ ] " '): blk_-1608999687,
+    # any token holding a digit (tokens end at spaces and = : ; , | ( ) [ ] " '): blk_-1608999687,
     # node-129, R02-M1-N0, 3.2.1
-    "digits": r"(?<![^\s=:,()\[\]\"'])[^\s=:,()\[\]\"']*\d[^\s=:,()\[\]\"']*",
+    "digits": r"(?<![^\s=:;,|()\[\]\"'])[^\s=:;,|()\[\]\"']*\d[^\s=:;,|()\[\]\"']*",
 }
 _SUBSUMED_BY_DIGITS = ("ip", "hex", "hexid", "number")  # values that always hold a digit
 DEFAULT_MASKS = ("uuid", "ip", "hex", "hexid", "number", "digits")
