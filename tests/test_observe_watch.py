@@ -200,6 +200,21 @@ def test_a_never_seen_text_line_is_announced_with_the_lines_before_it(tmp_path):
     assert "    before:    app.log:3  INFO  user 14 logged in from 10.0.0.7\n" in text
 
 
+def test_from_end_learns_nothing_from_what_is_there(tmp_path):
+    log = tmp_path / "app.log"
+    log.write_text("2026-11-23 10:00:01 INFO user 12 logged in\n", encoding="utf-8")
+    watcher = Watcher(str(log), "--from-end", "--state", str(tmp_path / "state"))
+    try:
+        with log.open("a", encoding="utf-8") as handle:
+            handle.write("2026-11-23 10:00:02 INFO user 13 logged in\n")
+        assert wait_for(lambda: any("[new pattern]" in line for line in watcher.out))
+    finally:
+        assert watcher.stop() == 0
+    text = "".join(watcher.out)
+    assert "[new pattern] log line: user * logged in  (app.log; app.log:2)" in text
+    assert "before:" not in text  # the line before it was not read
+
+
 def test_a_served_machine_is_followed_through_its_signed_endpoint(tree, tmp_path):
     key = "watch-hop-key-" + "0123456789abcdef" * 2
     server_logs = tmp_path / "server"

@@ -55,6 +55,11 @@ def watch_command(
     announce_existing: bool = typer.Option(
         False, "--announce-existing", help="Announce what is already in the logs too."
     ),
+    from_end: bool = typer.Option(
+        False,
+        "--from-end",
+        help="Start at the end of the logs: what they hold already is neither read nor learnt.",
+    ),
     duration: Optional[float] = typer.Option(
         None, "--duration", help="Stop after this many seconds (default: until Ctrl-C)."
     ),
@@ -86,6 +91,7 @@ def watch_command(
             rate=rate,
             settle=settle,
             announce_existing=announce_existing,
+            from_end=from_end,
             run_link=run_link,
             duration=duration,
         ),

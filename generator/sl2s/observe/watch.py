@@ -339,6 +339,20 @@ class LocalFiles:
                     self._add(path)
         self._scanned = time.monotonic()
 
+    def skip_to_end(self) -> None:
+        """Start every file known now at its end (its complete lines are not read)."""
+        for path, info in self.files.items():
+            try:
+                data_size = path.stat().st_size
+                with path.open("rb") as handle:
+                    handle.seek(max(data_size - 65536, 0))
+                    tail = handle.read()
+            except OSError:
+                continue
+            end = tail.rfind(b"\n")
+            offset = data_size - (len(tail) - end - 1) if end >= 0 else data_size - len(tail)
+            info[0], info[1] = offset, _count_lines(path, offset)
+
     def _add(self, path: Path) -> None:
         if path not in self.files:
             is_text = self.text or not path.name.endswith(".jsonl")
@@ -391,6 +405,18 @@ class LocalFiles:
 
 
 
+def _count_lines(path: Path, upto: int) -> int:
+    count = 0
+    with path.open("rb") as handle:
+        while upto > 0:
+            chunk = handle.read(min(upto, 1 << 20))
+            if not chunk:
+                break
+            count += chunk.count(b"\n")
+            upto -= len(chunk)
+    return count
+
+
 class _Where:
     """Where a local file's events ran, read when asked (a failure: rare)."""
 
@@ -423,12 +449,15 @@ def where_local(path: Path) -> dict:
 class RemoteMachine(threading.Thread):
     """Long-polls one served machine; puts (source, lineno, event, where) on `inbox`."""
 
-    def __init__(self, url: str, keys: tuple[bytes, ...], inbox: queue.Queue, warn, stop):
+    def __init__(
+        self, url: str, keys: tuple[bytes, ...], inbox: queue.Queue, warn, stop, from_end=False
+    ):
         super().__init__(name=f"sl2s-watch {url}", daemon=True)
         self.url, self.keys, self.inbox, self.warn, self.stop_event = url, keys, inbox, warn, stop
         self.cursor: str | None = None
         self.lineno = 0
         self.ready = threading.Event()  # the existing lines were read once
+        self.from_end = from_end
 
     def run(self) -> None:
         from sl2s.observe.follow import poll_remote
@@ -436,7 +465,13 @@ class RemoteMachine(threading.Thread):
         failures = 0
         while not self.stop_event.is_set():
             try:
-                answer = poll_remote(self.url, self.cursor, self.keys, wait=0 if not self.ready.is_set() else 10)
+                answer = poll_remote(
+                    self.url,
+                    self.cursor,
+                    self.keys,
+                    wait=0 if not self.ready.is_set() else 10,
+                    from_end=self.from_end,
+                )
             except (Sl2sError, OSError, ValueError) as error:
                 failures += 1
                 if failures == 1 or failures % 30 == 0:
@@ -525,7 +560,7 @@ class Sinks:
             if status is not None and 400 <= status < 500 and status != 429:
                 break
             time.sleep(0.5 * 2**attempt)
-        self.warn(f"watch: webhook {self.webhook}: not delivered ({detail})")
+        self.warn(f"watch: webhook {_origin(self.webhook)}: not delivered ({detail})")
 
     def _run(self, announcement: Announcement) -> None:
         import shlex
@@ -551,6 +586,14 @@ class Sinks:
         self.thread.join(timeout)
 
 
+def _origin(url: str) -> str:
+    """`scheme://host:port/…` of a URL: a webhook's path often is its secret (Slack's is)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}/…"
+
+
 # ------------------------------------------------------------------------------------ the loop
 
 
@@ -572,6 +615,7 @@ class WatchConfig:
     settle: float = 2.0
     interval: float = 0.05
     announce_existing: bool = False
+    from_end: bool = False  # skip what the logs hold already (nothing learnt from it)
     run_link: str | None = None
     options: object = None
     duration: float | None = None  # stop after this many seconds (tests, benches)
@@ -615,7 +659,9 @@ def run_watch(
     sinks = Sinks(None if config.quiet else say, warn, config.webhook, config.secret, config.command)
     stop = threading.Event()
     inbox: queue.Queue = queue.Queue(maxsize=100_000)
-    remotes = [RemoteMachine(u, config.keys, inbox, warn, stop) for u in config.urls]
+    remotes = [
+        RemoteMachine(u, config.keys, inbox, warn, stop, config.from_end) for u in config.urls
+    ]
     previous = signal.getsignal(signal.SIGTERM)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -625,6 +671,8 @@ def run_watch(
         watch.learning = not config.announce_existing
         if local is not None:
             local.scan()
+            if config.from_end:
+                local.skip_to_end()
             while True:
                 got = False
                 for item in local.poll():
