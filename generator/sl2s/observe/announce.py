@@ -42,12 +42,24 @@ class Announcement:
     before: list[str] = field(default_factory=list)
     correlation_id: str | None = None
     link: str | None = None
-    details: dict = field(default_factory=dict)  # user line, revision, suspected deploy, count
+    details: dict = field(
+        default_factory=dict
+    )  # user line, revision, suspected deploy, count
     suppressed: int = 0  # announcements held back by the rate limit before this one
 
     def text(self) -> str:
-        lines = [f"[{self.kind}] {self.title}" + (f"  ({self.where})" if self.where else "")]
-        for name in ("line", "source", "revision", "suspected", "count", "host", "first"):
+        lines = [
+            f"[{self.kind}] {self.title}" + (f"  ({self.where})" if self.where else "")
+        ]
+        for name in (
+            "line",
+            "source",
+            "revision",
+            "suspected",
+            "count",
+            "host",
+            "first",
+        ):
             if self.details.get(name):
                 lines.append(f"    {name + ':':<11}{self.details[name]}")
         if self.correlation_id:
@@ -58,7 +70,9 @@ class Announcement:
         for line in self.before:
             lines.append(f"    before:    {line}")
         if self.suppressed:
-            lines.append(f"    ({self.suppressed} more announcement(s) held back by the rate limit)")
+            lines.append(
+                f"    ({self.suppressed} more announcement(s) held back by the rate limit)"
+            )
         return "\n".join(lines)
 
     def as_dict(self) -> dict:
@@ -111,7 +125,10 @@ class Gate:
 
 
 def sign(secret: bytes, timestamp: str, body: bytes) -> str:
-    return "v1=" + hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return (
+        "v1="
+        + hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    )
 
 
 def verify(secret: bytes, timestamp: str, body: bytes, signature: str) -> bool:
@@ -136,7 +153,11 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float = 10.0) 
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
-    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    kind = (
+        http.client.HTTPSConnection
+        if parts.scheme == "https"
+        else http.client.HTTPConnection
+    )
     conn = kind(parts.hostname, parts.port, timeout=timeout)
     try:
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")

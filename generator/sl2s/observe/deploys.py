@@ -46,7 +46,9 @@ def suspected(
     deploys: Iterable[Deploy], first_seen: str, first_revision: str | None = None
 ) -> Deploy | None:
     """The deploy an error first seen at `first_seen` (in `first_revision`) came with."""
-    before = sorted((d for d in deploys if d.at <= first_seen), key=lambda d: (d.at, d.id))
+    before = sorted(
+        (d for d in deploys if d.at <= first_seen), key=lambda d: (d.at, d.id)
+    )
     if not before:
         return None
     if first_revision:

@@ -13,7 +13,11 @@ from sl2s.observe.errorstore import ErrorStore, new_since, since_time
 
 
 def default_log_dir(log_dir: str | None) -> str:
-    return log_dir or os.environ.get("SL2S_LOG_DIR") or os.path.join("services", ".sl2s", "logs")
+    return (
+        log_dir
+        or os.environ.get("SL2S_LOG_DIR")
+        or os.path.join("services", ".sl2s", "logs")
+    )
 
 
 def services_log_dir(services_dir: str | os.PathLike) -> Path:
@@ -65,9 +69,8 @@ def render_show(group: er.Group, suspect: Deploy | None) -> str:
         + (f" (since {group.state_at})" if group.state_at else ""),
         f"  where         {group.flow}/{group.step} at {group.raised_at or '?'}",
         f"  count         {group.count}",
-        f"  first seen    {group.first_seen}" + (
-            f" in {group.first_revision}" if group.first_revision else ""
-        ),
+        f"  first seen    {group.first_seen}"
+        + (f" in {group.first_revision}" if group.first_revision else ""),
         f"  last seen     {group.last_seen}",
     ]
     if group.reactivated_at:
@@ -76,13 +79,21 @@ def render_show(group: er.Group, suspect: Deploy | None) -> str:
         )
     if group.state == "resolved" and group.revisions_before:
         out.append(f"  seen before   {', '.join(group.revisions_before)}")
-    out.append(f"  suspected     {suspect.short() if suspect else 'no deploy recorded before it'}")
+    out.append(
+        f"  suspected     {suspect.short() if suspect else 'no deploy recorded before it'}"
+    )
     for kind in er.FACETS:
         values = group.facets.get(kind) or {}
         if values:
-            label = {"machine": "machines", "host": "hosts", "revision": "revisions",
-                     "environment": "environments"}[kind]
-            out.append(f"  {label:<13} " + ", ".join(f"{v} ({n})" for v, n in values.items()))
+            label = {
+                "machine": "machines",
+                "host": "hosts",
+                "revision": "revisions",
+                "environment": "environments",
+            }[kind]
+            out.append(
+                f"  {label:<13} " + ", ".join(f"{v} ({n})" for v, n in values.items())
+            )
     if group.correlation_id:
         out.append(f"  last run      correlation id {group.correlation_id}")
     if group.example_incident:
@@ -105,7 +116,9 @@ def render_deploys(deploys: list[Deploy]) -> str:
 # ------------------------------------------------------------------------------------ commands
 
 
-def list_errors(log_dir: str | None, since: str | None, state: str | None) -> tuple[str, bool]:
+def list_errors(
+    log_dir: str | None, since: str | None, state: str | None
+) -> tuple[str, bool]:
     """(report, whether anything is listed as new since `since`)."""
     directory = default_log_dir(log_dir)
     with open_store(directory) as store:
@@ -180,4 +193,3 @@ def list_deploys(log_dir: str | None) -> str:
         raise Sl2sError(f"{directory}: no such log directory")
     with ErrorStore(directory) as store:
         return render_deploys(store.deploys())
-

@@ -100,7 +100,9 @@ class Group:
     state: str = "open"
     state_at: str | None = None
     resolved_in: str | None = None
-    revisions_before: tuple[str, ...] = ()  # revisions seen with it when it was resolved
+    revisions_before: tuple[
+        str, ...
+    ] = ()  # revisions seen with it when it was resolved
     reactivated_at: str | None = None
     reactivations: int = 0
     example_event: str | None = None
@@ -171,7 +173,11 @@ def reactivates(group: Group, o: Occurrence) -> bool:
     """Whether an occurrence of a resolved group is a regression (see the module doc)."""
     if group.state_at and o.timestamp <= group.state_at:
         return False  # from before the resolution (logs read late)
-    if o.revision and o.revision in group.revisions_before and o.revision != group.resolved_in:
+    if (
+        o.revision
+        and o.revision in group.revisions_before
+        and o.revision != group.resolved_in
+    ):
         return False  # old code still running
     return True
 
@@ -192,6 +198,8 @@ def transition(
         state=state,
         state_at=at,
         resolved_in=revision if state == "resolved" else None,
-        revisions_before=tuple(sorted(set(revisions_seen))) if state == "resolved" else (),
+        revisions_before=(
+            tuple(sorted(set(revisions_seen))) if state == "resolved" else ()
+        ),
         reactivated_at=None if state != "open" else group.reactivated_at,
     )

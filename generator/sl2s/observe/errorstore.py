@@ -124,12 +124,14 @@ class ErrorStore:
 
     def record(self, o: er.Occurrence) -> tuple[er.Group, str]:
         """Count one occurrence (once per event id); (the group after it, what happened:
-        `new`, `reactivated`, `seen`, `ignored`, or `duplicate` for an event counted before)."""
+        `new`, `reactivated`, `seen`, `ignored`, or `duplicate` for an event counted before).
+        """
         self.db.execute("BEGIN IMMEDIATE")
         try:
             if o.event_id:
                 done = self.db.execute(
-                    "INSERT OR IGNORE INTO seen_events(event_id) VALUES (?)", (o.event_id,)
+                    "INSERT OR IGNORE INTO seen_events(event_id) VALUES (?)",
+                    (o.event_id,),
                 )
                 if done.rowcount == 0:
                     self.db.execute("COMMIT")
@@ -150,12 +152,21 @@ class ErrorStore:
         return self.group(o.fingerprint) or group, outcome
 
     def set_state(
-        self, part: str, state: str, *, revision: str | None = None, at: str | None = None
+        self,
+        part: str,
+        state: str,
+        *,
+        revision: str | None = None,
+        at: str | None = None,
     ) -> er.Group:
         group = self.find(part)
         seen = tuple(self._facets(group.fingerprint).get("revision", {}))
         changed = er.transition(
-            group, state, at or ev.utc_now_text(), revision=revision, revisions_seen=seen
+            group,
+            state,
+            at or ev.utc_now_text(),
+            revision=revision,
+            revisions_seen=seen,
         )
         self._put(changed)
         return self.group(changed.fingerprint)  # type: ignore[return-value]
@@ -184,7 +195,9 @@ class ErrorStore:
                 if o is not None:
                     out.append(self.record(o))
             if incident.complete:
-                self.db.execute("INSERT OR IGNORE INTO synced(incident) VALUES (?)", (incident_id,))
+                self.db.execute(
+                    "INSERT OR IGNORE INTO synced(incident) VALUES (?)", (incident_id,)
+                )
         return out
 
     # ------------------------------------------------------------------------------ deploys
@@ -265,5 +278,6 @@ def new_since(groups: Iterable[er.Group], when: str) -> list[er.Group]:
     return [
         g
         for g in groups
-        if g.first_seen > when or (g.reactivated_at is not None and g.reactivated_at > when)
+        if g.first_seen > when
+        or (g.reactivated_at is not None and g.reactivated_at > when)
     ]

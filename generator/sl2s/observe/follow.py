@@ -33,7 +33,9 @@ def event_file_names(log_dir: str | os.PathLike) -> list[str]:
     return sorted(
         p.name
         for p in directory.iterdir()
-        if p.name.endswith(".jsonl") and not p.name.startswith("incident-") and p.is_file()
+        if p.name.endswith(".jsonl")
+        and not p.name.startswith("incident-")
+        and p.is_file()
     )
 
 
@@ -83,7 +85,9 @@ def read_new(
         budget -= len(chunk)
         new[name] = start + len(chunk)
         out.extend(
-            line.decode("utf-8", errors="replace") for line in chunk.splitlines() if line.strip()
+            line.decode("utf-8", errors="replace")
+            for line in chunk.splitlines()
+            if line.strip()
         )
     return out, new
 
@@ -113,7 +117,9 @@ def follow_endpoint(log_dir: str | os.PathLike):
         try:
             wait = min(max(float(params.get("wait", "20")), 0.0), MAX_WAIT)
         except ValueError:
-            return JSONResponse({"error": "wait: not a number of seconds"}, status_code=400)
+            return JSONResponse(
+                {"error": "wait: not a number of seconds"}, status_code=400
+            )
         offsets = decode_cursor(params.get("cursor"))
         if offsets is None:
             offsets = {}
@@ -149,14 +155,16 @@ def poll_remote(
     """One long poll of a machine (`url`: its base URL or incidents endpoint)."""
     import urllib.parse
 
-    from sl2s.observe.incidents import _remote_get
+    from sl2s.observe.remote import remote_get
 
     query = {"wait": f"{wait:g}"}
     if cursor:
         query["cursor"] = cursor
     elif from_end:
         query["from"] = "end"
-    _, data = _remote_get(url, "/follow?" + urllib.parse.urlencode(query), keys, wait + 15)
+    _, data = remote_get(
+        url, "/follow?" + urllib.parse.urlencode(query), keys, wait + 15
+    )
     answer = orjson.loads(data)
     if not isinstance(answer, dict):
         raise ValueError("not a follow answer")

@@ -17,6 +17,12 @@ import orjson
 from sl2s.diagnostics import Sl2sError
 from sl2s.observe import events as ev
 from sl2s.observe.fingerprint import ErrorGroups
+from sl2s.observe.remote import (  # noqa: F401 - endpoint_url, signed_get_headers re-exported
+    INCIDENTS_PATH,
+    endpoint_url,
+    remote_get,
+    signed_get_headers,
+)
 
 
 def incident_paths(log_dir: str | os.PathLike) -> dict[str, Path]:
@@ -98,7 +104,8 @@ class Incident:
     @property
     def state(self) -> str:
         """`closed`; `open` (no footer yet, and the process that writes it is running on this
-        host); `stopped` (no footer and that process is gone: it stopped mid-incident)."""
+        host); `stopped` (no footer and that process is gone: it stopped mid-incident).
+        """
         if self.complete:
             return "closed"
         return "open" if writer_alive(self.header) else "stopped"
@@ -246,7 +253,11 @@ def render_show(incident: Incident) -> str:
         f"  source        {links.get('source', '')}"
         + (f"  {links['source_url']}" if links.get("source_url") else ""),
         f"  host          {h.get('host.name') or '-'}"
-        + (f" ({h['deployment.environment']})" if h.get("deployment.environment") else ""),
+        + (
+            f" ({h['deployment.environment']})"
+            if h.get("deployment.environment")
+            else ""
+        ),
         f"  versions      sl2s {h.get('sl2s.version')}, Python {h.get('python.version')}",
         f"  plan digest   {h.get('plan.digest') or 'unknown'}",
         f"  revision      {_revision_text(h)}",
@@ -281,7 +292,8 @@ def _revision_text(header: dict) -> str:
 
 def render_crash(failure: dict) -> list[str]:
     """The crash details of a failed step's event: arguments, the user's frames with their
-    source line and local variables, then the traceback (all masked as the event was written)."""
+    source line and local variables, then the traceback (all masked as the event was written).
+    """
     a = ev.attrs(failure)
     out: list[str] = []
     arguments = a.get("sl2s.crash.arguments")
@@ -329,9 +341,6 @@ def render_errors(groups: ErrorGroups) -> str:
 
 
 # ----------------------------------------------------------------------------- HTTP
-
-
-INCIDENTS_PATH = "/sl2s/v1/incidents"  # where every served machine mounts `routes`
 
 
 def routes(log_dir: str | os.PathLike):
@@ -397,91 +406,6 @@ def routes(log_dir: str | os.PathLike):
     ]
 
 
-def endpoint_url(url: str) -> str:
-    """A machine's incidents endpoint: `url` itself when it has a path, else
-    `url` + `/sl2s/v1/incidents` (so `--url http://host:port` is enough)."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise Sl2sError(f"{url}: not an http:// or https:// URL with a host")
-    base = url.split("?", 1)[0].split("#", 1)[0].rstrip("/")
-    return base + INCIDENTS_PATH if parts.path in ("", "/") else base
-
-
-def signed_get_headers(keys: tuple[bytes, ...], target: str, now: float) -> dict:
-    """Headers of a read signed like a hop (docs/hop-protocol.md, "Signed reads"): empty body,
-    a fresh random nonce as idempotency key, method GET, `target` = path and query as sent.
-    """
-    import secrets
-
-    from sl2s.runtime.transport.http import protocol as p
-
-    if not keys:
-        return {}
-    nonce = secrets.token_hex(16)
-    stamp = p.timestamp_ms(now)
-    return {
-        p.H_IDEMPOTENCY_KEY: nonce,
-        p.H_TIMESTAMP: stamp,
-        p.H_SIGNATURE: p.sign(keys[0], stamp, nonce, "GET", target, b""),
-    }
-
-
-def _remote_get(
-    url: str, suffix: str, keys: tuple[bytes, ...], timeout: float
-) -> tuple[str, bytes]:
-    """GET endpoint_url(url) + suffix, signed when there are keys; (shown URL, body) on 200,
-    else an Sl2sError that says what to do."""
-    import http.client
-    import time
-    from urllib.parse import urlsplit
-
-    base = endpoint_url(url)
-    shown = base + suffix
-    parts = urlsplit(shown)
-    target = parts.path + (f"?{parts.query}" if parts.query else "")
-    kind = (
-        http.client.HTTPSConnection
-        if parts.scheme == "https"
-        else http.client.HTTPConnection
-    )
-    try:
-        conn = kind(parts.hostname, parts.port, timeout=timeout)
-        try:
-            conn.request(
-                "GET", target, headers=signed_get_headers(keys, target, time.time())
-            )
-            response = conn.getresponse()
-            status, data = response.status, response.read()
-        finally:
-            conn.close()
-    except (OSError, http.client.HTTPException) as error:
-        raise Sl2sError(
-            f"{shown}: cannot reach the machine: {error or type(error).__name__}"
-        ) from None
-    if status == 200:
-        return shown, data
-    try:
-        detail = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        detail = {}
-    if not isinstance(detail, dict):
-        detail = {}
-    message = detail.get("message") or detail.get("error") or ""
-    if status == 401:
-        hint = (
-            "is SL2S_HOP_KEY the key the machine was started with?"
-            if keys
-            else "the machine requires signed requests: set SL2S_HOP_KEY (or --dir DIR of "
-            "`sl2s up`, whose DIR/.sl2s/hop.key is used)"
-        )
-        raise Sl2sError(
-            f"{shown}: refused (401 {detail.get('code', 'unauthorized')}): {message}; {hint}"
-        )
-    raise Sl2sError(f"{shown}: HTTP {status}" + (f": {message}" if message else ""))
-
-
 def fetch_remote(
     url: str,
     incident_id: str | None = None,
@@ -501,7 +425,7 @@ def fetch_remote(
         suffix = "/" + urllib.parse.quote(incident_id, safe="")
     else:
         suffix = "/" + ("?" + urllib.parse.urlencode({"since": since}) if since else "")
-    _, data = _remote_get(url, suffix, keys, timeout)
+    _, data = remote_get(url, suffix, keys, timeout)
     if incident_id is None:
         return orjson.loads(data)["incidents"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -516,7 +440,7 @@ def fetch_remote_errors(
     """The error groups of a running machine (`GET …/errors`), for `render_errors`."""
     from sl2s.observe.fingerprint import ErrorGroup
 
-    _, data = _remote_get(url, "/errors", keys, timeout)
+    _, data = remote_get(url, "/errors", keys, timeout)
     groups = ErrorGroups()
     for row in orjson.loads(data)["errors"]:
         row = dict(row)

@@ -46,7 +46,12 @@ NAMED_MASKS = {
     # node-129, R02-M1-N0, 3.2.1
     "digits": r"(?<![^\s=:;,|()\[\]\"'])[^\s=:;,|()\[\]\"']*\d[^\s=:;,|()\[\]\"']*",
 }
-_SUBSUMED_BY_DIGITS = ("ip", "hex", "hexid", "number")  # values that always hold a digit
+_SUBSUMED_BY_DIGITS = (
+    "ip",
+    "hex",
+    "hexid",
+    "number",
+)  # values that always hold a digit
 DEFAULT_MASKS = ("uuid", "ip", "hex", "hexid", "number", "digits")
 DEFAULT_SIMILARITY = 0.7
 DEFAULT_DEPTH = 5
@@ -79,7 +84,9 @@ class MiningOptions:
 
     def regexes(self) -> list[str]:
         names = self.masks
-        if "digits" in names:  # it masks every token these would (and joins the pieces): skip them
+        if (
+            "digits" in names
+        ):  # it masks every token these would (and joins the pieces): skip them
             names = tuple(m for m in names if m not in _SUBSUMED_BY_DIGITS)
         return [NAMED_MASKS[m] for m in names] + list(self.extra_masks)
 
@@ -135,7 +142,8 @@ MASK_TOKEN = "<*>"
 
 def masker(options: MiningOptions | None = None):
     """`text -> text` with every mask's matches replaced by MASK_TOKEN: one regex, one pass (the
-    masks as alternatives, in their order: at each position the first that matches wins)."""
+    masks as alternatives, in their order: at each position the first that matches wins).
+    """
     regexes = (options or MiningOptions()).regexes()
     if not regexes:
         return lambda text: text
@@ -146,7 +154,9 @@ def masker(options: MiningOptions | None = None):
 
     def mask(text: str) -> str:
         masked = combined.sub(MASK_TOKEN, text)
-        return joined.sub(MASK_TOKEN, masked) if masked.count(MASK_TOKEN) > 1 else masked
+        return (
+            joined.sub(MASK_TOKEN, masked) if masked.count(MASK_TOKEN) > 1 else masked
+        )
 
     return mask
 
@@ -172,7 +182,8 @@ def miner_state(miner) -> str:
 
 def grouping_accuracy(truth: Sequence[object], predicted: Sequence[object]) -> float:
     """Zhu et al. 2019: the share of lines whose predicted group holds exactly the lines of its
-    true group (a line counts only when its whole group was found, nothing more, nothing less)."""
+    true group (a line counts only when its whole group was found, nothing more, nothing less).
+    """
     if len(truth) != len(predicted):
         raise ValueError("truth and predicted differ in length")
     if not truth:

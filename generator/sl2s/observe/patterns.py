@@ -61,6 +61,7 @@ KINDS = (
     "unexpected event",
 )
 
+
 @dataclass
 class Pattern:
     kind: str
@@ -278,7 +279,9 @@ class Analyzer:
             if pattern.kind == "log line":
                 cluster_id = int(pattern.key.split("|", 1)[1])
                 cluster = self.miner.drain.id_to_cluster.get(cluster_id)
-                pattern.text = shown(cluster.get_template()) if cluster is not None else "?"
+                pattern.text = (
+                    shown(cluster.get_template()) if cluster is not None else "?"
+                )
         order = {kind: i for i, kind in enumerate(KINDS)}
         return sorted(
             self.patterns.values(), key=lambda p: (order[p.kind], -p.count, p.key)
@@ -404,7 +407,11 @@ def save_state(path: Path, state: dict) -> None:
 
 
 def render_text(
-    patterns: list[Pattern], events: int, files: int, with_state: bool, plain: bool = False
+    patterns: list[Pattern],
+    events: int,
+    files: int,
+    with_state: bool,
+    plain: bool = False,
 ) -> str:
     out = []
     for p in patterns:
@@ -427,7 +434,11 @@ def render_text(
 
 
 def render_markdown(
-    patterns: list[Pattern], events: int, files: int, with_state: bool, plain: bool = False
+    patterns: list[Pattern],
+    events: int,
+    files: int,
+    with_state: bool,
+    plain: bool = False,
 ) -> str:
     what = (
         "New patterns"
@@ -489,7 +500,9 @@ def analyse(
     return analyzer.finish(), analyzer, stats
 
 
-def state_options(state: dict | None, given: MiningOptions | None) -> MiningOptions | None:
+def state_options(
+    state: dict | None, given: MiningOptions | None
+) -> MiningOptions | None:
     """The mining options to use with a state file: the ones it was written with (a state from
     before options were recorded: similarity 0.4, depth 4, the default masks); different options
     given explicitly are an error, since the saved model would not match them."""

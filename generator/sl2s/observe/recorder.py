@@ -199,7 +199,12 @@ class FlightRecorder:
                     buffer.extend(previous)
             if "qualifier" in options:
                 self._qualifier = options["qualifier"]
-            for name in ("trailing_seconds", "trailing_events", "compress", "durable_timeout"):
+            for name in (
+                "trailing_seconds",
+                "trailing_events",
+                "compress",
+                "durable_timeout",
+            ):
                 if name in options:
                     setattr(self, name, options[name])
             if options.get("context"):
@@ -379,7 +384,8 @@ class FlightRecorder:
         if template and links.get("source"):
             url = source_url(
                 template[0],
-                revision=self.context.get("git.revision") or provenance.get("git.revision"),
+                revision=self.context.get("git.revision")
+                or provenance.get("git.revision"),
                 location=links["source"],
                 repo=template[1],
                 prefix=template[2],

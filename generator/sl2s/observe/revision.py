@@ -26,9 +26,7 @@ import orjson
 from sl2s.observe.provenance import git_revision
 
 REVISION_FILE = "sl2s.revision"
-UNKNOWN_HINT = (
-    "unknown (set SL2S_REVISION, or record it with `sl2s deploy` / `sl2s deploys record`)"
-)
+UNKNOWN_HINT = "unknown (set SL2S_REVISION, or record it with `sl2s deploy` / `sl2s deploys record`)"
 
 
 def _toml(services_dir: Path | None) -> dict:

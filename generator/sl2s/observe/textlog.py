@@ -52,7 +52,9 @@ _TIME = (
     r"|\d{6} \d{6}"
     r"|\d{2}:\d{2}:\d{2}(?:[.,]\d+)?"
 )
-_SYSLOG = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +\d{1,2} \d{2}:\d{2}:\d{2}"
+_SYSLOG = (
+    r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +\d{1,2} \d{2}:\d{2}:\d{2}"
+)
 _LEVEL = r"(?:" + "|".join(sorted(_LEVELS, key=len, reverse=True)) + r")"
 DEFAULT_PREFIX = (
     r"(?:\s*(?:"
@@ -82,7 +84,9 @@ def compile_prefix(prefix: str | None) -> re.Pattern | None:
     try:
         return re.compile(prefix)
     except re.error as error:
-        raise Sl2sError(f"--prefix {prefix!r}: not a regular expression ({error})") from None
+        raise Sl2sError(
+            f"--prefix {prefix!r}: not a regular expression ({error})"
+        ) from None
 
 
 def split_line(line: str, prefix: re.Pattern | None = None) -> TextLine:
@@ -94,7 +98,11 @@ def split_line(line: str, prefix: re.Pattern | None = None) -> TextLine:
         if match:
             groups = match.groupdict()
             level = groups.get("level")
-            text = groups["message"] if groups.get("message") is not None else text[match.end():]
+            text = (
+                groups["message"]
+                if groups.get("message") is not None
+                else text[match.end() :]
+            )
     else:
         match = _DEFAULT.match(text)
         if match and match.end() > 0:
@@ -105,10 +113,10 @@ def split_line(line: str, prefix: re.Pattern | None = None) -> TextLine:
                     level = found
                 seen_time = seen_time or bool(m.group("t"))
             if seen_time or level:  # else not a prefix: `12 apples` keeps its number
-                rest = text[match.end():]
+                rest = text[match.end() :]
                 name = _NAME.match(rest)
                 if name:
-                    rest = rest[name.end():]
+                    rest = rest[name.end() :]
                 text = rest
     severity, bucket = _LEVELS.get((level or "INFO").upper(), (9, "INFO"))
     return TextLine(text.strip(), bucket, severity)
@@ -151,7 +159,8 @@ def text_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
                 sorted(
                     p
                     for p in path.rglob("*")
-                    if p.is_file() and (p.suffix in (".log", ".txt") or p.name.endswith(".log.gz"))
+                    if p.is_file()
+                    and (p.suffix in (".log", ".txt") or p.name.endswith(".log.gz"))
                 )
             )
         elif path.is_file():
@@ -181,7 +190,9 @@ def iter_text(
                 text = raw.decode("utf-8", errors="replace")
                 if not text.strip():
                     continue
-                yield source, lineno, as_event(source, lineno, split_line(text, prefix), name)
+                yield source, lineno, as_event(
+                    source, lineno, split_line(text, prefix), name
+                )
         finally:
             close = getattr(lines, "close", None)
             if close is not None:

@@ -44,7 +44,7 @@ from sl2s.observe.errors import occurrence
 from sl2s.observe.errorstore import ErrorStore
 from sl2s.observe.mining import shown
 from sl2s.observe.patterns import Analyzer, _short, load_state, save_state
-from sl2s.observe.textlog import TEXT, as_event, split_line
+from sl2s.observe.textlog import as_event, split_line
 
 BEFORE = 3  # lines shown before an announced event
 SAVE_EVERY = 30.0
@@ -138,7 +138,13 @@ class Watch:
         short = _short(source, lineno, event)
         if "exception.type" in a:
             # where it ran is read now (a deploy may just have changed the revision)
-            self._failure(source, lineno, event, cid, (where() if callable(where) else where) or {})
+            self._failure(
+                source,
+                lineno,
+                event,
+                cid,
+                (where() if callable(where) else where) or {},
+            )
         self.analyzer.feed(source, lineno, event)
         if cid:
             self._track(cid, event, a, source, short)
@@ -174,7 +180,9 @@ class Watch:
             "count": f"{group.count}x" if group.count > 1 else None,
         }
         if outcome == "reactivated":
-            details["first"] = f"{group.first_seen} (resolved in {group.revisions_before or '-'})"
+            details["first"] = (
+                f"{group.first_seen} (resolved in {group.revisions_before or '-'})"
+            )
         self.out.append(
             Announcement(
                 kind,
@@ -217,8 +225,12 @@ class Watch:
                 before=self._before(source),
                 correlation_id=cid,
                 link=self._link(cid),
-                details={"line": (ev.attrs(event).get("code.filepath") and
-                                  f"{ev.attrs(event)['code.filepath']}:{ev.attrs(event).get('code.lineno')}")},
+                details={
+                    "line": (
+                        ev.attrs(event).get("code.filepath")
+                        and f"{ev.attrs(event)['code.filepath']}:{ev.attrs(event).get('code.lineno')}"
+                    )
+                },
             )
         )
 
@@ -229,7 +241,9 @@ class Watch:
         run = self.runs.get(cid)
         failed = ev.is_failure(event)
         if run is None:
-            run = self.runs[cid] = _Run(a.get("sl2s.flow"), None, ev.machine(event), False, 0.0)
+            run = self.runs[cid] = _Run(
+                a.get("sl2s.flow"), None, ev.machine(event), False, 0.0
+            )
         else:
             self.runs.move_to_end(cid)
         run.seen = self.clock()
@@ -322,7 +336,9 @@ class LocalFiles:
             raise Sl2sError(f"{missing[0]}: no such file or directory")
         self.text = text
         self.prefix = prefix
-        self.files: dict[Path, list] = {}  # path -> [offset, line number, partial, is_text, inode]
+        self.files: dict[Path, list] = (
+            {}
+        )  # path -> [offset, line number, partial, is_text, inode]
         self._scanned = 0.0
         self.where: dict[Path, dict] = {}
 
@@ -335,7 +351,9 @@ class LocalFiles:
                 name = path.name
                 if name.startswith("incident-") or not path.is_file():
                     continue
-                if name.endswith(".jsonl") or (self.text and path.suffix in (".log", ".txt")):
+                if name.endswith(".jsonl") or (
+                    self.text and path.suffix in (".log", ".txt")
+                ):
                     self._add(path)
         self._scanned = time.monotonic()
 
@@ -350,7 +368,9 @@ class LocalFiles:
             except OSError:
                 continue
             end = tail.rfind(b"\n")
-            offset = data_size - (len(tail) - end - 1) if end >= 0 else data_size - len(tail)
+            offset = (
+                data_size - (len(tail) - end - 1) if end >= 0 else data_size - len(tail)
+            )
             info[0], info[1] = offset, _count_lines(path, offset)
 
     def _add(self, path: Path) -> None:
@@ -359,7 +379,9 @@ class LocalFiles:
             self.files[path] = [0, 0, b"", is_text, None]
             self.where[path] = _Where(path)
 
-    def poll(self, limit: int = 8 * 1024 * 1024) -> Iterable[tuple[str, int, dict, dict]]:
+    def poll(
+        self, limit: int = 8 * 1024 * 1024
+    ) -> Iterable[tuple[str, int, dict, dict]]:
         if time.monotonic() - self._scanned > 1.0:
             self.scan()
         loads = orjson.loads
@@ -392,8 +414,12 @@ class LocalFiles:
                     if not raw.strip():
                         continue
                     if is_text:
-                        line = split_line(raw.decode("utf-8", errors="replace"), self.prefix)
-                        yield source, lineno, as_event(source, lineno, line, path.name), where
+                        line = split_line(
+                            raw.decode("utf-8", errors="replace"), self.prefix
+                        )
+                        yield source, lineno, as_event(
+                            source, lineno, line, path.name
+                        ), where
                         continue
                     try:
                         event = loads(raw)
@@ -402,7 +428,6 @@ class LocalFiles:
                     if isinstance(event, dict) and "attributes" in event:
                         yield source, lineno, event, where
             info[0], info[1], info[2] = offset, lineno, partial
-
 
 
 def _count_lines(path: Path, upto: int) -> int:
@@ -450,10 +475,22 @@ class RemoteMachine(threading.Thread):
     """Long-polls one served machine; puts (source, lineno, event, where) on `inbox`."""
 
     def __init__(
-        self, url: str, keys: tuple[bytes, ...], inbox: queue.Queue, warn, stop, from_end=False
+        self,
+        url: str,
+        keys: tuple[bytes, ...],
+        inbox: queue.Queue,
+        warn,
+        stop,
+        from_end=False,
     ):
         super().__init__(name=f"sl2s-watch {url}", daemon=True)
-        self.url, self.keys, self.inbox, self.warn, self.stop_event = url, keys, inbox, warn, stop
+        self.url, self.keys, self.inbox, self.warn, self.stop_event = (
+            url,
+            keys,
+            inbox,
+            warn,
+            stop,
+        )
         self.cursor: str | None = None
         self.lineno = 0
         self.ready = threading.Event()  # the existing lines were read once
@@ -475,9 +512,13 @@ class RemoteMachine(threading.Thread):
             except (Sl2sError, OSError, ValueError) as error:
                 failures += 1
                 if failures == 1 or failures % 30 == 0:
-                    message = error.diagnostics[0] if isinstance(error, Sl2sError) else error
+                    message = (
+                        error.diagnostics[0] if isinstance(error, Sl2sError) else error
+                    )
                     self.warn(f"watch: {message}")
-                if not self.ready.is_set():  # nothing to learn from it now: do not hold the start
+                if (
+                    not self.ready.is_set()
+                ):  # nothing to learn from it now: do not hold the start
                     self.inbox.put(("ready", self.url))
                     self.ready.set()
                 self.stop_event.wait(min(1.0 * failures, 10.0))
@@ -519,7 +560,9 @@ class Sinks:
         self.sent = 0
         self.thread = None
         if webhook or command:
-            self.thread = threading.Thread(target=self._loop, name="sl2s-watch-send", daemon=True)
+            self.thread = threading.Thread(
+                target=self._loop, name="sl2s-watch-send", daemon=True
+            )
             self.thread.start()
 
     def send(self, announcement: Announcement) -> None:
@@ -644,7 +687,11 @@ def run_watch(
     if not config.paths and not config.urls:
         raise Sl2sError("nothing to watch: name log files or directories, or --url")
     plan = read_plan(config.plan) if config.plan else None
-    local = LocalFiles(config.paths, config.text, compile_prefix(config.prefix)) if config.paths else None
+    local = (
+        LocalFiles(config.paths, config.text, compile_prefix(config.prefix))
+        if config.paths
+        else None
+    )
     directory = state_dir(config)
     store = ErrorStore(directory)
     watch = Watch(
@@ -656,11 +703,18 @@ def run_watch(
         run_link=config.run_link,
     )
     gate = Gate(config.rate, config.burst)
-    sinks = Sinks(None if config.quiet else say, warn, config.webhook, config.secret, config.command)
+    sinks = Sinks(
+        None if config.quiet else say,
+        warn,
+        config.webhook,
+        config.secret,
+        config.command,
+    )
     stop = threading.Event()
     inbox: queue.Queue = queue.Queue(maxsize=100_000)
     remotes = [
-        RemoteMachine(u, config.keys, inbox, warn, stop, config.from_end) for u in config.urls
+        RemoteMachine(u, config.keys, inbox, warn, stop, config.from_end)
+        for u in config.urls
     ]
     previous = signal.getsignal(signal.SIGTERM)
     if threading.current_thread() is threading.main_thread():

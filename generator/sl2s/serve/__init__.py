@@ -6,5 +6,5 @@ do, as functions the CLI (sl2s.cli.serve) delegates to.
   and session key files, signal handling, stopping everything.
 
 Not imported by sl2s.runtime (which generated code imports): process management stays out of it.
-The HTTP protocol, server and client are in sl2s.runtime.http_*.
+The HTTP protocol, server and client are in sl2s.runtime.transport.http.
 """
