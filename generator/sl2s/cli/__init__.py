@@ -14,5 +14,6 @@ from sl2s.cli import serve as _serve  # noqa: F401,E402  (serve, up, deploy)
 from sl2s.cli import observe as _observe  # noqa: F401,E402  (story, patterns, incidents)
 from sl2s.cli import errors as _errors  # noqa: F401,E402  (errors, deploys)
 from sl2s.cli import watch as _watch  # noqa: F401,E402  (watch)
+from sl2s.cli import console as _console  # noqa: F401,E402  (console)
 
 __all__ = ["app", "main"]

@@ -1,0 +1,515 @@
+"""The console's index: every machine's JSON-lines events in one SQLite file, built incrementally.
+
+Tables (one file, WAL):
+
+- `files`: each event file read, with its device, inode, size and the byte offset read up to.
+  Re-indexing reads a plain file from that offset when it is the same file (same inode, not
+  shorter), else from the start (rotated or truncated); a `.jsonl.gz` is read again whole when its
+  size or mtime changed. Events are deduplicated by event id, so reading a line twice is harmless.
+- `events`: one row per event (id, correlation and causation ids, time, machine, flow, step,
+  severity, body) and the event itself as masked JSON; `events_fts` (FTS5, contentless) indexes
+  the body and the exception's type and message.
+- `runs`: one row per correlation id, recomputed from `events` for the runs a refresh touched:
+  flow, first/last time, events, failures, last step; `run_machines`, `run_fields` (every scalar
+  field value the run's steps saw, and its run metadata), `run_info` (metadata, parent run).
+- `incidents`: the incident files found in the log directories (a summary each, masked).
+
+Secrets never enter in clear: the events already carry `***`, and on top of that a field whose
+value is `***` anywhere, or named by `SL2S_SECRETS`, or a secret of a plan's lock file, is a secret
+name; its value is stored as `***` in every event of the batch, and any clear value it has in the
+batch is masked (sl2s.runtime.redact) in every text indexed: bodies, exception texts, fields.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from sl2s.observe import events as ev
+from sl2s.runtime.redact import MASK, Masker, secret_texts
+
+SCHEMA_VERSION = 1
+BATCH_LINES = 50_000
+META = "sl2s.run_meta"
+PARENT = "sl2s.parent_correlation_id"
+PARENT_STEP = "sl2s.parent_step"
+MAX_FIELD_VALUE = 200  # longer field values are not indexed for search (still shown)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY, dev INTEGER, ino INTEGER, size INTEGER, mtime INTEGER,
+    offset INTEGER, kind TEXT);
+CREATE TABLE IF NOT EXISTS events (
+    rowid INTEGER PRIMARY KEY, event_id TEXT UNIQUE, cid TEXT, causation TEXT, ts TEXT,
+    machine TEXT, flow TEXT, step TEXT, name TEXT, severity INTEGER, body TEXT, data BLOB);
+CREATE INDEX IF NOT EXISTS events_cid ON events (cid, ts);
+CREATE INDEX IF NOT EXISTS events_step ON events (step);
+CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5 (
+    body, content='', detail=column);
+CREATE TABLE IF NOT EXISTS runs (
+    cid TEXT PRIMARY KEY, flow TEXT, first_ts TEXT, last_ts TEXT, events INTEGER,
+    failures INTEGER, last_step TEXT) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS runs_last ON runs (last_ts);
+CREATE INDEX IF NOT EXISTS runs_flow ON runs (flow, last_ts);
+CREATE INDEX IF NOT EXISTS runs_failed ON runs (failures, last_ts);
+CREATE TABLE IF NOT EXISTS run_machines (machine TEXT, cid TEXT, PRIMARY KEY (machine, cid))
+    WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS run_machines_cid ON run_machines (cid);
+CREATE TABLE IF NOT EXISTS run_fields (key TEXT, value TEXT, cid TEXT,
+    PRIMARY KEY (key, value, cid)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS run_info (
+    cid TEXT PRIMARY KEY, meta TEXT, parent TEXT, parent_step TEXT) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS run_info_parent ON run_info (parent);
+CREATE TABLE IF NOT EXISTS secret_names (name TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS incidents (
+    id TEXT PRIMARY KEY, cid TEXT, path TEXT, size INTEGER, mtime INTEGER, summary TEXT)
+    WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS incidents_cid ON incidents (cid);
+"""
+
+
+def connect(path: str | os.PathLike) -> sqlite3.Connection:
+    """The index at `path` (created with its schema when missing)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA cache_size=-65536")
+    conn.executescript(SCHEMA)
+    conn.execute(
+        "INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
+    )
+    conn.commit()
+    return conn
+
+
+# ------------------------------------------------------------------------------- pure helpers
+
+
+def flat_fields(fields: dict) -> Iterator[tuple[str, str]]:
+    """(key, text) for each searchable value: scalars as text, one level of dicts as `a.b`."""
+    for key, value in fields.items():
+        if isinstance(value, dict):
+            for sub, inner in value.items():
+                if not isinstance(inner, (dict, list)):
+                    yield from _scalar(f"{key}.{sub}", inner)
+        elif not isinstance(value, list):
+            yield from _scalar(str(key), value)
+
+
+def _scalar(key: str, value: object) -> Iterator[tuple[str, str]]:
+    if value is None or value == MASK:
+        return
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    else:
+        text = str(value)
+    if len(text) <= MAX_FIELD_VALUE:
+        yield key, text
+
+
+def secret_names_in(event: dict) -> set[str]:
+    """Field names an event shows masked: those are secrets."""
+    fields = ev.attrs(event).get("sl2s.fields")
+    if not isinstance(fields, dict):
+        return set()
+    return {k for k, v in fields.items() if v == MASK}
+
+
+def guard(events: list[dict], names: set[str]) -> Masker:
+    """The masker for a batch: the clear values that secret-named fields have in it (none when
+    the runtime masked everything, as it does)."""
+    texts: set[str] = set()
+    for event in events:
+        fields = ev.attrs(event).get("sl2s.fields")
+        if isinstance(fields, dict):
+            for name in names.intersection(fields):
+                value = fields[name]
+                if value != MASK:
+                    texts.update(secret_texts(value))
+    return Masker(texts)
+
+
+def masked(event: dict, names: set[str], masker: Masker) -> dict:
+    """The event with secret-named fields `***` and the batch's clear secret values masked
+    everywhere (the same object when there is nothing to do)."""
+    a = ev.attrs(event)
+    fields = a.get("sl2s.fields")
+    if (
+        isinstance(fields, dict)
+        and names
+        and any(fields.get(n, MASK) != MASK for n in names)
+    ):
+        a = dict(a)
+        a["sl2s.fields"] = {
+            k: (MASK if k in names else v) for k, v in fields.items()
+        }
+        event = dict(event)
+        event["attributes"] = a
+    if masker:
+        event = masker.value(event)
+    return event
+
+
+@dataclass
+class Parsed:
+    """One batch of events, ready for the database."""
+
+    rows: list[tuple] = field(default_factory=list)
+    fts: list[tuple] = field(default_factory=list)  # (body text,) in row order
+    fields: set[tuple[str, str, str]] = field(default_factory=set)
+    machines: set[tuple[str, str]] = field(default_factory=set)
+    info: dict[str, tuple] = field(default_factory=dict)
+    cids: set[str] = field(default_factory=set)
+
+
+def parse_batch(lines: Iterable[bytes], names: set[str]) -> tuple[Parsed, set[str]]:
+    """Rows for a batch of raw lines; `names` (the secret names known so far) grows with those
+    the batch shows masked. Lines that are not events are skipped."""
+    loads = orjson.loads
+    decoded: list[tuple[bytes, dict]] = []
+    new_names: set[str] = set()
+    for line in lines:
+        try:
+            event = loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if not isinstance(event, dict):
+            continue
+        a = event.get("attributes")
+        if not isinstance(a, dict) or not a.get("sl2s.event_id"):
+            continue
+        fields = a.get("sl2s.fields")
+        if isinstance(fields, dict) and MASK in fields.values():
+            for k, v in fields.items():
+                if v == MASK and k not in names:
+                    new_names.add(k)
+        decoded.append((line, event))
+    names |= new_names
+    masker = guard([e for _, e in decoded], names) if names else Masker(())
+    out = Parsed()
+    dumps = orjson.dumps
+    for line, event in decoded:
+        clean = masked(event, names, masker)
+        a = clean["attributes"]
+        cid = a.get("sl2s.correlation_id")
+        if not cid:
+            continue
+        data = line.rstrip(b"\r\n") if clean is event else dumps(clean)
+        body = clean.get("body")
+        body = body if isinstance(body, str) else ("" if body is None else str(body))
+        machine = ev.machine(clean)
+        step = a.get("sl2s.step") or ""
+        out.rows.append(
+            (
+                a["sl2s.event_id"],
+                cid,
+                a.get("sl2s.causation_id"),
+                clean.get("timestamp") or "",
+                machine,
+                a.get("sl2s.flow") or "",
+                step,
+                clean.get("event_name") or "",
+                ev.severity_number(clean),
+                body,
+                data,
+            )
+        )
+        text = body
+        if "exception.type" in a:
+            text = f"{body} {a.get('exception.type') or ''} {a.get('exception.message') or ''}"
+        out.fts.append((f"{text} {step}",))
+        out.cids.add(cid)
+        out.machines.add((machine, cid))
+        fields = a.get("sl2s.fields")
+        if isinstance(fields, dict):
+            for key, value in flat_fields(fields):
+                out.fields.add((key, value, cid))
+        meta = a.get(META)
+        parent = a.get(PARENT)
+        if (isinstance(meta, dict) and meta) or parent:
+            meta = meta if isinstance(meta, dict) else {}
+            for key, value in meta.items():
+                for k, v in _scalar(str(key), value):
+                    out.fields.add((k, v, cid))
+            if cid not in out.info:
+                out.info[cid] = (
+                    dumps(meta).decode() if meta else None,
+                    str(parent) if parent else None,
+                    str(a.get(PARENT_STEP) or "") or None,
+                )
+    return out, new_names
+
+
+# -------------------------------------------------------------------------------- the shell
+
+
+@dataclass
+class RefreshStats:
+    files: int = 0
+    files_read: int = 0
+    lines: int = 0
+    events: int = 0
+    runs: int = 0
+    incidents: int = 0
+
+
+def _lock_secrets(paths: Iterable[Path]) -> set[str]:
+    """Secret names of plans whose lock file sits above a log directory (`#name` templates)."""
+    names: set[str] = set()
+    for lock in lock_files(paths):
+        try:
+            data = orjson.loads(lock.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            continue
+        for steps in (data.get("steps") or {}).values():
+            for info in steps.values() if isinstance(steps, dict) else ():
+                template = str((info or {}).get("template") or "")
+                names.update(_hash_names(template))
+    return names
+
+
+def _hash_names(template: str) -> set[str]:
+    import re
+
+    return set(re.findall(r"(?<![\w#])#([A-Za-z_]\w*)", template))
+
+
+def lock_files(paths: Iterable[Path]) -> list[Path]:
+    """`sl2s.lock.json` of the generated trees whose log dirs are given (`<tree>/.sl2s/logs`)."""
+    found: dict[Path, None] = {}
+    for path in paths:
+        here = Path(path).resolve()
+        for parent in [here, *list(here.parents)[:3]]:
+            lock = parent / "sl2s.lock.json"
+            if lock.is_file():
+                found.setdefault(lock, None)
+                break
+    return list(found)
+
+
+class Index:
+    """The index file and how to bring it up to date with the logs."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.conn = connect(self.path)
+        env = os.environ.get("SL2S_SECRETS", "")
+        self.names = {r[0] for r in self.conn.execute("SELECT name FROM secret_names")}
+        self.names |= {n.strip() for n in env.split(",") if n.strip()}
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- reading files
+
+    def refresh(
+        self, paths: Iterable[str | os.PathLike], index_incident_events: bool = False
+    ) -> RefreshStats:
+        """Index what is new in the event files and incidents under `paths`."""
+        paths = [Path(p) for p in paths]
+        self.names |= _lock_secrets(p for p in paths if p.is_dir())
+        stats = RefreshStats()
+        files = ev.event_files(paths)
+        affected: set[str] = set()
+        for path in files:
+            stats.files += 1
+            for chunk in self._new_lines(path, stats):
+                affected |= self._store(chunk, stats)
+        for directory in (p for p in paths if p.is_dir()):
+            affected |= self._incidents(directory, stats, index_incident_events)
+        if affected:
+            self._update_runs(affected)
+            stats.runs = len(affected)
+        self.conn.commit()
+        return stats
+
+    def _new_lines(self, path: Path, stats: RefreshStats) -> Iterator[list[bytes]]:
+        """Batches of the lines added to `path` since the last refresh (complete lines only);
+        the file's row is updated as each batch is stored."""
+        try:
+            st = path.stat()
+        except OSError:
+            return
+        key = str(path.resolve())
+        row = self.conn.execute(
+            "SELECT dev, ino, size, mtime, offset FROM files WHERE path = ?", (key,)
+        ).fetchone()
+        gz = path.name.endswith(".gz")
+        if gz:
+            if row and row[2] == st.st_size and row[3] == st.st_mtime_ns:
+                return
+            start = 0
+        elif row and (row[0], row[1]) == (st.st_dev, st.st_ino) and st.st_size >= row[4]:
+            if st.st_size == row[4]:
+                return
+            start = row[4]
+        else:
+            start = 0
+        stats.files_read += 1
+        offset = start
+        if gz:
+            with gzip.open(path, "rb") as handle:
+                batch: list[bytes] = []
+                try:
+                    for line in handle:
+                        batch.append(line)
+                        if len(batch) >= BATCH_LINES:
+                            yield batch
+                            batch = []
+                except (EOFError, OSError):
+                    pass
+                if batch:
+                    yield batch
+            offset = st.st_size
+        else:
+            with path.open("rb") as handle:
+                handle.seek(start)
+                rest = b""  # the bytes after `offset`: a line not yet complete
+                while True:
+                    block = handle.read(1 << 24)
+                    if not block:
+                        break
+                    data = rest + block
+                    end = data.rfind(b"\n")
+                    if end < 0:
+                        rest = data
+                        continue
+                    rest = data[end + 1 :]
+                    lines = data[: end + 1].splitlines()
+                    for i in range(0, len(lines), BATCH_LINES):
+                        yield lines[i : i + BATCH_LINES]
+                    offset += end + 1
+                    self._save_file(key, st, offset, "plain")
+        self._save_file(key, st, offset, "gz" if gz else "plain")
+
+    def _save_file(self, key: str, st: os.stat_result, offset: int, kind: str) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (key, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, offset, kind),
+        )
+
+    def _store(self, lines: list[bytes], stats: RefreshStats) -> set[str]:
+        stats.lines += len(lines)
+        parsed, new_names = parse_batch(lines, self.names)
+        if new_names:
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO secret_names VALUES (?)",
+                [(n,) for n in new_names],
+            )
+        if not parsed.rows:
+            return set()
+        conn = self.conn
+        before = conn.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[0]
+        changes = conn.total_changes
+        conn.executemany(
+            "INSERT OR IGNORE INTO events (event_id, cid, causation, ts, machine, flow, step,"
+            " name, severity, body, data) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            parsed.rows,
+        )
+        inserted = conn.total_changes - changes
+        stats.events += inserted
+        if inserted == len(parsed.rows):  # no duplicate: the new rows are before+1 … before+n
+            texts = [(before + i, t[0]) for i, t in enumerate(parsed.fts, 1)]
+        else:  # duplicates were ignored: index the text of the rows just inserted only
+            new_ids = {
+                eid: rowid
+                for rowid, eid in conn.execute(
+                    "SELECT rowid, event_id FROM events WHERE rowid > ?", (before,)
+                )
+            }
+            texts = []
+            for row, t in zip(parsed.rows, parsed.fts):
+                rowid = new_ids.pop(row[0], None)
+                if rowid is not None:
+                    texts.append((rowid, t[0]))
+        conn.executemany("INSERT INTO events_fts (rowid, body) VALUES (?, ?)", texts)
+        conn.executemany(
+            "INSERT OR IGNORE INTO run_fields VALUES (?, ?, ?)", parsed.fields
+        )
+        conn.executemany(
+            "INSERT OR IGNORE INTO run_machines VALUES (?, ?)", parsed.machines
+        )
+        conn.executemany(
+            "INSERT OR IGNORE INTO run_info VALUES (?, ?, ?, ?)",
+            [(cid, *info) for cid, info in parsed.info.items()],
+        )
+        return parsed.cids
+
+    def _update_runs(self, cids: set[str]) -> None:
+        conn = self.conn
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS touched (cid TEXT PRIMARY KEY)")
+        conn.execute("DELETE FROM touched")
+        conn.executemany("INSERT OR IGNORE INTO touched VALUES (?)", ((c,) for c in cids))
+        conn.execute(
+            """
+            INSERT OR REPLACE INTO runs
+            SELECT e.cid, max(CASE WHEN e.flow != '' THEN e.flow END), min(e.ts), max(e.ts),
+                   count(*), sum(e.severity >= 17 OR instr(e.data, '"exception.type"') > 0),
+                   (SELECT l.step FROM events l WHERE l.cid = e.cid AND l.name = 'sl2s.step'
+                    ORDER BY l.ts DESC, l.event_id DESC LIMIT 1)
+            FROM touched t JOIN events e ON e.cid = t.cid
+            GROUP BY e.cid
+            """
+        )
+        conn.execute("DELETE FROM touched")
+
+    # -- incidents
+
+    def _incidents(self, directory: Path, stats: RefreshStats, with_events: bool) -> set[str]:
+        from sl2s.observe.incidents import incident_paths, read_incident
+        from sl2s.diagnostics import Sl2sError
+
+        affected: set[str] = set()
+        for root in [directory, *(p for p in directory.rglob("*") if p.is_dir())]:
+            try:
+                found = incident_paths(root)
+            except Sl2sError:
+                continue
+            for incident_id, path in found.items():
+                try:
+                    st = path.stat()
+                except OSError:
+                    continue
+                row = self.conn.execute(
+                    "SELECT path, size, mtime FROM incidents WHERE id = ?", (incident_id,)
+                ).fetchone()
+                if row and row == (str(path), st.st_size, st.st_mtime_ns):
+                    continue
+                try:
+                    incident = read_incident(path)
+                except (Sl2sError, OSError):
+                    continue
+                stats.incidents += 1
+                lines = [orjson.dumps(e) for e in incident.events]
+                parsed, _ = parse_batch(lines, self.names)
+                failure = incident.failure
+                cid = ev.correlation_id(failure) or ev.correlation_id(incident.trigger)
+                summary = incident.summary()
+                summary["git_revision"] = incident.header.get("git.revision")
+                summary["plan_digest"] = incident.header.get("plan.digest")
+                summary["trigger_event"] = ev.event_id(failure)
+                masker = guard([failure], self.names)
+                summary = masker.value(summary) if masker else summary
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO incidents VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        incident_id,
+                        cid,
+                        str(path),
+                        st.st_size,
+                        st.st_mtime_ns,
+                        orjson.dumps(summary).decode(),
+                    ),
+                )
+                if with_events:
+                    affected |= self._store(lines, stats)
+                del parsed
+        return affected

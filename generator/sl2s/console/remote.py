@@ -1,0 +1,187 @@
+"""Machines reached over HTTP (`sl2s console --url`): their events copied into local files that
+the index reads like any other log, through the signed read endpoints every served machine has.
+
+- Incidents (`/sl2s/v1/incidents`, sl2s.observe.incidents): each incident not copied yet is
+  fetched once into `<cache>/<host>_<port>/incident-<id>.jsonl`; their events are indexed.
+- Events (`/sl2s/v1/events`, `routes` below, where a machine mounts them): each `<machine>.jsonl`
+  is copied incrementally: the request names the offset the local copy has reached and the
+  answer is the complete lines after it (at most `MAX_CHUNK` bytes per request). A machine that
+  does not serve it (404) is read through its incidents only.
+
+Requests are signed like hops with the hop key (docs/hop-protocol.md, "Signed reads"), by the
+same client code as `sl2s incidents --url`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import urllib.parse
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import orjson
+
+from sl2s.diagnostics import Sl2sError
+from sl2s.observe import incidents as inc
+
+EVENTS_PATH = "/sl2s/v1/events"
+MAX_CHUNK = 8 << 20
+NEXT_OFFSET = "sl2s-next-offset"
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.jsonl$")
+
+
+def machine_base(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise Sl2sError(f"{url}: not an http:// or https:// URL with a host")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def cache_name(url: str) -> str:
+    parts = urlsplit(url)
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{parts.hostname}_{parts.port or ''}")
+
+
+class Remotes:
+    """The machines at `urls`, copied into `cache` (one directory per machine)."""
+
+    def __init__(self, urls: list[str], cache: Path, keys: tuple[bytes, ...] = (), timeout: float = 10.0):
+        self.urls = urls
+        self.cache = Path(cache)
+        self.keys = keys
+        self.timeout = timeout
+        self.errors: dict[str, str] = {}
+        for url in urls:
+            machine_base(url)  # fail early on a malformed URL
+
+    def pull(self) -> list[Path]:
+        """Copy what is new from every machine; the directories to index. A machine that cannot
+        be reached keeps what was copied before (its error is in `errors`)."""
+        out = []
+        for url in self.urls:
+            directory = self.cache / cache_name(url)
+            directory.mkdir(parents=True, exist_ok=True)
+            try:
+                pull_incidents(url, directory, self.keys, self.timeout)
+                pull_events(url, directory, self.keys, self.timeout)
+                self.errors.pop(url, None)
+            except Sl2sError as error:
+                self.errors[url] = str(error)
+            out.append(directory)
+        return out
+
+
+def pull_incidents(url: str, directory: Path, keys, timeout: float) -> int:
+    have = sorted(p.name[: -len(".jsonl")] for p in directory.glob("incident-*.jsonl"))
+    since = have[-1] if have else None
+    summaries = inc.fetch_remote(url, since=since, keys=keys, timeout=timeout)
+    copied = 0
+    for summary in summaries:
+        incident_id = str(summary["id"])
+        if not incident_id.startswith("incident-") or "/" in incident_id:
+            continue
+        if not summary.get("complete"):
+            break  # an open incident is fetched again when it is closed
+        _, data = inc._remote_get(
+            url, "/" + urllib.parse.quote(incident_id, safe=""), keys, timeout
+        )
+        target = directory / f"{incident_id}.jsonl"
+        tmp = target.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+        copied += 1
+    return copied
+
+
+def pull_events(url: str, directory: Path, keys, timeout: float) -> int:
+    """Copy each machine log's new complete lines; the bytes copied (0 when not served)."""
+    endpoint = machine_base(url) + EVENTS_PATH
+    try:
+        _, data = inc._remote_get(endpoint, "/", keys, timeout)
+    except Sl2sError as error:
+        if "HTTP 404" in str(error):
+            return 0
+        raise
+    copied = 0
+    for item in orjson.loads(data).get("files", []):
+        name = str(item.get("name", ""))
+        if not _NAME.match(name):
+            continue
+        local = directory / name
+        offset = local.stat().st_size if local.exists() else 0
+        if int(item.get("size", 0)) < offset:  # the machine's file was replaced: start over
+            local.unlink()
+            offset = 0
+        while int(item.get("size", 0)) > offset:
+            _, chunk = inc._remote_get(
+                endpoint, f"/{name}?offset={offset}", keys, timeout
+            )
+            if not chunk:
+                break
+            with local.open("ab") as handle:
+                handle.write(chunk)
+            offset += len(chunk)
+            copied += len(chunk)
+    return copied
+
+
+def routes(log_dir: str | os.PathLike):
+    """Starlette routes serving a log dir's machine logs for `pull_events` (no auth of their
+    own: mount them behind `sl2s.runtime.http_server.SignedReads` at `/sl2s/v1/events`):
+
+    - `GET /` -> `{"files": [{"name": "server.jsonl", "size": N}, …]}`
+    - `GET /{name}?offset=N` -> the complete lines after byte N (at most MAX_CHUNK bytes, at
+      least one line), `application/x-ndjson`
+    """
+    from starlette.concurrency import run_in_threadpool
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    base = Path(log_dir)
+
+    def listing():
+        if not base.is_dir():
+            return []
+        return [
+            {"name": p.name, "size": p.stat().st_size}
+            for p in sorted(base.glob("*.jsonl"))
+            if not p.name.startswith("incident-")
+        ]
+
+    def read(name: str, offset: int):
+        path = base / name
+        if not _NAME.match(name) or name.startswith("incident-") or not path.is_file():
+            return None
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            data = handle.read(MAX_CHUNK)
+            end = data.rfind(b"\n")
+            if end < 0 and len(data) == MAX_CHUNK:  # one line longer than a chunk
+                rest = handle.readline()
+                return data + rest if rest.endswith(b"\n") else b""
+            return data[: end + 1]
+
+    async def list_endpoint(request):
+        return JSONResponse({"files": await run_in_threadpool(listing)})
+
+    async def file_endpoint(request):
+        try:
+            offset = int(request.query_params.get("offset", "0"))
+        except ValueError:
+            offset = -1
+        if offset < 0:
+            return JSONResponse({"error": "offset must be a byte count"}, status_code=400)
+        data = await run_in_threadpool(read, request.path_params["name"], offset)
+        if data is None:
+            return JSONResponse({"error": "no such log"}, status_code=404)
+        return Response(
+            data,
+            media_type="application/x-ndjson",
+            headers={NEXT_OFFSET: str(offset + len(data))},
+        )
+
+    return [
+        Route("/", list_endpoint, methods=["GET"]),
+        Route("/{name}", file_endpoint, methods=["GET"]),
+    ]
