@@ -38,7 +38,10 @@ def story_command(
     ),
     fmt: str = typer.Option("text", "--format", help="text or markdown."),
 ) -> None:
-    """Tell one flow run across all machines, in causal order: steps, hops, durations, where it stopped."""
+    """Tell one flow run across all machines, in causal order: steps, hops, durations, the fields
+    each step saw, where it stopped; event ids, or console links when its URL is configured
+    (SL2S_CONSOLE_URL or [console] url in sl2s.toml)."""
+    from sl2s.console.settings import load
     from sl2s.observe.story import Selection, tell
 
     chosen = sum(bool(x) for x in (correlation_id, last, failed, event))
@@ -53,6 +56,7 @@ def story_command(
             event_id=event,
         ),
         fmt,
+        load(logs).url,
     )
     typer.echo(text, nl=False)
 

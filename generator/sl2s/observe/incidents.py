@@ -276,7 +276,13 @@ def render_show(incident: Incident) -> str:
             f"{mark} {e.get('timestamp', '')}  {ev.machine(e)}  {e.get('severity_text', ''):<5}  "
             f"{a.get('sl2s.flow', '')}/{a.get('sl2s.step') or e.get('event_name', '')}: {e.get('body', '')}"
             + (f"  [{a['sl2s.plan']}]" if a.get("sl2s.plan") else "")
+            + (f"  #{a['sl2s.event_id']}" if a.get("sl2s.event_id") else "")
         )
+        fields = a.get("sl2s.fields")
+        if isinstance(fields, dict) and fields:
+            from sl2s.observe.story import fields_text
+
+            out.append(f"      fields: {fields_text(fields.items())}")
     return "\n".join(out) + "\n"
 
 

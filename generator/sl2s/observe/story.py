@@ -120,6 +120,8 @@ class Line:
     source: str = ""
     target: str = ""
     marked: bool = False  # the event asked for with --event
+    event_id: str = ""
+    fields: tuple[tuple[str, object], ...] = ()  # what the step saw (as logged: secrets ***)
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,8 @@ def build_story(cid: str, events: Iterable[dict], mark: str | None = None) -> St
                 severity=str(event.get("severity_text") or ""),
                 location=location,
                 marked=mark is not None and ev.event_id(event) == mark,
+                event_id=ev.event_id(event) or "",
+                fields=_fields(a),
             )
         )
     last = ordered[-1][0]
@@ -211,6 +215,28 @@ def build_story(cid: str, events: Iterable[dict], mark: str | None = None) -> St
     )
 
 
+def _fields(a: dict) -> tuple[tuple[str, object], ...]:
+    fields = a.get("sl2s.fields")
+    return tuple(fields.items()) if isinstance(fields, dict) else ()
+
+
+def fields_text(fields) -> str:
+    """`username=ann password=***` (values other than strings as compact JSON)."""
+    import orjson
+
+    return " ".join(
+        f"{k}={v if isinstance(v, str) else orjson.dumps(v).decode()}" for k, v in fields
+    )
+
+
+def _event_ref(event_id: str, base: str) -> str:
+    if not event_id:
+        return ""
+    if base:
+        return f"  {base.rstrip('/')}/event/{event_id}"
+    return f"  #{event_id}"
+
+
 def _source_link(a: dict) -> str:
     path, line = a.get("code.filepath"), a.get("code.lineno")
     if not path:
@@ -222,12 +248,16 @@ def _ms(value: float | None) -> str:
     return "" if value is None else f"+{value:.1f} ms"
 
 
-def render_text(story: Story) -> str:
+def render_text(story: Story, base: str = "") -> str:
+    """The story as text; with `base` (the console's URL) a permalink per run and event, else
+    each event's id."""
     header = (
         f"run {story.correlation_id} (flow {', '.join(story.flows) or '?'}): "
         f"{sum(1 for x in story.lines if x.kind == 'event')} events on "
         f"{len(story.machines)} machine(s): {', '.join(story.machines)}"
     )
+    if base:
+        header += f"  {base.rstrip('/')}/run/{story.correlation_id}"
     out = [header]
     width = max((len(x.machine) for x in story.lines), default=0)
     for x in story.lines:
@@ -238,8 +268,10 @@ def render_text(story: Story) -> str:
         loc = f"  [{x.location}]" if x.location else ""
         out.append(
             f"{'>' if x.marked else ' '}{_ms(x.delta_ms):>10}  {x.machine:<{width}}  "
-            f"{x.step}: {sev}{x.text}{loc}"
+            f"{x.step}: {sev}{x.text}{loc}{_event_ref(x.event_id, base)}"
         )
+        if x.fields:
+            out.append(f"{'':>11}  {'':<{width}}  fields: {fields_text(x.fields)}")
     out.append(story.stopped)
     return "\n".join(out) + "\n"
 
@@ -248,12 +280,12 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown(story: Story) -> str:
+def render_markdown(story: Story, base: str = "") -> str:
     out = [
         f"### Run `{story.correlation_id}` (flow {', '.join(story.flows) or '?'})",
         "",
-        "| # | after cause | machine | step | message | plan |",
-        "|---|---|---|---|---|---|",
+        "| # | after cause | machine | step | message | plan | fields | event |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     n = 0
     for x in story.lines:
@@ -267,14 +299,23 @@ def render_markdown(story: Story) -> str:
         if x.marked:
             sev = "⮕ " + sev
         out.append(
-            f"| {n} | {_ms(x.delta_ms)} | {_md(x.machine)} | `{_md(x.step)}` | {sev}{_md(x.text)} | {_md(x.location)} |"
+            f"| {n} | {_ms(x.delta_ms)} | {_md(x.machine)} | `{_md(x.step)}` | {sev}{_md(x.text)} "
+            f"| {_md(x.location)} | {_md(fields_text(x.fields))} | {_md_event(x.event_id, base)} |"
         )
     out += ["", f"**{'Stopped' if story.failed else 'End'}:** {_md(story.stopped)}", ""]
     return "\n".join(out)
 
 
+def _md_event(event_id: str, base: str) -> str:
+    if not event_id:
+        return ""
+    if base:
+        return f"[`{event_id}`]({base.rstrip('/')}/event/{event_id})"
+    return f"`{event_id}`"
+
+
 def tell(
-    paths: Iterable[str], selection: Selection, fmt: str = "text"
+    paths: Iterable[str], selection: Selection, fmt: str = "text", base: str = ""
 ) -> tuple[str, bool]:
     """Shell-facing: (rendered story, whether the run failed)."""
     files = ev.event_files(paths)
@@ -283,7 +324,7 @@ def tell(
     cid = select_run(files, selection)
     story = build_story(cid, collect_run(files, cid), mark=selection.event_id)
     if fmt == "markdown":
-        return render_markdown(story), story.failed
+        return render_markdown(story, base), story.failed
     if fmt != "text":
         raise Sl2sError(f"unknown format {fmt!r} (text or markdown)")
-    return render_text(story), story.failed
+    return render_text(story, base), story.failed
