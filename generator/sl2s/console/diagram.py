@@ -12,7 +12,7 @@ NOTE_WIDTH = 190
 ROW = 38
 TOP = 62
 MARGIN = 20
-CHARS = 30  # characters of a note before it is cut (the full text is the note's title)
+CHARS = 25  # characters of a note before it is cut (the full text is the note's title)
 
 
 def _cut(text: str, size: int = CHARS) -> str:
