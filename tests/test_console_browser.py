@@ -180,3 +180,17 @@ def test_keyboard_focus_is_visible_and_no_secret_is_in_any_page(page, console_ur
     assert outline == "solid"
     page.screenshot(path=str(tmp_path / "run.png"), full_page=True)
     assert (tmp_path / "run.png").stat().st_size > 10_000
+
+
+def test_the_index_file_holds_no_secret(console_url, tree):
+    conn = console_url.console.index.conn
+    with console_url.console.lock:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    files = list(tree.glob("console.sqlite3*"))
+    assert files
+    for path in files:
+        assert SECRET.encode() not in path.read_bytes(), path
+    # while the run's events were indexed: the password field is there, masked
+    assert conn.execute(
+        "SELECT count(*) FROM events WHERE data LIKE '%\"password\":\"***\"%'"
+    ).fetchone()[0] >= 2
