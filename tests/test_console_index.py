@@ -224,7 +224,7 @@ def test_search_text_is_split_into_field_filters_and_words():
         (("username", "ann"), ("reason", "fix it")),
         "wrong password",
     )
-    assert queries.fts_query('say "hi') == '"say" """hi"'
+    assert queries.fts_query('say "hi wrong-password') == '"say" "hi" "wrong" "password"'
     with pytest.raises(ValueError):
         queries.outcome_sql("lost", {}, LATER)
 

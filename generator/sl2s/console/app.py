@@ -63,6 +63,7 @@ class Console:
     remote: object | None = None  # sl2s.console.remote.Remotes, when --url was given
     lock: threading.Lock = field(default_factory=threading.Lock)
     plans: dict[str, str] = field(default_factory=dict)
+    terminal: dict[str, str] | None = None  # flow -> last step, as of the last refresh
 
     def refresh(self):
         with self.lock:
@@ -75,7 +76,13 @@ class Console:
                 remote_stats = self.index.refresh(with_events, index_incident_events=True)
                 stats.events += remote_stats.events
             self.plans = queries.plan_terminals(lock_files(p for p in paths if p.is_dir()))
+            self.terminal = queries.terminal_steps(self.index.conn, self.plans)
             return stats
+
+    def _terminal(self) -> dict[str, str]:
+        if self.terminal is None:
+            self.terminal = queries.terminal_steps(self.index.conn, self.plans)
+        return self.terminal
 
     # -- pages (pure given the index; each returns HTML)
 
@@ -101,7 +108,7 @@ class Console:
             error = f"unknown outcome {filt.outcome!r}"
             filt = queries.RunFilter(**{**filt.__dict__, "outcome": ""})
         with self.lock:
-            result = queries.list_runs(self.index.conn, filt, self.plans)
+            result = queries.list_runs(self.index.conn, filt, terminal=self._terminal())
             flows, machines = queries.choices(self.index.conn)
 
         def page_url(n: int) -> str:
@@ -125,7 +132,9 @@ class Console:
         self, env: Environment, cid: str, prefix: str, highlight: str | None = None
     ) -> tuple[int, str]:
         with self.lock:
-            view = queries.get_run(self.index.conn, cid, self.plans, highlight)
+            view = queries.get_run(
+                self.index.conn, cid, highlight=highlight, terminal=self._terminal()
+            )
         if view is None:
             return self.error_page(env, 404, f"no run {cid} in the index", prefix)
         revision = next(

@@ -7,10 +7,10 @@ Tables (one file, WAL):
   shorter), else from the start (rotated or truncated); a `.jsonl.gz` is read again whole when its
   size or mtime changed. Events are deduplicated by event id, so reading a line twice is harmless.
 - `events`: one row per event (id, correlation and causation ids, time, machine, flow, step,
-  severity, body) and the event itself as masked JSON; `events_fts` (FTS5, contentless) indexes
-  the body and the exception's type and message.
-- `runs`: one row per correlation id, recomputed from `events` for the runs a refresh touched:
-  flow, first/last time, events, failures, last step; `run_machines`, `run_fields` (every scalar
+  severity) and the event itself as masked JSON; `events_fts` (FTS5, contentless, tokens only)
+  indexes the body, the step and a failure's exception type and message.
+- `runs`: one row per correlation id: flow, first/last time, events, failures, last step; merged
+  batch by batch (recomputed from `events` for a batch that repeated events already indexed); `run_machines`, `run_fields` (every scalar
   field value the run's steps saw, and its run metadata), `run_info` (metadata, parent run).
 - `incidents`: the incident files found in the log directories (a summary each, masked).
 
@@ -48,14 +48,13 @@ CREATE TABLE IF NOT EXISTS files (
     offset INTEGER, kind TEXT);
 CREATE TABLE IF NOT EXISTS events (
     rowid INTEGER PRIMARY KEY, event_id TEXT UNIQUE, cid TEXT, causation TEXT, ts TEXT,
-    machine TEXT, flow TEXT, step TEXT, name TEXT, severity INTEGER, body TEXT, data BLOB);
+    machine TEXT, flow TEXT, step TEXT, name TEXT, severity INTEGER, data BLOB);
 CREATE INDEX IF NOT EXISTS events_cid ON events (cid, ts);
-CREATE INDEX IF NOT EXISTS events_step ON events (step);
 CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5 (
-    body, content='', detail=column);
+    body, content='', detail=none);
 CREATE TABLE IF NOT EXISTS runs (
     cid TEXT PRIMARY KEY, flow TEXT, first_ts TEXT, last_ts TEXT, events INTEGER,
-    failures INTEGER, last_step TEXT) WITHOUT ROWID;
+    failures INTEGER, last_step TEXT, last_step_at TEXT) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS runs_last ON runs (last_ts);
 CREATE INDEX IF NOT EXISTS runs_flow ON runs (flow, last_ts);
 CREATE INDEX IF NOT EXISTS runs_failed ON runs (failures, last_ts);
@@ -163,82 +162,123 @@ class Parsed:
     """One batch of events, ready for the database."""
 
     rows: list[tuple] = field(default_factory=list)
-    fts: list[tuple] = field(default_factory=list)  # (body text,) in row order
+    fts: list[str] = field(default_factory=list)  # the text of each row, in row order
     fields: set[tuple[str, str, str]] = field(default_factory=set)
     machines: set[tuple[str, str]] = field(default_factory=set)
     info: dict[str, tuple] = field(default_factory=dict)
-    cids: set[str] = field(default_factory=set)
+    # correlation id -> [flow, first ts, last ts, events, failures, last step key, last step]
+    runs: dict[str, list] = field(default_factory=dict)
 
 
 def parse_batch(lines: Iterable[bytes], names: set[str]) -> tuple[Parsed, set[str]]:
     """Rows for a batch of raw lines; `names` (the secret names known so far) grows with those
     the batch shows masked. Lines that are not events are skipped."""
     loads = orjson.loads
-    decoded: list[tuple[bytes, dict]] = []
+    decoded: list[tuple[bytes, dict, dict]] = []
     new_names: set[str] = set()
+    clear: set[str] = set()  # values of secret-named fields left in clear by a writer
     for line in lines:
         try:
             event = loads(line)
         except orjson.JSONDecodeError:
             continue
-        if not isinstance(event, dict):
+        if type(event) is not dict:
             continue
         a = event.get("attributes")
-        if not isinstance(a, dict) or not a.get("sl2s.event_id"):
+        if type(a) is not dict or not a.get("sl2s.event_id"):
             continue
         fields = a.get("sl2s.fields")
-        if isinstance(fields, dict) and MASK in fields.values():
-            for k, v in fields.items():
-                if v == MASK and k not in names:
-                    new_names.add(k)
-        decoded.append((line, event))
-    names |= new_names
-    masker = guard([e for _, e in decoded], names) if names else Masker(())
+        if type(fields) is dict and fields:
+            if MASK in fields.values():
+                for k, v in fields.items():
+                    if v == MASK and k not in names:
+                        new_names.add(k)
+            for n in names:
+                v = fields.get(n)
+                if v is not None and v != MASK:
+                    clear.update(secret_texts(v))
+        decoded.append((line, event, a))
+    if new_names:
+        names |= new_names
+        for _line, _event, a in decoded:  # a name first seen masked in this batch
+            fields = a.get("sl2s.fields")
+            if type(fields) is dict:
+                for n in new_names:
+                    v = fields.get(n)
+                    if v is not None and v != MASK:
+                        clear.update(secret_texts(v))
+    masker = Masker(clear) if clear else None
     out = Parsed()
     dumps = orjson.dumps
-    for line, event in decoded:
-        clean = masked(event, names, masker)
-        a = clean["attributes"]
+    rows_append, fts_append = out.rows.append, out.fts.append
+    add_field, add_machine, runs = out.fields.add, out.machines.add, out.runs
+    for line, event, a in decoded:
         cid = a.get("sl2s.correlation_id")
         if not cid:
             continue
-        data = line.rstrip(b"\r\n") if clean is event else dumps(clean)
-        body = clean.get("body")
-        body = body if isinstance(body, str) else ("" if body is None else str(body))
-        machine = ev.machine(clean)
-        step = a.get("sl2s.step") or ""
-        out.rows.append(
-            (
-                a["sl2s.event_id"],
-                cid,
-                a.get("sl2s.causation_id"),
-                clean.get("timestamp") or "",
-                machine,
-                a.get("sl2s.flow") or "",
-                step,
-                clean.get("event_name") or "",
-                ev.severity_number(clean),
-                body,
-                data,
-            )
-        )
-        text = body
-        if "exception.type" in a:
-            text = f"{body} {a.get('exception.type') or ''} {a.get('exception.message') or ''}"
-        out.fts.append((f"{text} {step}",))
-        out.cids.add(cid)
-        out.machines.add((machine, cid))
         fields = a.get("sl2s.fields")
-        if isinstance(fields, dict):
-            for key, value in flat_fields(fields):
-                out.fields.add((key, value, cid))
+        if masker is not None or (
+            names and type(fields) is dict and any(fields.get(n, MASK) != MASK for n in names)
+        ):
+            event = masked(event, names, masker or Masker(()))
+            a = event["attributes"]
+            fields = a.get("sl2s.fields")
+            data = dumps(event)
+        else:
+            data = line.rstrip(b"\r\n")
+        body = event.get("body")
+        body = body if type(body) is str else ("" if body is None else dumps(body).decode())
+        resource = event.get("resource")
+        machine = a.get("sl2s.machine") or (
+            resource.get("service.name") if type(resource) is dict else None
+        ) or "?"
+        step = a.get("sl2s.step") or ""
+        eid = a["sl2s.event_id"]
+        ts = event.get("timestamp") or ""
+        flow = a.get("sl2s.flow") or ""
+        name = event.get("event_name") or ""
+        severity = event.get("severity_number")
+        if type(severity) is not int:
+            severity = ev.severity_number(event)
+        failed = severity >= ev.ERROR or "exception.type" in a
+        rows_append((eid, cid, a.get("sl2s.causation_id"), ts, machine, flow, step, name, severity, data))
+        if failed:
+            body = f"{body} {a.get('exception.type') or ''} {a.get('exception.message') or ''}"
+        fts_append(f"{body} {step}")
+        add_machine((machine, cid))
+        run = runs.get(cid)
+        step_key = f"{ts} {eid}" if name == ev.STEP else ""
+        if run is None:
+            runs[cid] = [flow, ts, ts, 1, int(failed), step_key, step if step_key else ""]
+        else:
+            if flow and not run[0]:
+                run[0] = flow
+            if ts < run[1]:
+                run[1] = ts
+            if ts > run[2]:
+                run[2] = ts
+            run[3] += 1
+            run[4] += failed
+            if step_key > run[5]:
+                run[5], run[6] = step_key, step
+        if type(fields) is dict:
+            for key, value in fields.items():
+                t = type(value)
+                if t is str:
+                    if value != MASK and len(value) <= MAX_FIELD_VALUE:
+                        add_field((key, value, cid))
+                elif t is int:
+                    add_field((key, str(value), cid))
+                elif value is not None:
+                    for k, v in flat_fields({key: value}):
+                        add_field((k, v, cid))
         meta = a.get(META)
         parent = a.get(PARENT)
-        if (isinstance(meta, dict) and meta) or parent:
-            meta = meta if isinstance(meta, dict) else {}
+        if (type(meta) is dict and meta) or parent:
+            meta = meta if type(meta) is dict else {}
             for key, value in meta.items():
                 for k, v in _scalar(str(key), value):
-                    out.fields.add((k, v, cid))
+                    add_field((k, v, cid))
             if cid not in out.info:
                 out.info[cid] = (
                     dumps(meta).decode() if meta else None,
@@ -327,7 +367,6 @@ class Index:
             affected |= self._incidents(directory, stats, index_incident_events)
         if affected:
             self._update_runs(affected)
-            stats.runs = len(affected)
         self.conn.commit()
         return stats
 
@@ -397,6 +436,8 @@ class Index:
         )
 
     def _store(self, lines: list[bytes], stats: RefreshStats) -> set[str]:
+        """Store a batch; the correlation ids whose run rows must be recomputed from `events`
+        (a batch with duplicates of events already indexed; others are merged as they come)."""
         stats.lines += len(lines)
         parsed, new_names = parse_batch(lines, self.names)
         if new_names:
@@ -411,13 +452,34 @@ class Index:
         changes = conn.total_changes
         conn.executemany(
             "INSERT OR IGNORE INTO events (event_id, cid, causation, ts, machine, flow, step,"
-            " name, severity, body, data) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            " name, severity, data) VALUES (?,?,?,?,?,?,?,?,?,?)",
             parsed.rows,
         )
         inserted = conn.total_changes - changes
         stats.events += inserted
+        stats.runs += len(parsed.runs)
+        recompute: set[str] = set()
         if inserted == len(parsed.rows):  # no duplicate: the new rows are before+1 … before+n
-            texts = [(before + i, t[0]) for i, t in enumerate(parsed.fts, 1)]
+            texts = [(before + i, t) for i, t in enumerate(parsed.fts, 1)]
+            conn.executemany(
+                """
+                INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (cid) DO UPDATE SET
+                  flow = coalesce(runs.flow, excluded.flow),
+                  first_ts = min(runs.first_ts, excluded.first_ts),
+                  last_ts = max(runs.last_ts, excluded.last_ts),
+                  events = runs.events + excluded.events,
+                  failures = runs.failures + excluded.failures,
+                  last_step = CASE WHEN coalesce(excluded.last_step_at, '') >
+                    coalesce(runs.last_step_at, '') THEN excluded.last_step ELSE runs.last_step END,
+                  last_step_at = max(coalesce(runs.last_step_at, ''),
+                    coalesce(excluded.last_step_at, ''))
+                """,
+                [
+                    (cid, r[0] or None, r[1], r[2], r[3], r[4], r[6] or None, r[5] or None)
+                    for cid, r in parsed.runs.items()
+                ],
+            )
         else:  # duplicates were ignored: index the text of the rows just inserted only
             new_ids = {
                 eid: rowid
@@ -429,7 +491,8 @@ class Index:
             for row, t in zip(parsed.rows, parsed.fts):
                 rowid = new_ids.pop(row[0], None)
                 if rowid is not None:
-                    texts.append((rowid, t[0]))
+                    texts.append((rowid, t))
+            recompute = set(parsed.runs)
         conn.executemany("INSERT INTO events_fts (rowid, body) VALUES (?, ?)", texts)
         conn.executemany(
             "INSERT OR IGNORE INTO run_fields VALUES (?, ?, ?)", parsed.fields
@@ -437,13 +500,15 @@ class Index:
         conn.executemany(
             "INSERT OR IGNORE INTO run_machines VALUES (?, ?)", parsed.machines
         )
-        conn.executemany(
-            "INSERT OR IGNORE INTO run_info VALUES (?, ?, ?, ?)",
-            [(cid, *info) for cid, info in parsed.info.items()],
-        )
-        return parsed.cids
+        if parsed.info:
+            conn.executemany(
+                "INSERT OR IGNORE INTO run_info VALUES (?, ?, ?, ?)",
+                [(cid, *info) for cid, info in parsed.info.items()],
+            )
+        return recompute
 
     def _update_runs(self, cids: set[str]) -> None:
+        """Recompute the run rows of `cids` from their events."""
         conn = self.conn
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS touched (cid TEXT PRIMARY KEY)")
         conn.execute("DELETE FROM touched")
@@ -454,6 +519,9 @@ class Index:
             SELECT e.cid, max(CASE WHEN e.flow != '' THEN e.flow END), min(e.ts), max(e.ts),
                    count(*), sum(e.severity >= 17 OR instr(e.data, '"exception.type"') > 0),
                    (SELECT l.step FROM events l WHERE l.cid = e.cid AND l.name = 'sl2s.step'
+                    ORDER BY l.ts DESC, l.event_id DESC LIMIT 1),
+                   (SELECT l.ts || ' ' || l.event_id FROM events l
+                    WHERE l.cid = e.cid AND l.name = 'sl2s.step'
                     ORDER BY l.ts DESC, l.event_id DESC LIMIT 1)
             FROM touched t JOIN events e ON e.cid = t.cid
             GROUP BY e.cid

@@ -59,9 +59,9 @@ def normalise_time(text: str) -> str:
 
 
 def fts_query(text: str) -> str:
-    """Each word as an FTS5 phrase (no syntax errors from user input), all required."""
-    words = [w for w in re.split(r"\s+", text.strip()) if w]
-    return " ".join('"' + w.replace('"', '""') + '"' for w in words)
+    """Each word (letters, digits, `_`: the index's tokens) quoted, all required: no syntax
+    errors from user input, and no phrase (the index keeps no positions)."""
+    return " ".join(f'"{w}"' for w in re.findall(r"\w+", text))
 
 
 def terminal_steps(conn: sqlite3.Connection, plans: dict[str, str]) -> dict[str, str]:
@@ -151,9 +151,13 @@ def list_runs(
     plans: dict[str, str] | None = None,
     now: datetime | None = None,
     page_size: int = PAGE,
+    terminal: dict[str, str] | None = None,
 ) -> RunPage:
+    """A page of runs, newest first. `terminal` (flow -> last step, `terminal_steps`) may be
+    given to spare its query (a scan of the runs)."""
     now = now or datetime.now(timezone.utc)
-    terminal = terminal_steps(conn, plans or {})
+    if terminal is None:
+        terminal = terminal_steps(conn, plans or {})
     where, args = [], []
     if f.flow:
         where.append("r.flow = ?")
@@ -164,7 +168,7 @@ def list_runs(
     for key, value in f.fields:
         where.append("r.cid IN (SELECT cid FROM run_fields WHERE key = ? AND value = ?)")
         args += [key, value]
-    if f.text.strip():
+    if fts_query(f.text):
         where.append(
             "r.cid IN (SELECT cid FROM events WHERE rowid IN "
             "(SELECT rowid FROM events_fts WHERE events_fts MATCH ?))"
@@ -229,6 +233,7 @@ def get_run(
     plans: dict[str, str] | None = None,
     highlight: str | None = None,
     now: datetime | None = None,
+    terminal: dict[str, str] | None = None,
 ) -> RunView | None:
     row = conn.execute(
         f"SELECT {_RUN_COLUMNS} FROM runs r LEFT JOIN run_info i ON i.cid = r.cid "
@@ -239,7 +244,9 @@ def get_run(
         return None
     now = now or datetime.now(timezone.utc)
     run = _run_dict(row)
-    run["outcome"] = outcome_of(run, terminal_steps(conn, plans or {}), now)
+    if terminal is None:
+        terminal = terminal_steps(conn, plans or {})
+    run["outcome"] = outcome_of(run, terminal, now)
     events = [
         orjson.loads(data)
         for (data,) in conn.execute("SELECT data FROM events WHERE cid = ?", (cid,))
