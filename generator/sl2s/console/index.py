@@ -9,6 +9,7 @@ Tables (one file, WAL):
 - `events`: one row per event (id, correlation and causation ids, time, machine, flow, step,
   severity) and the event itself as masked JSON; `events_fts` (FTS5, contentless, tokens only)
   indexes the body, the step and a failure's exception type and message.
+- `names`: the flows and machines seen (for the filter form).
 - `runs`: one row per correlation id: flow, first/last time, events, failures, last step; merged
   batch by batch (recomputed from `events` for a batch that repeated events already indexed); `run_machines`, `run_fields` (every scalar
   field value the run's steps saw, and its run metadata), `run_info` (metadata, parent run).
@@ -49,39 +50,52 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE TABLE IF NOT EXISTS events (
     rowid INTEGER PRIMARY KEY, event_id TEXT UNIQUE, cid TEXT, causation TEXT, ts TEXT,
     machine TEXT, flow TEXT, step TEXT, name TEXT, severity INTEGER, data BLOB);
-CREATE INDEX IF NOT EXISTS events_cid ON events (cid, ts);
 CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5 (
     body, content='', detail=none);
 CREATE TABLE IF NOT EXISTS runs (
     cid TEXT PRIMARY KEY, flow TEXT, first_ts TEXT, last_ts TEXT, events INTEGER,
     failures INTEGER, last_step TEXT, last_step_at TEXT) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS runs_last ON runs (last_ts);
-CREATE INDEX IF NOT EXISTS runs_flow ON runs (flow, last_ts);
-CREATE INDEX IF NOT EXISTS runs_failed ON runs (failures, last_ts);
 CREATE TABLE IF NOT EXISTS run_machines (machine TEXT, cid TEXT, PRIMARY KEY (machine, cid))
     WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS run_machines_cid ON run_machines (cid);
 CREATE TABLE IF NOT EXISTS run_fields (key TEXT, value TEXT, cid TEXT,
     PRIMARY KEY (key, value, cid)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS run_info (
     cid TEXT PRIMARY KEY, meta TEXT, parent TEXT, parent_step TEXT) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS run_info_parent ON run_info (parent);
 CREATE TABLE IF NOT EXISTS secret_names (name TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS names (kind TEXT, name TEXT, PRIMARY KEY (kind, name)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS incidents (
     id TEXT PRIMARY KEY, cid TEXT, path TEXT, size INTEGER, mtime INTEGER, summary TEXT)
     WITHOUT ROWID;
+"""
+
+# secondary indexes: created after the first build's bulk load (sorting once is faster than
+# inserting a million random keys one by one)
+INDEXES = """
+CREATE INDEX IF NOT EXISTS events_cid ON events (cid);
+CREATE INDEX IF NOT EXISTS runs_last ON runs (last_ts);
+CREATE INDEX IF NOT EXISTS runs_flow ON runs (flow, last_ts);
+CREATE INDEX IF NOT EXISTS runs_failed ON runs (failures, last_ts);
+CREATE INDEX IF NOT EXISTS run_info_parent ON run_info (parent);
 CREATE INDEX IF NOT EXISTS incidents_cid ON incidents (cid);
 """
 
 
-def connect(path: str | os.PathLike) -> sqlite3.Connection:
-    """The index at `path` (created with its schema when missing)."""
+def connect(path: str | os.PathLike, building: bool = False) -> sqlite3.Connection:
+    """The index at `path` (created with its schema when missing). `building`: a new file that
+    only becomes the index once complete (no journal, no fsync, secondary indexes later)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(str(path), check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA cache_size=-65536")
+    if building:
+        conn.execute("PRAGMA journal_mode=OFF")
+        conn.execute("PRAGMA synchronous=OFF")
+        conn.execute("PRAGMA cache_size=-131072")
+    else:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA cache_size=-65536")
     conn.executescript(SCHEMA)
+    if not building:
+        conn.executescript(INDEXES)
     conn.execute(
         "INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
     )
@@ -340,7 +354,12 @@ class Index:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        self.conn = connect(self.path)
+        # a new index is built in a file of its own, renamed into place when complete: a build
+        # that is interrupted leaves no half index behind
+        self.building = not self.path.exists()
+        if self.building:
+            self._partial.unlink(missing_ok=True)
+        self.conn = connect(self._partial if self.building else self.path, self.building)
         env = os.environ.get("SL2S_SECRETS", "")
         self.names = {r[0] for r in self.conn.execute("SELECT name FROM secret_names")}
         self.names |= {n.strip() for n in env.split(",") if n.strip()}
@@ -368,7 +387,18 @@ class Index:
         if affected:
             self._update_runs(affected)
         self.conn.commit()
+        if self.building:
+            self.conn.executescript(INDEXES)
+            self.conn.commit()
+            self.conn.close()
+            os.replace(self._partial, self.path)
+            self.conn = connect(self.path)
+            self.building = False
         return stats
+
+    @property
+    def _partial(self) -> Path:
+        return self.path.with_name(self.path.name + ".building")
 
     def _new_lines(self, path: Path, stats: RefreshStats) -> Iterator[list[bytes]]:
         """Batches of the lines added to `path` since the last refresh (complete lines only);
@@ -499,6 +529,11 @@ class Index:
         )
         conn.executemany(
             "INSERT OR IGNORE INTO run_machines VALUES (?, ?)", parsed.machines
+        )
+        conn.executemany(
+            "INSERT OR IGNORE INTO names VALUES (?, ?)",
+            {("machine", m) for m, _ in parsed.machines}
+            | {("flow", r[0]) for r in parsed.runs.values() if r[0]},
         )
         if parsed.info:
             conn.executemany(

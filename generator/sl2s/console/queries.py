@@ -158,22 +158,39 @@ def list_runs(
     now = now or datetime.now(timezone.utc)
     if terminal is None:
         terminal = terminal_steps(conn, plans or {})
-    where, args = [], []
+    # the most selective filter drives the query: a field value, else the words; the rest are
+    # conditions on its runs (else SQLite may walk every run in time order, testing each)
+    source, where, args = "runs r", [], []
+    fields = list(f.fields)
+    words = fts_query(f.text)
+    if fields:
+        key, value = fields.pop(0)
+        source = "run_fields f0 CROSS JOIN runs r ON r.cid = f0.cid"
+        where.append("f0.key = ? AND f0.value = ?")
+        args += [key, value]
+    elif words:
+        source = (
+            "(SELECT DISTINCT cid FROM events WHERE rowid IN "
+            "(SELECT rowid FROM events_fts WHERE events_fts MATCH ?)) t "
+            "CROSS JOIN runs r ON r.cid = t.cid"
+        )
+        args.append(words)
+        words = ""
     if f.flow:
         where.append("r.flow = ?")
         args.append(f.flow)
     if f.machine:
         where.append("r.cid IN (SELECT cid FROM run_machines WHERE machine = ?)")
         args.append(f.machine)
-    for key, value in f.fields:
+    for key, value in fields:
         where.append("r.cid IN (SELECT cid FROM run_fields WHERE key = ? AND value = ?)")
         args += [key, value]
-    if fts_query(f.text):
+    if words:
         where.append(
             "r.cid IN (SELECT cid FROM events WHERE rowid IN "
             "(SELECT rowid FROM events_fts WHERE events_fts MATCH ?))"
         )
-        args.append(fts_query(f.text))
+        args.append(words)
     if f.since:
         where.append("r.last_ts >= ?")
         args.append(normalise_time(f.since))
@@ -186,7 +203,7 @@ def list_runs(
         args += extra
     page = max(1, f.page)
     query = (
-        f"SELECT {_RUN_COLUMNS} FROM runs r LEFT JOIN run_info i ON i.cid = r.cid"
+        f"SELECT {_RUN_COLUMNS} FROM {source} LEFT JOIN run_info i ON i.cid = r.cid"
         + (" WHERE " + " AND ".join(where) if where else "")
         + " ORDER BY r.last_ts DESC, r.cid DESC LIMIT ? OFFSET ?"
     )
@@ -196,7 +213,7 @@ def list_runs(
         run["outcome"] = outcome_of(run, terminal, now)
         run["machines"] = [
             m for (m,) in conn.execute(
-                "SELECT machine FROM run_machines WHERE cid = ? ORDER BY machine",
+                "SELECT DISTINCT machine FROM events WHERE cid = ? ORDER BY machine",
                 (run["cid"],),
             )
         ]
@@ -205,9 +222,9 @@ def list_runs(
 
 def choices(conn: sqlite3.Connection) -> tuple[list[str], list[str]]:
     """(flows, machines) the index knows, for the filter form."""
-    flows = [r[0] for r in conn.execute("SELECT DISTINCT flow FROM runs ORDER BY flow") if r[0]]
+    flows = [r[0] for r in conn.execute("SELECT name FROM names WHERE kind = 'flow' ORDER BY name")]
     machines = [
-        r[0] for r in conn.execute("SELECT DISTINCT machine FROM run_machines ORDER BY machine")
+        r[0] for r in conn.execute("SELECT name FROM names WHERE kind = 'machine' ORDER BY name")
     ]
     return flows, machines
 
