@@ -77,6 +77,8 @@ def write_events(out: Path, total: int, seed: int, start_run: int = 0, mode: str
     handles = {m: (out / f"{m}.jsonl").open(mode) for m in MACHINES}
     buffers: dict[str, list[bytes]] = {m: [] for m in MACHINES}
     written, run, checkouts = 0, start_run, []
+    prefixes = {m: f"{rng.randrange(10**17, 10**18)}" for m in MACHINES}
+    counters = {m: 0 for m in MACHINES}
     try:
         while written < total:
             run += 1
@@ -91,8 +93,15 @@ def write_events(out: Path, total: int, seed: int, start_run: int = 0, mode: str
             fields = {"username": f"u{rng.randrange(10_000)}", "tenant_id": rng.randrange(500)}
             if flow == "login":
                 fields["password"] = "***"
+            renamed: dict[str, str] = {}
             for e in events[: total - written]:
-                e["attributes"]["sl2s.fields"] = fields
+                a = e["attributes"]
+                a["sl2s.fields"] = fields
+                # event ids as the runtime makes them: a prefix per process, then a counter
+                machine = e["resource"]["service.name"]
+                counters[machine] += 1
+                renamed[a["sl2s.event_id"]] = a["sl2s.event_id"] = f"{prefixes[machine]}{counters[machine]:014d}"
+                a["sl2s.causation_id"] = renamed.get(a["sl2s.causation_id"], a["sl2s.causation_id"])
                 buffers[e["resource"]["service.name"]].append(orjson.dumps(e))
                 written += 1
             if run % 2000 == 0:
@@ -176,10 +185,18 @@ def main() -> None:
             result = {{}}
         """)
         update = child(f"""
+            sys.path.insert(0, {str(HERE)!r})
+            from pathlib import Path
+            from bench_console import write_events
             from sl2s.console.index import Index
             t = time.perf_counter()
-            idx = Index({str(index)!r}); stats = idx.refresh([{str(logs)!r}]); idx.close()
-            result = {{'seconds': time.perf_counter() - t, 'events': stats.events}}
+            idx = Index({str(index)!r}); cold = idx.refresh([{str(logs)!r}])
+            cold_s = time.perf_counter() - t
+            # then as the running console's refresher does: the same connection, 10,000 more
+            write_events(Path({str(logs)!r}), 10_000, seed=3, start_run=2 * 10**7, mode='ab')
+            t = time.perf_counter(); warm = idx.refresh([{str(logs)!r}]); warm_s = time.perf_counter() - t
+            idx.close()
+            result = {{'seconds': cold_s, 'events': cold.events, 'warm_seconds': warm_s, 'warm_events': warm.events}}
         """)
         search = child(f"""
             import random
@@ -241,8 +258,12 @@ def main() -> None:
         (f"index build, {n} events ({size_mb:.0f} MB of logs) -> {index_mb:.0f} MB index",
          f"{build['seconds']:.1f} s, {build['rss_mb']:.0f} MB peak", f"{build['seconds'] / floor['seconds']:.1f}x the floor",
          "<= 60 s, <= 500 MB"),
-        ("incremental refresh, 10,000 new events", f"{update['seconds'] * 1000:.0f} ms ({update['events']} indexed)",
+        ("incremental refresh, 10,000 new events, fresh process (opens the index)",
+         f"{update['seconds'] * 1000:.0f} ms ({update['events']} indexed)",
          f"{update['seconds'] / build['seconds'] * 100:.2f} % of the build", "<= 1 s"),
+        ("incremental refresh, 10,000 new events, the console's refresher (open connection)",
+         f"{update['warm_seconds'] * 1000:.0f} ms ({update['warm_events']} indexed)",
+         f"{update['warm_seconds'] / build['seconds'] * 100:.2f} % of the build", "<= 1 s"),
         (f"field search username=<user> (~{search['field_hits']:.0f} runs each), {args.searches} random",
          f"p50 {search['field_p50']:.1f} ms, p95 {search['field_p95']:.1f} ms", "", "p95 <= 100 ms"),
         ("text search (FTS5), same users", f"p50 {search['text_p50']:.1f} ms, p95 {search['text_p95']:.1f} ms", "", ""),
