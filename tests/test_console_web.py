@@ -141,7 +141,7 @@ def test_machines_are_read_over_the_signed_endpoints(tmp_path, logs, monkeypatch
     from starlette.applications import Starlette
     from starlette.routing import Mount, Router
 
-    from sl2s.console import remote
+    from sl2s.observe import event_routes
     from sl2s.runtime.http_server import SignedReads, incidents_mount
 
     key = (b"k" * 32,)
@@ -151,7 +151,10 @@ def test_machines_are_read_over_the_signed_endpoints(tmp_path, logs, monkeypatch
     machine = Starlette(
         routes=[
             incidents_mount(machine_logs, key),
-            Mount(remote.EVENTS_PATH, app=SignedReads(Router(routes=remote.routes(machine_logs)), key)),
+            Mount(
+                event_routes.EVENTS_PATH,
+                app=SignedReads(Router(routes=event_routes.routes(machine_logs)), key),
+            ),
         ]
     )
     monkeypatch.chdir(tmp_path)

@@ -3,7 +3,7 @@ the index reads like any other log, through the signed read endpoints every serv
 
 - Incidents (`/sl2s/v1/incidents`, sl2s.observe.incidents): each incident not copied yet is
   fetched once into `<cache>/<host>_<port>/incident-<id>.jsonl`; their events are indexed.
-- Events (`/sl2s/v1/events`, `routes` below, where a machine mounts them): each `<machine>.jsonl`
+- Events (`/sl2s/v1/events`, sl2s.observe.event_routes, where a machine mounts them): each `<machine>.jsonl`
   is copied incrementally: the request names the offset the local copy has reached and the
   answer is the complete lines after it (at most `MAX_CHUNK` bytes per request). A machine that
   does not serve it (404) is read through its incidents only.
@@ -24,11 +24,7 @@ import orjson
 
 from sl2s.diagnostics import Sl2sError
 from sl2s.observe import incidents as inc
-
-EVENTS_PATH = "/sl2s/v1/events"
-MAX_CHUNK = 8 << 20
-NEXT_OFFSET = "sl2s-next-offset"
-_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.jsonl$")
+from sl2s.observe.event_routes import EVENTS_PATH, LOG_NAME as _NAME
 
 
 def machine_base(url: str) -> str:
@@ -124,64 +120,3 @@ def pull_events(url: str, directory: Path, keys, timeout: float) -> int:
             offset += len(chunk)
             copied += len(chunk)
     return copied
-
-
-def routes(log_dir: str | os.PathLike):
-    """Starlette routes serving a log dir's machine logs for `pull_events` (no auth of their
-    own: mount them behind `sl2s.runtime.http_server.SignedReads` at `/sl2s/v1/events`):
-
-    - `GET /` -> `{"files": [{"name": "server.jsonl", "size": N}, …]}`
-    - `GET /{name}?offset=N` -> the complete lines after byte N (at most MAX_CHUNK bytes, at
-      least one line), `application/x-ndjson`
-    """
-    from starlette.concurrency import run_in_threadpool
-    from starlette.responses import JSONResponse, Response
-    from starlette.routing import Route
-
-    base = Path(log_dir)
-
-    def listing():
-        if not base.is_dir():
-            return []
-        return [
-            {"name": p.name, "size": p.stat().st_size}
-            for p in sorted(base.glob("*.jsonl"))
-            if not p.name.startswith("incident-")
-        ]
-
-    def read(name: str, offset: int):
-        path = base / name
-        if not _NAME.match(name) or name.startswith("incident-") or not path.is_file():
-            return None
-        with path.open("rb") as handle:
-            handle.seek(offset)
-            data = handle.read(MAX_CHUNK)
-            end = data.rfind(b"\n")
-            if end < 0 and len(data) == MAX_CHUNK:  # one line longer than a chunk
-                rest = handle.readline()
-                return data + rest if rest.endswith(b"\n") else b""
-            return data[: end + 1]
-
-    async def list_endpoint(request):
-        return JSONResponse({"files": await run_in_threadpool(listing)})
-
-    async def file_endpoint(request):
-        try:
-            offset = int(request.query_params.get("offset", "0"))
-        except ValueError:
-            offset = -1
-        if offset < 0:
-            return JSONResponse({"error": "offset must be a byte count"}, status_code=400)
-        data = await run_in_threadpool(read, request.path_params["name"], offset)
-        if data is None:
-            return JSONResponse({"error": "no such log"}, status_code=404)
-        return Response(
-            data,
-            media_type="application/x-ndjson",
-            headers={NEXT_OFFSET: str(offset + len(data))},
-        )
-
-    return [
-        Route("/", list_endpoint, methods=["GET"]),
-        Route("/{name}", file_endpoint, methods=["GET"]),
-    ]
