@@ -102,7 +102,9 @@ def page(browser, tmp_path):
 
 def run_of(served, username: str) -> str:
     return served.console.index.conn.execute(
-        "SELECT cid FROM run_fields WHERE key = 'username' AND value = ?", (username,)
+        "SELECT cid FROM run_fields JOIN runs ON runs.id = run_fields.run "
+        "WHERE key = 'username' AND value = ?",
+        (username,),
     ).fetchone()[0]
 
 
@@ -139,7 +141,9 @@ def test_a_run_page_shows_every_step_and_hop_in_order(page, console_url):
 def test_an_event_permalink_loads_with_the_event_highlighted(page, console_url):
     cid = run_of(console_url, "ann")
     eid = console_url.console.index.conn.execute(
-        "SELECT event_id FROM events WHERE cid = ? AND step = 'testing_password_for_username'", (cid,)
+        "SELECT event_id FROM events JOIN runs ON runs.id = events.run "
+        "WHERE runs.cid = ? AND step = 'testing_password_for_username'",
+        (cid,),
     ).fetchone()[0]
     page.goto(f"{console_url.url}/event/{eid}")
     marked = page.locator("li.event.highlight")

@@ -174,9 +174,15 @@ def test_an_index_built_piece_by_piece_equals_one_built_at_once(tmp_path_factory
             handle.write(b"".join(line + b"\n" for line in lines[start:end]))
         stepwise.refresh([pieces])
         start = end
-    table = "SELECT * FROM runs ORDER BY cid"
+    table = (
+        "SELECT cid, flow, first_ts, last_ts, events, failures, last_step, last_step_at "
+        "FROM runs ORDER BY cid"
+    )
     assert once.conn.execute(table).fetchall() == stepwise.conn.execute(table).fetchall()
-    fields = "SELECT * FROM run_fields ORDER BY key, value, cid"
+    fields = (
+        "SELECT key, value, cid FROM run_fields JOIN runs ON runs.id = run_fields.run "
+        "ORDER BY key, value, cid"
+    )
     assert once.conn.execute(fields).fetchall() == stepwise.conn.execute(fields).fetchall()
     fts = "SELECT count(*) FROM events_fts WHERE events_fts MATCH 'login'"
     assert once.conn.execute(fts).fetchone() == stepwise.conn.execute(fts).fetchone()
@@ -265,3 +271,14 @@ def test_the_sequence_diagram_has_a_note_per_step_and_an_arrow_per_hop(index):
     assert "<script" not in svg
     hostile = [{"kind": "event", "id": "1", "machine": "<m>", "step": "s", "body": "<img src=x>"}]
     assert "<img" not in str(sequence_svg("<f>", ["<m>"], hostile))
+
+
+def test_a_field_value_links_to_the_search_that_finds_it():
+    from sl2s.console.app import field_query
+
+    assert field_query("username", "ann") == "username=ann"
+    assert field_query("reason", "fix it") == "reason='fix it'"
+    assert queries.parse_search(field_query("reason", "it's")) == ((("reason", "it's"),), "")
+    assert field_query("tenant_id", 1234) == "tenant_id=1234"
+    assert field_query("password", "***") == ""
+    assert field_query("address", {"city": "x"}) == ""

@@ -45,6 +45,7 @@ def test_the_runs_page_finds_runs_by_metadata_and_links_each(served):
     assert status == 200
     assert re.findall(r'class="run-link" href="/run/(\w+)"', html) == [PARENT, CHILD]
     assert "actor=bob" in html and "ticket=JIRA-12" in html
+    assert 'class="stream-link" href="/stream?field=actor%3Dbob&amp;flow="' in html
     status, html, _ = served.get("/?outcome=failed")
     assert re.findall(r'class="run-link" href="/run/(\w+)"', html) == [DAVE, FAILED]
     status, html, _ = served.get("/?outcome=lost")
@@ -59,7 +60,8 @@ def test_a_run_page_shows_metadata_fields_links_and_its_child_runs(served):
     assert '<a class="permalink" href="/event/20000000000000000000000000000002">' in html
     assert 'href="#e-20000000000000000000000000000001"' in html  # causation link
     assert "https://github.com/org/app/blob/HEAD/services/server/login.py#L17" in html
-    assert "<th scope=\"row\">session</th><td>s-ann</td>" in html
+    assert '<th scope="row">session</th><td><a href="/?q=session%3Ds-ann"' in html
+    assert '<th scope="row">password</th><td>***</td>' in html
     assert "<svg" in html and "flow login" in html
     _, child, _ = served.get(f"/run/{CHILD}")
     assert f'class="parent-link" href="/run/{PARENT}"' in child

@@ -50,7 +50,22 @@ def environment() -> Environment:
     )
     env.globals["ms"] = _ms
     env.globals["json"] = lambda v: orjson.dumps(v).decode()
+    env.globals["field_query"] = field_query
     return env
+
+
+def field_query(key: str, value) -> str:
+    """The search that finds the runs where `key` had `value` ('' when it is not searchable:
+    masked, nested or too long)."""
+    import shlex
+
+    from sl2s.console.index import flat_fields
+
+    found = list(flat_fields({key: value}))
+    if len(found) != 1 or found[0][0] != key:
+        return ""
+    text = found[0][1]
+    return f"{key}={shlex.quote(text) if text != shlex.quote(text) else text}"
 
 
 @dataclass

@@ -10,8 +10,10 @@ Tables (one file, WAL):
   severity) and the event itself as masked JSON; `events_fts` (FTS5, contentless, tokens only)
   indexes the body, the step and a failure's exception type and message.
 - `names`: the flows and machines seen (for the filter form).
-- `runs`: one row per correlation id: flow, first/last time, events, failures, last step; merged
-  batch by batch (recomputed from `events` for a batch that repeated events already indexed); `run_machines`, `run_fields` (every scalar
+- `runs`: one row per correlation id, numbered as first seen: flow, first/last time, events,
+  failures, last step; merged batch by batch (recomputed from `events` for a batch that
+  repeated events already indexed). Events, fields and machines refer to a run by its number,
+  which grows, so what a refresh adds lands at the end of their indexes; `run_machines`, `run_fields` (every scalar
   field value the run's steps saw, and its run metadata), `run_info` (metadata, parent run).
 - `incidents`: the incident files found in the log directories (a summary each, masked).
 
@@ -48,17 +50,17 @@ CREATE TABLE IF NOT EXISTS files (
     path TEXT PRIMARY KEY, dev INTEGER, ino INTEGER, size INTEGER, mtime INTEGER,
     offset INTEGER, kind TEXT);
 CREATE TABLE IF NOT EXISTS events (
-    rowid INTEGER PRIMARY KEY, event_id TEXT UNIQUE, cid TEXT, causation TEXT, ts TEXT,
+    rowid INTEGER PRIMARY KEY, event_id TEXT UNIQUE, run INTEGER, causation TEXT, ts TEXT,
     machine TEXT, flow TEXT, step TEXT, name TEXT, severity INTEGER, data BLOB);
 CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5 (
     body, content='', detail=none);
 CREATE TABLE IF NOT EXISTS runs (
-    cid TEXT PRIMARY KEY, flow TEXT, first_ts TEXT, last_ts TEXT, events INTEGER,
-    failures INTEGER, last_step TEXT, last_step_at TEXT) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS run_machines (machine TEXT, cid TEXT, PRIMARY KEY (machine, cid))
+    id INTEGER PRIMARY KEY, cid TEXT UNIQUE, flow TEXT, first_ts TEXT, last_ts TEXT,
+    events INTEGER, failures INTEGER, last_step TEXT, last_step_at TEXT);
+CREATE TABLE IF NOT EXISTS run_machines (machine TEXT, run INTEGER, PRIMARY KEY (machine, run))
     WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS run_fields (key TEXT, value TEXT, cid TEXT,
-    PRIMARY KEY (key, value, cid)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS run_fields (key TEXT, value TEXT, run INTEGER,
+    PRIMARY KEY (key, value, run)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS run_info (
     cid TEXT PRIMARY KEY, meta TEXT, parent TEXT, parent_step TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS secret_names (name TEXT PRIMARY KEY) WITHOUT ROWID;
@@ -71,7 +73,7 @@ CREATE TABLE IF NOT EXISTS incidents (
 # secondary indexes: created after the first build's bulk load (sorting once is faster than
 # inserting a million random keys one by one)
 INDEXES = """
-CREATE INDEX IF NOT EXISTS events_cid ON events (cid);
+CREATE INDEX IF NOT EXISTS events_run ON events (run);
 CREATE INDEX IF NOT EXISTS runs_last ON runs (last_ts);
 CREATE INDEX IF NOT EXISTS runs_flow ON runs (flow, last_ts);
 CREATE INDEX IF NOT EXISTS runs_failed ON runs (failures, last_ts);
@@ -377,7 +379,7 @@ class Index:
         self.names |= _lock_secrets(p for p in paths if p.is_dir())
         stats = RefreshStats()
         files = ev.event_files(paths)
-        affected: set[str] = set()
+        affected: set[int] = set()
         for path in files:
             stats.files += 1
             for chunk in self._new_lines(path, stats):
@@ -385,6 +387,8 @@ class Index:
         for directory in (p for p in paths if p.is_dir()):
             affected |= self._incidents(directory, stats, index_incident_events)
         if affected:
+            if self.building:  # the recount reads the events by run
+                self.conn.executescript(INDEXES)
             self._update_runs(affected)
         self.conn.commit()
         if self.building:
@@ -465,9 +469,10 @@ class Index:
             (key, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, offset, kind),
         )
 
-    def _store(self, lines: list[bytes], stats: RefreshStats) -> set[str]:
-        """Store a batch; the correlation ids whose run rows must be recomputed from `events`
-        (a batch with duplicates of events already indexed; others are merged as they come)."""
+    def _store(self, lines: list[bytes], stats: RefreshStats) -> set[int]:
+        """Store a batch; the numbers of the runs whose figures must be recomputed from
+        `events` (a batch that repeated events already indexed; others are merged as they
+        come)."""
         stats.lines += len(lines)
         parsed, new_names = parse_batch(lines, self.names)
         if new_names:
@@ -478,38 +483,48 @@ class Index:
         if not parsed.rows:
             return set()
         conn = self.conn
+        # every run gets its number when first seen (numbers grow, so the events, fields and
+        # machines of new runs are appended to their indexes rather than spread over them);
+        # the batch's figures are merged into its row (recomputed below after duplicates)
+        conn.executemany(
+            """
+            INSERT INTO runs (cid, flow, first_ts, last_ts, events, failures, last_step,
+                              last_step_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (cid) DO UPDATE SET
+              flow = coalesce(runs.flow, excluded.flow),
+              first_ts = min(runs.first_ts, excluded.first_ts),
+              last_ts = max(runs.last_ts, excluded.last_ts),
+              events = runs.events + excluded.events,
+              failures = runs.failures + excluded.failures,
+              last_step = CASE WHEN coalesce(excluded.last_step_at, '') >
+                coalesce(runs.last_step_at, '') THEN excluded.last_step ELSE runs.last_step END,
+              last_step_at = max(coalesce(runs.last_step_at, ''),
+                coalesce(excluded.last_step_at, ''))
+            """,
+            [
+                (cid, r[0] or None, r[1], r[2], r[3], r[4], r[6] or None, r[5] or None)
+                for cid, r in parsed.runs.items()
+            ],
+        )
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS batch (cid TEXT PRIMARY KEY)")
+        conn.execute("DELETE FROM batch")
+        conn.executemany("INSERT INTO batch VALUES (?)", ((c,) for c in parsed.runs))
+        ids = dict(conn.execute("SELECT r.cid, r.id FROM batch b JOIN runs r ON r.cid = b.cid"))
+        conn.execute("DELETE FROM batch")
         before = conn.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[0]
         changes = conn.total_changes
         conn.executemany(
-            "INSERT OR IGNORE INTO events (event_id, cid, causation, ts, machine, flow, step,"
+            "INSERT OR IGNORE INTO events (event_id, run, causation, ts, machine, flow, step,"
             " name, severity, data) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            parsed.rows,
+            [(r[0], ids[r[1]], *r[2:]) for r in parsed.rows],
         )
         inserted = conn.total_changes - changes
         stats.events += inserted
         stats.runs += len(parsed.runs)
-        recompute: set[str] = set()
+        recompute: set[int] = set()
         if inserted == len(parsed.rows):  # no duplicate: the new rows are before+1 … before+n
             texts = [(before + i, t) for i, t in enumerate(parsed.fts, 1)]
-            conn.executemany(
-                """
-                INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT (cid) DO UPDATE SET
-                  flow = coalesce(runs.flow, excluded.flow),
-                  first_ts = min(runs.first_ts, excluded.first_ts),
-                  last_ts = max(runs.last_ts, excluded.last_ts),
-                  events = runs.events + excluded.events,
-                  failures = runs.failures + excluded.failures,
-                  last_step = CASE WHEN coalesce(excluded.last_step_at, '') >
-                    coalesce(runs.last_step_at, '') THEN excluded.last_step ELSE runs.last_step END,
-                  last_step_at = max(coalesce(runs.last_step_at, ''),
-                    coalesce(excluded.last_step_at, ''))
-                """,
-                [
-                    (cid, r[0] or None, r[1], r[2], r[3], r[4], r[6] or None, r[5] or None)
-                    for cid, r in parsed.runs.items()
-                ],
-            )
         else:  # duplicates were ignored: index the text of the rows just inserted only
             new_ids = {
                 eid: rowid
@@ -522,13 +537,15 @@ class Index:
                 rowid = new_ids.pop(row[0], None)
                 if rowid is not None:
                     texts.append((rowid, t))
-            recompute = set(parsed.runs)
+            recompute = set(ids.values())
         conn.executemany("INSERT INTO events_fts (rowid, body) VALUES (?, ?)", texts)
         conn.executemany(
-            "INSERT OR IGNORE INTO run_fields VALUES (?, ?, ?)", parsed.fields
+            "INSERT OR IGNORE INTO run_fields VALUES (?, ?, ?)",
+            [(k, v, ids[c]) for k, v, c in parsed.fields],
         )
         conn.executemany(
-            "INSERT OR IGNORE INTO run_machines VALUES (?, ?)", parsed.machines
+            "INSERT OR IGNORE INTO run_machines VALUES (?, ?)",
+            [(m, ids[c]) for m, c in parsed.machines],
         )
         conn.executemany(
             "INSERT OR IGNORE INTO names VALUES (?, ?)",
@@ -542,35 +559,35 @@ class Index:
             )
         return recompute
 
-    def _update_runs(self, cids: set[str]) -> None:
-        """Recompute the run rows of `cids` from their events."""
+    def _update_runs(self, runs: set[int]) -> None:
+        """Recompute the figures of the runs numbered `runs` from their events."""
         conn = self.conn
-        conn.execute("CREATE TEMP TABLE IF NOT EXISTS touched (cid TEXT PRIMARY KEY)")
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS touched (run INTEGER PRIMARY KEY)")
         conn.execute("DELETE FROM touched")
-        conn.executemany("INSERT OR IGNORE INTO touched VALUES (?)", ((c,) for c in cids))
+        conn.executemany("INSERT OR IGNORE INTO touched VALUES (?)", ((r,) for r in runs))
         conn.execute(
             """
-            INSERT OR REPLACE INTO runs
-            SELECT e.cid, max(CASE WHEN e.flow != '' THEN e.flow END), min(e.ts), max(e.ts),
-                   count(*), sum(e.severity >= 17 OR instr(e.data, '"exception.type"') > 0),
-                   (SELECT l.step FROM events l WHERE l.cid = e.cid AND l.name = 'sl2s.step'
-                    ORDER BY l.ts DESC, l.event_id DESC LIMIT 1),
-                   (SELECT l.ts || ' ' || l.event_id FROM events l
-                    WHERE l.cid = e.cid AND l.name = 'sl2s.step'
-                    ORDER BY l.ts DESC, l.event_id DESC LIMIT 1)
-            FROM touched t JOIN events e ON e.cid = t.cid
-            GROUP BY e.cid
+            UPDATE runs SET (flow, first_ts, last_ts, events, failures, last_step,
+                             last_step_at) = (
+              SELECT max(CASE WHEN e.flow != '' THEN e.flow END), min(e.ts), max(e.ts),
+                     count(*), sum(e.severity >= 17 OR instr(e.data, '"exception.type"') > 0),
+                     (SELECT l.step FROM events l WHERE l.run = runs.id
+                        AND l.name = 'sl2s.step' ORDER BY l.ts DESC, l.event_id DESC LIMIT 1),
+                     (SELECT l.ts || ' ' || l.event_id FROM events l WHERE l.run = runs.id
+                        AND l.name = 'sl2s.step' ORDER BY l.ts DESC, l.event_id DESC LIMIT 1)
+              FROM events e WHERE e.run = runs.id)
+            WHERE id IN (SELECT run FROM touched)
             """
         )
         conn.execute("DELETE FROM touched")
 
     # -- incidents
 
-    def _incidents(self, directory: Path, stats: RefreshStats, with_events: bool) -> set[str]:
+    def _incidents(self, directory: Path, stats: RefreshStats, with_events: bool) -> set[int]:
         from sl2s.observe.incidents import incident_paths, read_incident
         from sl2s.diagnostics import Sl2sError
 
-        affected: set[str] = set()
+        affected: set[int] = set()
         for root in [directory, *(p for p in directory.rglob("*") if p.is_dir())]:
             try:
                 found = incident_paths(root)

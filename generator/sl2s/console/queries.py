@@ -123,7 +123,7 @@ class RunPage:
 
 _RUN_COLUMNS = (
     "r.cid, r.flow, r.first_ts, r.last_ts, r.events, r.failures, r.last_step, "
-    "i.meta, i.parent, i.parent_step"
+    "i.meta, i.parent, i.parent_step, r.id"
 )
 
 
@@ -139,6 +139,7 @@ def _run_dict(row: tuple) -> dict:
         "meta",
         "parent",
         "parent_step",
+        "id",
     )
     out = dict(zip(keys, row))
     out["meta"] = orjson.loads(out["meta"]) if out["meta"] else {}
@@ -171,16 +172,16 @@ def list_runs(
     words = fts_query(f.text)
     if fields:
         key, value = fields.pop(0)
-        source = "run_fields f0 CROSS JOIN runs r ON r.cid = f0.cid"
+        source = "run_fields f0 CROSS JOIN runs r ON r.id = f0.run"
         where.append("f0.key = ? AND f0.value = ?")
         args += [key, value]
     elif words:
         # the newest matching events first (rowids grow as events are indexed): a common word
         # is looked for in the newest TEXT_WINDOW matches a page, not in every event
         source = (
-            "(SELECT DISTINCT cid FROM events WHERE rowid IN "
+            "(SELECT DISTINCT run FROM events WHERE rowid IN "
             "(SELECT rowid FROM events_fts WHERE events_fts MATCH ? ORDER BY rowid DESC "
-            "LIMIT ?)) t CROSS JOIN runs r ON r.cid = t.cid"
+            "LIMIT ?)) t CROSS JOIN runs r ON r.id = t.run"
         )
         args += [words, TEXT_WINDOW * max(1, f.page)]
         words = ""
@@ -188,14 +189,14 @@ def list_runs(
         where.append("r.flow = ?")
         args.append(f.flow)
     if f.machine:
-        where.append("r.cid IN (SELECT cid FROM run_machines WHERE machine = ?)")
+        where.append("r.id IN (SELECT run FROM run_machines WHERE machine = ?)")
         args.append(f.machine)
     for key, value in fields:
-        where.append("r.cid IN (SELECT cid FROM run_fields WHERE key = ? AND value = ?)")
+        where.append("r.id IN (SELECT run FROM run_fields WHERE key = ? AND value = ?)")
         args += [key, value]
     if words:
         where.append(
-            "r.cid IN (SELECT cid FROM events WHERE rowid IN "
+            "r.id IN (SELECT run FROM events WHERE rowid IN "
             "(SELECT rowid FROM events_fts WHERE events_fts MATCH ?))"
         )
         args.append(words)
@@ -221,8 +222,8 @@ def list_runs(
         run["outcome"] = outcome_of(run, terminal, now)
         run["machines"] = [
             m for (m,) in conn.execute(
-                "SELECT DISTINCT machine FROM events WHERE cid = ? ORDER BY machine",
-                (run["cid"],),
+                "SELECT DISTINCT machine FROM events WHERE run = ? ORDER BY machine",
+                (run["id"],),
             )
         ]
     return RunPage(runs, page, len(rows) > page_size)
@@ -238,7 +239,10 @@ def choices(conn: sqlite3.Connection) -> tuple[list[str], list[str]]:
 
 
 def run_of_event(conn: sqlite3.Connection, event_id: str) -> str | None:
-    row = conn.execute("SELECT cid FROM events WHERE event_id = ?", (event_id,)).fetchone()
+    row = conn.execute(
+        "SELECT r.cid FROM events e JOIN runs r ON r.id = e.run WHERE e.event_id = ?",
+        (event_id,),
+    ).fetchone()
     return row[0] if row else None
 
 
@@ -274,7 +278,7 @@ def get_run(
     run["outcome"] = outcome_of(run, terminal, now)
     events = [
         orjson.loads(data)
-        for (data,) in conn.execute("SELECT data FROM events WHERE cid = ?", (cid,))
+        for (data,) in conn.execute("SELECT data FROM events WHERE run = ?", (run["id"],))
     ]
     story = build_story(cid, events, mark=highlight)
     from sl2s.observe.story import causal_order
@@ -355,7 +359,10 @@ def stream(
     page_size: int = 200,
 ) -> tuple[list[dict], bool]:
     """The step events of every run where `key=value` (in `flows`, when given), newest first."""
-    where = ["e.cid IN (SELECT cid FROM run_fields WHERE key = ? AND value = ?)", "e.name = 'sl2s.step'"]
+    where = [
+        "e.run IN (SELECT run FROM run_fields WHERE key = ? AND value = ?)",
+        "e.name = 'sl2s.step'",
+    ]
     args: list = [key, value]
     if flows:
         where.append(f"e.flow IN ({','.join('?' for _ in flows)})")
