@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import shutil
 import subprocess
@@ -43,16 +42,30 @@ def plan_steps():
     user = Placeholder("username", False, ":username")
     flows = {
         "login": [
-            (["User attempted login as ", user, " and ", Placeholder("password", True, "#password")], "web"),
+            (
+                [
+                    "User attempted login as ",
+                    user,
+                    " and ",
+                    Placeholder("password", True, "#password"),
+                ],
+                "web",
+            ),
             (["Received request to login as ", user], "auth"),
             (["Testing password for ", user], "auth"),
             (["Setting session for ", user], "sessions"),
             (["Finish handling user login"], "auth"),
             (["Login successful"], "web"),
         ],
-        "feed": [(["Fetching feed information"], "web"), (["Retrieving feed for ", user], "orders")],
+        "feed": [
+            (["Fetching feed information"], "web"),
+            (["Retrieving feed for ", user], "orders"),
+        ],
         "checkout": [
-            ([f"Checkout stage {i} for ", user], MACHINES[(i * 2) % 5] if i % 4 else "web")
+            (
+                [f"Checkout stage {i} for ", user],
+                MACHINES[(i * 2) % 5] if i % 4 else "web",
+            )
             for i in range(1, 21)
         ],
     }
@@ -61,13 +74,17 @@ def plan_steps():
         steps = []
         for parts, machine in rows:
             template = "".join(p if isinstance(p, str) else p.spelling for p in parts)
-            steps.append(Step(flow, step_slug(template), template, tuple(parts), machine, line))
+            steps.append(
+                Step(flow, step_slug(template), template, tuple(parts), machine, line)
+            )
             line += 1
         out[flow] = steps
     return out
 
 
-def write_events(out: Path, total: int, seed: int, start_run: int = 0, mode: str = "wb") -> list[str]:
+def write_events(
+    out: Path, total: int, seed: int, start_run: int = 0, mode: str = "wb"
+) -> list[str]:
     """`total` events into `out/<machine>.jsonl`; the correlation ids of the checkout runs."""
     from sl2s.observe.synthetic import flow_run
 
@@ -86,11 +103,23 @@ def write_events(out: Path, total: int, seed: int, start_run: int = 0, mode: str
             roll = rng.random()
             flow = "feed" if roll < 0.3 else ("checkout" if roll < 0.38 else "login")
             steps = flows[flow]
-            fail = steps[rng.randrange(1, len(steps))].id if rng.random() < 0.01 else None
-            events = flow_run(steps, cid=cid, start_ms=run * 0.4, rng=rng, fail_at=fail, plan_path="shop.csv")
+            fail = (
+                steps[rng.randrange(1, len(steps))].id if rng.random() < 0.01 else None
+            )
+            events = flow_run(
+                steps,
+                cid=cid,
+                start_ms=run * 0.4,
+                rng=rng,
+                fail_at=fail,
+                plan_path="shop.csv",
+            )
             if flow == "checkout" and fail is None:
                 checkouts.append(cid)
-            fields = {"username": f"u{rng.randrange(10_000)}", "tenant_id": rng.randrange(500)}
+            fields = {
+                "username": f"u{rng.randrange(10_000)}",
+                "tenant_id": rng.randrange(500),
+            }
             if flow == "login":
                 fields["password"] = "***"
             renamed: dict[str, str] = {}
@@ -100,8 +129,12 @@ def write_events(out: Path, total: int, seed: int, start_run: int = 0, mode: str
                 # event ids as the runtime makes them: a prefix per process, then a counter
                 machine = e["resource"]["service.name"]
                 counters[machine] += 1
-                renamed[a["sl2s.event_id"]] = a["sl2s.event_id"] = f"{prefixes[machine]}{counters[machine]:014d}"
-                a["sl2s.causation_id"] = renamed.get(a["sl2s.causation_id"], a["sl2s.causation_id"])
+                renamed[a["sl2s.event_id"]] = a["sl2s.event_id"] = (
+                    f"{prefixes[machine]}{counters[machine]:014d}"
+                )
+                a["sl2s.causation_id"] = renamed.get(
+                    a["sl2s.causation_id"], a["sl2s.causation_id"]
+                )
                 buffers[e["resource"]["service.name"]].append(orjson.dumps(e))
                 written += 1
             if run % 2000 == 0:
@@ -142,7 +175,11 @@ def main() -> None:
     parser.add_argument("--keep", help="work in this directory and keep it")
     args = parser.parse_args()
 
-    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-console-"))
+    work = (
+        Path(args.keep)
+        if args.keep
+        else Path(tempfile.mkdtemp(prefix="bench-console-"))
+    )
     work.mkdir(parents=True, exist_ok=True)
     logs, index = work / "logs", work / "console.sqlite3"
     for path in work.glob("console.sqlite3*"):
@@ -259,24 +296,66 @@ def main() -> None:
 
     n = f"{args.events:,}"
     rows = [
-        ("floor: parse every line once", f"{floor['seconds']:.1f} s, {floor['rss_mb']:.0f} MB", "", ""),
-        (f"index build, {n} events ({size_mb:.0f} MB of logs) -> {index_mb:.0f} MB index",
-         f"{build['seconds']:.1f} s, {build['rss_mb']:.0f} MB peak", f"{build['seconds'] / floor['seconds']:.1f}x the floor",
-         "<= 60 s, <= 500 MB"),
-        ("incremental refresh, 10,000 new events, fresh process (opens the index)",
-         f"{update['seconds'] * 1000:.0f} ms ({update['events']} indexed)",
-         f"{update['seconds'] / build['seconds'] * 100:.2f} % of the build", "<= 1 s"),
-        ("incremental refresh, 10,000 new events, the console's refresher (open connection)",
-         f"{update['warm_seconds'] * 1000:.0f} ms ({update['warm_events']} indexed)",
-         f"{update['warm_seconds'] / build['seconds'] * 100:.2f} % of the build", "<= 1 s"),
-        (f"field search username=<user> (~{search['field_hits']:.0f} runs each), {args.searches} random",
-         f"p50 {search['field_p50']:.1f} ms, p95 {search['field_p95']:.1f} ms", "", "p95 <= 100 ms"),
-        ("word search (FTS5): rare and common words (ValueError, Testing password, …)", f"p50 {search['text_p50']:.1f} ms, p95 {search['text_p95']:.1f} ms", "", ""),
-        ("each flow's last step (outcomes), once per refresh", f"{search['terminal_ms']:.1f} ms", "", ""),
-        ("20-step run page served (HTTP, 127.0.0.1)", f"p50 {page['p50']:.1f} ms, p95 {page['p95']:.1f} ms ({page['bytes'] // 1024} KiB)",
-         f"sl2s story of it: {story_one['seconds'] / (page['p50'] / 1000):.0f}x slower", "<= 200 ms"),
-        ("peer: sl2s story --correlation-id (same run, same logs)", f"{story_one['seconds']:.1f} s, {story_one['rss_mb']:.0f} MB", "", ""),
-        ("peer: sl2s story --last", f"{story_last['seconds']:.1f} s, {story_last['rss_mb']:.0f} MB", "", ""),
+        (
+            "floor: parse every line once",
+            f"{floor['seconds']:.1f} s, {floor['rss_mb']:.0f} MB",
+            "",
+            "",
+        ),
+        (
+            f"index build, {n} events ({size_mb:.0f} MB of logs) -> {index_mb:.0f} MB index",
+            f"{build['seconds']:.1f} s, {build['rss_mb']:.0f} MB peak",
+            f"{build['seconds'] / floor['seconds']:.1f}x the floor",
+            "<= 60 s, <= 500 MB",
+        ),
+        (
+            "incremental refresh, 10,000 new events, fresh process (opens the index)",
+            f"{update['seconds'] * 1000:.0f} ms ({update['events']} indexed)",
+            f"{update['seconds'] / build['seconds'] * 100:.2f} % of the build",
+            "<= 1 s",
+        ),
+        (
+            "incremental refresh, 10,000 new events, the console's refresher (open connection)",
+            f"{update['warm_seconds'] * 1000:.0f} ms ({update['warm_events']} indexed)",
+            f"{update['warm_seconds'] / build['seconds'] * 100:.2f} % of the build",
+            "<= 1 s",
+        ),
+        (
+            f"field search username=<user> (~{search['field_hits']:.0f} runs each), {args.searches} random",
+            f"p50 {search['field_p50']:.1f} ms, p95 {search['field_p95']:.1f} ms",
+            "",
+            "p95 <= 100 ms",
+        ),
+        (
+            "word search (FTS5): rare and common words (ValueError, Testing password, …)",
+            f"p50 {search['text_p50']:.1f} ms, p95 {search['text_p95']:.1f} ms",
+            "",
+            "",
+        ),
+        (
+            "each flow's last step (outcomes), once per refresh",
+            f"{search['terminal_ms']:.1f} ms",
+            "",
+            "",
+        ),
+        (
+            "20-step run page served (HTTP, 127.0.0.1)",
+            f"p50 {page['p50']:.1f} ms, p95 {page['p95']:.1f} ms ({page['bytes'] // 1024} KiB)",
+            f"sl2s story of it: {story_one['seconds'] / (page['p50'] / 1000):.0f}x slower",
+            "<= 200 ms",
+        ),
+        (
+            "peer: sl2s story --correlation-id (same run, same logs)",
+            f"{story_one['seconds']:.1f} s, {story_one['rss_mb']:.0f} MB",
+            "",
+            "",
+        ),
+        (
+            "peer: sl2s story --last",
+            f"{story_last['seconds']:.1f} s, {story_last['rss_mb']:.0f} MB",
+            "",
+            "",
+        ),
     ]
     width = max(len(r[0]) for r in rows)
     print(f"{'what':<{width}}  measured | ratio | target")

@@ -35,7 +35,11 @@ def sl2s(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SL2S_")}
     return subprocess.run(
         [sys.executable, "-c", "from sl2s.cli import main; main()", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=120,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -53,14 +57,26 @@ def tree(tmp_path_factory) -> Path:
     )
     source = server.read_text()
     assert old in source
-    server.write_text(source.replace(old, (
-        "def testing_password_for_username(username):\n"
-        "    if username == 'bob':\n"
-        "        raise PermissionError('wrong password for ' + username)\n"
-        "    return None\n"
-    )))
-    assert sl2s(base, "run", "services", "login", "username=ann", f"password={SECRET}").returncode == 0
-    failed = sl2s(base, "run", "services", "login", "username=bob", f"password={SECRET}")
+    server.write_text(
+        source.replace(
+            old,
+            (
+                "def testing_password_for_username(username):\n"
+                "    if username == 'bob':\n"
+                "        raise PermissionError('wrong password for ' + username)\n"
+                "    return None\n"
+            ),
+        )
+    )
+    assert (
+        sl2s(
+            base, "run", "services", "login", "username=ann", f"password={SECRET}"
+        ).returncode
+        == 0
+    )
+    failed = sl2s(
+        base, "run", "services", "login", "username=bob", f"password={SECRET}"
+    )
     assert failed.returncode == 1 and "PermissionError" in failed.stderr
     assert sl2s(base, "run", "services", "feed").returncode == 0
     return base
@@ -69,7 +85,8 @@ def tree(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def console_url(tree):
     console = open_console(
-        [str(tree / "services" / ".sl2s" / "logs")], index_path=str(tree / "console.sqlite3")
+        [str(tree / "services" / ".sl2s" / "logs")],
+        index_path=str(tree / "console.sqlite3"),
     )
     with Served(build_app(console, refresh_every=0)) as server:
         server.console = console
@@ -91,7 +108,12 @@ def page(browser, tmp_path):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     # nothing may be fetched from anywhere but the console itself
     elsewhere: list[str] = []
-    context.on("request", lambda r: None if r.url.startswith("http://127.0.0.1:") else elsewhere.append(r.url))
+    context.on(
+        "request",
+        lambda r: (
+            None if r.url.startswith("http://127.0.0.1:") else elsewhere.append(r.url)
+        ),
+    )
     p = context.new_page()
     yield p
     p.screenshot(path=str(tmp_path / "page.png"), full_page=True)
@@ -127,7 +149,10 @@ def test_a_run_page_shows_every_step_and_hop_in_order(page, console_url):
     steps = page.locator("ol.timeline li.event code.step").all_inner_texts()
     assert steps == LOGIN
     hops = page.locator("ol.timeline li.hop").all_inner_texts()
-    assert [h.strip() for h in hops] == ["call client → server", "return server → client"]
+    assert [h.strip() for h in hops] == [
+        "call client → server",
+        "return server → client",
+    ]
     order = page.locator("ol.timeline > li").evaluate_all(
         "items => items.map(li => li.classList.contains('hop') ? 'hop' : 'event')"
     )
@@ -135,7 +160,9 @@ def test_a_run_page_shows_every_step_and_hop_in_order(page, console_url):
     expect(page.locator("svg.seq a")).to_have_count(6)
     expect(page.locator("svg.seq line.seq-msg")).to_have_count(2)
     expect(page.get_by_text("completed").first).to_be_visible()
-    assert "password" in page.locator("ol.timeline li.event").first.inner_text()  # fields, masked
+    assert (
+        "password" in page.locator("ol.timeline li.event").first.inner_text()
+    )  # fields, masked
 
 
 def test_an_event_permalink_loads_with_the_event_highlighted(page, console_url):
@@ -158,7 +185,9 @@ def test_an_event_permalink_loads_with_the_event_highlighted(page, console_url):
     target = cause.get_attribute("href")
     cause.click()
     assert page.url.endswith(target)
-    expect(page.locator(target)).to_contain_text("received_request_to_login_as_username")
+    expect(page.locator(target)).to_contain_text(
+        "received_request_to_login_as_username"
+    )
 
 
 def test_a_failed_run_shows_its_incident(page, console_url):
@@ -167,13 +196,21 @@ def test_a_failed_run_shows_its_incident(page, console_url):
     expect(incident).to_have_count(1)
     expect(incident).to_contain_text("PermissionError")
     expect(incident).to_contain_text("wrong password for bob")
-    expect(page.locator("li.event.failed code.step")).to_have_text("testing_password_for_username")
+    expect(page.locator("li.event.failed code.step")).to_have_text(
+        "testing_password_for_username"
+    )
     expect(page.locator("p.stopped")).to_contain_text("stopped with ERROR")
 
 
-def test_keyboard_focus_is_visible_and_no_secret_is_in_any_page(page, console_url, tmp_path):
-    for path in ["/", f"/run/{run_of(console_url, 'ann')}", f"/run/{run_of(console_url, 'bob')}",
-                 "/stream?field=username%3Dann"]:
+def test_keyboard_focus_is_visible_and_no_secret_is_in_any_page(
+    page, console_url, tmp_path
+):
+    for path in [
+        "/",
+        f"/run/{run_of(console_url, 'ann')}",
+        f"/run/{run_of(console_url, 'bob')}",
+        "/stream?field=username%3Dann",
+    ]:
         page.goto(console_url.url + path)
         assert SECRET not in page.content(), path
     page.goto(f"{console_url.url}/run/{run_of(console_url, 'ann')}")
@@ -195,6 +232,9 @@ def test_the_index_file_holds_no_secret(console_url, tree):
     for path in files:
         assert SECRET.encode() not in path.read_bytes(), path
     # while the run's events were indexed: the password field is there, masked
-    assert conn.execute(
-        "SELECT count(*) FROM events WHERE instr(CAST(data AS TEXT), '\"password\":\"***\"') > 0"
-    ).fetchone()[0] >= 2
+    assert (
+        conn.execute(
+            'SELECT count(*) FROM events WHERE instr(CAST(data AS TEXT), \'"password":"***"\') > 0'
+        ).fetchone()[0]
+        >= 2
+    )

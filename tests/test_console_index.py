@@ -1,5 +1,6 @@
 """The console's index and queries (sl2s.console.index, .queries, .settings, .diagram), over
-hand-written event files in tests/data/console/ and the synthetic events of sl2s.observe."""
+hand-written event files in tests/data/console/ and the synthetic events of sl2s.observe.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ DATA = Path(__file__).resolve().parent / "data" / "console"
 PARENT = "aaaa0000000000000000000000000001"
 CHILD = "bbbb0000000000000000000000000002"
 FAILED = "cccc0000000000000000000000000003"
-LATER = datetime(2026, 12, 3, tzinfo=timezone.utc)  # long after the fixtures: nothing pending
+LATER = datetime(
+    2026, 12, 3, tzinfo=timezone.utc
+)  # long after the fixtures: nothing pending
 
 
 @pytest.fixture
@@ -50,7 +53,10 @@ def runs(idx: Index, **kw) -> list[str]:
 def test_runs_are_found_by_field_value_metadata_flow_machine_outcome_and_time(index):
     assert runs(index, fields=(("username", "ann"),)) == [PARENT, CHILD]
     assert runs(index, fields=(("actor", "bob"),)) == [PARENT, CHILD]
-    assert runs(index, fields=(("ticket", "JIRA-12"), ("username", "ann"))) == [PARENT, CHILD]
+    assert runs(index, fields=(("ticket", "JIRA-12"), ("username", "ann"))) == [
+        PARENT,
+        CHILD,
+    ]
     assert runs(index, fields=(("tenant_id", "1234"),)) == [FAILED]
     assert runs(index, fields=(("username", "nobody"),)) == []
     assert runs(index, flow="feed") == [CHILD]
@@ -85,7 +91,10 @@ def test_newest_first_and_paged(tmp_path):
 
 def test_one_run_in_causal_order_with_hops_metadata_and_its_child(index):
     view = queries.get_run(index.conn, PARENT, now=LATER)
-    steps = [(i["machine"], i["step"]) if i["kind"] == "event" else (i["hop"], i["target"]) for i in view.items]
+    steps = [
+        (i["machine"], i["step"]) if i["kind"] == "event" else (i["hop"], i["target"])
+        for i in view.items
+    ]
     assert steps == [
         ("client", "user_attempted_login_as_username_and_password"),
         ("call", "server"),
@@ -96,16 +105,27 @@ def test_one_run_in_causal_order_with_hops_metadata_and_its_child(index):
         ("return", "client"),
         ("client", "login_successful"),
     ]
-    assert view.run["meta"] == {"actor": "bob", "ticket": "JIRA-12", "reason": "ann cannot log in"}
+    assert view.run["meta"] == {
+        "actor": "bob",
+        "ticket": "JIRA-12",
+        "reason": "ann cannot log in",
+    }
     assert view.run["outcome"] == "completed"
     assert view.children == [
         {"cid": CHILD, "flow": "feed", "parent_step": "setting_session_for_username"}
     ]
     child = queries.get_run(index.conn, CHILD, now=LATER)
-    assert (child.run["parent"], child.run["parent_step"]) == (PARENT, "setting_session_for_username")
+    assert (child.run["parent"], child.run["parent_step"]) == (
+        PARENT,
+        "setting_session_for_username",
+    )
     assert queries.run_of_event(index.conn, "20000000000000000000000000000004") == CHILD
-    marked = queries.get_run(index.conn, PARENT, highlight="20000000000000000000000000000002")
-    assert [i["id"] for i in marked.items if i.get("highlight")] == ["20000000000000000000000000000002"]
+    marked = queries.get_run(
+        index.conn, PARENT, highlight="20000000000000000000000000000002"
+    )
+    assert [i["id"] for i in marked.items if i.get("highlight")] == [
+        "20000000000000000000000000000002"
+    ]
 
 
 def test_a_stream_lists_every_step_of_the_runs_with_one_key_value(index):
@@ -114,10 +134,15 @@ def test_a_stream_lists_every_step_of_the_runs_with_one_key_value(index):
     assert {i["cid"] for i in items} == {PARENT, CHILD}
     assert [i["ts"] for i in items] == sorted((i["ts"] for i in items), reverse=True)
     only_feed, _ = queries.stream(index.conn, "actor", "bob", flows=("feed",))
-    assert [i["step"] for i in only_feed] == ["retrieving_feed_information", "fetching_feed_information"]
+    assert [i["step"] for i in only_feed] == [
+        "retrieving_feed_information",
+        "fetching_feed_information",
+    ]
 
 
-def test_refresh_reads_only_what_is_new_and_starts_over_on_a_replaced_file(tmp_path, logs):
+def test_refresh_reads_only_what_is_new_and_starts_over_on_a_replaced_file(
+    tmp_path, logs
+):
     idx = Index(tmp_path / "i.sqlite3")
     first = idx.refresh([logs])
     assert (first.events, first.runs) == (11, 3)
@@ -139,7 +164,12 @@ def test_refresh_reads_only_what_is_new_and_starts_over_on_a_replaced_file(tmp_p
     rotated = idx.refresh([logs])
     assert (rotated.lines, rotated.events) == (11, 0)
     assert idx.conn.execute("SELECT count(*) FROM events").fetchone()[0] == 12
-    assert idx.conn.execute("SELECT count(*) FROM events_fts WHERE events_fts MATCH 'dave'").fetchone()[0] == 1
+    assert (
+        idx.conn.execute(
+            "SELECT count(*) FROM events_fts WHERE events_fts MATCH 'dave'"
+        ).fetchone()[0]
+        == 1
+    )
 
 
 def _events(n_runs: int, seed: int) -> list[bytes]:
@@ -149,14 +179,27 @@ def _events(n_runs: int, seed: int) -> list[bytes]:
     for n in range(n_runs):
         flow = plan.flow("login" if n % 3 else "feed").steps
         fail = flow[-1].id if n % 5 == 4 else None
-        out += [orjson.dumps(e) for e in flow_run(flow, cid=f"{seed:08x}{n:024x}", start_ms=n, rng=rng, fail_at=fail)]
+        out += [
+            orjson.dumps(e)
+            for e in flow_run(
+                flow, cid=f"{seed:08x}{n:024x}", start_ms=n, rng=rng, fail_at=fail
+            )
+        ]
     rng.shuffle(out)  # machines write concurrently: a run's events arrive in any order
     return out
 
 
-@hsettings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.integers(1, 12), st.lists(st.integers(0, 10_000), max_size=6), st.integers(0, 99))
-def test_an_index_built_piece_by_piece_equals_one_built_at_once(tmp_path_factory, n_runs, cuts, seed):
+@hsettings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    st.integers(1, 12), st.lists(st.integers(0, 10_000), max_size=6), st.integers(0, 99)
+)
+def test_an_index_built_piece_by_piece_equals_one_built_at_once(
+    tmp_path_factory, n_runs, cuts, seed
+):
     lines = _events(n_runs, seed)
     base = tmp_path_factory.mktemp("prop")
     whole = base / "whole"
@@ -178,12 +221,16 @@ def test_an_index_built_piece_by_piece_equals_one_built_at_once(tmp_path_factory
         "SELECT cid, flow, first_ts, last_ts, events, failures, last_step, last_step_at "
         "FROM runs ORDER BY cid"
     )
-    assert once.conn.execute(table).fetchall() == stepwise.conn.execute(table).fetchall()
+    assert (
+        once.conn.execute(table).fetchall() == stepwise.conn.execute(table).fetchall()
+    )
     fields = (
         "SELECT key, value, cid FROM run_fields JOIN runs ON runs.id = run_fields.run "
         "ORDER BY key, value, cid"
     )
-    assert once.conn.execute(fields).fetchall() == stepwise.conn.execute(fields).fetchall()
+    assert (
+        once.conn.execute(fields).fetchall() == stepwise.conn.execute(fields).fetchall()
+    )
     fts = "SELECT count(*) FROM events_fts WHERE events_fts MATCH 'login'"
     assert once.conn.execute(fts).fetchone() == stepwise.conn.execute(fts).fetchone()
     once.close()
@@ -203,7 +250,11 @@ def test_a_secret_value_a_writer_left_in_clear_never_enters_the_index(tmp_path):
     idx = Index(tmp_path / "i.sqlite3")
     view = queries.get_run(idx.conn, "dddd0000000000000000000000000004")
     leaked = view.items[-1]
-    assert leaked["fields"] == {"username": "dave", "password": "***", "note": "was ***"}
+    assert leaked["fields"] == {
+        "username": "dave",
+        "password": "***",
+        "note": "was ***",
+    }
     assert leaked["body"] == "retrying with *** for dave"
     assert leaked["exception"]["message"] == "bad ***"
     assert queries.list_runs(idx.conn, queries.RunFilter(text="Tr0ub4dor")).runs == []
@@ -212,7 +263,14 @@ def test_a_secret_value_a_writer_left_in_clear_never_enters_the_index(tmp_path):
 def test_secret_names_from_the_environment_are_masked_by_name(tmp_path, monkeypatch):
     monkeypatch.setenv("SL2S_SECRETS", "pin")
     line = orjson.dumps(
-        {"body": "x", "attributes": {"sl2s.event_id": "1", "sl2s.correlation_id": "c", "sl2s.fields": {"pin": "4711", "n": "pin 4711"}}}
+        {
+            "body": "x",
+            "attributes": {
+                "sl2s.event_id": "1",
+                "sl2s.correlation_id": "c",
+                "sl2s.fields": {"pin": "4711", "n": "pin 4711"},
+            },
+        }
     )
     idx = Index(tmp_path / "i.sqlite3")
     parsed, _ = parse_batch([line], idx.names)
@@ -221,7 +279,15 @@ def test_secret_names_from_the_environment_are_masked_by_name(tmp_path, monkeypa
 
 
 def test_flat_fields_index_scalars_and_one_level_of_mappings():
-    fields = {"a": 1, "b": True, "c": "***", "d": {"e": "x", "f": [1]}, "g": [1, 2], "h": None, "i": "y" * 300}
+    fields = {
+        "a": 1,
+        "b": True,
+        "c": "***",
+        "d": {"e": "x", "f": [1]},
+        "g": [1, 2],
+        "h": None,
+        "i": "y" * 300,
+    }
     assert sorted(flat_fields(fields)) == [("a", "1"), ("b", "true"), ("d.e", "x")]
 
 
@@ -230,7 +296,9 @@ def test_search_text_is_split_into_field_filters_and_words():
         (("username", "ann"), ("reason", "fix it")),
         "wrong password",
     )
-    assert queries.fts_query('say "hi wrong-password') == '"say" "hi" "wrong" "password"'
+    assert (
+        queries.fts_query('say "hi wrong-password') == '"say" "hi" "wrong" "password"'
+    )
     with pytest.raises(ValueError):
         queries.outcome_sql("lost", {}, LATER)
 
@@ -254,22 +322,39 @@ def test_settings_from_sl2s_toml_and_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("SL2S_CONSOLE_SOURCE_URL", cs.GITHUB)
     s = cs.load([services / ".sl2s" / "logs"])
     assert cs.event_link(s.url, "42") == "https://console.example/event/42"
-    assert cs.source_link(s, "a b.py", 3) == "https://gitlab.com/org/app/blob/HEAD/a%20b.py#L3"
+    assert (
+        cs.source_link(s, "a b.py", 3)
+        == "https://gitlab.com/org/app/blob/HEAD/a%20b.py#L3"
+    )
     assert cs.source_link(cs.Settings(), "a.py", 3) == ""
-    (services / "sl2s.toml").write_text('[console]\nport = 1\n')
-    with pytest.raises(Sl2sError, match=r"sl2s.toml: \[console\] has unknown setting\(s\): port"):
+    (services / "sl2s.toml").write_text("[console]\nport = 1\n")
+    with pytest.raises(
+        Sl2sError, match=r"sl2s.toml: \[console\] has unknown setting\(s\): port"
+    ):
         cs.load([services])
 
 
 def test_the_sequence_diagram_has_a_note_per_step_and_an_arrow_per_hop(index):
-    view = queries.get_run(index.conn, PARENT, highlight="20000000000000000000000000000002")
+    view = queries.get_run(
+        index.conn, PARENT, highlight="20000000000000000000000000000002"
+    )
     svg = str(sequence_svg("login", view.run["machines"], view.items))
-    assert svg.count('class="seq-note"') == 1 + 6 - 1  # the flow's note, the steps but one
+    assert (
+        svg.count('class="seq-note"') == 1 + 6 - 1
+    )  # the flow's note, the steps but one
     assert svg.count("seq-highlight") == 1
     assert svg.count('class="seq-msg"') == 1 and svg.count("seq-return") == 1
     assert svg.count('class="seq-actor"') == 4  # two machines, top and bottom
     assert "<script" not in svg
-    hostile = [{"kind": "event", "id": "1", "machine": "<m>", "step": "s", "body": "<img src=x>"}]
+    hostile = [
+        {
+            "kind": "event",
+            "id": "1",
+            "machine": "<m>",
+            "step": "s",
+            "body": "<img src=x>",
+        }
+    ]
     assert "<img" not in str(sequence_svg("<f>", ["<m>"], hostile))
 
 
@@ -278,7 +363,10 @@ def test_a_field_value_links_to_the_search_that_finds_it():
 
     assert field_query("username", "ann") == "username=ann"
     assert field_query("reason", "fix it") == "reason='fix it'"
-    assert queries.parse_search(field_query("reason", "it's")) == ((("reason", "it's"),), "")
+    assert queries.parse_search(field_query("reason", "it's")) == (
+        (("reason", "it's"),),
+        "",
+    )
     assert field_query("tenant_id", 1234) == "tenant_id=1234"
     assert field_query("password", "***") == ""
     assert field_query("address", {"city": "x"}) == ""

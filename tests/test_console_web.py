@@ -1,5 +1,6 @@
 """The console served for real on 127.0.0.1 (uvicorn in a thread), read over HTTP: pages, links,
-tokens, headers, secrets; and machines read over the signed incidents/events endpoints."""
+tokens, headers, secrets; and machines read over the signed incidents/events endpoints.
+"""
 
 from __future__ import annotations
 
@@ -57,7 +58,9 @@ def test_a_run_page_shows_metadata_fields_links_and_its_child_runs(served):
     assert status == 200
     assert "ann cannot log in" in html and "JIRA-12" in html
     assert f'class="child-link" href="/run/{CHILD}"' in html
-    assert '<a class="permalink" href="/event/20000000000000000000000000000002">' in html
+    assert (
+        '<a class="permalink" href="/event/20000000000000000000000000000002">' in html
+    )
     assert 'href="#e-20000000000000000000000000000001"' in html  # causation link
     assert "https://github.com/org/app/blob/HEAD/services/server/login.py#L17" in html
     assert '<th scope="row">session</th><td><a href="/?q=session%3Ds-ann"' in html
@@ -92,19 +95,33 @@ def test_a_stream_is_a_linkable_audit_page(served):
 
 
 def test_no_page_loads_anything_from_elsewhere_and_secrets_stay_masked(served):
-    pages = ["/", f"/run/{PARENT}", f"/run/{FAILED}", "/run/dddd0000000000000000000000000004",
-             "/event/30000000000000000000000000000002", "/stream?field=username%3Ddave"]
+    pages = [
+        "/",
+        f"/run/{PARENT}",
+        f"/run/{FAILED}",
+        "/run/dddd0000000000000000000000000004",
+        "/event/30000000000000000000000000000002",
+        "/stream?field=username%3Ddave",
+    ]
     for path in pages:
         status, html, headers = served.get(path)
         assert status == 200, path
         assert "Tr0ub4dor" not in html, path
         assert "default-src 'none'" in headers["content-security-policy"]
         for url in re.findall(r'(?:src|href)="([^"]+)"', html):
-            assert url.startswith(("/", "#", "?", "https://github.com/org/app/")), (path, url)
-    assert "retrying with *** for dave" in served.get("/run/dddd0000000000000000000000000004")[1]
+            assert url.startswith(("/", "#", "?", "https://github.com/org/app/")), (
+                path,
+                url,
+            )
+    assert (
+        "retrying with *** for dave"
+        in served.get("/run/dddd0000000000000000000000000004")[1]
+    )
 
 
-def test_a_token_is_asked_for_beyond_loopback_and_checked_on_every_request(tmp_path, logs):
+def test_a_token_is_asked_for_beyond_loopback_and_checked_on_every_request(
+    tmp_path, logs
+):
     with pytest.raises(Sl2sError, match="requires a token"):
         check_bind("0.0.0.0", None)
     check_bind("0.0.0.0", "t0k")
@@ -120,7 +137,9 @@ def test_a_token_is_asked_for_beyond_loopback_and_checked_on_every_request(tmp_p
         browser = urllib.request.build_opener(
             urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
         )
-        with browser.open(server.url + "/run/" + PARENT + "?token=s3cr3t-token") as answer:
+        with browser.open(
+            server.url + "/run/" + PARENT + "?token=s3cr3t-token"
+        ) as answer:
             # redirected to the page without the token in its address, the cookie set
             assert answer.geturl() == server.url + "/run/" + PARENT
             assert "s3cr3t-token" not in answer.read().decode()
@@ -129,12 +148,16 @@ def test_a_token_is_asked_for_beyond_loopback_and_checked_on_every_request(tmp_p
         assert server.get("/", {"Cookie": "sl2s_console_token=s3cr3t-token"})[0] == 200
 
 
-def test_the_command_refuses_a_public_address_without_a_token_and_missing_logs(tmp_path):
+def test_the_command_refuses_a_public_address_without_a_token_and_missing_logs(
+    tmp_path,
+):
     result = CliRunner().invoke(cli, ["console", str(tmp_path), "--host", "0.0.0.0"])
     assert result.exit_code == 1
     assert "requires a token" in str(result.exception)
     result = CliRunner().invoke(cli, ["console", str(tmp_path / "missing")])
-    assert result.exit_code == 1 and "no such file or directory" in str(result.exception)
+    assert result.exit_code == 1 and "no such file or directory" in str(
+        result.exception
+    )
 
 
 def test_machines_are_read_over_the_signed_endpoints(tmp_path, logs, monkeypatch):
@@ -173,3 +196,31 @@ def test_machines_are_read_over_the_signed_endpoints(tmp_path, logs, monkeypatch
         assert console.index.conn.execute(count).fetchone()[0] == 4
         wrong = open_console([], [m.url], str(tmp_path / "j.sqlite3"), (b"x" * 32,))
         assert "refused (401" in wrong.remote.errors[m.url]
+
+
+def test_the_command_prints_its_address_and_serves_until_stopped(tmp_path, logs):
+    import os
+    import re as _re
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SL2S_")}
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from sl2s.cli import main; main()", "console", str(logs),
+         "--port", "0", "--refresh", "0"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        line = process.stdout.readline()
+        found = _re.search(r"open (http://127\.0\.0\.1:\d+/)", line)
+        assert found, line + process.stderr.read()
+        assert "4 runs indexed" in line
+        with urllib.request.urlopen(found.group(1) + "?q=username%3Dann", timeout=20) as page:
+            assert PARENT in page.read().decode()
+        assert (tmp_path / ".sl2s" / "console.sqlite3").is_file()
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=20)
+    assert process.returncode == 0, process.stderr.read()

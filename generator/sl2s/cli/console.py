@@ -13,7 +13,8 @@ from sl2s.cli.app import app
 @app.command("console")
 def console_command(
     logs: List[str] = typer.Argument(
-        None, help="Log directories or event files of any machines (indexed incrementally)."
+        None,
+        help="Log directories or event files of any machines (indexed incrementally).",
     ),
     url: List[str] = typer.Option(
         [],
@@ -21,7 +22,9 @@ def console_command(
         help="A running machine's base URL (repeatable): its incidents and events are read "
         "over the signed endpoints (SL2S_HOP_KEY, or --dir's key).",
     ),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback)."),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Address to listen on (loopback)."
+    ),
     port: int = typer.Option(8700, "--port", help="Port (0: a free one)."),
     token: Optional[str] = typer.Option(
         None,
@@ -33,10 +36,14 @@ def console_command(
         None, "--index", help="The index file (default .sl2s/console.sqlite3)."
     ),
     directory: Optional[str] = typer.Option(
-        None, "--dir", help="With --url: the tree `sl2s up DIR` serves (its hop key signs)."
+        None,
+        "--dir",
+        help="With --url: the tree `sl2s up DIR` serves (its hop key signs).",
     ),
     refresh: float = typer.Option(
-        2.0, "--refresh", help="Seconds between index refreshes while serving (0: never)."
+        2.0,
+        "--refresh",
+        help="Seconds between index refreshes while serving (0: never).",
     ),
 ) -> None:
     """A local web page over the events: runs found by field value, a run as a sequence diagram

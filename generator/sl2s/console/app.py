@@ -88,9 +88,13 @@ class Console:
                 with_events = self.remote.pull()
             stats = self.index.refresh(paths)
             if with_events:
-                remote_stats = self.index.refresh(with_events, index_incident_events=True)
+                remote_stats = self.index.refresh(
+                    with_events, index_incident_events=True
+                )
                 stats.events += remote_stats.events
-            self.plans = queries.plan_terminals(lock_files(p for p in paths if p.is_dir()))
+            self.plans = queries.plan_terminals(
+                lock_files(p for p in paths if p.is_dir())
+            )
             self.terminal = queries.terminal_steps(self.index.conn, self.plans)
             return stats
 
@@ -153,14 +157,18 @@ class Console:
         if view is None:
             return self.error_page(env, 404, f"no run {cid} in the index", prefix)
         revision = next(
-            (i.get("git_revision") for i in view.incidents if i.get("git_revision")), None
+            (i.get("git_revision") for i in view.incidents if i.get("git_revision")),
+            None,
         )
         longest = max(
-            (it["delta_ms"] or 0 for it in view.items if it["kind"] == "event"), default=0
+            (it["delta_ms"] or 0 for it in view.items if it["kind"] == "event"),
+            default=0,
         )
         for it in view.items:
             if it["kind"] == "event":
-                it["source_url"] = cs.source_link(self.settings, it["path"], it["line"], revision)
+                it["source_url"] = cs.source_link(
+                    self.settings, it["path"], it["line"], revision
+                )
 
         def bar(delta):
             if not delta or not longest:
@@ -180,18 +188,24 @@ class Console:
         )
         return 200, html
 
-    def event_page(self, env: Environment, event_id: str, prefix: str) -> tuple[int, str]:
+    def event_page(
+        self, env: Environment, event_id: str, prefix: str
+    ) -> tuple[int, str]:
         with self.lock:
             cid = queries.run_of_event(self.index.conn, event_id)
         if cid is None:
-            return self.error_page(env, 404, f"no event {event_id} in the index", prefix)
+            return self.error_page(
+                env, 404, f"no event {event_id} in the index", prefix
+            )
         return self.run_page(env, cid, prefix, highlight=event_id)
 
     def stream_page(self, env: Environment, params, prefix: str) -> tuple[int, str]:
         spec = params.get("field", "")
         key, sep, value = spec.partition("=")
         if not sep or not key:
-            return self.error_page(env, 400, "name one field value: /stream?field=key=value", prefix)
+            return self.error_page(
+                env, 400, "name one field value: /stream?field=key=value", prefix
+            )
         flows = tuple(f for f in params.getlist("flow") if f)
         try:
             page = int(params.get("page", "1") or 1)
@@ -205,8 +219,14 @@ class Console:
             return f"{prefix}/stream?" + urlencode(pairs)
 
         html = env.get_template("stream.html").render(
-            prefix=prefix, key=key, value=value, flows=flows, items=items, more=more,
-            page=page, page_url=page_url,
+            prefix=prefix,
+            key=key,
+            value=value,
+            flows=flows,
+            items=items,
+            more=more,
+            page=page,
+            page_url=page_url,
         )
         return 200, html
 
@@ -233,14 +253,18 @@ def build_app(console: Console, token: str | None = None, refresh_every: float =
         while not stop.wait(refresh_every):
             try:
                 console.refresh()
-            except Exception as error:  # a refresh that fails is retried; the pages stay up
+            except (
+                Exception
+            ) as error:  # a refresh that fails is retried; the pages stay up
                 print(f"sl2s console: refreshing the index failed: {error}", flush=True)
 
     @asynccontextmanager
     async def lifespan(app):
         thread = None
         if refresh_every > 0:
-            thread = threading.Thread(target=refresher, name="sl2s-console-refresh", daemon=True)
+            thread = threading.Thread(
+                target=refresher, name="sl2s-console-refresh", daemon=True
+            )
             thread.start()
         try:
             yield
@@ -260,10 +284,14 @@ def build_app(console: Console, token: str | None = None, refresh_every: float =
         return page(console.runs_page(env, request.query_params, prefix_of(request)))
 
     def run(request):
-        return page(console.run_page(env, request.path_params["cid"], prefix_of(request)))
+        return page(
+            console.run_page(env, request.path_params["cid"], prefix_of(request))
+        )
 
     def event(request):
-        return page(console.event_page(env, request.path_params["eid"], prefix_of(request)))
+        return page(
+            console.event_page(env, request.path_params["eid"], prefix_of(request))
+        )
 
     def stream(request):
         return page(console.stream_page(env, request.query_params, prefix_of(request)))
@@ -274,7 +302,9 @@ def build_app(console: Console, token: str | None = None, refresh_every: float =
             Route("/run/{cid}", run),
             Route("/event/{eid}", event),
             Route("/stream", stream),
-            Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+            Mount(
+                "/static", StaticFiles(directory=str(HERE / "static")), name="static"
+            ),
         ],
         lifespan=lifespan,
     )
@@ -288,12 +318,20 @@ def build_app(console: Console, token: str | None = None, refresh_every: float =
 
             request = Request(scope)
             given = request.query_params.get("token")
-            if given is not None and hmac.compare_digest(given.encode(), token.encode()):
+            if given is not None and hmac.compare_digest(
+                given.encode(), token.encode()
+            ):
                 # set the cookie and drop the token from the address bar (and from history)
-                rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+                rest = [
+                    (k, v)
+                    for k, v in request.query_params.multi_items()
+                    if k != "token"
+                ]
                 target = request.url.path + ("?" + urlencode(rest) if rest else "")
                 response = RedirectResponse(target, status_code=303)
-                response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
+                response.set_cookie(
+                    TOKEN_COOKIE, token, httponly=True, samesite="strict"
+                )
                 await response(scope, receive, send)
                 return
             bearer = request.headers.get("authorization", "")
@@ -340,13 +378,17 @@ def open_console(
     from sl2s.console.remote import Remotes
     from sl2s.observe import events as ev
 
-    ev.event_files(logs)  # a path that does not exist is a user error, before anything is written
+    ev.event_files(
+        logs
+    )  # a path that does not exist is a user error, before anything is written
     path = Path(index_path) if index_path else default_index_path()
     console = Console(
         index=Index(path),
         paths=[Path(p) for p in logs],
         settings=cs.load(logs),
-        remote=Remotes(list(urls), path.parent / "console-remote", keys) if urls else None,
+        remote=(
+            Remotes(list(urls), path.parent / "console-remote", keys) if urls else None
+        ),
     )
     started = time.perf_counter()
     console.refresh()
@@ -391,9 +433,12 @@ def serve(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        sock.listen(128)  # the address printed below answers from now on
     except OSError as error:
         sock.close()
-        raise Sl2sError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+        raise Sl2sError(
+            f"cannot listen on {host}:{port}: {error.strerror or error}"
+        ) from None
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{sock.getsockname()[1]}/"
     for remote_url, error in getattr(console.remote, "errors", {}).items():
@@ -407,6 +452,8 @@ def serve(
     server = uvicorn.Server(config)
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:  # Ctrl-C: uvicorn has shut down and passes the signal on
+        pass
     finally:
         sock.close()
         console.index.close()

@@ -38,7 +38,9 @@ def sequence_svg(flow: str, machines: list[str], items: list[dict]) -> Markup:
     bottom = height - 48
     for m in machines:
         cx = x[m]
-        out.append(f'<line class="seq-life" x1="{cx}" y1="{TOP - 10}" x2="{cx}" y2="{bottom}"/>')
+        out.append(
+            f'<line class="seq-life" x1="{cx}" y1="{TOP - 10}" x2="{cx}" y2="{bottom}"/>'
+        )
         for y in (10, bottom):
             out.append(
                 f'<rect class="seq-actor" x="{cx - 80}" y="{y}" width="160" height="38" rx="3"/>'

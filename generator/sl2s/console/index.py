@@ -84,7 +84,8 @@ CREATE INDEX IF NOT EXISTS incidents_cid ON incidents (cid);
 
 def connect(path: str | os.PathLike, building: bool = False) -> sqlite3.Connection:
     """The index at `path` (created with its schema when missing). `building`: a new file that
-    only becomes the index once complete (no journal, no fsync, secondary indexes later)."""
+    only becomes the index once complete (no journal, no fsync, secondary indexes later).
+    """
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(str(path), check_same_thread=False)
     if building:
@@ -163,9 +164,7 @@ def masked(event: dict, names: set[str], masker: Masker) -> dict:
         and any(fields.get(n, MASK) != MASK for n in names)
     ):
         a = dict(a)
-        a["sl2s.fields"] = {
-            k: (MASK if k in names else v) for k, v in fields.items()
-        }
+        a["sl2s.fields"] = {k: (MASK if k in names else v) for k, v in fields.items()}
         event = dict(event)
         event["attributes"] = a
     if masker:
@@ -234,7 +233,9 @@ def parse_batch(lines: Iterable[bytes], names: set[str]) -> tuple[Parsed, set[st
             continue
         fields = a.get("sl2s.fields")
         if masker is not None or (
-            names and type(fields) is dict and any(fields.get(n, MASK) != MASK for n in names)
+            names
+            and type(fields) is dict
+            and any(fields.get(n, MASK) != MASK for n in names)
         ):
             event = masked(event, names, masker or Masker(()))
             a = event["attributes"]
@@ -243,11 +244,17 @@ def parse_batch(lines: Iterable[bytes], names: set[str]) -> tuple[Parsed, set[st
         else:
             data = line.rstrip(b"\r\n")
         body = event.get("body")
-        body = body if type(body) is str else ("" if body is None else dumps(body).decode())
+        body = (
+            body
+            if type(body) is str
+            else ("" if body is None else dumps(body).decode())
+        )
         resource = event.get("resource")
-        machine = a.get("sl2s.machine") or (
-            resource.get("service.name") if type(resource) is dict else None
-        ) or "?"
+        machine = (
+            a.get("sl2s.machine")
+            or (resource.get("service.name") if type(resource) is dict else None)
+            or "?"
+        )
         step = a.get("sl2s.step") or ""
         eid = a["sl2s.event_id"]
         ts = event.get("timestamp") or ""
@@ -257,7 +264,20 @@ def parse_batch(lines: Iterable[bytes], names: set[str]) -> tuple[Parsed, set[st
         if type(severity) is not int:
             severity = ev.severity_number(event)
         failed = severity >= ev.ERROR or "exception.type" in a
-        rows_append((eid, cid, a.get("sl2s.causation_id"), ts, machine, flow, step, name, severity, data))
+        rows_append(
+            (
+                eid,
+                cid,
+                a.get("sl2s.causation_id"),
+                ts,
+                machine,
+                flow,
+                step,
+                name,
+                severity,
+                data,
+            )
+        )
         if failed:
             body = f"{body} {a.get('exception.type') or ''} {a.get('exception.message') or ''}"
         fts_append(f"{body} {step}")
@@ -265,7 +285,15 @@ def parse_batch(lines: Iterable[bytes], names: set[str]) -> tuple[Parsed, set[st
         run = runs.get(cid)
         step_key = f"{ts} {eid}" if name == ev.STEP else ""
         if run is None:
-            runs[cid] = [flow, ts, ts, 1, int(failed), step_key, step if step_key else ""]
+            runs[cid] = [
+                flow,
+                ts,
+                ts,
+                1,
+                int(failed),
+                step_key,
+                step if step_key else "",
+            ]
         else:
             if flow and not run[0]:
                 run[0] = flow
@@ -361,7 +389,9 @@ class Index:
         self.building = not self.path.exists()
         if self.building:
             self._partial.unlink(missing_ok=True)
-        self.conn = connect(self._partial if self.building else self.path, self.building)
+        self.conn = connect(
+            self._partial if self.building else self.path, self.building
+        )
         env = os.environ.get("SL2S_SECRETS", "")
         self.names = {r[0] for r in self.conn.execute("SELECT name FROM secret_names")}
         self.names |= {n.strip() for n in env.split(",") if n.strip()}
@@ -420,7 +450,9 @@ class Index:
             if row and row[2] == st.st_size and row[3] == st.st_mtime_ns:
                 return
             start = 0
-        elif row and (row[0], row[1]) == (st.st_dev, st.st_ino) and st.st_size >= row[4]:
+        elif (
+            row and (row[0], row[1]) == (st.st_dev, st.st_ino) and st.st_size >= row[4]
+        ):
             if st.st_size == row[4]:
                 return
             start = row[4]
@@ -510,9 +542,13 @@ class Index:
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS batch (cid TEXT PRIMARY KEY)")
         conn.execute("DELETE FROM batch")
         conn.executemany("INSERT INTO batch VALUES (?)", ((c,) for c in parsed.runs))
-        ids = dict(conn.execute("SELECT r.cid, r.id FROM batch b JOIN runs r ON r.cid = b.cid"))
+        ids = dict(
+            conn.execute("SELECT r.cid, r.id FROM batch b JOIN runs r ON r.cid = b.cid")
+        )
         conn.execute("DELETE FROM batch")
-        before = conn.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[0]
+        before = conn.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[
+            0
+        ]
         changes = conn.total_changes
         conn.executemany(
             "INSERT OR IGNORE INTO events (event_id, run, causation, ts, machine, flow, step,"
@@ -523,7 +559,9 @@ class Index:
         stats.events += inserted
         stats.runs += len(parsed.runs)
         recompute: set[int] = set()
-        if inserted == len(parsed.rows):  # no duplicate: the new rows are before+1 … before+n
+        if inserted == len(
+            parsed.rows
+        ):  # no duplicate: the new rows are before+1 … before+n
             texts = [(before + i, t) for i, t in enumerate(parsed.fts, 1)]
         else:  # duplicates were ignored: index the text of the rows just inserted only
             new_ids = {
@@ -562,11 +600,14 @@ class Index:
     def _update_runs(self, runs: set[int]) -> None:
         """Recompute the figures of the runs numbered `runs` from their events."""
         conn = self.conn
-        conn.execute("CREATE TEMP TABLE IF NOT EXISTS touched (run INTEGER PRIMARY KEY)")
-        conn.execute("DELETE FROM touched")
-        conn.executemany("INSERT OR IGNORE INTO touched VALUES (?)", ((r,) for r in runs))
         conn.execute(
-            """
+            "CREATE TEMP TABLE IF NOT EXISTS touched (run INTEGER PRIMARY KEY)"
+        )
+        conn.execute("DELETE FROM touched")
+        conn.executemany(
+            "INSERT OR IGNORE INTO touched VALUES (?)", ((r,) for r in runs)
+        )
+        conn.execute("""
             UPDATE runs SET (flow, first_ts, last_ts, events, failures, last_step,
                              last_step_at) = (
               SELECT max(CASE WHEN e.flow != '' THEN e.flow END), min(e.ts), max(e.ts),
@@ -577,13 +618,14 @@ class Index:
                         AND l.name = 'sl2s.step' ORDER BY l.ts DESC, l.event_id DESC LIMIT 1)
               FROM events e WHERE e.run = runs.id)
             WHERE id IN (SELECT run FROM touched)
-            """
-        )
+            """)
         conn.execute("DELETE FROM touched")
 
     # -- incidents
 
-    def _incidents(self, directory: Path, stats: RefreshStats, with_events: bool) -> set[int]:
+    def _incidents(
+        self, directory: Path, stats: RefreshStats, with_events: bool
+    ) -> set[int]:
         from sl2s.observe.incidents import incident_paths, read_incident
         from sl2s.diagnostics import Sl2sError
 
@@ -599,7 +641,8 @@ class Index:
                 except OSError:
                     continue
                 row = self.conn.execute(
-                    "SELECT path, size, mtime FROM incidents WHERE id = ?", (incident_id,)
+                    "SELECT path, size, mtime FROM incidents WHERE id = ?",
+                    (incident_id,),
                 ).fetchone()
                 if row and row == (str(path), st.st_size, st.st_mtime_ns):
                     continue

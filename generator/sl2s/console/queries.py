@@ -14,7 +14,9 @@ from sl2s.observe import events as ev
 from sl2s.observe.story import build_story
 
 OUTCOMES = ("completed", "failed", "stopped early", "pending")
-PENDING_SECONDS = 60.0  # a run not finished whose last event is newer than this is pending
+PENDING_SECONDS = (
+    60.0  # a run not finished whose last event is newer than this is pending
+)
 PAGE = 50
 TEXT_WINDOW = 10_000  # matching events a word search looks at, per page
 
@@ -84,7 +86,9 @@ def terminal_steps(conn: sqlite3.Connection, plans: dict[str, str]) -> dict[str,
     return out
 
 
-def outcome_sql(outcome: str, terminal: dict[str, str], now: datetime) -> tuple[str, list]:
+def outcome_sql(
+    outcome: str, terminal: dict[str, str], now: datetime
+) -> tuple[str, list]:
     done = " OR ".join("(r.flow = ? AND r.last_step = ?)" for _ in terminal) or "0"
     args = [x for pair in terminal.items() for x in pair]
     cutoff = iso(now - timedelta(seconds=PENDING_SECONDS))
@@ -216,12 +220,15 @@ def list_runs(
         + (" WHERE " + " AND ".join(where) if where else "")
         + " ORDER BY r.last_ts DESC, r.cid DESC LIMIT ? OFFSET ?"
     )
-    rows = conn.execute(query, args + [page_size + 1, (page - 1) * page_size]).fetchall()
+    rows = conn.execute(
+        query, args + [page_size + 1, (page - 1) * page_size]
+    ).fetchall()
     runs = [_run_dict(r) for r in rows[:page_size]]
     for run in runs:
         run["outcome"] = outcome_of(run, terminal, now)
         run["machines"] = [
-            m for (m,) in conn.execute(
+            m
+            for (m,) in conn.execute(
                 "SELECT DISTINCT machine FROM events WHERE run = ? ORDER BY machine",
                 (run["id"],),
             )
@@ -231,9 +238,17 @@ def list_runs(
 
 def choices(conn: sqlite3.Connection) -> tuple[list[str], list[str]]:
     """(flows, machines) the index knows, for the filter form."""
-    flows = [r[0] for r in conn.execute("SELECT name FROM names WHERE kind = 'flow' ORDER BY name")]
+    flows = [
+        r[0]
+        for r in conn.execute(
+            "SELECT name FROM names WHERE kind = 'flow' ORDER BY name"
+        )
+    ]
     machines = [
-        r[0] for r in conn.execute("SELECT name FROM names WHERE kind = 'machine' ORDER BY name")
+        r[0]
+        for r in conn.execute(
+            "SELECT name FROM names WHERE kind = 'machine' ORDER BY name"
+        )
     ]
     return flows, machines
 
@@ -278,7 +293,9 @@ def get_run(
     run["outcome"] = outcome_of(run, terminal, now)
     events = [
         orjson.loads(data)
-        for (data,) in conn.execute("SELECT data FROM events WHERE run = ?", (run["id"],))
+        for (data,) in conn.execute(
+            "SELECT data FROM events WHERE run = ?", (run["id"],)
+        )
     ]
     story = build_story(cid, events, mark=highlight)
     from sl2s.observe.story import causal_order
@@ -289,7 +306,12 @@ def get_run(
     for line in story.lines:
         if line.kind == "hop":
             items.append(
-                {"kind": "hop", "hop": line.hop_kind, "source": line.source, "target": line.target}
+                {
+                    "kind": "hop",
+                    "hop": line.hop_kind,
+                    "source": line.source,
+                    "target": line.target,
+                }
             )
             continue
         event, _cause = ordered[position]
@@ -331,7 +353,11 @@ def event_item(
         "name": event.get("event_name") or "",
         "severity": event.get("severity_text") or "",
         "failed": ev.is_failure(event),
-        "body": event.get("body") if isinstance(event.get("body"), str) else orjson.dumps(event.get("body")).decode(),
+        "body": (
+            event.get("body")
+            if isinstance(event.get("body"), str)
+            else orjson.dumps(event.get("body")).decode()
+        ),
         "template": a.get("sl2s.template") or "",
         "fields": fields if isinstance(fields, dict) else {},
         "plan": a.get("sl2s.plan") or "",
@@ -368,7 +394,8 @@ def stream(
         where.append(f"e.flow IN ({','.join('?' for _ in flows)})")
         args += list(flows)
     rows = conn.execute(
-        "SELECT e.data FROM events e WHERE " + " AND ".join(where)
+        "SELECT e.data FROM events e WHERE "
+        + " AND ".join(where)
         + " ORDER BY e.ts DESC, e.event_id DESC LIMIT ? OFFSET ?",
         args + [page_size + 1, (max(1, page) - 1) * page_size],
     ).fetchall()

@@ -42,7 +42,13 @@ def cache_name(url: str) -> str:
 class Remotes:
     """The machines at `urls`, copied into `cache` (one directory per machine)."""
 
-    def __init__(self, urls: list[str], cache: Path, keys: tuple[bytes, ...] = (), timeout: float = 10.0):
+    def __init__(
+        self,
+        urls: list[str],
+        cache: Path,
+        keys: tuple[bytes, ...] = (),
+        timeout: float = 10.0,
+    ):
         self.urls = urls
         self.cache = Path(cache)
         self.keys = keys
@@ -106,7 +112,9 @@ def pull_events(url: str, directory: Path, keys, timeout: float) -> int:
             continue
         local = directory / name
         offset = local.stat().st_size if local.exists() else 0
-        if int(item.get("size", 0)) < offset:  # the machine's file was replaced: start over
+        if (
+            int(item.get("size", 0)) < offset
+        ):  # the machine's file was replaced: start over
             local.unlink()
             offset = 0
         while int(item.get("size", 0)) > offset:

@@ -85,7 +85,9 @@ def read_table(path: Path) -> dict:
         )
     for key, value in table.items():
         if not isinstance(value, str):
-            raise Sl2sError(Diagnostic(str(path), 0, f"[console] {key} must be a string"))
+            raise Sl2sError(
+                Diagnostic(str(path), 0, f"[console] {key} must be a string")
+            )
     return table
 
 

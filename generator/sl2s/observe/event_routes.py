@@ -1,5 +1,6 @@
 """A machine's event logs over HTTP, read incrementally by `sl2s console --url`
-(sl2s.console.remote). Mounted like the incidents: behind the hop signature, at `EVENTS_PATH`."""
+(sl2s.console.remote). Mounted like the incidents: behind the hop signature, at `EVENTS_PATH`.
+"""
 
 from __future__ import annotations
 
@@ -38,7 +39,11 @@ def routes(log_dir: str | os.PathLike):
 
     def read(name: str, offset: int):
         path = base / name
-        if not LOG_NAME.match(name) or name.startswith("incident-") or not path.is_file():
+        if (
+            not LOG_NAME.match(name)
+            or name.startswith("incident-")
+            or not path.is_file()
+        ):
             return None
         with path.open("rb") as handle:
             handle.seek(offset)
@@ -58,7 +63,9 @@ def routes(log_dir: str | os.PathLike):
         except ValueError:
             offset = -1
         if offset < 0:
-            return JSONResponse({"error": "offset must be a byte count"}, status_code=400)
+            return JSONResponse(
+                {"error": "offset must be a byte count"}, status_code=400
+            )
         data = await run_in_threadpool(read, request.path_params["name"], offset)
         if data is None:
             return JSONResponse({"error": "no such log"}, status_code=404)

@@ -121,7 +121,9 @@ class Line:
     target: str = ""
     marked: bool = False  # the event asked for with --event
     event_id: str = ""
-    fields: tuple[tuple[str, object], ...] = ()  # what the step saw (as logged: secrets ***)
+    fields: tuple[
+        tuple[str, object], ...
+    ] = ()  # what the step saw (as logged: secrets ***)
 
 
 @dataclass(frozen=True)
@@ -225,7 +227,8 @@ def fields_text(fields) -> str:
     import orjson
 
     return " ".join(
-        f"{k}={v if isinstance(v, str) else orjson.dumps(v).decode()}" for k, v in fields
+        f"{k}={v if isinstance(v, str) else orjson.dumps(v).decode()}"
+        for k, v in fields
     )
 
 
