@@ -164,10 +164,7 @@ def test_machines_are_read_over_the_signed_endpoints(tmp_path, logs, monkeypatch
     """A machine serving its incidents and events behind the hop signature; the console pulls
     them with the key, incrementally, and says so when the key is wrong."""
     from starlette.applications import Starlette
-    from starlette.routing import Mount, Router
-
-    from sl2s.observe import event_routes
-    from sl2s.runtime.http_server import SignedReads, incidents_mount
+    from sl2s.runtime.transport.http.server import events_mount, incidents_mount
 
     key = (b"k" * 32,)
     machine_logs = tmp_path / "machine"
@@ -175,11 +172,9 @@ def test_machines_are_read_over_the_signed_endpoints(tmp_path, logs, monkeypatch
     shutil.copy(logs / "server.jsonl", machine_logs / "server.jsonl")
     machine = Starlette(
         routes=[
+            # as every served machine mounts them (transport.http.server.machine_app)
             incidents_mount(machine_logs, key),
-            Mount(
-                event_routes.EVENTS_PATH,
-                app=SignedReads(Router(routes=event_routes.routes(machine_logs)), key),
-            ),
+            events_mount(machine_logs, key),
         ]
     )
     monkeypatch.chdir(tmp_path)
@@ -208,16 +203,31 @@ def test_the_command_prints_its_address_and_serves_until_stopped(tmp_path, logs)
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("SL2S_")}
     process = subprocess.Popen(
-        [sys.executable, "-c", "from sl2s.cli import main; main()", "console", str(logs),
-         "--port", "0", "--refresh", "0"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "from sl2s.cli import main; main()",
+            "console",
+            str(logs),
+            "--port",
+            "0",
+            "--refresh",
+            "0",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         line = process.stdout.readline()
         found = _re.search(r"open (http://127\.0\.0\.1:\d+/)", line)
         assert found, line + process.stderr.read()
         assert "4 runs indexed" in line
-        with urllib.request.urlopen(found.group(1) + "?q=username%3Dann", timeout=20) as page:
+        with urllib.request.urlopen(
+            found.group(1) + "?q=username%3Dann", timeout=20
+        ) as page:
             assert PARENT in page.read().decode()
         assert (tmp_path / ".sl2s" / "console.sqlite3").is_file()
     finally:

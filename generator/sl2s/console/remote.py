@@ -24,7 +24,9 @@ import orjson
 
 from sl2s.diagnostics import Sl2sError
 from sl2s.observe import incidents as inc
-from sl2s.observe.event_routes import EVENTS_PATH, LOG_NAME as _NAME
+from sl2s.observe.event_routes import EVENTS_PATH
+from sl2s.observe.event_routes import LOG_NAME as _NAME
+from sl2s.observe.remote import remote_get
 
 
 def machine_base(url: str) -> str:
@@ -85,7 +87,7 @@ def pull_incidents(url: str, directory: Path, keys, timeout: float) -> int:
             continue
         if not summary.get("complete"):
             break  # an open incident is fetched again when it is closed
-        _, data = inc._remote_get(
+        _, data = remote_get(
             url, "/" + urllib.parse.quote(incident_id, safe=""), keys, timeout
         )
         target = directory / f"{incident_id}.jsonl"
@@ -100,7 +102,7 @@ def pull_events(url: str, directory: Path, keys, timeout: float) -> int:
     """Copy each machine log's new complete lines; the bytes copied (0 when not served)."""
     endpoint = machine_base(url) + EVENTS_PATH
     try:
-        _, data = inc._remote_get(endpoint, "/", keys, timeout)
+        _, data = remote_get(endpoint, "/", keys, timeout)
     except Sl2sError as error:
         if "HTTP 404" in str(error):
             return 0
@@ -118,9 +120,7 @@ def pull_events(url: str, directory: Path, keys, timeout: float) -> int:
             local.unlink()
             offset = 0
         while int(item.get("size", 0)) > offset:
-            _, chunk = inc._remote_get(
-                endpoint, f"/{name}?offset={offset}", keys, timeout
-            )
+            _, chunk = remote_get(endpoint, f"/{name}?offset={offset}", keys, timeout)
             if not chunk:
                 break
             with local.open("ab") as handle:

@@ -16,7 +16,7 @@ LOG_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.jsonl$")
 
 def routes(log_dir: str | os.PathLike):
     """Starlette routes serving a log dir's machine logs for `pull_events` (no auth of their
-    own: mount them behind `sl2s.runtime.http_server.SignedReads` at `/sl2s/v1/events`):
+    own: mount them behind `sl2s.runtime.transport.http.server.SignedReads` at `/sl2s/v1/events`):
 
     - `GET /` -> `{"files": [{"name": "server.jsonl", "size": N}, …]}`
     - `GET /{name}?offset=N` -> the complete lines after byte N (at most MAX_CHUNK bytes, at

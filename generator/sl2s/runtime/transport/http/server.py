@@ -541,6 +541,20 @@ def incidents_mount(
     )
 
 
+def events_mount(
+    log_dir: str | os.PathLike,
+    keys: tuple[bytes, ...],
+    **options: Any,
+) -> Mount:
+    """`/sl2s/v1/events` serving the machine's event logs of `log_dir` incrementally (what
+    `sl2s console --url` and `sl2s run --remote` read), behind `SignedReads`."""
+    from sl2s.observe.event_routes import EVENTS_PATH, routes
+
+    return Mount(
+        EVENTS_PATH, app=SignedReads(Router(routes=routes(log_dir)), keys, **options)
+    )
+
+
 def _finish_later(store: IdempotencyStore, entry: _Entry, done: asyncio.Future) -> None:
     if done.cancelled() or done.exception() is not None:
         store.finish(
@@ -676,7 +690,10 @@ def machine_app(services_dir: str | os.PathLike, name: str, config=None) -> Star
         machine=name,
         keys=config.keys,
         max_body=config.max_body,
-        extra_routes=[incidents_mount(machine_log_dir(services_dir), config.keys)],
+        extra_routes=[
+            incidents_mount(machine_log_dir(services_dir), config.keys),
+            events_mount(machine_log_dir(services_dir), config.keys),
+        ],
         has_segment=machine.has_segment,
         flow_digest=machine.info.flow_digests.get,
         flows=durable.store_for(
