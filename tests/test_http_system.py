@@ -163,6 +163,38 @@ def test_secrets_reach_only_the_machines_that_use_them(relay_tree, tmp_path):
     assert "TOPSECRET-42" not in done.stdout
 
 
+def test_run_remote_tells_the_whole_story_across_machines(relay_tree, tmp_path):
+    """`sl2s run --remote` prints every machine's steps, in causal order, as in-process runs do,
+    though the machines ran in other processes (their events read back from each machine).
+    """
+    logs = tmp_path / "logs"
+    up, _ = start_up(relay_tree, base_env(SL2S_LOG_DIR=str(logs), SL2S_HOP_KEY=KEY))
+    try:
+        env = base_env(SL2S_LOG_DIR=str(logs), SL2S_HOP_KEY=KEY)
+        local = sl2s(
+            "run", str(relay_tree), "relay", "job=j1", "token=t0k3n-1", env=env
+        )
+        remote = sl2s(
+            "run",
+            str(relay_tree),
+            "relay",
+            "job=j1",
+            "token=t0k3n-1",
+            "--remote",
+            env=env,
+        )
+    finally:
+        stop(up)
+    assert local.returncode == remote.returncode == 0, remote.stderr
+    lines = remote.stdout.splitlines()
+    story = lines[: next(i for i, line in enumerate(lines) if line.startswith("flow "))]
+    assert [line.split(":")[0] for line in story] == [
+        "front", "middle", "back", "middle", "front"
+    ]  # fmt: skip
+    assert story == local.stdout.splitlines()[: len(story)]
+    assert "done (5 steps)" in remote.stdout and "t0k3n-1" not in remote.stdout
+
+
 def test_run_metadata_travels_with_every_hop_masked(relay_tree, tmp_path):
     """`sl2s run --actor/--reason` over HTTP: every event of the run, in every machine's process,
     carries the metadata; a secret typed into it is masked before it leaves the entry.

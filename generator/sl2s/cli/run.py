@@ -16,7 +16,12 @@ from sl2s.runtime.launch import (
     run_metadata_of,
 )
 from sl2s.runtime.core.stdmask import masked_std_streams
-from sl2s.runtime.story_print import StoryPrinter, shown_context, user_traceback
+from sl2s.runtime.story_print import (
+    StoryPrinter,
+    shown_context,
+    story_line,
+    user_traceback,
+)
 from sl2s.runtime.core.system import log_dir
 
 
@@ -38,7 +43,8 @@ def run(
         False,
         "--remote",
         help="Hop over HTTP to machines already running (sl2s up / sl2s serve); addresses from "
-        "DIR/sl2s.toml, DIR/.sl2s/up.toml or SL2S_URL_<MACHINE>. Only this machine's steps print.",
+        "DIR/sl2s.toml, DIR/.sl2s/up.toml or SL2S_URL_<MACHINE>. The story, every machine's "
+        "steps, prints when the run is over.",
     ),
     actor: str = typer.Option(
         None,
@@ -72,12 +78,16 @@ def run(
     Exit status 1 when a step fails: the plan line of the failing step is named, and the traceback of
     your own code is shown once.
     """
+    remote_logs = None
     try:
-        # --remote: see sl2s.runtime.transport.http.sender.use_http (owned by the HTTP work)
         if remote:
+            from sl2s.observe.remote_story import RemoteLogs
             from sl2s.runtime.transport.http.sender import use_http
 
-            use_http(directory)
+            config = use_http(directory)
+            urls = [*config.urls.values()]
+            urls += [url for many in config.replicas.values() for url in many]
+            remote_logs = RemoteLogs(urls, config.keys)
         fields = parse_values(values or [])
         run_meta = run_metadata_of(actor, ticket, reason, meta or [])
         entry = load_entry(directory, flow)
@@ -92,32 +102,76 @@ def run(
         typer.echo(f"sl2s: {directory}: importing the system failed: {error}", err=True)
         raise typer.Exit(1) from None
     capture_info_records()
-    story = StoryPrinter(typer.echo)
+    # --remote: the story is told once the run is over, with the served machines' events read
+    # back from them (only what they wrote during the run); in-process: as it happens
+    story = _Collector() if remote_logs is not None else StoryPrinter(typer.echo)
+    if remote_logs is not None:
+        remote_logs.mark()
     if not quiet:
         hooks.subscribe(story)
+
+    def tell() -> None:  # --remote: the whole story, once the run is over
+        hooks.unsubscribe(story)
+        if isinstance(story, _Collector) and remote_logs is not None and not quiet:
+            story.tell(remote_logs, typer.echo)
+
     try:
         # what steps print: their run's secrets masked
         with masked_std_streams(), run_metadata(**run_meta):
             result = entry.function(**fields)
     except StepFailed as failure:
+        tell()
         if failure.kind == "exception" and failure.traceback:
             typer.echo(failure.traceback.rstrip("\n"), err=True)
         report(failure)
         raise typer.Exit(1) from None
     except HopFailed as failure:
+        tell()
         cause = failure.__cause__
         if cause is not None:  # the target machine's own code failed to import
             typer.echo(user_traceback(cause), err=True)
         report(failure)
         raise typer.Exit(1) from None
     except Sl2sError as error:
+        tell()
         report(error)
         raise typer.Exit(1) from None
     finally:
         hooks.unsubscribe(story)
+    tell()
     context = shown_context(result, entry.machine.secret_names(entry.flow), fields)
     if quiet:
         typer.echo(context)
         return
     typer.echo(f"flow '{entry.flow}' done ({story.steps} steps); context: {context}")
     typer.echo(f"events: {log_dir(entry.machine.info)}")
+
+
+class _Collector:
+    """`sl2s run --remote`: keeps this process's events of the run; `tell` prints the whole run,
+    every machine's events merged and in causal order, like the in-process story."""
+
+    def __init__(self) -> None:
+        self.events: list[dict] = []
+        self.steps = 0
+
+    def event(self, evt) -> None:
+        self.events.append(dict(evt))
+
+    def tell(self, remote_logs, echo) -> None:
+        from sl2s.observe.remote_story import merged
+        from sl2s.observe.story import causal_order
+
+        events, self.events = self.events, []  # told once
+        if not events:
+            return
+        cid = events[0].get("attributes", {}).get("sl2s.correlation_id")
+        remote = remote_logs.events_of(cid) if cid else []
+        for url, error in sorted(remote_logs.errors.items()):
+            echo(f"sl2s: {url}: its events could not be read: {error}")
+        for event, _cause in causal_order(merged(events, remote)):
+            if event.get("event_name") == "sl2s.step":
+                self.steps += 1
+            line = story_line(event)
+            if line is not None:
+                echo(line)

@@ -191,8 +191,11 @@ def _apply_file(
     deadlines: dict | None = None,
     replicas: dict | None = None,
 ) -> None:
-    # [store] is read by sl2s.runtime.store (the flow store's URL)
-    unknown = sorted(set(data) - {"machines", "hop", "flows", "store"})
+    # read elsewhere: [store] by sl2s.runtime.store (the flow store's URL), [console] by
+    # sl2s.console (its base URL), [links] by sl2s.observe.revision (source links)
+    unknown = sorted(
+        set(data) - {"machines", "hop", "flows", "store", "console", "links"}
+    )
     if unknown:
         raise HopConfigError(
             Diagnostic(label, 0, f"unknown table(s): {', '.join(unknown)}")
