@@ -305,13 +305,14 @@ def test_search_text_is_split_into_field_filters_and_words():
 
 def test_settings_from_sl2s_toml_and_environment(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    for name in cs.KEYS.values():
+    for name in [*cs.KEYS.values(), *(env for _, env in cs.LINKS.values())]:
         monkeypatch.delenv(name, raising=False)
     services = tmp_path / "services"
     (services / ".sl2s" / "logs").mkdir(parents=True)
     (services / "sl2s.toml").write_text(
-        '[console]\nurl = "http://127.0.0.1:8700"\nrepo = "https://gitlab.com/org/app"\n'
-        'source_url = "{repo}/-/blob/{revision}/{path}#L{line}"\n'
+        '[console]\nurl = "http://127.0.0.1:8700"\n'
+        '[links]\nrepo = "https://gitlab.com/org/app"\n'
+        'source = "{repo}/-/blob/{revision}/{path}#L{line}"\n'
     )
     s = cs.load([services / ".sl2s" / "logs"])
     assert s.url == "http://127.0.0.1:8700"
@@ -319,7 +320,7 @@ def test_settings_from_sl2s_toml_and_environment(tmp_path, monkeypatch):
         "https://gitlab.com/org/app/-/blob/abc123/services/server/login.py#L17"
     )
     monkeypatch.setenv("SL2S_CONSOLE_URL", "https://console.example")
-    monkeypatch.setenv("SL2S_CONSOLE_SOURCE_URL", cs.GITHUB)
+    monkeypatch.setenv("SL2S_SOURCE_URL", cs.GITHUB)
     s = cs.load([services / ".sl2s" / "logs"])
     assert cs.event_link(s.url, "42") == "https://console.example/event/42"
     assert (

@@ -35,7 +35,7 @@ def logs(tmp_path) -> Path:
 @pytest.fixture
 def served(tmp_path, logs, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("SL2S_CONSOLE_REPO", "https://github.com/org/app")
+    monkeypatch.setenv("SL2S_REPO_URL", "https://github.com/org/app")
     console = open_console([str(logs)], index_path=str(tmp_path / "i.sqlite3"))
     with Served(build_app(console, refresh_every=0)) as server:
         yield server

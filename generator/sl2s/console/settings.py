@@ -1,14 +1,15 @@
 """The console's settings: its base URL (for permalinks `sl2s story` prints) and source links.
 
-`[console]` in `sl2s.toml` (the one in the current directory, else the first found at or above a
-log directory given), overridden by the environment:
+`sl2s.toml` (the one in the current directory, else the first found at or above a log directory
+given), overridden by the environment. Source links share `[links]` with the crash details of
+incidents (sl2s.observe.revision), so one setting serves both:
 
-| sl2s.toml `[console]` | environment | meaning |
+| sl2s.toml | environment | meaning |
 |---|---|---|
-| `url` | `SL2S_CONSOLE_URL` | where the console is reached, e.g. `http://127.0.0.1:8700` |
-| `repo` | `SL2S_CONSOLE_REPO` | the repository's web address, e.g. `https://github.com/org/app` |
-| `source_url` | `SL2S_CONSOLE_SOURCE_URL` | template of a source link (default GitHub's form below) |
-| `revision` | `SL2S_CONSOLE_REVISION` | the revision when the run's incident does not name one (`HEAD`) |
+| `[console] url` | `SL2S_CONSOLE_URL` | where the console is reached, e.g. `http://127.0.0.1:8700` |
+| `[console] revision` | `SL2S_CONSOLE_REVISION` | the revision when the run's incident does not name one (`HEAD`) |
+| `[links] repo` | `SL2S_REPO_URL` | the repository's web address, e.g. `https://github.com/org/app` |
+| `[links] source` | `SL2S_SOURCE_URL` | template of a source link (default GitHub's form below) |
 
 Source link templates: `{repo}`, `{revision}`, `{path}`, `{line}` are replaced.
 GitHub: `{repo}/blob/{revision}/{path}#L{line}`; GitLab: `{repo}/-/blob/{revision}/{path}#L{line}`.
@@ -32,11 +33,13 @@ else:  # pragma: no cover
 
 GITHUB = "{repo}/blob/{revision}/{path}#L{line}"
 GITLAB = "{repo}/-/blob/{revision}/{path}#L{line}"
-KEYS = {
+KEYS = {  # [console] setting -> its environment variable
     "url": "SL2S_CONSOLE_URL",
-    "repo": "SL2S_CONSOLE_REPO",
-    "source_url": "SL2S_CONSOLE_SOURCE_URL",
     "revision": "SL2S_CONSOLE_REVISION",
+}
+LINKS = {  # [links] setting -> (Settings field, environment variable)
+    "repo": ("repo", "SL2S_REPO_URL"),
+    "source": ("source_url", "SL2S_SOURCE_URL"),
 }
 
 
@@ -80,7 +83,7 @@ def read_table(path: Path) -> dict:
                 str(path),
                 0,
                 f"[console] has unknown setting(s): {', '.join(unknown)} "
-                f"(expected {', '.join(KEYS)})",
+                f"(expected {', '.join(KEYS)}; source links are [links] repo and source)",
             )
         )
     for key, value in table.items():
@@ -88,7 +91,15 @@ def read_table(path: Path) -> dict:
             raise Sl2sError(
                 Diagnostic(str(path), 0, f"[console] {key} must be a string")
             )
-    return table
+    values = dict(table)
+    links = data.get(
+        "links", {}
+    )  # (shared with sl2s.observe.revision, which checks it)
+    if isinstance(links, dict):
+        for key, (field, _) in LINKS.items():
+            if isinstance(links.get(key), str):
+                values[field] = links[key]
+    return values
 
 
 def load(
@@ -101,7 +112,7 @@ def load(
         if table:
             values = table
             break
-    for key, env in KEYS.items():
+    for key, env in [*KEYS.items(), *LINKS.values()]:  # the environment wins
         if environ.get(env, "").strip():
             values[key] = environ[env].strip()
     settings = Settings(**{k: v for k, v in values.items() if v})
