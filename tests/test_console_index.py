@@ -371,3 +371,20 @@ def test_a_field_value_links_to_the_search_that_finds_it():
     assert field_query("tenant_id", 1234) == "tenant_id=1234"
     assert field_query("password", "***") == ""
     assert field_query("address", {"city": "x"}) == ""
+
+
+def test_an_index_of_another_layout_is_rebuilt_from_the_logs(tmp_path, logs):
+    import sqlite3
+
+    old = tmp_path / "old.sqlite3"
+    conn = sqlite3.connect(old)
+    conn.executescript(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);"
+        "INSERT INTO meta VALUES ('schema', '1');"
+        "CREATE TABLE runs (cid TEXT PRIMARY KEY) WITHOUT ROWID;"
+    )
+    conn.close()
+    idx = Index(old)
+    assert idx.refresh([logs]).events == 11
+    assert runs(idx, fields=(("username", "carol"),)) == [FAILED]
+    idx.close()

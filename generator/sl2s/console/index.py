@@ -37,7 +37,7 @@ import orjson
 from sl2s.observe import events as ev
 from sl2s.runtime.redact import MASK, Masker, secret_texts
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BATCH_LINES = 50_000
 META = "sl2s.run_meta"
 PARENT = "sl2s.parent_correlation_id"
@@ -379,6 +379,19 @@ def lock_files(paths: Iterable[Path]) -> list[Path]:
     return list(found)
 
 
+def _schema(path: Path) -> str | None:
+    """The schema version an index file was made with (None: not an index)."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+    return row[0] if row else None
+
+
 class Index:
     """The index file and how to bring it up to date with the logs."""
 
@@ -386,6 +399,14 @@ class Index:
         self.path = Path(path)
         # a new index is built in a file of its own, renamed into place when complete: a build
         # that is interrupted leaves no half index behind
+        if self.path.exists() and _schema(self.path) != str(SCHEMA_VERSION):
+            for stale in (
+                self.path,
+                *(self.path.with_name(self.path.name + x) for x in ("-wal", "-shm")),
+            ):
+                stale.unlink(
+                    missing_ok=True
+                )  # another layout: it is rebuilt from the logs
         self.building = not self.path.exists()
         if self.building:
             self._partial.unlink(missing_ok=True)
