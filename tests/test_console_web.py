@@ -63,6 +63,7 @@ def test_a_run_page_shows_metadata_fields_links_and_its_child_runs(served):
     )
     assert 'href="#e-20000000000000000000000000000001"' in html  # causation link
     assert "https://github.com/org/app/blob/HEAD/services/server/login.py#L17" in html
+    assert '<a href="https://github.com/org/app/blob/HEAD/login.csv#L4">login.csv:4</a>' in html
     assert '<th scope="row">session</th><td><a href="/?q=session%3Ds-ann"' in html
     assert '<th scope="row">password</th><td>***</td>' in html
     assert "<svg" in html and "flow login" in html

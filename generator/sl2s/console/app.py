@@ -169,6 +169,12 @@ class Console:
                 it["source_url"] = cs.source_link(
                     self.settings, it["path"], it["line"], revision
                 )
+                plan, _, line = it["plan"].rpartition(":")
+                it["plan_url"] = (
+                    cs.source_link(self.settings, plan, line, revision)
+                    if plan and line.isdigit() and not plan.startswith("..")
+                    else ""
+                )
 
         def bar(delta):
             if not delta or not longest:
