@@ -46,12 +46,7 @@ NAMED_MASKS = {
     # node-129, R02-M1-N0, 3.2.1
     "digits": r"(?<![^\s=:;,|()\[\]\"'])[^\s=:;,|()\[\]\"']*\d[^\s=:;,|()\[\]\"']*",
 }
-_SUBSUMED_BY_DIGITS = (
-    "ip",
-    "hex",
-    "hexid",
-    "number",
-)  # values that always hold a digit
+_SUBSUMED_BY_DIGITS = ("uuid", "ip", "hex", "hexid", "number")  # values (nearly) always with a digit
 DEFAULT_MASKS = ("uuid", "ip", "hex", "hexid", "number", "digits")
 DEFAULT_SIMILARITY = 0.7
 DEFAULT_DEPTH = 5
@@ -152,7 +147,12 @@ def masker(options: MiningOptions | None = None):
     # values joined by punctuation (`10.0.0.1,10.0.0.2`, `12:30`) are one value
     joined = re.compile(f"{token}(?:[,;:/._-]+{token})+")
 
+    only_digits = regexes == [NAMED_MASKS["digits"]]
+    has_digit = re.compile(r"\d").search
+
     def mask(text: str) -> str:
+        if only_digits and not has_digit(text):
+            return text  # nothing for the digits mask to do
         masked = combined.sub(MASK_TOKEN, text)
         return (
             joined.sub(MASK_TOKEN, masked) if masked.count(MASK_TOKEN) > 1 else masked

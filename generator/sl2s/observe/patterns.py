@@ -148,11 +148,15 @@ class Analyzer:
         self.mask = masker(self.options)
         self._recent: dict[str, deque] = {}
         self._pending: dict[str, list[list]] = {}  # source -> [[pattern, remaining]]
+        self._text_patterns: dict[int, Pattern] = {}  # cluster id -> its text lines' pattern
         self.events = 0
 
     # ------------------------------------------------------------------------- streaming part
 
     def feed(self, source: str, lineno: int, event: dict) -> None:
+        if event.get("event_name") == TEXT:
+            self._feed_text(source, lineno, event)
+            return
         self.events += 1
         short = None
         pending = self._pending.get(source)
@@ -244,6 +248,33 @@ class Analyzer:
                     self.arrival,
                 )
             )
+        recent = self._recent.get(source)
+        if recent is None:
+            recent = self._recent[source] = deque(maxlen=CONTEXT)
+        recent.append((lineno, event) if short is None else (lineno, event, short))
+
+    def _feed_text(self, source: str, lineno: int, event: dict) -> None:
+        """`feed` for a plain-text line (sl2s.observe.textlog): mined, counted; nothing else."""
+        self.events += 1
+        short = None
+        pending = self._pending.get(source)
+        if pending:
+            short = _short(source, lineno, event)
+            for item in pending:
+                item[0].after.append(short)
+                item[1] -= 1
+            self._pending[source] = [item for item in pending if item[1] > 0]
+        cluster = self.miner.drain.add_log_message(self.mask(event["body"]))[0].cluster_id
+        pattern = self._text_patterns.get(cluster)
+        if pattern is None:
+            key = f"log line|{cluster}"
+            self._hit("log line", key, "", source, lineno, event, None, cluster=cluster)
+            pattern = self._text_patterns[cluster] = self.patterns[key]
+        else:
+            pattern.count += 1
+            pattern.machines.add(event["attributes"]["sl2s.machine"])
+            if self.keep_members:
+                pattern.members.append(f"{source}:{lineno}")
         recent = self._recent.get(source)
         if recent is None:
             recent = self._recent[source] = deque(maxlen=CONTEXT)
@@ -495,8 +526,9 @@ def analyse(
         items = iter_text(text_files(paths), prefix, stats)
     else:
         items = ev.iter_events(ev.event_files(paths), stats)
+    feed = analyzer._feed_text if text else analyzer.feed
     for source, lineno, event in items:
-        analyzer.feed(source, lineno, event)
+        feed(source, lineno, event)
     return analyzer.finish(), analyzer, stats
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 from pathlib import Path
 
 from sl2s.diagnostics import Diagnostic, Sl2sError
@@ -70,8 +70,7 @@ _DEFAULT = re.compile(DEFAULT_PREFIX)
 _NAME = re.compile(r"\s*[\w.$/@-]+(?:\[\d+\])?:(?=\s|$)")
 
 
-@dataclass(frozen=True)
-class TextLine:
+class TextLine(NamedTuple):
     message: str
     level: str  # the bucket text: TRACE DEBUG INFO WARN ERROR FATAL
     severity: int
@@ -92,18 +91,16 @@ def compile_prefix(prefix: str | None) -> re.Pattern | None:
 def split_line(line: str, prefix: re.Pattern | None = None) -> TextLine:
     """Strip the prefix of one log line; its message, level and severity number."""
     text = line.rstrip("\r\n")
+    if prefix is None and not _may_have_prefix(text):
+        return TextLine(text if text[-1:] != " " and text[:1] != " " else text.strip(), "INFO", 9)
     level = None
     if prefix is not None:
         match = prefix.match(text)
         if match:
             groups = match.groupdict()
             level = groups.get("level")
-            text = (
-                groups["message"]
-                if groups.get("message") is not None
-                else text[match.end() :]
-            )
-    else:
+            text = groups["message"] if groups.get("message") is not None else text[match.end():]
+    elif _may_have_prefix(text):
         match = _DEFAULT.match(text)
         if match and match.end() > 0:
             seen_time = False
@@ -120,6 +117,23 @@ def split_line(line: str, prefix: re.Pattern | None = None) -> TextLine:
                 text = rest
     severity, bucket = _LEVELS.get((level or "INFO").upper(), (9, "INFO"))
     return TextLine(text.strip(), bucket, severity)
+
+
+_MONTHS = {"JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"}
+_WORD = re.compile(r"[A-Za-z]+")
+
+
+def _may_have_prefix(text: str) -> bool:
+    """A cheap test before the prefix regex: a prefix starts with a digit, a bracket, a dash or a
+    space, or with a level or a month name (most messages start with another word)."""
+    if not text:
+        return False
+    first = text[0]
+    if not first.isalpha():
+        return True
+    word = _WORD.match(text)
+    head = word.group().upper() if word else ""
+    return head in _LEVELS or head[:3] in _MONTHS and len(head) == 3
 
 
 _DEFAULT_PARTS = re.compile(
@@ -143,7 +157,6 @@ def as_event(source: str, lineno: int, line: TextLine, name: str | None = None) 
         "severity_text": line.level,
         "severity_number": line.severity,
         "body": line.message,
-        "resource": {"service.name": name},
         "attributes": {"text.file": source, "text.line": lineno, "sl2s.machine": name},
     }
 
@@ -178,22 +191,28 @@ def iter_text(
     """(file, line number, event-like dict) for every non-blank line of the files."""
     from sl2s.observe.events import open_lines
 
+    split = split_line
     for path in files:
-        if stats is not None:
-            stats.files += 1
         source, name = str(path), path.name
         lines = open_lines(path)
+        lineno = 0
         try:
-            for lineno, raw in enumerate(lines, 1):
-                if stats is not None:
-                    stats.lines += 1
-                text = raw.decode("utf-8", errors="replace")
-                if not text.strip():
+            for lineno, raw in enumerate(lines, 1):  # noqa: B007 - counted after the loop
+                text = raw.decode("utf-8", errors="replace").strip()
+                if not text:
                     continue
-                yield source, lineno, as_event(
-                    source, lineno, split_line(text, prefix), name
-                )
+                line = split(text, prefix)
+                yield source, lineno, {
+                    "event_name": TEXT,
+                    "severity_text": line.level,
+                    "severity_number": line.severity,
+                    "body": line.message,
+                    "attributes": {"text.file": source, "text.line": lineno, "sl2s.machine": name},
+                }
         finally:
+            if stats is not None:
+                stats.files += 1
+                stats.lines += lineno
             close = getattr(lines, "close", None)
             if close is not None:
                 close()
