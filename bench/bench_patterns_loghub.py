@@ -73,7 +73,9 @@ def load(root: Path, name: str) -> tuple[list[str], list[str], list[str]]:
     return [r["Content"] for r in rows], [r["EventId"] for r in rows], lines
 
 
-def sl2s_groups(path: Path, count: int, options: MiningOptions | None = None) -> list[str]:
+def sl2s_groups(
+    path: Path, count: int, options: MiningOptions | None = None
+) -> list[str]:
     """The pattern each line of `path` falls in, from `sl2s patterns --text`'s analysis."""
     patterns, _analyzer, _stats = analyse(
         None, [str(path)], text=True, options=options, keep_members=True
@@ -97,7 +99,9 @@ def drain3_groups(lines: list[str]) -> list[int]:
 
 def write_lines(directory: Path, name: str, lines: list[str]) -> Path:
     path = directory / f"{name}.log"
-    path.write_text("".join(line.replace("\n", " ") + "\n" for line in lines), encoding="utf-8")
+    path.write_text(
+        "".join(line.replace("\n", " ") + "\n" for line in lines), encoding="utf-8"
+    )
     return path
 
 
@@ -117,9 +121,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--grid", action="store_true")
     args = parser.parse_args(argv)
-    missing = [d for d in DATASETS if not (args.loghub / d / f"{d}_2k.log_structured.csv").is_file()]
+    missing = [
+        d
+        for d in DATASETS
+        if not (args.loghub / d / f"{d}_2k.log_structured.csv").is_file()
+    ]
     if missing:
-        print(f"{args.loghub}: no {', '.join(missing)} (a checkout of logpai/loghub)", file=sys.stderr)
+        print(
+            f"{args.loghub}: no {', '.join(missing)} (a checkout of logpai/loghub)",
+            file=sys.stderr,
+        )
         return 2
     data = {d: load(args.loghub, d) for d in DATASETS}
     rows = []
@@ -140,14 +151,18 @@ def main(argv: list[str] | None = None) -> int:
             peer = grouping_accuracy(truth, drain3_groups(messages))
             ours_s = best_of(args.repeat, lambda: sl2s_groups(content, len(messages)))
             peer_s = best_of(args.repeat, lambda: drain3_groups(messages))
-            rows.append((name, ours, raw_accuracy, peer, PUBLISHED_DRAIN[name], ours_s, peer_s))
+            rows.append(
+                (name, ours, raw_accuracy, peer, PUBLISHED_DRAIN[name], ours_s, peer_s)
+            )
             print(
                 f"{name:<12} {ours:6.3f} "
                 + (f"{raw_accuracy:6.3f}" if raw_accuracy is not None else "     -")
                 + f" {peer:7.3f} {PUBLISHED_DRAIN[name]:12.3f} {ours_s:8.3f} {peer_s:8.3f} "
                 f"{ours_s / peer_s:6.2f}"
             )
-        avg = lambda i: statistics.mean(r[i] for r in rows if r[i] is not None)  # noqa: E731
+        avg = lambda i: statistics.mean(
+            r[i] for r in rows if r[i] is not None
+        )  # noqa: E731
         total_ours, total_peer = sum(r[5] for r in rows), sum(r[6] for r in rows)
         print(
             f"{'average':<12} {avg(1):6.3f} {avg(2):6.3f} {avg(3):7.3f} {avg(4):12.3f} "
@@ -170,7 +185,9 @@ def main(argv: list[str] | None = None) -> int:
                         scores = [
                             grouping_accuracy(
                                 data[d][1],
-                                sl2s_groups(work / f"{d}.log", len(data[d][0]), options),
+                                sl2s_groups(
+                                    work / f"{d}.log", len(data[d][0]), options
+                                ),
                             )
                             for d in DATASETS
                         ]

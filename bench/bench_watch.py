@@ -60,17 +60,20 @@ def event(i: int, failure: str | None = None) -> bytes:
     elif i % 25 == 0:
         name = "sl2s.log"
         body = TEMPLATES[i % 3].format(n=i, m=i % 97)
-    return orjson.dumps(
-        {
-            "timestamp": "2026-11-23T10:00:00.000000Z",
-            "severity_text": severity,
-            "severity_number": number,
-            "body": body,
-            "event_name": name,
-            "resource": {"service.name": "server"},
-            "attributes": attributes,
-        }
-    ) + b"\n"
+    return (
+        orjson.dumps(
+            {
+                "timestamp": "2026-11-23T10:00:00.000000Z",
+                "severity_text": severity,
+                "severity_number": number,
+                "body": body,
+                "event_name": name,
+                "resource": {"service.name": "server"},
+                "attributes": attributes,
+            }
+        )
+        + b"\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         directory = Path(tmp) / "logs"
         directory.mkdir()
         log = directory / "server.jsonl"
-        log.write_bytes(b"".join(event(i) for i in range(1, 1001)))  # something to learn
+        log.write_bytes(
+            b"".join(event(i) for i in range(1, 1001))
+        )  # something to learn
         env = {k: v for k, v in os.environ.items() if not k.startswith("SL2S_")}
         proc = subprocess.Popen(
             [*SL2S, "watch", str(directory), "--rate", "1000"],
@@ -160,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
             t.join(5)
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = usage.ru_utime + usage.ru_stime
-        read = next((line for line in err if line.startswith("watch stopped after")), "")
+        read = next(
+            (line for line in err if line.startswith("watch stopped after")), ""
+        )
         counted = int(read.split()[3]) if read else -1
         latencies = [seen[k] - written[k] for k in written if k in seen]
         # the floor, same lines, this process: parse each line once
@@ -169,7 +176,9 @@ def main(argv: list[str] | None = None) -> int:
             orjson.loads(line)
         floor = (time.process_time() - t0) / len(lines)
     rate = sent / elapsed
-    print(f"written: {sent} events in {elapsed:.2f} s ({rate:,.0f}/s), {len(written)} new errors")
+    print(
+        f"written: {sent} events in {elapsed:.2f} s ({rate:,.0f}/s), {len(written)} new errors"
+    )
     if latencies:
         print(
             f"write -> announcement: max {max(latencies) * 1000:.0f} ms, median "
@@ -178,7 +187,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         print("no announcement arrived")
-    print(f"watcher read {counted} events (written incl. the 1000 before: {sent + 1000})")
+    print(
+        f"watcher read {counted} events (written incl. the 1000 before: {sent + 1000})"
+    )
     per_event = cpu / max(counted, 1)
     print(
         f"watcher CPU: {cpu:.2f} s = {per_event * 1e6:.1f} us/event; floor (parse once): "

@@ -27,7 +27,9 @@ def failed(tmp_path_factory):
         encoding="utf-8",
     )
     logs = base / "logs"
-    done = run_job(tree, "empty-7", TOKEN, SL2S_LOG_DIR=str(logs), SL2S_REVISION="r-2041")
+    done = run_job(
+        tree, "empty-7", TOKEN, SL2S_LOG_DIR=str(logs), SL2S_REVISION="r-2041"
+    )
     assert done.returncode == 1, done.stderr
     (incident,) = list_incidents(logs)
     return tree, logs, incident

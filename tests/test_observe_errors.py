@@ -19,7 +19,9 @@ from sl2s.observe.errorstore import ErrorStore
 from sl2s.observe.incidents import list_incidents
 
 
-def occ(ts: str, revision: str | None = None, fp: str = "f1", eid: str | None = None, **kw):
+def occ(
+    ts: str, revision: str | None = None, fp: str = "f1", eid: str | None = None, **kw
+):
     return er.Occurrence(
         fingerprint=fp,
         exception_type="IndexError",
@@ -38,7 +40,9 @@ def test_life_cycle_new_seen_resolved_reactivated():
     assert (what, g.state, g.count) == ("new", "open", 1)
     g, what = er.observe(g, occ("2026-01-01T00:00:02Z", "r1"))
     assert (what, g.count) == ("seen", 2)
-    g = er.transition(g, "resolved", "2026-01-01T00:00:03Z", revision="r2", revisions_seen=("r1",))
+    g = er.transition(
+        g, "resolved", "2026-01-01T00:00:03Z", revision="r2", revisions_seen=("r1",)
+    )
     assert g.shown_state == "resolved in r2"
     g2, what = er.observe(g, occ("2026-01-01T00:00:04Z", "r1"))
     assert what == "seen" and g2.state == "resolved"  # old code still running
@@ -62,7 +66,11 @@ def test_ignored_and_acknowledged_groups_are_counted_not_announced():
 stamps = st.integers(0, 59).map(lambda s: f"2026-01-01T00:00:{s:02d}Z")
 
 
-@given(st.lists(st.tuples(stamps, st.sampled_from(["r1", "r2", None])), min_size=1, max_size=30))
+@given(
+    st.lists(
+        st.tuples(stamps, st.sampled_from(["r1", "r2", None])), min_size=1, max_size=30
+    )
+)
 def test_count_and_first_last_seen_follow_the_occurrences(items):
     group = None
     for ts, rev in items:
@@ -86,18 +94,26 @@ def test_suspected_deploy_is_the_one_it_appeared_after():
 
 def test_the_store_counts_an_event_once_and_keeps_facets(tmp_path):
     with ErrorStore(tmp_path) as store:
-        assert store.record(occ("2026-01-01T00:00:01Z", "r1", eid="e1", host="h1"))[1] == "new"
-        assert store.record(occ("2026-01-01T00:00:01Z", "r1", eid="e1", host="h1"))[1] == (
-            "duplicate"
+        assert (
+            store.record(occ("2026-01-01T00:00:01Z", "r1", eid="e1", host="h1"))[1]
+            == "new"
         )
-        store.record(occ("2026-01-01T00:00:02Z", "r2", eid="e2", host="h2", machine="other"))
+        assert store.record(occ("2026-01-01T00:00:01Z", "r1", eid="e1", host="h1"))[
+            1
+        ] == ("duplicate")
+        store.record(
+            occ("2026-01-01T00:00:02Z", "r2", eid="e2", host="h2", machine="other")
+        )
         g = store.find("f")
         assert g.count == 2
         assert g.facets["host"] == {"h1": 1, "h2": 1}
         assert g.facets["machine"] == {"server": 1, "other": 1}
         assert g.facets["revision"] == {"r1": 1, "r2": 1}
     with ErrorStore(tmp_path) as again:  # kept across processes
-        assert again.set_state("f1", "resolved", revision="r3").revisions_before == ("r1", "r2")
+        assert again.set_state("f1", "resolved", revision="r3").revisions_before == (
+            "r1",
+            "r2",
+        )
 
 
 @pytest.fixture(scope="module")
@@ -107,11 +123,27 @@ def tree(tmp_path_factory) -> Path:
 
 def test_errors_commands_resolve_and_reactivate_across_revisions(tree, tmp_path):
     logs = str(tmp_path / "logs")
-    done = sl2s("deploys", "record", str(tree), "--revision", "r1", "--target", "prod",
-                "--logs", logs, env=clean_env())
-    assert done.returncode == 0 and "recorded deploy #1 of r1" in done.stdout, done.stderr
-    assert run_job(tree, "perm-1", SL2S_LOG_DIR=logs, SL2S_REVISION="r1").returncode == 1
-    assert run_job(tree, "empty-1", SL2S_LOG_DIR=logs, SL2S_REVISION="r1").returncode == 1
+    done = sl2s(
+        "deploys",
+        "record",
+        str(tree),
+        "--revision",
+        "r1",
+        "--target",
+        "prod",
+        "--logs",
+        logs,
+        env=clean_env(),
+    )
+    assert (
+        done.returncode == 0 and "recorded deploy #1 of r1" in done.stdout
+    ), done.stderr
+    assert (
+        run_job(tree, "perm-1", SL2S_LOG_DIR=logs, SL2S_REVISION="r1").returncode == 1
+    )
+    assert (
+        run_job(tree, "empty-1", SL2S_LOG_DIR=logs, SL2S_REVISION="r1").returncode == 1
+    )
     listed = sl2s("errors", "list", "--logs", logs, env=clean_env())
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.count("  open  ") == 2
@@ -119,12 +151,25 @@ def test_errors_commands_resolve_and_reactivate_across_revisions(tree, tmp_path)
     assert "suspected: deploy #1 of r1" in listed.stdout
     index = next(line for line in listed.stdout.splitlines() if "IndexError" in line)
     fp = index.split()[0]
-    done = sl2s("errors", "resolve", fp[:8], "--in", "r2", "--logs", logs, env=clean_env())
+    done = sl2s(
+        "errors", "resolve", fp[:8], "--in", "r2", "--logs", logs, env=clean_env()
+    )
     assert done.stdout.startswith(f"{fp}  resolved in r2"), done.stderr
-    sl2s("deploys", "record", str(tree), "--revision", "r2", "--logs", logs, env=clean_env())
+    sl2s(
+        "deploys",
+        "record",
+        str(tree),
+        "--revision",
+        "r2",
+        "--logs",
+        logs,
+        env=clean_env(),
+    )
     nothing = sl2s("errors", "list", "--since", "r2", "--logs", logs, env=clean_env())
     assert (nothing.returncode, nothing.stdout) == (0, "no error groups\n")
-    assert run_job(tree, "empty-2", SL2S_LOG_DIR=logs, SL2S_REVISION="r2").returncode == 1
+    assert (
+        run_job(tree, "empty-2", SL2S_LOG_DIR=logs, SL2S_REVISION="r2").returncode == 1
+    )
     back = sl2s("errors", "list", "--since", "r2", "--logs", logs, env=clean_env())
     assert back.returncode == 1
     assert back.stdout.startswith(f"{fp}  reactivated  2x  IndexError")
@@ -133,7 +178,9 @@ def test_errors_commands_resolve_and_reactivate_across_revisions(tree, tmp_path)
     assert "revisions     r1 (1), r2 (1)" in shown
     assert "reactivated   " in shown
     ignored = sl2s("errors", "ignore", "nope", "--logs", logs, env=clean_env())
-    assert ignored.returncode == 1 and "no error group matching 'nope'" in ignored.stderr
+    assert (
+        ignored.returncode == 1 and "no error group matching 'nope'" in ignored.stderr
+    )
     assert "Traceback" not in ignored.stderr
 
 
@@ -146,10 +193,20 @@ def test_a_copy_without_git_reports_the_revision_given_at_deploy_time(tmp_path):
     subprocess.run([*git, "-C", str(repo), "add", "-A"], check=True)
     subprocess.run([*git, "-C", str(repo), "commit", "-qm", "x"], check=True)
     head = subprocess.run(
-        ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ["git", "-C", str(repo), "rev-parse", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
-    done = sl2s("deploy", str(tree), "--target", "compose", "-o", str(tmp_path / "c.yaml"),
-                env=clean_env())
+    done = sl2s(
+        "deploy",
+        str(tree),
+        "--target",
+        "compose",
+        "-o",
+        str(tmp_path / "c.yaml"),
+        env=clean_env(),
+    )
     assert done.returncode == 0, done.stderr
     assert f"recorded deploy #1 of {head}" in done.stderr
     image = tmp_path / "image" / "app"  # what a container holds: the tree, no .git
@@ -174,12 +231,16 @@ def test_without_any_revision_deploy_says_so_and_records_nothing(tree, tmp_path)
     assert not (copy / "sl2s.revision").exists()
 
 
-def test_patterns_new_since_reports_a_new_exception_at_a_step_that_failed_before(tree, tmp_path):
+def test_patterns_new_since_reports_a_new_exception_at_a_step_that_failed_before(
+    tree, tmp_path
+):
     logs, state = str(tmp_path / "logs"), str(tmp_path / "state.json")
     plan = str(tree.parent / "job.csv")
     assert run_job(tree, "perm-1", SL2S_LOG_DIR=logs).returncode == 1
     first = sl2s("patterns", plan, logs, "--new-since", state, env=clean_env())
-    assert first.returncode == 1 and "NEW  error  1x  PermissionError at " in first.stdout
+    assert (
+        first.returncode == 1 and "NEW  error  1x  PermissionError at " in first.stdout
+    )
     assert run_job(tree, "perm-2", SL2S_LOG_DIR=logs).returncode == 1
     same = sl2s("patterns", plan, logs, "--new-since", state, env=clean_env())
     assert (same.returncode, same.stdout.splitlines()[-1].split(" in ")[0]) == (

@@ -32,7 +32,9 @@ def tree(tmp_path_factory) -> Path:
 
 
 def _events(path: Path) -> list[dict]:
-    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+    return [
+        orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()
+    ]
 
 
 def test_info_records_of_a_served_step_are_events(tree, tmp_path):
@@ -40,24 +42,43 @@ def test_info_records_of_a_served_step_are_events(tree, tmp_path):
     proc, url = serve_process(tree, "server", clean_env(SL2S_LOG_DIR=str(server_logs)))
     try:
         done = run_job(
-            tree, "ok-1", SL2S_URL_SERVER=url, SL2S_LOG_DIR=str(client_logs), SL2S_TRANSPORT="http"
+            tree,
+            "ok-1",
+            SL2S_URL_SERVER=url,
+            SL2S_LOG_DIR=str(client_logs),
+            SL2S_TRANSPORT="http",
         )
         assert done.returncode == 0, done.stderr
     finally:
         stop(proc)
-    logs = [e for e in _events(server_logs / "server.jsonl") if e["event_name"] == "sl2s.log"]
-    assert [(e["severity_text"], e["body"]) for e in logs] == [("INFO", "working on ok-1")]
+    logs = [
+        e
+        for e in _events(server_logs / "server.jsonl")
+        if e["event_name"] == "sl2s.log"
+    ]
+    assert [(e["severity_text"], e["body"]) for e in logs] == [
+        ("INFO", "working on ok-1")
+    ]
 
 
 def test_the_same_info_record_under_run(tree, tmp_path):
     done = run_job(tree, "ok-2", SL2S_LOG_DIR=str(tmp_path))
     assert done.returncode == 0, done.stderr
-    logs = [e for e in _events(tmp_path / "server.jsonl") if e["event_name"] == "sl2s.log"]
-    assert [(e["severity_text"], e["body"]) for e in logs] == [("INFO", "working on ok-2")]
+    logs = [
+        e for e in _events(tmp_path / "server.jsonl") if e["event_name"] == "sl2s.log"
+    ]
+    assert [(e["severity_text"], e["body"]) for e in logs] == [
+        ("INFO", "working on ok-2")
+    ]
 
 
 def warning(i: int) -> dict:
-    return {"severity_number": 13, "severity_text": "WARNING", "body": f"w{i}", "attributes": {}}
+    return {
+        "severity_number": 13,
+        "severity_text": "WARNING",
+        "body": f"w{i}",
+        "attributes": {},
+    }
 
 
 @pytest.mark.parametrize("key", ["WARNING", "warning", "WARN", "Warn"])

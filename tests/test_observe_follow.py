@@ -20,7 +20,9 @@ def test_only_complete_new_lines_of_the_log_dirs_event_files_are_read(tmp_path):
         handle.write(b"3}\n")
     lines, offsets = read_new(tmp_path, offsets)
     assert lines == ['{"a":3}'] and offsets == {"server.jsonl": 24}
-    (tmp_path / "server.jsonl").write_bytes(b'{"b":1}\n')  # replaced: read from the start
+    (tmp_path / "server.jsonl").write_bytes(
+        b'{"b":1}\n'
+    )  # replaced: read from the start
     assert read_new(tmp_path, offsets)[0] == ['{"b":1}']
 
 
@@ -55,10 +57,14 @@ def test_the_webhook_is_retried_and_a_failure_names_only_its_host():
     try:
         sinks = Sinks(None, warnings.append, f"http://127.0.0.1:{port}/hooks/T0KEN")
         sinks.send(Announcement("new pattern", "k1", "first"))
-        sinks.send(Announcement("new pattern", "k2", "second"))  # answered 404: not retried
+        sinks.send(
+            Announcement("new pattern", "k2", "second")
+        )  # answered 404: not retried
         sinks.close()
     finally:
         server.shutdown()
         server.server_close()
     assert len(bodies) == 3 and sinks.sent == 1
-    assert warnings == [f"watch: webhook http://127.0.0.1:{port}/…: not delivered (HTTP 404)"]
+    assert warnings == [
+        f"watch: webhook http://127.0.0.1:{port}/…: not delivered (HTTP 404)"
+    ]

@@ -31,11 +31,31 @@ NEW_LINE = (
     "line, message, level",
     [
         ("2026-11-23 10:00:01,234 ERROR app.db: disk full", "disk full", "ERROR"),
-        ("2026-11-23T10:00:01.5Z [worker-3] WARN retrying in 5s", "retrying in 5s", "WARN"),
-        ("Dec 10 06:55:46 LabSZ sshd[24200]: Invalid user webmaster", "Invalid user webmaster", "INFO"),
-        ("[Sun Dec 04 04:47:44 2005] [error] mod_jk child in error state 6", "mod_jk child in error state 6", "ERROR"),
-        ("081109 203615 148 INFO dfs.DataNode$PacketResponder: PacketResponder 1 terminating", "PacketResponder 1 terminating", "INFO"),
-        ("12 apples fell", "12 apples fell", "INFO"),  # no timestamp or level: no prefix
+        (
+            "2026-11-23T10:00:01.5Z [worker-3] WARN retrying in 5s",
+            "retrying in 5s",
+            "WARN",
+        ),
+        (
+            "Dec 10 06:55:46 LabSZ sshd[24200]: Invalid user webmaster",
+            "Invalid user webmaster",
+            "INFO",
+        ),
+        (
+            "[Sun Dec 04 04:47:44 2005] [error] mod_jk child in error state 6",
+            "mod_jk child in error state 6",
+            "ERROR",
+        ),
+        (
+            "081109 203615 148 INFO dfs.DataNode$PacketResponder: PacketResponder 1 terminating",
+            "PacketResponder 1 terminating",
+            "INFO",
+        ),
+        (
+            "12 apples fell",
+            "12 apples fell",
+            "INFO",
+        ),  # no timestamp or level: no prefix
         ("plain message: with a colon", "plain message: with a colon", "INFO"),
     ],
 )
@@ -47,7 +67,11 @@ def test_default_prefixes_are_stripped(line, message, level):
 def test_a_configured_prefix_regex_with_message_and_level_groups():
     prefix = compile_prefix(r"(?P<level>[A-Z]+)\|[^|]*\|(?P<message>.*)")
     found = split_line("ERROR|node-7|cannot open /data", prefix)
-    assert (found.message, found.level, found.severity) == ("cannot open /data", "ERROR", 17)
+    assert (found.message, found.level, found.severity) == (
+        "cannot open /data",
+        "ERROR",
+        17,
+    )
     assert split_line("no|match", compile_prefix(r"\d+ ")).message == "no|match"
     with pytest.raises(Sl2sError, match="not a regular expression"):
         compile_prefix("(")
@@ -69,18 +93,26 @@ def test_patterns_text_json_lists_members_as_file_and_line(tmp_path):
 def test_a_never_seen_line_is_reported_once_with_the_lines_before_it(tmp_path):
     log, state = tmp_path / "app.log", tmp_path / "state.json"
     log.write_text(APP_LOG, encoding="utf-8")
-    first = sl2s("patterns", "--text", str(log), "--new-since", str(state), env=clean_env())
+    first = sl2s(
+        "patterns", "--text", str(log), "--new-since", str(state), env=clean_env()
+    )
     assert first.returncode == 1 and "2 new pattern(s)" in first.stdout
     with log.open("a", encoding="utf-8") as handle:
         handle.write(APP_LOG.splitlines(keepends=True)[0] + NEW_LINE)
-    second = sl2s("patterns", "--text", str(log), "--new-since", str(state), env=clean_env())
+    second = sl2s(
+        "patterns", "--text", str(log), "--new-since", str(state), env=clean_env()
+    )
     assert second.returncode == 1, second.stderr
     lines = second.stdout.splitlines()
-    assert lines[0].startswith("NEW  log line  1x  PHP Fatal error: Uncaught Error: Call to")
+    assert lines[0].startswith(
+        "NEW  log line  1x  PHP Fatal error: Uncaught Error: Call to"
+    )
     assert lines[1] == "      before: app.log:4  INFO  user 14 logged in from 10.0.0.7"
     assert lines[2] == "      before: app.log:5  INFO  user 12 logged in from 10.0.0.7"
     assert lines[-1] == "1 new pattern(s) in 6 lines from 1 file(s)"
-    third = sl2s("patterns", "--text", str(log), "--new-since", str(state), env=clean_env())
+    third = sl2s(
+        "patterns", "--text", str(log), "--new-since", str(state), env=clean_env()
+    )
     assert third.returncode == 0 and third.stdout.startswith("0 new pattern(s)")
 
 
@@ -97,8 +129,17 @@ def test_events_mode_says_when_lines_are_not_events(tmp_path):
 def test_mining_options_are_configurable_and_checked(tmp_path):
     log = tmp_path / "app.log"
     log.write_text(APP_LOG, encoding="utf-8")
+
     def templates(*options):
-        done = sl2s("patterns", "--text", str(log), "--format", "json", *options, env=clean_env())
+        done = sl2s(
+            "patterns",
+            "--text",
+            str(log),
+            "--format",
+            "json",
+            *options,
+            env=clean_env(),
+        )
         return {json.loads(line)["template"] for line in done.stdout.splitlines()}
 
     # nothing masked: at the default similarity (0.7) lines differing in 2 of 6 words are apart
@@ -112,10 +153,22 @@ def test_mining_options_are_configurable_and_checked(tmp_path):
         "slow query took 812ms",
     }
     assert templates() == {"user * logged in from *", "slow query took *"}
-    custom = sl2s("patterns", "--text", str(log), "--masks", "none", "--mask-regex", r"user \d+",
-                  "--format", "json", env=clean_env())
-    assert any(t.startswith("* logged in from") for t in
-               (json.loads(line)["template"] for line in custom.stdout.splitlines()))
+    custom = sl2s(
+        "patterns",
+        "--text",
+        str(log),
+        "--masks",
+        "none",
+        "--mask-regex",
+        r"user \d+",
+        "--format",
+        "json",
+        env=clean_env(),
+    )
+    assert any(
+        t.startswith("* logged in from")
+        for t in (json.loads(line)["template"] for line in custom.stdout.splitlines())
+    )
     for bad, said in (
         (["--masks", "bogus"], "unknown mask 'bogus'"),
         (["--similarity", "1.5"], "similarity 1.5: must be in (0, 1]"),
@@ -130,19 +183,36 @@ def test_mining_options_are_configurable_and_checked(tmp_path):
 def test_a_state_keeps_its_mining_options(tmp_path):
     log, state = tmp_path / "app.log", tmp_path / "s.json"
     log.write_text(APP_LOG, encoding="utf-8")
-    sl2s("patterns", "--text", str(log), "--new-since", str(state), "--depth", "6", env=clean_env())
+    sl2s(
+        "patterns",
+        "--text",
+        str(log),
+        "--new-since",
+        str(state),
+        "--depth",
+        "6",
+        env=clean_env(),
+    )
     assert json.loads(state.read_text())["mining"]["depth"] == 6
-    done = sl2s("patterns", "--text", str(log), "--new-since", str(state), "--depth", "4",
-                env=clean_env())
+    done = sl2s(
+        "patterns",
+        "--text",
+        str(log),
+        "--new-since",
+        str(state),
+        "--depth",
+        "4",
+        env=clean_env(),
+    )
     assert done.returncode == 1 and "other mining options" in done.stderr
 
 
 def test_masks_replace_values_in_one_pass():
     mask = masker(MiningOptions())
-    text = "ip 10.0.0.7:80 id 0xdeadbeef took 12ms, run 51 blk_-42 at 10:30:01 on 1.2,3.4"
-    assert mask(text) == (
-        "ip <*> id <*> took <*>, run <*> <*> at <*> on <*>"
+    text = (
+        "ip 10.0.0.7:80 id 0xdeadbeef took 12ms, run 51 blk_-42 at 10:30:01 on 1.2,3.4"
     )
+    assert mask(text) == ("ip <*> id <*> took <*>, run <*> <*> at <*> on <*>")
     assert shown(mask(text)) == "ip * id * took *, run * * at * on *"
     assert masker(MiningOptions(masks=()))("a 1") == "a 1"
 

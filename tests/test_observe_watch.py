@@ -1,6 +1,7 @@
 """`sl2s watch` end to end (issue: errors reach people first, item 4): real `sl2s watch` processes
 follow log directories, a plain-text log and a served machine, and announce to the terminal, to a
-webhook received by a real HTTP server on 127.0.0.1 (signature verified), and to a command."""
+webhook received by a real HTTP server on 127.0.0.1 (signature verified), and to a command.
+"""
 
 from __future__ import annotations
 
@@ -65,14 +66,18 @@ class Watcher:
         self.err: list[str] = []
         self.out: list[str] = []
         self._threads = [
-            threading.Thread(target=self._read, args=(self.proc.stderr, self.err), daemon=True),
-            threading.Thread(target=self._read, args=(self.proc.stdout, self.out), daemon=True),
+            threading.Thread(
+                target=self._read, args=(self.proc.stderr, self.err), daemon=True
+            ),
+            threading.Thread(
+                target=self._read, args=(self.proc.stdout, self.out), daemon=True
+            ),
         ]
         for t in self._threads:
             t.start()
-        assert wait_for(lambda: any(line.startswith("watching ") for line in self.err)), (
-            "".join(self.err)
-        )
+        assert wait_for(
+            lambda: any(line.startswith("watching ") for line in self.err)
+        ), "".join(self.err)
 
     @staticmethod
     def _read(stream, into):
@@ -103,16 +108,44 @@ def tree(tmp_path_factory) -> Path:
 
 def test_a_new_error_after_a_known_one_is_announced_once_to_the_webhook(tree, tmp_path):
     logs = str(tmp_path / "logs")
-    sl2s("deploys", "record", str(tree), "--revision", "r7", "--target", "prod", "--logs", logs,
-         env=clean_env())
-    assert run_job(tree, "perm-1", SL2S_LOG_DIR=logs, SL2S_REVISION="r7").returncode == 1
+    sl2s(
+        "deploys",
+        "record",
+        str(tree),
+        "--revision",
+        "r7",
+        "--target",
+        "prod",
+        "--logs",
+        logs,
+        env=clean_env(),
+    )
+    assert (
+        run_job(tree, "perm-1", SL2S_LOG_DIR=logs, SL2S_REVISION="r7").returncode == 1
+    )
     receiver = Receiver()
     try:
-        watcher = Watcher(logs, "--webhook", receiver.url, "--settle", "0.5",
-                          SL2S_WATCH_SECRET=SECRET, SL2S_REVISION="r7")
-        assert run_job(tree, "perm-2", SL2S_LOG_DIR=logs, SL2S_REVISION="r7").returncode == 1
-        assert run_job(tree, "empty-1", SL2S_LOG_DIR=logs, SL2S_REVISION="r7").returncode == 1
-        assert run_job(tree, "empty-2", SL2S_LOG_DIR=logs, SL2S_REVISION="r7").returncode == 1
+        watcher = Watcher(
+            logs,
+            "--webhook",
+            receiver.url,
+            "--settle",
+            "0.5",
+            SL2S_WATCH_SECRET=SECRET,
+            SL2S_REVISION="r7",
+        )
+        assert (
+            run_job(tree, "perm-2", SL2S_LOG_DIR=logs, SL2S_REVISION="r7").returncode
+            == 1
+        )
+        assert (
+            run_job(tree, "empty-1", SL2S_LOG_DIR=logs, SL2S_REVISION="r7").returncode
+            == 1
+        )
+        assert (
+            run_job(tree, "empty-2", SL2S_LOG_DIR=logs, SL2S_REVISION="r7").returncode
+            == 1
+        )
         assert wait_for(lambda: receiver.received)
         time.sleep(1.5)  # anything else would have arrived by now
         assert watcher.stop() == 0
@@ -121,12 +154,19 @@ def test_a_new_error_after_a_known_one_is_announced_once_to_the_webhook(tree, tm
     assert len(receiver.received) == 1, [b for _, b in receiver.received]
     headers, body = receiver.received[0]
     assert headers["Content-Type"] == "application/json"
-    assert verify(SECRET.encode(), headers["X-Sl2s-Timestamp"], body,
-                  headers["X-Sl2s-Signature"])
-    assert not verify(b"another secret", headers["X-Sl2s-Timestamp"], body,
-                      headers["X-Sl2s-Signature"])
+    assert verify(
+        SECRET.encode(), headers["X-Sl2s-Timestamp"], body, headers["X-Sl2s-Signature"]
+    )
+    assert not verify(
+        b"another secret",
+        headers["X-Sl2s-Timestamp"],
+        body,
+        headers["X-Sl2s-Signature"],
+    )
     data = json.loads(body)
-    assert data["text"].startswith("[new error] IndexError: Cannot choose from an empty sequence")
+    assert data["text"].startswith(
+        "[new error] IndexError: Cannot choose from an empty sequence"
+    )
     assert data["sl2s"]["kind"] == "new error"
     details = data["sl2s"]["details"]
     assert details["line"].endswith("server/job.py:17")
@@ -140,13 +180,21 @@ def test_a_new_error_after_a_known_one_is_announced_once_to_the_webhook(tree, tm
 def test_a_resolved_error_that_recurs_in_a_later_revision_is_announced_as_reactivated(
     tree, tmp_path
 ):
-    logs = str(tree / ".sl2s" / "logs")  # the tree's own: its sl2s.revision says the revision
+    logs = str(
+        tree / ".sl2s" / "logs"
+    )  # the tree's own: its sl2s.revision says the revision
     env = clean_env()
-    assert sl2s("deploys", "record", str(tree), "--revision", "r1", env=env).returncode == 0
+    assert (
+        sl2s("deploys", "record", str(tree), "--revision", "r1", env=env).returncode
+        == 0
+    )
     assert run_job(tree, "empty-1").returncode == 1
     listed = sl2s("errors", "list", "--logs", logs, env=env).stdout
     fp = next(line.split()[0] for line in listed.splitlines() if "IndexError" in line)
-    assert sl2s("errors", "resolve", fp, "--in", "r2", "--logs", logs, env=env).returncode == 0
+    assert (
+        sl2s("errors", "resolve", fp, "--in", "r2", "--logs", logs, env=env).returncode
+        == 0
+    )
     out = tmp_path / "announced.jsonl"
     hook = tmp_path / "hook.py"
     hook.write_text(
@@ -156,7 +204,10 @@ def test_a_resolved_error_that_recurs_in_a_later_revision_is_announced_as_reacti
     )
     watcher = Watcher(logs, "--command", f"{sys.executable} {hook}", "--quiet")
     try:
-        assert sl2s("deploys", "record", str(tree), "--revision", "r2", env=env).returncode == 0
+        assert (
+            sl2s("deploys", "record", str(tree), "--revision", "r2", env=env).returncode
+            == 0
+        )
         assert run_job(tree, "empty-2").returncode == 1
         assert wait_for(lambda: out.exists() and out.read_text().strip())
         time.sleep(1.0)
@@ -181,7 +232,9 @@ def test_a_never_seen_text_line_is_announced_with_the_lines_before_it(tmp_path):
     watcher = Watcher(str(log), "--state", str(tmp_path / "state"))
     try:
         with log.open("a", encoding="utf-8") as handle:
-            handle.write("2026-11-23 10:00:03,001 INFO app.web: user 14 logged in from 10.0.0.7\n")
+            handle.write(
+                "2026-11-23 10:00:03,001 INFO app.web: user 14 logged in from 10.0.0.7\n"
+            )
             handle.flush()
             time.sleep(0.3)
             handle.write(
@@ -194,7 +247,10 @@ def test_a_never_seen_text_line_is_announced_with_the_lines_before_it(tmp_path):
         assert watcher.stop() == 0
     text = "".join(watcher.out)
     assert text.count("[new pattern]") == 1, text
-    assert "[new pattern] log line: PHP Fatal error: Uncaught Error: Call to undefined" in text
+    assert (
+        "[new pattern] log line: PHP Fatal error: Uncaught Error: Call to undefined"
+        in text
+    )
     assert "(app.log; app.log:4)" in text
     assert "    before:    app.log:2  INFO  user 13 logged in from 10.0.0.9\n" in text
     assert "    before:    app.log:3  INFO  user 14 logged in from 10.0.0.7\n" in text
@@ -219,21 +275,47 @@ def test_a_served_machine_is_followed_through_its_signed_endpoint(tree, tmp_path
     key = "watch-hop-key-" + "0123456789abcdef" * 2
     server_logs = tmp_path / "server"
     proc, url = serve_process(
-        tree, "server", clean_env(SL2S_HOP_KEY=key, SL2S_LOG_DIR=str(server_logs),
-                                  SL2S_REVISION="r9")
+        tree,
+        "server",
+        clean_env(SL2S_HOP_KEY=key, SL2S_LOG_DIR=str(server_logs), SL2S_REVISION="r9"),
     )
     try:
         bad = subprocess.run(  # an unsigned watcher is refused and says why
-            [*SL2S, "watch", "--url", url, "--state", str(tmp_path / "w0"), "--duration", "2"],
-            env=clean_env(), capture_output=True, text=True, timeout=60,
+            [
+                *SL2S,
+                "watch",
+                "--url",
+                url,
+                "--state",
+                str(tmp_path / "w0"),
+                "--duration",
+                "2",
+            ],
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert "refused (401 unsigned)" in bad.stderr, bad.stderr
         assert bad.returncode == 0 and "Traceback" not in bad.stderr
-        watcher = Watcher("--url", url, "--state", str(tmp_path / "w"), "--settle", "0.5",
-                          SL2S_HOP_KEY=key)
+        watcher = Watcher(
+            "--url",
+            url,
+            "--state",
+            str(tmp_path / "w"),
+            "--settle",
+            "0.5",
+            SL2S_HOP_KEY=key,
+        )
         try:
-            done = run_job(tree, "perm-3", SL2S_URL_SERVER=url, SL2S_HOP_KEY=key,
-                           SL2S_TRANSPORT="http", SL2S_LOG_DIR=str(tmp_path / "client"))
+            done = run_job(
+                tree,
+                "perm-3",
+                SL2S_URL_SERVER=url,
+                SL2S_HOP_KEY=key,
+                SL2S_TRANSPORT="http",
+                SL2S_LOG_DIR=str(tmp_path / "client"),
+            )
             assert done.returncode == 1, done.stderr
             assert wait_for(lambda: any("[new error]" in line for line in watcher.out))
         finally:

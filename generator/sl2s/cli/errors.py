@@ -44,8 +44,10 @@ def errors_list(
         "deployed revision. Exit 1 when there are any.",
     ),
     state: Optional[str] = typer.Option(
-        None, "--state", help="Only groups in this state (open, acknowledged, ignored, "
-        "resolved, reactivated)."
+        None,
+        "--state",
+        help="Only groups in this state (open, acknowledged, ignored, "
+        "resolved, reactivated).",
     ),
 ) -> None:
     """Error groups, most recent first, with state, count, where, and suspected deploy."""
@@ -58,7 +60,9 @@ def errors_list(
 
 @errors_app.command("show")
 def errors_show(
-    fingerprint: str = typer.Argument(..., help="The group's fingerprint (or its start)."),
+    fingerprint: str = typer.Argument(
+        ..., help="The group's fingerprint (or its start)."
+    ),
     logs: Optional[str] = _LOG_DIR,
 ) -> None:
     """One group: state, first/last seen, counts by machine, host, revision and environment,
@@ -68,7 +72,9 @@ def errors_show(
     typer.echo(show_error(logs, fingerprint), nl=False)
 
 
-def _set(fingerprint: str, logs: Optional[str], state: str, revision: Optional[str] = None):
+def _set(
+    fingerprint: str, logs: Optional[str], state: str, revision: Optional[str] = None
+):
     from sl2s.observe.errorreport import set_error_state
 
     typer.echo(set_error_state(logs, fingerprint, state, revision), nl=False)
@@ -76,9 +82,13 @@ def _set(fingerprint: str, logs: Optional[str], state: str, revision: Optional[s
 
 @errors_app.command("resolve")
 def errors_resolve(
-    fingerprint: str = typer.Argument(..., help="The group's fingerprint (or its start)."),
+    fingerprint: str = typer.Argument(
+        ..., help="The group's fingerprint (or its start)."
+    ),
     revision: Optional[str] = typer.Option(
-        None, "--in", help="The revision that fixes it (its recurrence there is a regression)."
+        None,
+        "--in",
+        help="The revision that fixes it (its recurrence there is a regression).",
     ),
     logs: Optional[str] = _LOG_DIR,
 ) -> None:
@@ -88,7 +98,9 @@ def errors_resolve(
 
 @errors_app.command("ignore")
 def errors_ignore(
-    fingerprint: str = typer.Argument(..., help="The group's fingerprint (or its start)."),
+    fingerprint: str = typer.Argument(
+        ..., help="The group's fingerprint (or its start)."
+    ),
     logs: Optional[str] = _LOG_DIR,
 ) -> None:
     """Ignore a group: still counted, never announced."""
@@ -97,7 +109,9 @@ def errors_ignore(
 
 @errors_app.command("ack")
 def errors_ack(
-    fingerprint: str = typer.Argument(..., help="The group's fingerprint (or its start)."),
+    fingerprint: str = typer.Argument(
+        ..., help="The group's fingerprint (or its start)."
+    ),
     logs: Optional[str] = _LOG_DIR,
 ) -> None:
     """Acknowledge a group: someone is on it; counted, not announced again."""
@@ -106,7 +120,9 @@ def errors_ack(
 
 @errors_app.command("reopen")
 def errors_reopen(
-    fingerprint: str = typer.Argument(..., help="The group's fingerprint (or its start)."),
+    fingerprint: str = typer.Argument(
+        ..., help="The group's fingerprint (or its start)."
+    ),
     logs: Optional[str] = _LOG_DIR,
 ) -> None:
     """Set a group back to open."""
@@ -119,9 +135,13 @@ def deploys_record(
         None, help="The generated tree deployed (its sl2s.revision is written)."
     ),
     revision: Optional[str] = typer.Option(
-        None, "--revision", help="The revision deployed (default: SL2S_REVISION, else git)."
+        None,
+        "--revision",
+        help="The revision deployed (default: SL2S_REVISION, else git).",
     ),
-    target: str = typer.Option("", "--target", help="Where it went (a cluster, a host)."),
+    target: str = typer.Option(
+        "", "--target", help="Where it went (a cluster, a host)."
+    ),
     environment: str = typer.Option(
         "", "--environment", help="production, staging… (default: $SL2S_ENVIRONMENT)."
     ),
@@ -132,7 +152,11 @@ def deploys_record(
     from sl2s.observe.errorreport import record_deploy
 
     deploy, message = record_deploy(
-        directory, revision=revision, target=target, environment=environment, log_dir=logs
+        directory,
+        revision=revision,
+        target=target,
+        environment=environment,
+        log_dir=logs,
     )
     if deploy is None:
         raise Sl2sError(message)

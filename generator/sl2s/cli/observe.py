@@ -93,7 +93,9 @@ def patterns_command(
         "lines as FILE:LINE).",
     ),
     similarity: Optional[float] = typer.Option(
-        None, "--similarity", help="Template similarity threshold, (0, 1] (default 0.4)."
+        None,
+        "--similarity",
+        help="Template similarity threshold, (0, 1] (default 0.4).",
     ),
     depth: Optional[int] = typer.Option(
         None, "--depth", help="Parse tree depth, 3-12 (default 5)."
@@ -116,7 +118,9 @@ def patterns_command(
     if text:
         plan, logs = None, args
     elif len(args) < 2:
-        raise Sl2sError("usage: sl2s patterns PLAN LOGS…  (or: sl2s patterns --text FILE…)")
+        raise Sl2sError(
+            "usage: sl2s patterns PLAN LOGS…  (or: sl2s patterns --text FILE…)"
+        )
     else:
         plan, logs = args[0], args[1:]
     if prefix is not None and not text:

@@ -18,19 +18,29 @@ def watch_command(
         "plain-text logs.",
     ),
     url: List[str] = typer.Option(
-        [], "--url", help="A served machine to follow (repeatable); signed with SL2S_HOP_KEY."
+        [],
+        "--url",
+        help="A served machine to follow (repeatable); signed with SL2S_HOP_KEY.",
     ),
     directory: Optional[str] = typer.Option(
-        None, "--dir", help="With --url: the tree `sl2s up DIR` serves (its hop key signs)."
+        None,
+        "--dir",
+        help="With --url: the tree `sl2s up DIR` serves (its hop key signs).",
     ),
     plan: Optional[str] = typer.Option(
-        None, "--plan", help="The plan: step events it does not predict are patterns too."
+        None,
+        "--plan",
+        help="The plan: step events it does not predict are patterns too.",
     ),
     text: bool = typer.Option(
-        False, "--text", help="Directories' *.log and *.txt files are followed too, as text."
+        False,
+        "--text",
+        help="Directories' *.log and *.txt files are followed too, as text.",
     ),
     prefix: Optional[str] = typer.Option(
-        None, "--prefix", help="Regex of the prefix of plain-text lines (see sl2s patterns)."
+        None,
+        "--prefix",
+        help="Regex of the prefix of plain-text lines (see sl2s patterns).",
     ),
     webhook: Optional[str] = typer.Option(
         None,
@@ -39,18 +49,26 @@ def watch_command(
         "when SL2S_WATCH_SECRET is set.",
     ),
     command: Optional[str] = typer.Option(
-        None, "--command", help="Run this for each announcement (its JSON on standard input)."
+        None,
+        "--command",
+        help="Run this for each announcement (its JSON on standard input).",
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print announcements."),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="Do not print announcements."
+    ),
     state: Optional[str] = typer.Option(
         None,
         "--state",
         help="Where the error store and the seen patterns are kept (default: the first log "
         "directory; with --url only: .sl2s/watch).",
     ),
-    rate: float = typer.Option(30.0, "--rate", help="At most this many announcements a minute."),
+    rate: float = typer.Option(
+        30.0, "--rate", help="At most this many announcements a minute."
+    ),
     settle: float = typer.Option(
-        2.0, "--settle", help="Seconds after a run's last event before it counts as stopped."
+        2.0,
+        "--settle",
+        help="Seconds after a run's last event before it counts as stopped.",
     ),
     announce_existing: bool = typer.Option(
         False, "--announce-existing", help="Announce what is already in the logs too."
@@ -65,7 +83,8 @@ def watch_command(
     ),
 ) -> None:
     """Follow logs and served machines live; announce a new error group, a reactivated one, a new
-    log pattern, a flow that stopped early — on the terminal, to a webhook and/or a command."""
+    log pattern, a flow that stopped early — on the terminal, to a webhook and/or a command.
+    """
     from sl2s.cli.observe import _keys
     from sl2s.observe.revision import _toml
     from sl2s.observe.watch import WatchConfig, run_watch

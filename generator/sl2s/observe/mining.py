@@ -50,7 +50,13 @@ NAMED_MASKS = {
     # node-129, R02-M1-N0, 3.2.1
     "digits": r"(?<![^\s=:;,|()\[\]\"'])[^\s=:;,|()\[\]\"']*\d[^\s=:;,|()\[\]\"']*",
 }
-_SUBSUMED_BY_DIGITS = ("uuid", "ip", "hex", "hexid", "number")  # values (nearly) always with a digit
+_SUBSUMED_BY_DIGITS = (
+    "uuid",
+    "ip",
+    "hex",
+    "hexid",
+    "number",
+)  # values (nearly) always with a digit
 DEFAULT_MASKS = ("uuid", "ip", "hex", "hexid", "number", "digits")
 DEFAULT_SIMILARITY = 0.7
 DEFAULT_DEPTH = 5

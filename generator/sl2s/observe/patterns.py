@@ -148,7 +148,9 @@ class Analyzer:
         self.mask = masker(self.options)
         self._recent: dict[str, deque] = {}
         self._pending: dict[str, list[list]] = {}  # source -> [[pattern, remaining]]
-        self._text_patterns: dict[int, Pattern] = {}  # cluster id -> its text lines' pattern
+        self._text_patterns: dict[int, Pattern] = (
+            {}
+        )  # cluster id -> its text lines' pattern
         self.events = 0
 
     # ------------------------------------------------------------------------- streaming part
@@ -264,7 +266,9 @@ class Analyzer:
                 item[0].after.append(short)
                 item[1] -= 1
             self._pending[source] = [item for item in pending if item[1] > 0]
-        cluster = self.miner.drain.add_log_message(self.mask(event["body"]))[0].cluster_id
+        cluster = self.miner.drain.add_log_message(self.mask(event["body"]))[
+            0
+        ].cluster_id
         pattern = self._text_patterns.get(cluster)
         if pattern is None:
             key = f"log line|{cluster}"

@@ -92,14 +92,20 @@ def split_line(line: str, prefix: re.Pattern | None = None) -> TextLine:
     """Strip the prefix of one log line; its message, level and severity number."""
     text = line.rstrip("\r\n")
     if prefix is None and not _may_have_prefix(text):
-        return TextLine(text if text[-1:] != " " and text[:1] != " " else text.strip(), "INFO", 9)
+        return TextLine(
+            text if text[-1:] != " " and text[:1] != " " else text.strip(), "INFO", 9
+        )
     level = None
     if prefix is not None:
         match = prefix.match(text)
         if match:
             groups = match.groupdict()
             level = groups.get("level")
-            text = groups["message"] if groups.get("message") is not None else text[match.end():]
+            text = (
+                groups["message"]
+                if groups.get("message") is not None
+                else text[match.end() :]
+            )
     elif _may_have_prefix(text):
         match = _DEFAULT.match(text)
         if match and match.end() > 0:
@@ -119,7 +125,20 @@ def split_line(line: str, prefix: re.Pattern | None = None) -> TextLine:
     return TextLine(text.strip(), bucket, severity)
 
 
-_MONTHS = {"JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"}
+_MONTHS = {
+    "JAN",
+    "FEB",
+    "MAR",
+    "APR",
+    "MAY",
+    "JUN",
+    "JUL",
+    "AUG",
+    "SEP",
+    "OCT",
+    "NOV",
+    "DEC",
+}
 _WORD = re.compile(r"[A-Za-z]+")
 
 
@@ -197,7 +216,9 @@ def iter_text(
         lines = open_lines(path)
         lineno = 0
         try:
-            for lineno, raw in enumerate(lines, 1):  # noqa: B007 - counted after the loop
+            for lineno, raw in enumerate(
+                lines, 1
+            ):  # noqa: B007 - counted after the loop
                 text = raw.decode("utf-8", errors="replace").strip()
                 if not text:
                     continue
@@ -207,7 +228,11 @@ def iter_text(
                     "severity_text": line.level,
                     "severity_number": line.severity,
                     "body": line.message,
-                    "attributes": {"text.file": source, "text.line": lineno, "sl2s.machine": name},
+                    "attributes": {
+                        "text.file": source,
+                        "text.line": lineno,
+                        "sl2s.machine": name,
+                    },
                 }
         finally:
             if stats is not None:

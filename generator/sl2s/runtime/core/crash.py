@@ -131,5 +131,7 @@ def safe_details(tb, **options) -> dict | None:
     """`details`, or None when anything about the frames is unexpected (never breaks a flow)."""
     try:
         return details(tb, **options)
-    except Exception:  # noqa: BLE001 - crash details are a courtesy; the failure is reported
+    except (
+        Exception
+    ):  # noqa: BLE001 - crash details are a courtesy; the failure is reported
         return None
