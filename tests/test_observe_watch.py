@@ -348,3 +348,59 @@ def test_signatures_cover_time_and_body():
     assert verify(b"k", "100", b"{}", s)
     assert not verify(b"k", "101", b"{}", s)
     assert not verify(b"k", "100", b"{ }", s)
+
+
+def _event(i: int, cid: str, step: str, template: str, machine: str = "client") -> str:
+    return json.dumps(
+        {
+            "timestamp": f"2026-11-23T10:00:0{i}.000000Z",
+            "severity_text": "INFO",
+            "severity_number": 9,
+            "body": template,
+            "event_name": "sl2s.step",
+            "resource": {"service.name": machine},
+            "attributes": {
+                "sl2s.event_id": f"{cid}-{i}",
+                "sl2s.correlation_id": cid,
+                "sl2s.causation_id": f"{cid}-{i - 1}" if i else None,
+                "sl2s.flow": "job",
+                "sl2s.step": step,
+                "sl2s.machine": machine,
+                "sl2s.template": template,
+            },
+        }
+    )
+
+
+def test_with_the_plan_a_new_stopping_point_and_an_unknown_step_are_announced(
+    tree, tmp_path
+):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    events = logs / "client.jsonl"
+    events.write_text("", encoding="utf-8")
+    plan = str(tree.parent / "job.csv")
+    watcher = Watcher(str(logs), "--plan", plan, "--settle", "0.3")
+    try:
+        with events.open("a", encoding="utf-8") as handle:
+            handle.write(
+                _event(
+                    0,
+                    "r1",
+                    "client_sends_job_with_token",
+                    "Client sends :job with #token",
+                )
+                + "\n"
+            )
+            handle.write(_event(1, "r1", "client_hums", "Client hums :tune") + "\n")
+        assert wait_for(lambda: "stopped early" in "".join(watcher.out))
+        time.sleep(0.5)
+    finally:
+        assert watcher.stop() == 0
+    text = "".join(watcher.out)
+    assert '[new pattern] unknown template: job: "Client hums :tune"' in text
+    assert (
+        "[stopped early] flow job stopped after 'client_sends_job_with_token' on client, "
+        "before its last step 'client_got_job_back'" in text
+    )
+    assert text.count("[stopped early]") == 1

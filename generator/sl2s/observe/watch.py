@@ -248,7 +248,12 @@ class Watch:
             self.runs.move_to_end(cid)
         run.seen = self.clock()
         run.source = source
-        if name == ev.STEP:
+        known = self.plan is None or (a.get("sl2s.flow"), a.get("sl2s.step")) in (
+            self.analyzer.index
+        )
+        if (
+            name == ev.STEP and known
+        ):  # (a step the plan does not know is its own pattern)
             run.flow = a.get("sl2s.flow") or run.flow
             run.step = a.get("sl2s.step") or run.step
             run.machine = ev.machine(event)
