@@ -114,4 +114,12 @@ def test_a_failing_repr_does_not_hide_the_crash():
     except KeyError as error:
         tb = error.__traceback__.tb_next
     found = crash.details(tb, relative=str, scrub=lambda t: t)
-    assert found["frames"][0]["locals"]["odd"] == "<repr failed: RuntimeError>"
+    assert found["frames"][0]["locals"]["odd"].startswith("<Odd instance at 0x")
+
+
+def test_a_long_value_is_cut_after_masking_never_through_a_secret():
+    text = "a" * 150 + " hunter2 " + "b" * 300
+    for value in (text, [text], {"k": text}):
+        out = crash.shown(value, Masker(["hunter2"]).text)
+        assert "hunt" not in out and len(out) == crash.MAX_REPR
+    assert crash.shown(list(range(10**6)), str).endswith(", ...]")  # not all repr'd

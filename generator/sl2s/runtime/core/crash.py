@@ -21,6 +21,7 @@ from __future__ import annotations
 import linecache
 import os
 import re
+import reprlib
 import sysconfig
 from collections.abc import Callable, Iterable
 
@@ -57,10 +58,24 @@ def is_user_file(path: str) -> bool:
     return not any(real.startswith(d) for d in _STDLIB)
 
 
+def _repr_limits() -> reprlib.Repr:
+    limits = reprlib.Repr()
+    limits.maxlevel = 3
+    # texts are not cut here: a cut before masking could leave part of a secret (cut after)
+    limits.maxstring = limits.maxother = 1_000_000
+    limits.maxlist = limits.maxtuple = limits.maxset = limits.maxdict = 20
+    limits.maxlong = 60
+    return limits
+
+
+_REPR = _repr_limits()
+
+
 def shown(value: object, scrub: Callable[[str], str], limit: int = MAX_REPR) -> str:
-    """`repr(value)`, secrets masked, cut to `limit` characters (`…` marks the cut)."""
+    """`repr(value)` (a long list or string is not repr'd whole first), secrets masked, cut to
+    `limit` characters (`…` marks the cut)."""
     try:
-        text = repr(value)
+        text = _REPR.repr(value)
     except Exception as error:  # noqa: BLE001 - a user's __repr__ may fail
         text = f"<repr failed: {type(error).__name__}>"
     text = scrub(text)
