@@ -94,6 +94,11 @@ def watch_command(
     run_link = os.environ.get("SL2S_RUN_URL") or (
         links.get("run") if isinstance(links, dict) else None
     )
+    if not run_link:  # the console's run page, when the console's address is set
+        from sl2s.console import settings as console_settings
+
+        base = console_settings.load([p for p in [directory, *(logs or [])] if p]).url
+        run_link = f"{base.rstrip('/')}/run/{{correlation_id}}" if base else None
     code = run_watch(
         WatchConfig(
             paths=list(logs or []),

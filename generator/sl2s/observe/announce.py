@@ -8,7 +8,7 @@ An `Announcement` is one of
 - `stopped early` — a flow run that stopped before its flow's last step, in a way not seen before;
 
 with the lines before it, the run's correlation id (a link when `SL2S_RUN_URL` or `[links] run`
-gives a template with `{correlation_id}`), and for errors the user's line, the revision and the
+gives a template with `{correlation_id}`, else to the console's run page when its address is set), and for errors the user's line, the revision and the
 suspected deploy. `text()` renders it for a terminal; `slack_body()` as a JSON body accepted by
 Slack's incoming webhooks (`text`, plus `sl2s` with the structured fields for other receivers).
 
