@@ -129,9 +129,9 @@ def effect_stubs(tree: Path) -> None:
         if module.name.startswith("_"):
             continue
         text = module.read_text(encoding="utf-8")
-        assert STUB_BODY in text and "from sl2s.runtime import step\n" in text, module
+        assert STUB_BODY in text and "from sl2s.api import step\n" in text, module
         text = text.replace(
-            "from sl2s.runtime import step\n",
+            "from sl2s.api import step\n",
             PRELUDE.format(machine=module.parent.name),
         )
         module.write_text(

@@ -213,15 +213,22 @@ def test_machine_init_imports_user_modules_then_binds_entries() -> None:
         )
     )
     body = [ast.unparse(n) for n in ast.parse(files["client/__init__.py"]).body[1:]]
+    # the flow modules under private names: `login` is the entry function, not the module
     assert body == [
-        "from . import login",
-        "from . import feed",
         "from . import _wiring",
-        "from ._wiring import login",
-        "from ._wiring import feed",
+        "from . import feed as _feed_steps",
+        "from . import login as _login_steps",
+        "from ._wiring import feed, login",
+        "__all__ = ['feed', 'login']",
+        "_LOADED = (_feed_steps, _login_steps, _wiring)",
     ]
     server = [ast.unparse(n) for n in ast.parse(files["server/__init__.py"]).body[1:]]
-    assert server[-1] == "from . import _wiring"
+    assert server == [
+        "from . import _wiring",
+        "from . import feed as _feed_steps",
+        "from . import login as _login_steps",
+        "_LOADED = (_feed_steps, _login_steps, _wiring)",
+    ]
 
 
 def test_stub_has_identity_decorator_params_and_does_nothing() -> None:
@@ -249,7 +256,7 @@ def test_names_that_collide_with_module_names_are_made_distinct() -> None:
     assert [n.name for n in user.body if isinstance(n, ast.FunctionDef)] == ["step_2"]
     wiring = files["a/_wiring.py"]
     assert 'machine_2 = Machine(__name__, "a")' in wiring
-    assert "def machine() -> dict:" in wiring
+    assert "def machine() -> MachineContext:" in wiring
     assert "run = machine_2.start(" in wiring
 
 
@@ -258,7 +265,10 @@ def test_a_field_called_machine_does_not_shadow_the_machine_object() -> None:
         "a/_wiring.py"
     ]
     assert 'machine_2 = Machine(__name__, "a")' in wiring
-    assert "def login(*, machine=UNSET, run=UNSET) -> dict:" in wiring
+    assert (
+        "def login(*, machine: object = UNSET, run: object = UNSET) -> LoginContext:"
+        in wiring
+    )
     assert 'run = machine_2.start("login", machine=machine, run=run)' in wiring
 
 

@@ -255,8 +255,8 @@ def test_no_op_fast_path_is_not_fooled_by_edits(project, monkeypatch, capsys) ->
     user = project / "services" / "server" / "login.py"
     user.write_text(
         user.read_text().replace(
-            "def received_request_to_login_as_username(username)",
-            "def received_request_to_login_as_username(username, password)",
+            "def received_request_to_login_as_username(username: object)",
+            "def received_request_to_login_as_username(username: object, password: object)",
         )
     )
     code, out, _ = sl2s(monkeypatch, capsys, "generate", "plan.csv")

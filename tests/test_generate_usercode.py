@@ -168,11 +168,12 @@ def test_filled_stubs_renamed_functions_and_helpers_survive_plan_changes() -> No
     server = first["server/login.py"]
     # the user fills in bodies, renames a function, adds imports, helpers and comments
     server = server.replace(
-        "from sl2s.runtime import step\n",
-        "import os  # mine\nfrom sl2s.runtime import step\n\nLIMIT = 3  # mine\n",
+        "from sl2s.api import step\n",
+        "import os  # mine\nfrom sl2s.api import step\n\nLIMIT = 3  # mine\n",
     )
     server = server.replace(
-        "def receive_user(user):", "def on_receive(user):  # renamed"
+        "def receive_user(user: object) -> None:",
+        "def on_receive(user: object) -> None:  # renamed",
     )
     server = server.replace(
         "    # Not implemented yet: this step does nothing.\n    return None\n",
@@ -200,7 +201,9 @@ def test_filled_stubs_renamed_functions_and_helpers_survive_plan_changes() -> No
     assert (
         after["server/login.py"][len(server) :]
         .lstrip("\n")
-        .startswith('@step("login", "Audit :user")\ndef audit_user(user):')
+        .startswith(
+            '@step("login", "Audit :user")\ndef audit_user(user: object) -> None:'
+        )
     )
     assert after["client/login.py"] == modules["client/login.py"]
     assert [(o.function, o.id) for o in result.orphans] == [
@@ -217,7 +220,7 @@ def test_secret_parameter_added_by_the_user_routes_the_secret() -> None:
     before = {f.path: f.content for f in gen(plan, modules).files}["client/_wiring.py"]
     assert "secrets=" not in before
     modules["server/login.py"] = modules["server/login.py"].replace(
-        "def check():", "def check(password):"
+        "def check() -> None:", "def check(password: object) -> None:"
     )
     after = {f.path: f.content for f in gen(plan, modules).files}["client/_wiring.py"]
     assert 'secrets=("password",)' in after
@@ -230,15 +233,15 @@ def test_stub_appended_to_a_module_without_the_step_import_brings_it() -> None:
     after = user_files(gen("login,One,m\n", modules), modules)["m/login.py"]
     assert after.startswith(mine)
     assert after[len(mine) :] == (
-        "\n\nfrom sl2s.runtime import step\n\n\n"
-        '@step("login", "One")\ndef one():\n'
+        "\n\nfrom sl2s.api import step\n\n\n"
+        '@step("login", "One")\ndef one() -> None:\n'
         "    # Not implemented yet: this step does nothing.\n    return None\n"
     )
     namespace: dict = {}
     exec(
         compile(
             after.replace(
-                "from sl2s.runtime import step", "step = lambda *a: (lambda f: f)"
+                "from sl2s.api import step", "step = lambda *a: (lambda f: f)"
             ),
             "m",
             "exec",
@@ -267,7 +270,7 @@ def test_step_moved_by_the_user_to_another_flow_module_of_the_machine_is_found()
     b_step = (
         modules["m/b.py"]
         .split("\n\n\n", 1)[1]
-        .split("from sl2s.runtime import step\n")[-1]
+        .split("from sl2s.api import step\n")[-1]
     )
     modules["m/a.py"] += (
         "\n\n" + modules["m/b.py"][modules["m/b.py"].index('@step("b"') :]

@@ -55,7 +55,7 @@ def generate_login(out: Path, server_uses_password: bool) -> Path:
         module = out / "server" / "login.py"
         text = module.read_text(encoding="utf-8")
         text = text.replace(
-            "def testing_password_for_username(username):",
+            "def testing_password_for_username(username: object) -> None:",
             "def testing_password_for_username(username, password):\n"
             "    assert password == " + repr(PASSWORD),
         )

@@ -35,7 +35,7 @@ def generated(tmp_path_factory) -> Path:
     server = base / "services" / "server" / "login.py"
     source = server.read_text()
     old = (
-        "def testing_password_for_username(username):\n"
+        "def testing_password_for_username(username: object) -> None:\n"
         "    # Not implemented yet: this step does nothing.\n"
         "    return None\n"
     )

@@ -24,6 +24,7 @@ from sl2s.generate.usercode import (
     module_names,
     parse,
     scan_module,
+    stub_types,
 )
 from sl2s.model import Placeholder, Plan, Step
 from sl2s.names import identifier
@@ -39,11 +40,12 @@ SYSTEM_INIT = (
     "ImportFrom",
     "Expr",
 )  # docstring, import + call of the flight recorder
-INIT = ("doc", "ImportFrom")
+INIT = ("doc", "ImportFrom", "Assign")
 WIRING_HEADER = ("doc", "ImportFrom", "Assign")
 USER_HEADER = ("doc", "ImportFrom")
 DEFINITION = ("FunctionDef",)
-STEP_IMPORT = "from sl2s.runtime import step\n"
+CONTEXT = ("ClassDef",)
+STEP_IMPORT = "from sl2s.api import step\n"
 
 
 @dataclass(frozen=True)
@@ -208,6 +210,7 @@ def generate(
         if needed:
             uses.setdefault((flow, machine), set()).update(needed)
     projection = project(plan, uses={k: tuple(sorted(v)) for k, v in uses.items()})
+    types = _field_types(found, prefix)
 
     files: list[OutFile] = []
     added: list[tuple[str, str]] = []
@@ -229,7 +232,11 @@ def generate(
             stubs = []
             for s in missing:
                 function = names.take(s.id)
-                stubs.append(check.ensure(render.stub(s, function), DEFINITION, where))
+                stubs.append(
+                    check.ensure(
+                        render.stub(s, function, types.get(flow, {})), DEFINITION, where
+                    )
+                )
                 found[(machine, flow, s.id)] = (
                     path,
                     FoundStep(flow, s.id, s.template, function, (), 0),
@@ -266,7 +273,15 @@ def generate(
     for view in projection.machines:
         files.extend(
             _machine_files(
-                plan, flows, view, flows_on[view.name], plan_ref, version, check, prefix
+                plan,
+                flows,
+                view,
+                flows_on[view.name],
+                plan_ref,
+                version,
+                check,
+                prefix,
+                types,
             )
         )
 
@@ -307,15 +322,68 @@ def _stub_steps(header, stubs, steps, found, machine) -> tuple[FoundStep, ...]:
     for stub, s in zip(stubs, steps):
         line += render.JOIN.count("\n")
         function = found[(machine, s.flow, s.id)][1].function
-        out.append(FoundStep(s.flow, s.id, s.template, function, s.placeholders, line))
+        out.append(
+            FoundStep(
+                s.flow,
+                s.id,
+                s.template,
+                function,
+                s.placeholders,
+                line,
+                stub_types(stub, line),
+            )
+        )
         line += stub.count("\n")
     return tuple(out)
 
 
-def _machine_files(plan, flows, view, flows_here, plan_ref, version, check, prefix):
+FieldTypes = dict[str, dict[str, str]]  # {flow: {field: annotation}}
+
+
+def _field_types(
+    found: Mapping[tuple[str, str, str], tuple[str, FoundStep]], prefix: str
+) -> FieldTypes:
+    """The type of each context field that the step functions annotate, per flow.
+
+    Two different annotations of one field in one flow are an error naming both places.
+    """
+    seen: dict[tuple[str, str], tuple[str, str, int]] = {}  # (flow, field) -> where
+    diagnostics: list[Diagnostic] = []
+    places = sorted(
+        (path, line, fs.flow, name, text)
+        for path, fs in found.values()
+        for name, text, line in fs.types
+    )
+    for path, line, flow, name, text in places:
+        first = seen.setdefault((flow, name), (text, path, line))
+        if first[0] != text:
+            diagnostics.append(
+                Diagnostic(
+                    prefix + path,
+                    line,
+                    f"field {name!r} of flow {flow!r} is annotated {text!r} here and "
+                    f"{first[0]!r} at {prefix}{first[1]}:{first[2]}; "
+                    "one field has one type",
+                )
+            )
+    if diagnostics:
+        raise Sl2sError(diagnostics)
+    out: FieldTypes = {}
+    for (flow, name), (text, _, _) in seen.items():
+        out.setdefault(flow, {})[name] = text
+    return out
+
+
+def _camel(name: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_")) or "Flow"
+
+
+def _machine_files(
+    plan, flows, view, flows_here, plan_ref, version, check, prefix, types
+):
     machine = view.name
     where = f"{prefix}{machine}/_wiring.py"
-    names = _Names({"UNSET", "Machine", "Run"})
+    names = _Names({"UNSET", "Unset", "Machine", "Run", "TypedDict"})
     entries = [a for a in view.entries if a.at is None]
     entry_fields: dict[str, tuple[str, ...]] = {}
     for a in entries:
@@ -325,21 +393,47 @@ def _machine_files(plan, flows, view, flows_here, plan_ref, version, check, pref
         entry_fields[a.flow] = fields
         names.taken.update(fields)
     machine_var = names.take("machine")
+    cast = names.take("cast") if entries else "cast"
+    contexts = {a.flow: names.take(_camel(a.flow) + "Context") for a in entries}
     chunks = []
-    need_unset = False
     memo = check.rendered
+    for a in entries:
+        flow_types = types.get(a.flow, {})
+        # the context: the flow's fields, then fields only a step's declared result names
+        fields = entry_fields[a.flow]
+        extra = tuple(sorted(set(flow_types) - set(fields)))
+        typed = tuple((f, flow_types.get(f, "object")) for f in fields + extra)
+        key = rendercache.key(
+            "context", a, contexts[a.flow], [repr(typed)], machine_var, CONTEXT
+        )
+        chunks.append(
+            memo.get(
+                machine,
+                key,
+                lambda a=a, t=typed: check.ensure(
+                    render.context(a.flow, contexts[a.flow], t), CONTEXT, where
+                ),
+            )
+        )
     for activation in view.entries:
         if activation.at is None:
+            flow_types = types.get(activation.flow, {})
             fields = entry_fields[activation.flow]
-            need_unset = need_unset or bool(fields)
+            params = tuple((f, flow_types.get(f)) for f in fields)
+            context = contexts[activation.flow]
             key = rendercache.key(
-                "entry", activation, activation.flow, fields, machine_var, DEFINITION
+                "entry",
+                activation,
+                activation.flow,
+                [repr(params), context, cast],
+                machine_var,
+                DEFINITION,
             )
             chunk = memo.get(
                 machine,
                 key,
-                lambda a=activation, f=fields: check.ensure(
-                    render.entry(a, a.flow, f, machine_var), DEFINITION, where
+                lambda a=activation, p=params, c=context: check.ensure(
+                    render.entry(a, a.flow, p, machine_var, c, cast), DEFINITION, where
                 ),
             )
         else:
@@ -355,11 +449,23 @@ def _machine_files(plan, flows, view, flows_here, plan_ref, version, check, pref
                 ),
             )
         chunks.append(chunk)
-    imports = ["UNSET"] if need_unset else []
-    imports.append("Machine")
+    need_unset = any(entry_fields[a.flow] for a in entries)
+    imports = ["UNSET", "Machine"] if need_unset else ["Machine"]
     if len(entries) < len(view.entries):
         imports.append("Run")
-    header = render.wiring_header(machine, machine_var, imports, plan_ref, version)
+    if any(f in types.get(a.flow, {}) for a in entries for f in entry_fields[a.flow]):
+        imports.append("Unset")  # an annotated field: `name: T | Unset = UNSET`
+    typing_imports = []
+    if entries:
+        # isort keeps an aliased import on a line of its own
+        typing_imports = (
+            ["from typing import TypedDict, cast"]
+            if cast == "cast"
+            else ["from typing import TypedDict", f"from typing import cast as {cast}"]
+        )
+    header = render.wiring_header(
+        machine, machine_var, imports, typing_imports, plan_ref, version
+    )
     wiring = render.join(check.ensure(header, WIRING_HEADER, where), chunks)
     init = render.machine_init(
         machine, flows_here, [a.flow for a in entries], plan_ref, version

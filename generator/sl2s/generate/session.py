@@ -159,7 +159,15 @@ class Session:
         if rows is None:
             found = scan_module(source)  # UserCodeError propagates to the core
             rows = [
-                [f.flow, f.id, f.template, f.function, list(f.params), f.line]
+                [
+                    f.flow,
+                    f.id,
+                    f.template,
+                    f.function,
+                    list(f.params),
+                    f.line,
+                    [list(t) for t in f.types],
+                ]
                 for f in found
             ]
         self._used[digest] = rows
@@ -167,12 +175,25 @@ class Session:
 
     def scan(self, path: str, source: str) -> list[FoundStep]:
         rows = self._scan_rows(source)
-        return [FoundStep(r[0], r[1], r[2], r[3], tuple(r[4]), r[5]) for r in rows]
+        return [
+            FoundStep(
+                r[0], r[1], r[2], r[3], tuple(r[4]), r[5], tuple(map(tuple, r[6]))
+            )
+            for r in rows
+        ]
 
     def seed(self, source: str, steps) -> None:
         """Record what scan_module() finds in `source` (known without parsing it)."""
         rows = [
-            [f.flow, f.id, f.template, f.function, list(f.params), f.line]
+            [
+                f.flow,
+                f.id,
+                f.template,
+                f.function,
+                list(f.params),
+                f.line,
+                [list(t) for t in f.types],
+            ]
             for f in steps
         ]
         self._scans[self._digest(source)] = rows

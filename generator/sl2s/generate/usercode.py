@@ -12,7 +12,7 @@ rebalance engine reuses both.
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import libcst as cst
 
@@ -31,6 +31,10 @@ class FoundStep:
         str, ...
     ]  # parameter names (context fields it receives), *args/**kwargs excluded
     line: int  # line of the function's first decorator (as code.co_firstlineno)
+    # (field, annotation, line) of each context field the function's annotations type: its
+    # annotated parameters, and the keys of a TypedDict of the module it is declared to return.
+    # Only annotations a generated module can repeat (builtins, `|`, subscripts) are kept.
+    types: tuple[tuple[str, str, int], ...] = ()
 
 
 BOM = "\ufeff"
@@ -84,30 +88,123 @@ def scan_module(source: str) -> list[FoundStep]:
     """
     source = source.removeprefix(BOM)  # a BOM is fine in a file, not in a parsed string
     module = parse(source)
-    lines = _decorator_lines(source)
+    tree = ast.parse(source)
+    lines = _decorator_lines(tree)
     found: list[FoundStep] = []
     functions = [st for st in module.body if isinstance(st, cst.FunctionDef)]
-    for statement, (first_line, decorator_lines) in zip(functions, lines):
+    typed: dict[str, tuple[tuple[str, str, int], ...]] | None = None
+    defs = [
+        n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+    ]
+    for statement, node, (first_line, decorator_lines) in zip(functions, defs, lines):
         for decorator, line in zip(statement.decorators, decorator_lines):
             call = decorator.decorator
             if _is_step_decorator(call):
-                found.append(_found(call, statement, first_line, line))
+                step = _found(call, statement, first_line, line)
+                if typed is None:
+                    typed = _typed_dicts(tree)
+                types = _types(node, typed)
+                if types:
+                    step = replace(step, types=types)
+                found.append(step)
     return found
 
 
-def _decorator_lines(source: str) -> list[tuple[int, list[int]]]:
+def _decorator_lines(tree: ast.Module) -> list[tuple[int, list[int]]]:
     """(first decorator line, each decorator's line) of every top-level function, in order.
 
     Taken from `ast` (the same source, the same top-level functions in the same order): libcst's
     PositionProvider costs four times the parse itself.
     """
-    tree = ast.parse(source)
     out = []
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             decorators = [d.lineno for d in node.decorator_list]
             out.append((decorators[0] if decorators else node.lineno, decorators))
     return out
+
+
+# Names an annotation may use to be repeated in generated code (which imports nothing for it).
+PORTABLE = frozenset(
+    "None bool int float complex str bytes bytearray list dict tuple set frozenset "
+    "object".split()
+)
+
+
+def portable(node: ast.expr) -> str | None:
+    """The annotation as source text if generated code can repeat it as it is, else None.
+
+    `object` (no claim about the type) is None too.
+    """
+    if isinstance(node, ast.Name) and node.id == "object":
+        return None
+
+    def ok(n: ast.expr) -> bool:
+        if isinstance(n, ast.Name):
+            return n.id in PORTABLE
+        if isinstance(n, ast.Constant):
+            return n.value is None
+        if isinstance(n, ast.BinOp):
+            return isinstance(n.op, ast.BitOr) and ok(n.left) and ok(n.right)
+        if isinstance(n, ast.Subscript):
+            inner = n.slice
+            items = inner.elts if isinstance(inner, ast.Tuple) else [inner]
+            return ok(n.value) and all(
+                ok(i) or (isinstance(i, ast.Constant) and i.value is Ellipsis)
+                for i in items
+            )
+        return False
+
+    return ast.unparse(node) if ok(node) else None
+
+
+def stub_types(stub: str, first_line: int) -> tuple[tuple[str, str, int], ...]:
+    """What scan_module() finds as `types` in a rendered stub placed at `first_line`."""
+    node = ast.parse(stub).body[0]
+    assert isinstance(node, ast.FunctionDef)
+    return tuple((f, t, line + first_line - 1) for f, t, line in _types(node, {}))
+
+
+def _typed_dicts(tree: ast.Module) -> dict[str, tuple[tuple[str, str, int], ...]]:
+    """The module's top-level `class X(TypedDict)`: their portable (key, annotation, line)."""
+    out: dict[str, tuple[tuple[str, str, int], ...]] = {}
+    for node in tree.body:
+        if not isinstance(node, ast.ClassDef) or not any(
+            (isinstance(b, ast.Name) and b.id == "TypedDict")
+            or (isinstance(b, ast.Attribute) and b.attr == "TypedDict")
+            for b in node.bases
+        ):
+            continue
+        keys = []
+        for item in node.body:
+            if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+                text = portable(item.annotation)
+                if text is not None:
+                    keys.append((item.target.id, text, item.lineno))
+        out[node.name] = tuple(keys)
+    return out
+
+
+def _types(
+    node: ast.FunctionDef | ast.AsyncFunctionDef,
+    typed: dict[str, tuple[tuple[str, str, int], ...]],
+) -> tuple[tuple[str, str, int], ...]:
+    a = node.args
+    out = []
+    for arg in (*a.posonlyargs, *a.args, *a.kwonlyargs):
+        if arg.annotation is not None:
+            text = portable(arg.annotation)
+            if text is not None:
+                out.append((arg.arg, text, arg.lineno))
+    returns = node.returns
+    if isinstance(returns, ast.Constant) and isinstance(returns.value, str):
+        try:  # a quoted annotation: -> "Result"
+            returns = ast.parse(returns.value, mode="eval").body
+        except SyntaxError:
+            returns = None
+    if isinstance(returns, ast.Name) and returns.id in typed:
+        out.extend(typed[returns.id])
+    return tuple(out)
 
 
 def _found(

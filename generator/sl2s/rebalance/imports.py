@@ -30,11 +30,19 @@ class Alias:
         """Identity independent of how it is spelled: (kind, absolute module, name)."""
         if self.kind == "import":
             return ("import", self.name, self.asname or "")
-        return ("from", resolve(self.level, self.module, package), self.name)
+        module = resolve(self.level, self.module, package)
+        if module == "sl2s.api" and self.name in SAME_AS_RUNTIME:
+            module = "sl2s.runtime"  # the same object, typed for checkers
+        return ("from", module, self.name)
 
     @property
     def spelled(self) -> str:
         return f"{self.name} as {self.asname}" if self.asname else self.name
+
+
+# Names `sl2s.api` re-exports unchanged from `sl2s.runtime`: `from sl2s.api import step` and
+# `from sl2s.runtime import step` bind the same object.
+SAME_AS_RUNTIME = frozenset({"UNSET", "Machine", "Run", "step"})
 
 
 def aliases(stmt: ast.Import | ast.ImportFrom) -> list[Alias]:

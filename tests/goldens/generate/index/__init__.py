@@ -2,8 +2,8 @@
 # Never edit this file: change the plan and run `sl2s generate`.
 """The system generated from the plan: one subpackage per machine. See PLAN.md."""
 
-from sl2s.observe import install as _install_flight_recorder
+from sl2s.api import install_flight_recorder
 
-# Every process that runs these machines keeps a flight recorder (incidents on failures);
-# SL2S_INCIDENTS=0 turns it off.
-_install_flight_recorder()
+# Every process that runs these machines keeps a flight recorder (incidents on
+# failures); SL2S_INCIDENTS=0 turns it off.
+install_flight_recorder()

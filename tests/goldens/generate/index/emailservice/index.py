@@ -7,16 +7,16 @@ function receives the context fields named by its parameters and returns None or
 mapping of the fields it sets.
 """
 
-from sl2s.runtime import step
+from sl2s.api import step
 
 
 @step("index", "Sending welcome email to :email")
-def sending_welcome_email_to_email(email):
+def sending_welcome_email_to_email(email: object) -> None:
     # Not implemented yet: this step does nothing.
     return None
 
 
 @step("index", "Welcome email delivered to :email")
-def welcome_email_delivered_to_email(email):
+def welcome_email_delivered_to_email(email: object) -> None:
     # Not implemented yet: this step does nothing.
     return None

@@ -6,6 +6,11 @@ Importing this package imports the user-owned flow modules (registering their @s
 functions) and the wiring, then binds the entry function of each flow that starts here.
 """
 
-from . import index  # noqa: F401
-from . import _wiring  # noqa: F401
+from . import _wiring
+from . import index as _index_steps
 from ._wiring import index
+
+__all__ = ["index"]
+
+# Imported for what importing them does: the flow modules register their steps.
+_LOADED = (_index_steps, _wiring)

@@ -8,12 +8,20 @@ with an explicit `run.call(...)` (wait for another machine) or
 flow modules next to this file.
 """
 
-from sl2s.runtime import UNSET, Machine
+from typing import TypedDict, cast
+
+from sl2s.api import UNSET, Machine
 
 machine = Machine(__name__, "server")
 
 
-def index(*, email=UNSET) -> dict:
+class IndexContext(TypedDict, total=False):
+    """The context of flow 'index': its fields as the step functions type them."""
+
+    email: object
+
+
+def index(*, email: object = UNSET) -> IndexContext:
     """Run flow 'index' from machine 'server'; return the final context."""
     run = machine.start("index", email=email)
     run.step("received_request_for_the_index_page_from_email")
@@ -24,4 +32,4 @@ def index(*, email=UNSET) -> dict:
         resume_at="rendering_index_page_for_email",
     )
     run.step("rendering_index_page_for_email")
-    return run.finish()
+    return cast(IndexContext, run.finish())

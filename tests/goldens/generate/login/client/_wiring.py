@@ -8,12 +8,25 @@ with an explicit `run.call(...)` (wait for another machine) or
 flow modules next to this file.
 """
 
-from sl2s.runtime import UNSET, Machine
+from typing import TypedDict, cast
+
+from sl2s.api import UNSET, Machine
 
 machine = Machine(__name__, "client")
 
 
-def login(*, username=UNSET, password=UNSET) -> dict:
+class LoginContext(TypedDict, total=False):
+    """The context of flow 'login': its fields as the step functions type them."""
+
+    username: object
+    password: object
+
+
+class FeedContext(TypedDict, total=False):
+    """The context of flow 'feed': its fields as the step functions type them."""
+
+
+def login(*, username: object = UNSET, password: object = UNSET) -> LoginContext:
     """Run flow 'login' from machine 'client'; return the final context."""
     run = machine.start("login", username=username, password=password)
     run.step("user_attempted_login_as_username_and_password")
@@ -23,12 +36,12 @@ def login(*, username=UNSET, password=UNSET) -> dict:
         resume_at="login_successful",
     )
     run.step("login_successful")
-    return run.finish()
+    return cast(LoginContext, run.finish())
 
 
-def feed() -> dict:
+def feed() -> FeedContext:
     """Run flow 'feed' from machine 'client'; return the final context."""
     run = machine.start("feed")
     run.step("fetching_feed_information")
     run.call("server", at="retrieving_feed_information", resume_at=None)
-    return run.finish()
+    return cast(FeedContext, run.finish())

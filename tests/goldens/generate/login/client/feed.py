@@ -7,10 +7,10 @@ function receives the context fields named by its parameters and returns None or
 mapping of the fields it sets.
 """
 
-from sl2s.runtime import step
+from sl2s.api import step
 
 
 @step("feed", "Fetching feed information")
-def fetching_feed_information():
+def fetching_feed_information() -> None:
     # Not implemented yet: this step does nothing.
     return None

@@ -7,16 +7,18 @@ function receives the context fields named by its parameters and returns None or
 mapping of the fields it sets.
 """
 
-from sl2s.runtime import step
+from sl2s.api import step
 
 
 @step("login", "User attempted login as :username and #password")
-def user_attempted_login_as_username_and_password(username, password):
+def user_attempted_login_as_username_and_password(
+    username: object, password: object
+) -> None:
     # Not implemented yet: this step does nothing.
     return None
 
 
 @step("login", "Login successful")
-def login_successful():
+def login_successful() -> None:
     # Not implemented yet: this step does nothing.
     return None

@@ -6,6 +6,9 @@ Importing this package imports the user-owned flow modules (registering their @s
 functions) and the wiring, then binds the entry function of each flow that starts here.
 """
 
-from . import login  # noqa: F401
-from . import feed  # noqa: F401
-from . import _wiring  # noqa: F401
+from . import _wiring
+from . import feed as _feed_steps
+from . import login as _login_steps
+
+# Imported for what importing them does: the flow modules register their steps.
+_LOADED = (_feed_steps, _login_steps, _wiring)

@@ -7,10 +7,10 @@ function receives the context fields named by its parameters and returns None or
 mapping of the fields it sets.
 """
 
-from sl2s.runtime import step
+from sl2s.api import step
 
 
 @step("feed", "Retrieving feed information")
-def retrieving_feed_information():
+def retrieving_feed_information() -> None:
     # Not implemented yet: this step does nothing.
     return None

@@ -7,28 +7,28 @@ function receives the context fields named by its parameters and returns None or
 mapping of the fields it sets.
 """
 
-from sl2s.runtime import step
+from sl2s.api import step
 
 
 @step("login", "Received request to login as :username")
-def received_request_to_login_as_username(username):
+def received_request_to_login_as_username(username: object) -> None:
     # Not implemented yet: this step does nothing.
     return None
 
 
 @step("login", "Testing password for :username")
-def testing_password_for_username(username):
+def testing_password_for_username(username: object) -> None:
     # Not implemented yet: this step does nothing.
     return None
 
 
 @step("login", "Setting session for :username")
-def setting_session_for_username(username):
+def setting_session_for_username(username: object) -> None:
     # Not implemented yet: this step does nothing.
     return None
 
 
 @step("login", "Finish handling user login")
-def finish_handling_user_login():
+def finish_handling_user_login() -> None:
     # Not implemented yet: this step does nothing.
     return None

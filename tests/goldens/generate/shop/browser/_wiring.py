@@ -8,14 +8,51 @@ with an explicit `run.call(...)` (wait for another machine) or
 flow modules next to this file.
 """
 
-from sl2s.runtime import UNSET, Machine
+from typing import TypedDict, cast
+
+from sl2s.api import UNSET, Machine
 
 machine = Machine(__name__, "browser")
 
 
+class AddToCartContext(TypedDict, total=False):
+    """The context of flow 'add_to_cart': its fields as the step functions type them."""
+
+    sku: object
+    cart_id: object
+    stock_level: object
+    item_count: object
+
+
+class CheckoutContext(TypedDict, total=False):
+    """The context of flow 'checkout': its fields as the step functions type them."""
+
+    customer_id: object
+    cart_id: object
+    item_count: object
+    reservation_id: object
+    amount_cents: object
+    card_number: object
+    payment_id: object
+    order_id: object
+    email: object
+
+
+class OrderStatusContext(TypedDict, total=False):
+    """The context of flow 'order_status': its fields as the step functions type
+    them."""
+
+    order_id: object
+    status: object
+
+
 def add_to_cart(
-    *, sku=UNSET, cart_id=UNSET, stock_level=UNSET, item_count=UNSET
-) -> dict:
+    *,
+    sku: object = UNSET,
+    cart_id: object = UNSET,
+    stock_level: object = UNSET,
+    item_count: object = UNSET,
+) -> AddToCartContext:
     """Run flow 'add_to_cart' from machine 'browser'; return the final context."""
     run = machine.start(
         "add_to_cart",
@@ -37,21 +74,21 @@ def add_to_cart(
         resume_at="cart_badge_shows_item_count_items",
     )
     run.step("cart_badge_shows_item_count_items")
-    return run.finish()
+    return cast(AddToCartContext, run.finish())
 
 
 def checkout(
     *,
-    customer_id=UNSET,
-    cart_id=UNSET,
-    item_count=UNSET,
-    reservation_id=UNSET,
-    amount_cents=UNSET,
-    card_number=UNSET,
-    payment_id=UNSET,
-    order_id=UNSET,
-    email=UNSET,
-) -> dict:
+    customer_id: object = UNSET,
+    cart_id: object = UNSET,
+    item_count: object = UNSET,
+    reservation_id: object = UNSET,
+    amount_cents: object = UNSET,
+    card_number: object = UNSET,
+    payment_id: object = UNSET,
+    order_id: object = UNSET,
+    email: object = UNSET,
+) -> CheckoutContext:
     """Run flow 'checkout' from machine 'browser'; return the final context."""
     run = machine.start(
         "checkout",
@@ -72,10 +109,12 @@ def checkout(
         resume_at="showing_confirmation_page_for_order_order_id",
     )
     run.step("showing_confirmation_page_for_order_order_id")
-    return run.finish()
+    return cast(CheckoutContext, run.finish())
 
 
-def order_status(*, order_id=UNSET, status=UNSET) -> dict:
+def order_status(
+    *, order_id: object = UNSET, status: object = UNSET
+) -> OrderStatusContext:
     """Run flow 'order_status' from machine 'browser'; return the final context."""
     run = machine.start("order_status", order_id=order_id, status=status)
     run.step("checking_the_status_of_order_order_id")
@@ -85,4 +124,4 @@ def order_status(*, order_id=UNSET, status=UNSET) -> dict:
         resume_at="showing_status_status_of_order_order_id",
     )
     run.step("showing_status_status_of_order_order_id")
-    return run.finish()
+    return cast(OrderStatusContext, run.finish())

@@ -7,22 +7,24 @@ function receives the context fields named by its parameters and returns None or
 mapping of the fields it sets.
 """
 
-from sl2s.runtime import step
+from sl2s.api import step
 
 
 @step("add_to_cart", "Adding :sku to cart :cart_id")
-def adding_sku_to_cart_cart_id(sku, cart_id):
+def adding_sku_to_cart_cart_id(sku: object, cart_id: object) -> None:
     # Not implemented yet: this step does nothing.
     return None
 
 
 @step("add_to_cart", "Showing :sku in cart :cart_id with :stock_level left")
-def showing_sku_in_cart_cart_id_with_stock_level_left(sku, cart_id, stock_level):
+def showing_sku_in_cart_cart_id_with_stock_level_left(
+    sku: object, cart_id: object, stock_level: object
+) -> None:
     # Not implemented yet: this step does nothing.
     return None
 
 
 @step("add_to_cart", "Cart badge shows :item_count items")
-def cart_badge_shows_item_count_items(item_count):
+def cart_badge_shows_item_count_items(item_count: object) -> None:
     # Not implemented yet: this step does nothing.
     return None

@@ -7,16 +7,16 @@ function receives the context fields named by its parameters and returns None or
 mapping of the fields it sets.
 """
 
-from sl2s.runtime import step
+from sl2s.api import step
 
 
 @step("order_status", "Checking the status of order :order_id")
-def checking_the_status_of_order_order_id(order_id):
+def checking_the_status_of_order_order_id(order_id: object) -> None:
     # Not implemented yet: this step does nothing.
     return None
 
 
 @step("order_status", "Showing status :status of order :order_id")
-def showing_status_status_of_order_order_id(status, order_id):
+def showing_status_status_of_order_order_id(status: object, order_id: object) -> None:
     # Not implemented yet: this step does nothing.
     return None

@@ -7,10 +7,10 @@ function receives the context fields named by its parameters and returns None or
 mapping of the fields it sets.
 """
 
-from sl2s.runtime import step
+from sl2s.api import step
 
 
 @step("add_to_cart", "Checking stock of :sku")
-def checking_stock_of_sku(sku):
+def checking_stock_of_sku(sku: object) -> None:
     # Not implemented yet: this step does nothing.
     return None

@@ -7,16 +7,18 @@ function receives the context fields named by its parameters and returns None or
 mapping of the fields it sets.
 """
 
-from sl2s.runtime import step
+from sl2s.api import step
 
 
 @step("checkout", "Reserving stock for cart :cart_id")
-def reserving_stock_for_cart_cart_id(cart_id):
+def reserving_stock_for_cart_cart_id(cart_id: object) -> None:
     # Not implemented yet: this step does nothing.
     return None
 
 
 @step("checkout", "Reserved :item_count items; reservation :reservation_id")
-def reserved_item_count_items_reservation_reservation_id(item_count, reservation_id):
+def reserved_item_count_items_reservation_reservation_id(
+    item_count: object, reservation_id: object
+) -> None:
     # Not implemented yet: this step does nothing.
     return None

@@ -7,10 +7,10 @@ function receives the context fields named by its parameters and returns None or
 mapping of the fields it sets.
 """
 
-from sl2s.runtime import step
+from sl2s.api import step
 
 
 @step("refund", "Releasing reservation :reservation_id back to stock")
-def releasing_reservation_reservation_id_back_to_stock(reservation_id):
+def releasing_reservation_reservation_id_back_to_stock(reservation_id: object) -> None:
     # Not implemented yet: this step does nothing.
     return None

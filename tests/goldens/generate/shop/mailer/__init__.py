@@ -6,6 +6,9 @@ Importing this package imports the user-owned flow modules (registering their @s
 functions) and the wiring, then binds the entry function of each flow that starts here.
 """
 
-from . import checkout  # noqa: F401
-from . import refund  # noqa: F401
-from . import _wiring  # noqa: F401
+from . import _wiring
+from . import checkout as _checkout_steps
+from . import refund as _refund_steps
+
+# Imported for what importing them does: the flow modules register their steps.
+_LOADED = (_checkout_steps, _refund_steps, _wiring)

@@ -8,7 +8,7 @@ with an explicit `run.call(...)` (wait for another machine) or
 flow modules next to this file.
 """
 
-from sl2s.runtime import Machine, Run
+from sl2s.api import Machine, Run
 
 machine = Machine(__name__, "mailer")
 

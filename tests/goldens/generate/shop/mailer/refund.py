@@ -7,10 +7,12 @@ function receives the context fields named by its parameters and returns None or
 mapping of the fields it sets.
 """
 
-from sl2s.runtime import step
+from sl2s.api import step
 
 
 @step("refund", "Sending refund notice for :order_id to :email")
-def sending_refund_notice_for_order_id_to_email(order_id, email):
+def sending_refund_notice_for_order_id_to_email(
+    order_id: object, email: object
+) -> None:
     # Not implemented yet: this step does nothing.
     return None

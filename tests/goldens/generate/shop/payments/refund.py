@@ -7,16 +7,18 @@ function receives the context fields named by its parameters and returns None or
 mapping of the fields it sets.
 """
 
-from sl2s.runtime import step
+from sl2s.api import step
 
 
 @step("refund", "Refunding payment :payment_id of order :order_id")
-def refunding_payment_payment_id_of_order_order_id(payment_id, order_id):
+def refunding_payment_payment_id_of_order_order_id(
+    payment_id: object, order_id: object
+) -> None:
     # Not implemented yet: this step does nothing.
     return None
 
 
 @step("refund", "Refund :refund_id issued")
-def refund_refund_id_issued(refund_id):
+def refund_refund_id_issued(refund_id: object) -> None:
     # Not implemented yet: this step does nothing.
     return None

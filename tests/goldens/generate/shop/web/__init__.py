@@ -6,9 +6,20 @@ Importing this package imports the user-owned flow modules (registering their @s
 functions) and the wiring, then binds the entry function of each flow that starts here.
 """
 
-from . import add_to_cart  # noqa: F401
-from . import checkout  # noqa: F401
-from . import order_status  # noqa: F401
-from . import refund  # noqa: F401
-from . import _wiring  # noqa: F401
+from . import _wiring
+from . import add_to_cart as _add_to_cart_steps
+from . import checkout as _checkout_steps
+from . import order_status as _order_status_steps
+from . import refund as _refund_steps
 from ._wiring import refund
+
+__all__ = ["refund"]
+
+# Imported for what importing them does: the flow modules register their steps.
+_LOADED = (
+    _add_to_cart_steps,
+    _checkout_steps,
+    _order_status_steps,
+    _refund_steps,
+    _wiring,
+)

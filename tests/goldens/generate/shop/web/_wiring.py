@@ -8,9 +8,22 @@ with an explicit `run.call(...)` (wait for another machine) or
 flow modules next to this file.
 """
 
-from sl2s.runtime import UNSET, Machine, Run
+from typing import TypedDict, cast
+
+from sl2s.api import UNSET, Machine, Run
 
 machine = Machine(__name__, "web")
+
+
+class RefundContext(TypedDict, total=False):
+    """The context of flow 'refund': its fields as the step functions type them."""
+
+    order_id: object
+    agent: object
+    payment_id: object
+    refund_id: object
+    reservation_id: object
+    email: object
 
 
 @machine.segment("add_to_cart", at="received_add_to_cart_request_for_sku")
@@ -67,13 +80,13 @@ def order_status_at_looking_up_order_order_id(run: Run) -> Run:
 
 def refund(
     *,
-    order_id=UNSET,
-    agent=UNSET,
-    payment_id=UNSET,
-    refund_id=UNSET,
-    reservation_id=UNSET,
-    email=UNSET,
-) -> dict:
+    order_id: object = UNSET,
+    agent: object = UNSET,
+    payment_id: object = UNSET,
+    refund_id: object = UNSET,
+    reservation_id: object = UNSET,
+    email: object = UNSET,
+) -> RefundContext:
     """Run flow 'refund' from machine 'web'; return the final context."""
     run = machine.start(
         "refund",
@@ -103,4 +116,4 @@ def refund(
         resume_at="refund_of_order_order_id_complete",
     )
     run.step("refund_of_order_order_id_complete")
-    return run.finish()
+    return cast(RefundContext, run.finish())

@@ -7,16 +7,16 @@ function receives the context fields named by its parameters and returns None or
 mapping of the fields it sets.
 """
 
-from sl2s.runtime import step
+from sl2s.api import step
 
 
 @step("add_to_cart", "Received add-to-cart request for :sku")
-def received_add_to_cart_request_for_sku(sku):
+def received_add_to_cart_request_for_sku(sku: object) -> None:
     # Not implemented yet: this step does nothing.
     return None
 
 
 @step("add_to_cart", "Recording cart view for :cart_id")
-def recording_cart_view_for_cart_id(cart_id):
+def recording_cart_view_for_cart_id(cart_id: object) -> None:
     # Not implemented yet: this step does nothing.
     return None

@@ -7,16 +7,16 @@ function receives the context fields named by its parameters and returns None or
 mapping of the fields it sets.
 """
 
-from sl2s.runtime import step
+from sl2s.api import step
 
 
 @step("order_status", "Looking up order :order_id")
-def looking_up_order_order_id(order_id):
+def looking_up_order_order_id(order_id: object) -> None:
     # Not implemented yet: this step does nothing.
     return None
 
 
 @step("order_status", "Order :order_id is :status")
-def order_order_id_is_status(order_id, status):
+def order_order_id_is_status(order_id: object, status: object) -> None:
     # Not implemented yet: this step does nothing.
     return None
