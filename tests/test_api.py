@@ -1,5 +1,6 @@
 """sl2s.api: the runtime's own objects at run time, declared for type checkers with the same
-parameters as the runtime's functions (so the declarations cannot drift from what runs)."""
+parameters as the runtime's functions (so the declarations cannot drift from what runs).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import sl2s.api as api
 import sl2s.observe
 import sl2s.runtime as runtime
+from sl2s.rebalance import journal
 
 SOURCE = Path(api.__file__).read_text(encoding="utf-8")
 
@@ -57,6 +59,9 @@ def test_at_run_time_the_names_are_the_runtimes_own_objects() -> None:
     assert api.UNSET is runtime.UNSET
     assert isinstance(runtime.UNSET, api.Unset)
     assert api.install_flight_recorder is sl2s.observe.install
+    assert (
+        api.refuse_import_over_pending_rebalance is journal.refuse_import_over_pending
+    )
 
 
 def test_declarations_name_the_same_parameters_as_the_runtime() -> None:
@@ -64,6 +69,7 @@ def test_declarations_name_the_same_parameters_as_the_runtime() -> None:
     pairs = {
         "step": runtime.step,
         "install_flight_recorder": sl2s.observe.install,
+        "refuse_import_over_pending_rebalance": journal.refuse_import_over_pending,
         "Machine.__init__": runtime.Machine.__init__,
         "Machine.start": runtime.Machine.start,
         "Machine.segment": runtime.Machine.segment,

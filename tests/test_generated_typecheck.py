@@ -74,12 +74,21 @@ def sl2s(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def checkers(cwd: Path, targets: list[str]) -> dict[str, subprocess.CompletedProcess[str]]:
+def checkers(
+    cwd: Path, targets: list[str]
+) -> dict[str, subprocess.CompletedProcess[str]]:
     (cwd / "pyrightconfig.json").write_text(
         json.dumps({"typeCheckingMode": "strict", "pythonVersion": "3.10"})
     )
     run = {
-        "mypy": [sys.executable, "-m", "mypy", "--strict", "--no-incremental", *targets],
+        "mypy": [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--no-incremental",
+            *targets,
+        ],
         "pyright": [
             sys.executable,
             "-m",
@@ -127,7 +136,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     typed = base / "typed"
     typed.mkdir()
     shutil.copy(ROOT / "sample_plans" / "login.csv", typed / "login.csv")
-    assert sl2s("generate", "login.csv", "--out", "sys_login", cwd=typed).returncode == 0
+    assert (
+        sl2s("generate", "login.csv", "--out", "sys_login", cwd=typed).returncode == 0
+    )
     (typed / "sys_login" / "server" / "login.py").write_text(TYPED_SERVER)
     done = sl2s("generate", "login.csv", "--out", "sys_login", cwd=typed)
     assert done.returncode == 0, done.stderr
@@ -186,7 +197,9 @@ def test_two_annotations_of_one_field_are_a_file_line_error(tmp_path: Path) -> N
     assert sl2s("generate", "login.csv", cwd=tmp_path).returncode == 0
     server = tmp_path / "services" / "server" / "login.py"
     server.write_text(
-        TYPED_SERVER.replace("def received(username: str)", "def received(username: bytes)")
+        TYPED_SERVER.replace(
+            "def received(username: str)", "def received(username: bytes)"
+        )
     )
     before = {p: p.read_bytes() for p in (tmp_path / "services").rglob("*.py")}
     done = sl2s("generate", "login.csv", cwd=tmp_path)

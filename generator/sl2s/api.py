@@ -16,7 +16,15 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
-__all__ = ["UNSET", "Machine", "Run", "Unset", "install_flight_recorder", "step"]
+__all__ = [
+    "UNSET",
+    "Machine",
+    "Run",
+    "Unset",
+    "install_flight_recorder",
+    "refuse_import_over_pending_rebalance",
+    "step",
+]
 
 if TYPE_CHECKING:
     _F = TypeVar("_F", bound=Callable[..., Any])
@@ -60,13 +68,9 @@ if TYPE_CHECKING:
 
         def start(self, flow: str, /, **fields: object) -> Run: ...
 
-        def segment(
-            self, flow: str, *, at: str
-        ) -> Callable[[_Segment], _Segment]: ...
+        def segment(self, flow: str, *, at: str) -> Callable[[_Segment], _Segment]: ...
 
-    def step(
-        flow: str, template: str, id: str | None = None
-    ) -> Callable[[_F], _F]: ...
+    def step(flow: str, template: str, id: str | None = None) -> Callable[[_F], _F]: ...
 
     def install_flight_recorder(
         log_dir: str | os.PathLike[str] | None = None,
@@ -77,8 +81,13 @@ if TYPE_CHECKING:
         **options: object,
     ) -> object: ...
 
+    def refuse_import_over_pending_rebalance(package_file: str) -> None: ...
+
 else:
     from sl2s.observe import install as install_flight_recorder
+    from sl2s.rebalance.journal import (
+        refuse_import_over_pending as refuse_import_over_pending_rebalance,
+    )
     from sl2s.runtime import UNSET, Machine, Run, step
 
     Unset = type(UNSET)

@@ -237,7 +237,8 @@ def machine_init(
 ) -> str:
     """The machine's package: imports its flow modules (for their @step functions, under
     private names: a flow that starts here has an entry function of the same name) and its
-    wiring, and exports the entry functions. Imports are in isort order (ruff's I rules)."""
+    wiring, and exports the entry functions. Imports are in isort order (ruff's I rules).
+    """
     modules = sorted(modules, key=isort_key)
     entries = sorted(entries, key=isort_key)
     aliases = [f"_{m}_steps" for m in modules]

@@ -225,3 +225,38 @@ def recover_from_argv(argv: list[str]) -> list[str]:
             if what:
                 done.append(f"{root}: {what}")
     return done
+
+
+def pending(system_dir: str | os.PathLike[str]) -> str | None:
+    """A one-line refusal when `system_dir` holds a committed, unfinished rebalance journal (the
+    tree is half-moved: importing it would run that), else None. One stat when there is none.
+
+    Names a command that completes it and changes nothing else: `sl2s generate PLAN --out DIR
+    --check` with the plan the lock names (every sl2s command first replays a journal of the
+    directories it names; the check then confirms the tree is up to date).
+    """
+    root = Path(system_dir)
+    if not (root / JOURNAL).exists():
+        return None
+    try:
+        where = os.path.relpath(root)
+    except ValueError:  # another drive (Windows)
+        where = str(root)
+    plan = "PLAN"
+    with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+        ref = json.loads((root / "sl2s.lock.json").read_text(encoding="utf-8"))
+        plan = os.path.relpath(os.path.normpath(root / ref["plan"]["path"]))
+    return (
+        f"{where}: a rebalance was interrupted and is not finished ({JOURNAL}); "
+        f"refusing to import the half-moved tree: run "
+        f"`sl2s generate {plan} --out {where} --check` "
+        "to complete it"
+    )
+
+
+def refuse_import_over_pending(package_file: str) -> None:
+    """Called by a generated system's `__init__.py` with its `__file__`: raise ImportError (one
+    line) when a rebalance of that directory is pending."""
+    message = pending(os.path.dirname(os.path.abspath(package_file)))
+    if message is not None:
+        raise ImportError(message)

@@ -2,7 +2,11 @@
 # Never edit this file: change the plan and run `sl2s generate`.
 """The system generated from the plan: one subpackage per machine. See PLAN.md."""
 
-from sl2s.api import install_flight_recorder
+from sl2s.api import install_flight_recorder, refuse_import_over_pending_rebalance
+
+# An interrupted rebalance leaves its journal here: rather than run the half-moved
+# tree, importing it says which command completes the rebalance.
+refuse_import_over_pending_rebalance(__file__)
 
 # Every process that runs these machines keeps a flight recorder (incidents on
 # failures); SL2S_INCIDENTS=0 turns it off.
