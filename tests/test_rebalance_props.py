@@ -1,8 +1,9 @@
 """Properties of the move engine over generated projects (hypothesis).
 
 A project here is one flow spread over a few machines' user modules, written the way the generator
-and a tidy user write them: black-formatted, imports in isort order, helpers owned by one step right
-above it, shared helpers before the steps, steps in plan order.
+and a tidy user write them: black-formatted, imports in isort order, shared helpers before the
+steps, steps in plan order; the helpers one step owns are anywhere: right above it, right below it
+or at the end of the module.
 
 - conservation: after any sequence of moves every function, helper, import and comment exists
   exactly once (imports: at least once, at most once per module), every step body is byte-identical
@@ -73,6 +74,8 @@ def projects(draw, messy: bool = False):
         for _ in range(steps)
     ]
     private = [draw(st.integers(0, 2)) for _ in range(steps)]
+    # where a step's own helpers are: right above it, right below it, or at the end of the module
+    placed = [draw(st.sampled_from(["above", "below", "end"])) for _ in range(steps)]
     commented = [draw(st.booleans()) for _ in range(steps)]
     shared_users = draw(
         st.lists(st.integers(0, steps - 1), max_size=steps, unique=True)
@@ -94,6 +97,7 @@ def projects(draw, messy: bool = False):
         mine = [i for i in range(steps) if owner[i] == m]
         imports = [STEP_IMPORT] + [IMPORTS[k][0] for i in mine for k in uses[i]]
         chunks = []
+        at_end = []
         shared = [i for i in mine if i in shared_users]
         if len(shared) >= 2:
             chunks.append(f"def shared_{m}(x):\n    return str(x).strip()\n")
@@ -107,10 +111,12 @@ def projects(draw, messy: bool = False):
                 chunks.append(
                     f"class Box{i}:\n    scale = {i}\n\n    def apply(self, y):\n        return y * self.scale\n"
                 )
-            for k in range(private[i]):
-                chunks.append(
-                    f"# helper {k} of step {i}\ndef _h{i}_{k}(x):\n    return x + {k}\n"
-                )
+            helpers = [
+                f"# helper {k} of step {i}\ndef _h{i}_{k}(x):\n    return x + {k}\n"
+                for k in range(private[i])
+            ]
+            if placed[i] == "above":
+                chunks += helpers
             body = [f"    y = _h{i}_{k}(y)" for k in range(private[i])]
             if "klass" in extra:
                 body.append(f"    y = Box{i}().apply(y)")
@@ -129,10 +135,14 @@ def projects(draw, messy: bool = False):
                 + "\n".join(body + ["    return {'y': y}".replace("'", '"')] + trailing)
                 + "\n"
             )
+            if placed[i] == "below":
+                chunks += helpers
+            elif placed[i] == "end":
+                at_end += helpers
         text = f'"""Steps of flow \'f\' on machine \'m{m}\'."""\n\n' + _import_block(
             imports
         )
-        text += "".join("\n\n" + c for c in chunks)
+        text += "".join("\n\n" + c for c in chunks + at_end)
         modules[f"m{m}/f.py"] = black.format_str(text, mode=black.Mode())
     moves = draw(
         st.lists(
@@ -195,7 +205,11 @@ def _steps_in(text: str) -> list[int]:
     return [int(n) for n in re.findall(r"^def step_(\d+)", text, re.M)]
 
 
-def do_move(modules, owner, i, target):
+def do_move(modules, owner, i, target, origins=None):
+    return do_move_with_origins(modules, owner, i, target, origins)[0]
+
+
+def do_move_with_origins(modules, owner, i, target, origins=None):
     src = f"m{owner[i]}/f.py"
     dst = f"m{target}/f.py"
     later = sorted(j for j in _steps_in(modules[dst]) if j > i)
@@ -206,8 +220,9 @@ def do_move(modules, owner, i, target):
         before=f"step_{later[0]}" if later else None,
         # as `sl2s rebalance` does: what other modules import from the source stays put
         pinned=importers(modules, _mod(src, None).name, "services", skip={src, dst}),
+        origins=origins,
     )
-    return {**modules, src: result.source, dst: result.dest}
+    return {**modules, src: result.source, dst: result.dest}, result.origins
 
 
 SETTINGS = settings(
@@ -266,10 +281,11 @@ def test_round_trip_restores_every_file_byte_for_byte(project, data):
             [m for m in range(3) if f"m{m}/f.py" in modules and m != owner[i]]
         )
     )
-    there = do_move(modules, owner, i, target)
+    there, origins = do_move_with_origins(modules, owner, i, target)
     moved_owner = list(owner)
     moved_owner[i] = target
-    back = do_move(there, moved_owner, i, owner[i])
+    # as `sl2s rebalance` does: the lock remembers where moved definitions came from
+    back = do_move(there, moved_owner, i, owner[i], origins)
     assert back == modules
 
 

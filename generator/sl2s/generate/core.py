@@ -134,12 +134,15 @@ def generate(
     check: BlackCheck | None = None,
     version: str = __version__,
     prefix: str = "",
+    origins: Mapping[str, Mapping[str, Mapping[str, str]]] | None = None,
 ) -> Generation:
     """The files of the system for `plan`.
 
     plan_ref: how generated headers and the lock name the plan (the CLI passes its path relative
     to the output directory). user_modules: `{"<machine>/<name>.py": source}` of every existing
     non-generated module in the output tree. prefix: put before paths in diagnostics.
+    origins: where `sl2s rebalance` took definitions from (kept in the lock for the modules that
+    still exist).
     Raises Sl2sError (every problem) when a user module cannot be read.
     """
     check = check or BlackCheck()
@@ -306,6 +309,11 @@ def generate(
         plan_lines={f.name: {s.id: s.line for s in f.steps} for f in plan.flows},
         files=digests,
         flows=flow_digests(projection),
+        origins={
+            path: names
+            for path, names in sorted((origins or {}).items())
+            if names and (path in user_modules or any(f.path == path for f in files))
+        },
     )
     files.append(OutFile(LOCK, lock_text, True))
     files.sort(key=lambda f: f.path)

@@ -25,9 +25,11 @@ def render(
     plan_lines: Mapping[str, Mapping[str, int]],
     files: Mapping[str, str],
     flows: Mapping[str, str] | None = None,
+    origins: Mapping[str, Mapping[str, Mapping[str, str]]] | None = None,
 ) -> str:
     """The lock's text. `flows`: each flow's projection digest (sl2s.generate.flowdigest), which
-    hops carry so that machines of different versions refuse each other."""
+    hops carry so that machines of different versions refuse each other. `origins`: where
+    `sl2s rebalance` took definitions from (written only when there are any)."""
     data = {
         "tool": TOOL,
         "version": version,
@@ -38,6 +40,8 @@ def render(
     }
     if flows is not None:
         data["flows"] = dict(flows)
+    if origins:
+        data["origins"] = {path: _OneLine(names) for path, names in origins.items()}
     out: list[str] = []
     _emit(data, 0, out)
     return "".join(out) + "\n"
@@ -99,3 +103,25 @@ def read(text: str) -> dict:
     except ValueError:  # orjson.JSONDecodeError is a ValueError
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def read_origins(lock: Mapping) -> dict[str, dict[str, dict[str, str]]]:
+    """The lock's `origins`, keeping only well-formed entries."""
+    raw = lock.get("origins")
+    out: dict[str, dict[str, dict[str, str]]] = {}
+    if not isinstance(raw, dict):
+        return out
+    for path, names in raw.items():
+        if not isinstance(names, dict):
+            continue
+        for name, entry in names.items():
+            if (
+                isinstance(entry, dict)
+                and isinstance(entry.get("from"), str)
+                and isinstance(entry.get("above"), str)
+            ):
+                out.setdefault(path, {})[name] = {
+                    "from": entry["from"],
+                    "above": entry["above"],
+                }
+    return out

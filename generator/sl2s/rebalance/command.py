@@ -196,6 +196,7 @@ def run_rebalance(
         scan=session.scan,
         check=session.black,
         prefix=label,
+        origins=outcome.origins,
     )
     changes = {c.path: c for c in plan_changes(out, generation)}
     for path in outcome.changed:

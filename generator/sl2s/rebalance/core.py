@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from sl2s.diagnostics import Diagnostic, Sl2sError
 from sl2s.generate import render
+from sl2s.generate.lock import read_origins
 from sl2s.generate.usercode import FoundStep, UserCodeError, scan_module
 from sl2s.model import Plan, Step
 from sl2s.rebalance import imports as imp
@@ -64,6 +65,9 @@ class Outcome:
     emptied: tuple[str, ...] = ()  # notes on machines left without steps
     new_machines: tuple[str, ...] = ()
     failed: tuple[Diagnostic, ...] = ()  # moves left out (only with force_partial)
+    # {module: {definition: {"from": module it left, "above": definition above it there}}}:
+    # kept in the lock, so that moving a step back puts every definition where it was
+    origins: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
 
 
 def _default_scan(path: str, source: str) -> list[FoundStep]:
@@ -85,6 +89,7 @@ class _State:
     modules: dict[str, str]
     index: dict[tuple[str, str], list[_Where]] = field(default_factory=dict)
     by_path: dict[str, list[_Where]] = field(default_factory=dict)
+    origins: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
 
     def add(self, where: _Where) -> None:
         self.index.setdefault((where.found.flow, where.found.id), []).append(where)
@@ -106,7 +111,7 @@ def rebalance(
     force_partial: bool = False,
 ) -> Outcome:
     """The user modules after bringing the code's step placement in line with `plan`."""
-    state = _State(dict(user_modules))
+    state = _State(dict(user_modules), origins=read_origins(lock))
     problems: list[Diagnostic] = []
     for path in sorted(user_modules):
         try:
@@ -180,6 +185,11 @@ def rebalance(
         emptied=tuple(emptied),
         new_machines=new_machines,
         failed=tuple(failed),
+        origins={
+            path: names
+            for path, names in sorted(state.origins.items())
+            if names and path in state.modules
+        },
     )
 
 
@@ -246,6 +256,8 @@ def _move_one(
         min(later, key=lambda w: order[w.found.id]).found.function if later else None
     )
     source_name = module_name(system, where.path)
+    here = state.origins.get(where.path, {})
+    home = {n: e["above"] for n, e in here.items() if e["from"] == dest}
     result = move(
         Module(source_name, prefix + where.path, state.modules[where.path]),
         Module(module_name(system, dest), prefix + dest, state.modules.get(dest)),
@@ -255,7 +267,15 @@ def _move_one(
         pinned=importers(
             state.modules, source_name, system, skip={where.path, dest}, prefix=prefix
         ),
+        origins=home,
     )
+    moved = {where.found.function, *result.report.helpers}
+    for name in moved:
+        here.pop(name, None)
+    there = state.origins.setdefault(dest, {})
+    for name, above in result.origins.items():
+        if name in moved and name not in home:  # back home: nothing left to remember
+            there[name] = {"from": where.path, "above": above}
     state.modules[where.path] = result.source
     state.modules[dest] = result.dest
     state.drop(where)

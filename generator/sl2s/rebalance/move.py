@@ -79,6 +79,10 @@ class MoveResult:
     source: str
     dest: str
     report: MoveReport
+    # Where each moved definition sat in A: {its name: the name of the nearest definition above
+    # it that stayed in A, or "" for "right below the imports"}. Passed back as `origins` when
+    # it moves back to A, it puts every definition where it was (helpers anywhere included).
+    origins: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(eq=False)
@@ -128,6 +132,7 @@ def move(
     before: str | None = None,
     new_module_text: str = "",
     pinned: Mapping[str, str] | None = None,
+    origins: Mapping[str, str] | None = None,
 ) -> MoveResult:
     """Move top-level `functions` from `src` to `dst`.
 
@@ -136,13 +141,16 @@ def move(
     `pinned`: names of A that other modules import, each with where (`path:line`); they stay in
     A (B imports them), and a pinned function cannot move. The key `*` pins every name (another
     module imports A itself).
+    `origins`: where moved definitions sat in B before an earlier move took them to A (the
+    `origins` of that move's result): each goes back below the definition named there, when B
+    still has it; the others go above `before`.
     """
     if src.source is None:
         raise Sl2sError(Diagnostic(src.path, 0, "does not exist"))
     a = _parse(src, src.source)
     b = _parse(dst, dst.source if dst.source is not None else new_module_text)
     plan = _decide(a, b, list(functions), dict(pinned or {}))
-    return _apply(a, b, plan, list(functions), before)
+    return _apply(a, b, plan, list(functions), before, dict(origins or {}))
 
 
 def _decide(
@@ -315,8 +323,34 @@ def _dunder_all(p: _Parsed) -> set[str]:
     return out
 
 
+def _name(item: Item) -> str:
+    return min(item.binds) if item.binds else ""
+
+
+def _origins(a: _Parsed, moving: set[int]) -> dict[str, str]:
+    """For each moving definition, the nearest definition above it in A that stays ("" when only
+    imports and the docstring are above it); none when that is another kind of statement.
+    """
+    out: dict[str, str] = {}
+    above: str | None = ""
+    for item in a.info.items:
+        if id(item) in moving:
+            if above is not None and item.binds:
+                out[_name(item)] = above
+        elif item.kind in ("def", "class", "assign") and item.binds:
+            above = _name(item)
+        elif item.kind not in ("doc", "import"):
+            above = None
+    return out
+
+
 def _apply(
-    a: _Parsed, b: _Parsed, plan: _Plan, functions: list[str], before: str | None
+    a: _Parsed,
+    b: _Parsed,
+    plan: _Plan,
+    functions: list[str],
+    before: str | None,
+    origins: dict[str, str],
 ) -> MoveResult:
     problems: list[Diagnostic] = []
     first_party = frozenset({a.module.name.split(".")[0], b.module.name.split(".")[0]})
@@ -439,15 +473,22 @@ def _apply(
         raise Sl2sError(sorted(set(problems)))
 
     # ---------- text: A
+    left_from = _origins(a, {id(it) for it in plan.moving})
     touched_a: list[Chunk] = []
     moved_pairs: list[tuple[list[str], Chunk]] = []
     moved_ids = {id(it.chunk) for it in plan.moving}
+    # definitions going back where an earlier move took them from: (anchor, (sep, chunk))
+    returning: list[tuple[Chunk | None, tuple[list[str], Chunk]]] = []
     for item in plan.moving:
         touched_a += [
             c for c in neighbours(a.segs, item.chunk) if id(c) not in moved_ids
         ]
         sep = remove_chunk(a.segs, item.chunk)
-        moved_pairs.append((sep, item.chunk))
+        back = _return_anchor(b, origins.get(_name(item)))
+        if back is not False:
+            returning.append((back, (sep, item.chunk)))
+        else:
+            moved_pairs.append((sep, item.chunk))
     kept: list[str] = []
     removed_names: list[str] = []
     by_stmt: dict[int, list[imp.Alias]] = {}
@@ -505,6 +546,14 @@ def _apply(
             touched_b.append(anchor)
     insert_before(b.segs, anchor, moved_pairs)
     touched_b += [c for _, c in moved_pairs]
+    for back, (sep, chunk) in returning:
+        upper = _chunk_above(b.segs, back)
+        if upper is not None and (is_def(chunk) or is_def(upper)):
+            sep = ["\n", "\n"]
+        elif upper is not None and not sep:
+            sep = ["\n"]
+        insert_before(b.segs, back, [(sep, chunk)])
+        touched_b += [c for c in (upper, back, chunk) if c is not None]
     fix_blank_lines(b.segs, [c for c in touched_b if any(s is c for s in b.segs)])
 
     report = MoveReport(
@@ -525,7 +574,29 @@ def _apply(
     new_a = _newlines(render(a.segs), a.text)
     new_b = _newlines(render(b.segs), b.text)
     _check_conserved(a, b, new_a, new_b)
-    return MoveResult(new_a, new_b, report)
+    return MoveResult(new_a, new_b, report, left_from)
+
+
+def _return_anchor(b: _Parsed, above: str | None) -> Chunk | None | bool:
+    """Where a definition that came from B goes back: above the chunk that follows the definition
+    `above` names (None: at the end), or below the imports for ""; False when B no longer has
+    that definition (then it goes with the others)."""
+    if above is None:
+        return False
+    if above == "":
+        for seg in b.segs:
+            if isinstance(seg, Chunk) and not any(
+                it.chunk is seg and it.kind in ("doc", "import") for it in b.info.items
+            ):
+                return seg
+        return None
+    found = b.info.binders.get(above, [])
+    if len(found) != 1 or found[0].kind not in ("def", "class", "assign"):
+        return False
+    index = next((i for i, s in enumerate(b.segs) if s is found[0].chunk), None)
+    if index is None:
+        return False
+    return next((s for s in b.segs[index + 1 :] if isinstance(s, Chunk)), None)
 
 
 def _newlines(text: str, original: str) -> str:
