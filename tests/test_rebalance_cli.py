@@ -144,7 +144,12 @@ def test_dry_run_prints_the_diff_and_summary_and_writes_nothing(tmp_path):
     )
     assert "carried helpers: SALT, _hash" in out
     assert "carried imports: import hashlib" in out
-    assert "new cross-machine imports: from ..server.login import shared" in out
+    # a helper steps on both machines use goes to the shared module, which both import
+    assert (
+        "shared: shared moved to services/_shared/login.py (used on both machines); "
+        "services/server/login.py imports it: from .._shared.login import shared" in out
+    )
+    assert "new cross-machine imports" not in out
     assert "new machine 'auth'" in out
 
 
@@ -160,7 +165,10 @@ def test_rebalance_moves_code_regenerates_wiring_and_the_flow_runs_the_same(tmp_
     server = (root / "services" / "server" / "login.py").read_text()
     assert "def testing(username):" in auth and "def testing" not in server
     assert "def _hash" in auth and "def _hash" not in server
-    assert "from ..server.login import shared" in auth
+    assert "from .._shared.login import shared" in auth
+    assert "from .._shared.login import shared" in server
+    assert "def shared" in (root / "services" / "_shared" / "login.py").read_text()
+    assert "..server" not in auth  # no machine's module imports another machine's
     assert (
         'run.call(\n        "auth"'
         in (root / "services" / "server" / "_wiring.py").read_text()

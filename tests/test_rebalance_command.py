@@ -161,6 +161,7 @@ def test_summary_lines() -> None:
                 source="a/f.py",
                 dest="b/f.py",
                 report=report,
+                shared=(),
             )
         ],
         renames=[],

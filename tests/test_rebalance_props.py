@@ -416,6 +416,25 @@ def test_moved_code_still_runs(before, after):
             return
         assert _run(root, "f0") == ran
         assert _cli_here(root, "generate", "plan.csv", "--check")[0] == 0
+        # no machine's module imports another machine's: shared helpers are in _shared/
+        for path, text in _snapshot(root / "services").items():
+            if path.endswith(".py"):
+                assert "from ..a" not in text.decode() and "from ..b" not in text.decode()
+                assert "from ..c" not in text.decode(), path
+        # and moving every step back restores every file, helpers and lock included; machines
+        # the steps left keep their modules (reported), the shared module goes
+        (root / "plan.csv").write_text(plan, encoding="utf-8")
+        code, output = _cli_here(root, "rebalance", "plan.csv", "--allow-dirty")
+        assert code == 0, output
+        back = _snapshot(root / "services")
+        assert {k: v for k, v in back.items() if k in was} == was
+        assert all(k.split("/")[0] not in _machines(was) for k in back if k not in was)
+        assert not any(k.startswith("_shared/") for k in back)
+        assert _run(root, "f0") == ran
+
+
+def _machines(snapshot: dict[str, bytes]) -> set[str]:
+    return {k.split("/")[0] for k in snapshot if "/" in k}
 
 
 def test_kill_at_any_moment_leaves_the_tree_before_or_after():

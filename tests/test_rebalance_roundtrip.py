@@ -76,6 +76,7 @@ def test_a_step_moved_away_and_back_restores_every_file(tmp_path: Path) -> None:
     lock = json.loads((tmp_path / "services" / "sl2s.lock.json").read_text())
     assert lock["origins"]["auth/login.py"]["_digest"] == {
         "above": "finish_handling_user_login",
+        "below": "",  # the last definition (normalise went to the shared module first)
         "from": "server/login.py",
     }
     # a plain generate keeps what the lock remembers

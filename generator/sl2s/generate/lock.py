@@ -123,5 +123,10 @@ def read_origins(lock: Mapping) -> dict[str, dict[str, dict[str, str]]]:
                 out.setdefault(path, {})[name] = {
                     "from": entry["from"],
                     "above": entry["above"],
+                    "below": (
+                        entry.get("below")
+                        if isinstance(entry.get("below"), str)
+                        else ""
+                    ),
                 }
     return out

@@ -38,7 +38,9 @@ class Change:
 
 
 def user_module_paths(out: Path) -> Iterator[str]:
-    """`<machine>/<name>.py` of every non-generated module directly inside a machine directory."""
+    """`<machine>/<name>.py` of every non-generated module directly inside a machine directory
+    (and `_shared/<flow>.py`, where `sl2s rebalance` puts helpers that steps on several machines
+    use)."""
     if not out.is_dir():
         return
     for machine in sorted(out.iterdir()):

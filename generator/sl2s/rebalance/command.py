@@ -57,6 +57,12 @@ def summary(outcome, label: str) -> list[str]:
         lines.append(
             f"moved {m.flow}/{m.id}: {m.function}() {label}{m.source} -> {label}{m.dest}"
         )
+        for shared in m.shared:
+            names = ", ".join((*shared.functions, *shared.helpers))
+            lines.append(
+                f"  shared: {names} moved to {shared.dest} (used on both machines); "
+                f"{label}{m.source} imports it: {'; '.join(shared.shared_imports)}"
+            )
         if r.helpers:
             lines.append(f"  carried helpers: {', '.join(r.helpers)}")
         if r.carried_imports:
@@ -202,10 +208,11 @@ def run_rebalance(
     for path in outcome.changed:
         if path not in changes:
             old = modules.get(path)
+            new = outcome.modules.get(path)
             changes[path] = Change(
                 path,
                 None if old is None else old.encode("utf-8"),
-                outcome.modules[path].encode("utf-8"),
+                None if new is None else new.encode("utf-8"),
             )
     ordered = [changes[p] for p in sorted(changes)]
     validate(ordered, modules, label)

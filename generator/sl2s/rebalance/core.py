@@ -28,7 +28,7 @@ from sl2s.generate.lock import read_origins
 from sl2s.generate.usercode import FoundStep, UserCodeError, scan_module
 from sl2s.model import Plan, Step
 from sl2s.rebalance import imports as imp
-from sl2s.rebalance.move import Module, MoveReport, move
+from sl2s.rebalance.move import Module, MoveReport, MoveResult, move
 from sl2s.rebalance.rename import retemplate
 
 Scanner = Callable[[str, str], list[FoundStep]]
@@ -42,6 +42,7 @@ class StepMove:
     source: str  # user module paths, relative to the output directory
     dest: str
     report: MoveReport
+    shared: tuple[MoveReport, ...] = ()  # definitions moved to the shared module first
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,8 @@ class _State:
     index: dict[tuple[str, str], list[_Where]] = field(default_factory=dict)
     by_path: dict[str, list[_Where]] = field(default_factory=dict)
     origins: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
+    # what moves of this run put back where it came from: {module: {name: (above, below)}}
+    returned: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)
 
     def add(self, where: _Where) -> None:
         self.index.setdefault((where.found.flow, where.found.id), []).append(where)
@@ -122,7 +125,9 @@ def rebalance(
     if problems:
         raise Sl2sError(problems)
     before = dict(user_modules)
-    old_machines = {p.partition("/")[0] for p in user_modules}
+    old_machines = {
+        p.partition("/")[0] for p in user_modules if not p.startswith(SHARED_DIR + "/")
+    }
     old_steps = lock.get("steps") if isinstance(lock.get("steps"), dict) else {}
     old_lines = (
         lock.get("plan_lines") if isinstance(lock.get("plan_lines"), dict) else {}
@@ -174,7 +179,10 @@ def rebalance(
         )
     new_machines = tuple(m for m in plan.machines if m not in old_machines)
     changed = tuple(
-        sorted(p for p, text in state.modules.items() if before.get(p) != text)
+        sorted(
+            {p for p, text in state.modules.items() if before.get(p) != text}
+            | (set(before) - set(state.modules))  # removed: the emptied shared module
+        )
     )
     return Outcome(
         modules=state.modules,
@@ -255,10 +263,49 @@ def _move_one(
     anchor = (
         min(later, key=lambda w: order[w.found.id]).found.function if later else None
     )
+    shared_moves: list[MoveReport] = []
+    result = _step_move(state, where, dest, step, anchor, system, prefix)
+    if result.report.cross:
+        # what code staying at the source still uses goes to the shared module, which both
+        # machines import: never one machine's module importing another's
+        for name in result.report.cross:
+            shared_moves.append(_share(state, where.path, name, system, prefix))
+        result = _step_move(state, where, dest, step, anchor, system, prefix)
+    moved = {where.found.function, *result.report.helpers}
+    here = state.origins.setdefault(where.path, {})
+    home = {n for n, e in here.items() if e["from"] == dest}
+    state.returned.setdefault(dest, {}).update(
+        (n, w) for n, w in _origins_from(here, dest).items() if n in moved
+    )
+    for name in moved:
+        here.pop(name, None)
+    there = state.origins.setdefault(dest, {})
+    for name, (above, below) in result.origins.items():
+        if name in moved and name not in home:  # back home: nothing left to remember
+            there[name] = {"from": where.path, "above": above, "below": below}
+    state.modules[where.path] = result.source
+    state.modules[dest] = result.dest
+    state.drop(where)
+    state.add(_Where(dest, where.found))
+    shared = shared_path(dest)
+    for name, entry in sorted(state.origins.get(shared, {}).items()):
+        if entry["from"] == dest:  # a shared definition that may go back home now
+            _unshare(state, dest, name, system, prefix)
+    return StepMove(
+        step.flow,
+        step.id,
+        where.found.function,
+        where.path,
+        dest,
+        result.report,
+        tuple(shared_moves),
+    )
+
+
+def _step_move(state, where, dest, step, anchor, system, prefix) -> MoveResult:
     source_name = module_name(system, where.path)
     here = state.origins.get(where.path, {})
-    home = {n: e["above"] for n, e in here.items() if e["from"] == dest}
-    result = move(
+    return move(
         Module(source_name, prefix + where.path, state.modules[where.path]),
         Module(module_name(system, dest), prefix + dest, state.modules.get(dest)),
         [where.found.function],
@@ -267,22 +314,86 @@ def _move_one(
         pinned=importers(
             state.modules, source_name, system, skip={where.path, dest}, prefix=prefix
         ),
-        origins=home,
+        origins=_origins_from(here, dest),
+        returned=state.returned.get(dest),
     )
-    moved = {where.found.function, *result.report.helpers}
-    for name in moved:
-        here.pop(name, None)
-    there = state.origins.setdefault(dest, {})
-    for name, above in result.origins.items():
-        if name in moved and name not in home:  # back home: nothing left to remember
-            there[name] = {"from": where.path, "above": above}
-    state.modules[where.path] = result.source
-    state.modules[dest] = result.dest
-    state.drop(where)
-    state.add(_Where(dest, where.found))
-    return StepMove(
-        step.flow, step.id, where.found.function, where.path, dest, result.report
+
+
+def _origins_from(entries: Mapping, path: str) -> dict[str, tuple[str, str]]:
+    return {
+        n: (e["above"], e.get("below", ""))
+        for n, e in entries.items()
+        if e["from"] == path
+    }
+
+
+# The shared modules: `_shared/<flow>.py` for what the steps of `<machine>/<flow>.py` share with
+# steps that moved to other machines (a namespace package: no `__init__.py` to keep in step).
+SHARED_DIR = "_shared"
+
+
+def shared_path(path: str) -> str:
+    return f"{SHARED_DIR}/{path.rpartition('/')[2]}"
+
+
+SHARED_HEADER = (
+    '"""Helpers that step functions on several machines use.\n\n'
+    "This module is yours, like the flow modules. `sl2s rebalance` moves a helper here when a\n"
+    "step that uses it moves to another machine while a step that stays uses it too, so that\n"
+    "no machine's package imports another machine's module; it moves the helper back when\n"
+    'only one machine uses it again.\n"""\n'
+)
+
+
+def _share(state: _State, path: str, name: str, system: str, prefix: str) -> MoveReport:
+    """Move `name` (and what only it uses) from the user module `path` to the shared module."""
+    source_name = module_name(system, path)
+    target = shared_path(path)
+    result = move(
+        Module(source_name, prefix + path, state.modules[path]),
+        Module(module_name(system, target), prefix + target, state.modules.get(target)),
+        [name],
+        new_module_text=SHARED_HEADER,
+        pinned=importers(
+            state.modules, source_name, system, skip={path, target}, prefix=prefix
+        ),
+        share=True,
     )
+    shared = state.origins.setdefault(target, {})
+    for moved, (above, below) in result.origins.items():
+        shared[moved] = {"from": path, "above": above, "below": below}
+    state.modules[path] = result.source
+    state.modules[target] = result.dest
+    return result.report
+
+
+def _unshare(state: _State, path: str, name: str, system: str, prefix: str) -> None:
+    """Move the shared `name` back to `path`, where it came from, when no other module of the
+    system imports it any more (then the shared module goes too if nothing else is left).
+    """
+    shared = shared_path(path)
+    shared_name = module_name(system, shared)
+    users = importers(state.modules, shared_name, system, skip={shared, path})
+    if name in users or "*" in users:
+        return
+    entries = state.origins.get(shared, {})
+    try:
+        result = move(
+            Module(shared_name, prefix + shared, state.modules[shared]),
+            Module(module_name(system, path), prefix + path, state.modules[path]),
+            [name],
+            origins=_origins_from(entries, path),
+            share=True,
+        )
+    except Sl2sError:
+        return  # it stays shared: still correct, only not where it was
+    for moved in result.origins:
+        entries.pop(moved, None)
+    state.modules[path] = result.dest
+    if result.source.strip() == SHARED_HEADER.strip():
+        del state.modules[shared]
+    else:
+        state.modules[shared] = result.source
 
 
 def _renames(

@@ -72,6 +72,8 @@ class MoveReport:
     kept_imports: tuple[
         str, ...
     ] = ()  # unused in A now, kept because comments are attached
+    cross: tuple[str, ...] = ()  # the names of `cross_imports`
+    shared_imports: tuple[str, ...] = ()  # share=True: import lines A gained from B
 
 
 @dataclass(frozen=True)
@@ -79,10 +81,11 @@ class MoveResult:
     source: str
     dest: str
     report: MoveReport
-    # Where each moved definition sat in A: {its name: the name of the nearest definition above
-    # it that stayed in A, or "" for "right below the imports"}. Passed back as `origins` when
-    # it moves back to A, it puts every definition where it was (helpers anywhere included).
-    origins: dict[str, str] = field(default_factory=dict)
+    # Where each moved definition sat in A: {its name: (the nearest definition above it that
+    # stayed in A or "" for "right below the imports", the nearest below it or "" for "at the
+    # end")}. Passed back as `origins` when it moves back to A, it puts every definition where
+    # it was (helpers anywhere included).
+    origins: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 @dataclass(eq=False)
@@ -122,6 +125,7 @@ class _Plan:
     cross: list[str] = field(default_factory=list)
     removed: list[imp.Alias] = field(default_factory=list)
     unbound_reads: set[str] = field(default_factory=set)
+    back: list[str] = field(default_factory=list)  # share: names A imports back from B
 
 
 def move(
@@ -132,7 +136,9 @@ def move(
     before: str | None = None,
     new_module_text: str = "",
     pinned: Mapping[str, str] | None = None,
-    origins: Mapping[str, str] | None = None,
+    origins: Mapping[str, tuple[str, str]] | None = None,
+    share: bool = False,
+    returned: Mapping[str, tuple[str, str]] | None = None,
 ) -> MoveResult:
     """Move top-level `functions` from `src` to `dst`.
 
@@ -142,19 +148,37 @@ def move(
     A (B imports them), and a pinned function cannot move. The key `*` pins every name (another
     module imports A itself).
     `origins`: where moved definitions sat in B before an earlier move took them to A (the
-    `origins` of that move's result): each goes back below the definition named there, when B
-    still has it; the others go above `before`.
+    `origins` of that move's result): each goes back above the definition that was below it,
+    when B has it again, else below the one that was above it, when B still has it; the others
+    go above `before`. `returned`: the `origins` of definitions of B that earlier moves of the
+    same run put back (in plan order): one going back below the same definition goes below them.
+    `share`: move definitions (functions, classes, assignments) that code staying in A still
+    uses into a module both may import (B): A then imports them from B. Refused when they need
+    something that stays in A (B would import A, which imports B).
     """
     if src.source is None:
         raise Sl2sError(Diagnostic(src.path, 0, "does not exist"))
     a = _parse(src, src.source)
     b = _parse(dst, dst.source if dst.source is not None else new_module_text)
-    plan = _decide(a, b, list(functions), dict(pinned or {}))
-    return _apply(a, b, plan, list(functions), before, dict(origins or {}))
+    plan = _decide(a, b, list(functions), dict(pinned or {}), share)
+    return _apply(
+        a,
+        b,
+        plan,
+        list(functions),
+        before,
+        dict(origins or {}),
+        share,
+        dict(returned or {}),
+    )
 
 
 def _decide(
-    a: _Parsed, b: _Parsed, functions: list[str], pinned: dict[str, str]
+    a: _Parsed,
+    b: _Parsed,
+    functions: list[str],
+    pinned: dict[str, str],
+    share: bool = False,
 ) -> _Plan:
     problems: list[Diagnostic] = []
 
@@ -175,7 +199,8 @@ def _decide(
                 )
     requested: list[Item] = []
     for name in functions:
-        found = [it for it in a.info.binders.get(name, []) if it.kind == "def"]
+        kinds = ("def", "class", "assign") if share else ("def",)
+        found = [it for it in a.info.binders.get(name, []) if it.kind in kinds]
         if not found:
             raise Sl2sError(
                 Diagnostic(a.module.path, 0, f"no top-level function {name!r} to move")
@@ -224,7 +249,7 @@ def _decide(
             name = next(iter(item.binds))
             manual(a, item.line, f"{name!r} is imported from this module at {where}")
         for user in a.info.readers(item.binds):
-            if id(user) not in moving:
+            if id(user) not in moving and not share:
                 name = next(iter(item.binds))
                 manual(
                     a,
@@ -300,6 +325,19 @@ def _decide(
                 for al in item.aliases
                 if al.kind == "from" and al.module == "__future__" and not al.level
             ]
+    if share:
+        plan.back = sorted(
+            set().union(*(it.binds for it in requested))
+            & set().union(*(u.reads for u in a.info.items if id(u) not in moving))
+        )
+        for name in plan.cross:
+            binder = a.info.binders[name][0]
+            manual(
+                a,
+                binder.line,
+                f"{', '.join(functions)} would be shared, but uses {name!r}, which stays "
+                "here (the shared module cannot import a machine's module)",
+            )
     if problems:
         raise Sl2sError(sorted(set(problems)))
     return plan
@@ -327,20 +365,30 @@ def _name(item: Item) -> str:
     return min(item.binds) if item.binds else ""
 
 
-def _origins(a: _Parsed, moving: set[int]) -> dict[str, str]:
-    """For each moving definition, the nearest definition above it in A that stays ("" when only
-    imports and the docstring are above it); none when that is another kind of statement.
-    """
-    out: dict[str, str] = {}
+def _origins(a: _Parsed, moving: set[int]) -> dict[str, tuple[str, str]]:
+    """For each moving definition, the nearest definitions above and below it in A that stay:
+    ("", ...) for "right below the imports", (..., "") for "at the end"; a definition next to
+    another kind of statement is left out."""
+    nearest: list[str | None] = []
     above: str | None = ""
     for item in a.info.items:
+        nearest.append(above)
+        if id(item) not in moving:
+            if item.kind in ("def", "class", "assign") and item.binds:
+                above = _name(item)
+            elif item.kind not in ("doc", "import"):
+                above = None
+    out: dict[str, tuple[str, str]] = {}
+    below: str | None = ""
+    for n in range(len(a.info.items) - 1, -1, -1):
+        item = a.info.items[n]
         if id(item) in moving:
-            if above is not None and item.binds:
-                out[_name(item)] = above
+            if nearest[n] is not None and below is not None and item.binds:
+                out[_name(item)] = (nearest[n] or "", below)
         elif item.kind in ("def", "class", "assign") and item.binds:
-            above = _name(item)
+            below = _name(item)
         elif item.kind not in ("doc", "import"):
-            above = None
+            below = None
     return out
 
 
@@ -350,7 +398,9 @@ def _apply(
     plan: _Plan,
     functions: list[str],
     before: str | None,
-    origins: dict[str, str],
+    origins: dict[str, tuple[str, str]],
+    share: bool = False,
+    returned: dict[str, tuple[str, str]] | None = None,
 ) -> MoveResult:
     problems: list[Diagnostic] = []
     first_party = frozenset({a.module.name.split(".")[0], b.module.name.split(".")[0]})
@@ -484,7 +534,7 @@ def _apply(
             c for c in neighbours(a.segs, item.chunk) if id(c) not in moved_ids
         ]
         sep = remove_chunk(a.segs, item.chunk)
-        back = _return_anchor(b, origins.get(_name(item)))
+        back = _return_anchor(b, origins.get(_name(item)), returned or {})
         if back is not False:
             returning.append((back, (sep, item.chunk)))
         else:
@@ -508,6 +558,13 @@ def _apply(
         else:
             touched_a += neighbours(a.segs, item.chunk)
             _remove_import(a.segs, item, first_party)
+    shared_aliases = []
+    for (
+        name
+    ) in plan.back:  # share: what stays in A imports the shared definitions from B
+        level, module = imp.relative_to(b.module.name, a.package)
+        shared_aliases.append(imp.Alias("from", level, module, name, None))
+        touched_a.append(_add_import(a, shared_aliases[-1], first_party))
     fix_blank_lines(a.segs, [c for c in touched_a if any(s is c for s in a.segs)])
 
     # ---------- text: B
@@ -570,6 +627,8 @@ def _apply(
         cross_imports=tuple(imp.render([al]).strip() for al in cross_aliases),
         removed_imports=tuple(removed_names),
         kept_imports=tuple(kept),
+        cross=tuple(plan.cross),
+        shared_imports=tuple(imp.render([al]).strip() for al in shared_aliases),
     )
     new_a = _newlines(render(a.segs), a.text)
     new_b = _newlines(render(b.segs), b.text)
@@ -577,17 +636,25 @@ def _apply(
     return MoveResult(new_a, new_b, report, left_from)
 
 
-def _return_anchor(b: _Parsed, above: str | None) -> Chunk | None | bool:
-    """Where a definition that came from B goes back: above the chunk that follows the definition
-    `above` names (None: at the end), or below the imports for ""; False when B no longer has
-    that definition (then it goes with the others)."""
-    if above is None:
+def _return_anchor(
+    b: _Parsed, where: tuple[str, str] | None, returned: Mapping[str, tuple[str, str]]
+) -> Chunk | None | bool:
+    """Where a definition that came from B goes back: at the end (None) when it was last, above
+    the definition that was below it, else above the chunk that follows the definition that was
+    above it, or below the imports; False when B has neither (then it goes with the others).
+    """
+    if where is None:
         return False
+    above, below = where
+    if below == "":
+        return None  # it was the last definition: it is again
+    found = b.info.binders.get(below, [])
+    if len(found) == 1 and found[0].kind in ("def", "class", "assign"):
+        if any(s is found[0].chunk for s in b.segs):
+            return found[0].chunk
     if above == "":
         for seg in b.segs:
-            if isinstance(seg, Chunk) and not any(
-                it.chunk is seg and it.kind in ("doc", "import") for it in b.info.items
-            ):
+            if isinstance(seg, Chunk) and not _is_header(b, seg):
                 return seg
         return None
     found = b.info.binders.get(above, [])
@@ -596,7 +663,19 @@ def _return_anchor(b: _Parsed, above: str | None) -> Chunk | None | bool:
     index = next((i for i, s in enumerate(b.segs) if s is found[0].chunk), None)
     if index is None:
         return False
-    return next((s for s in b.segs[index + 1 :] if isinstance(s, Chunk)), None)
+    for seg in b.segs[index + 1 :]:
+        if not isinstance(seg, Chunk):
+            continue
+        names = {n for it in b.info.items if it.chunk is seg for n in it.binds}
+        if not any(
+            returned.get(n, ("", ""))[0] == above for n in names if n in returned
+        ):
+            return seg  # past what this run already put back below the same definition
+    return None
+
+
+def _is_header(b: _Parsed, seg: Chunk) -> bool:
+    return any(it.chunk is seg and it.kind in ("doc", "import") for it in b.info.items)
 
 
 def _newlines(text: str, original: str) -> str:
