@@ -114,6 +114,32 @@ def test_fields_and_secrets_newly_reaching_a_machine():
     ]
 
 
+def test_secrets_that_stop_reaching_a_machine_and_fields_that_stop_crossing():
+    d = diff(
+        "f,Got :x and #k,a\nf,Work with #k on :x,b\nf,Done,a",
+        "f,Got :x and #k,a\nf,Work,b\nf,Done,a",
+    )
+    fd = kinds(d)
+    assert [(r.name, r.machine, r.lost) for r in fd.secrets] == [("k", "b", True)]
+    assert fd.fields == ()  # :x still travels to b (the context travels)
+    assert "secret '#k' no longer reaches 'b'" in plandiff.text(d)
+    d = diff("f,Got :y,a\nf,Work,b\nf,Done,a", "f,Got,a\nf,Work,b\nf,Done,a")
+    assert [(r.name, r.machine, r.lost) for r in kinds(d).fields] == [
+        ("y", "a", True),
+        ("y", "b", True),
+    ]
+    assert "- field `:y` no longer reaches `b`" in plandiff.markdown(d)
+    # the step that used the secret moved away: it reaches the new machine, not the old one
+    d = diff(
+        "f,Got #k,a\nf,Use #k,b\nf,Done,a",
+        "f,Got #k,a\nf,Use #k,c\nf,Done,a",
+    )
+    assert [(r.name, r.machine, r.lost) for r in kinds(d).secrets] == [
+        ("k", "c", False),
+        ("k", "b", True),
+    ]
+
+
 def test_flows_added_and_removed():
     d = diff("f,Start,a\ng,Old,a", "f,Start,a\nh,New :z,a\nh,More,b")
     assert [(fd.flow, fd.status) for fd in d.flows] == [

@@ -3,8 +3,9 @@
 `diff_plans(old, new)` matches the steps of each flow (same id, else same position among the
 changed rows, as `difflib` aligns them) and reports, flow by flow: steps added, removed, renamed
 (text or id changed), moved to another machine, and reordered; hops added and removed; fields and
-secrets that now reach a machine they did not reach before. Flows are matched by identifier; a flow
-only in one plan is reported as added or removed as a whole. Only meaning counts: comments, blank
+secrets that now reach a machine they did not reach before, and those that no longer reach one.
+Flows are matched by identifier; a flow only in one plan is reported as added or removed as a
+whole. Only meaning counts: comments, blank
 lines, delimiters, the header and line numbers do not make plans differ.
 
 `text(diff)` is for a terminal, `markdown(diff)` for a pull-request comment (plan text in code
@@ -43,12 +44,14 @@ class HopChange:
 
 @dataclass(frozen=True)
 class Reach:
-    """`name` (a field, or a secret when `secret`) now reaches `machine` in `flow`."""
+    """`name` (a field, or a secret when `secret`) now reaches `machine` in `flow`; with `lost`,
+    it reached `machine` before and no longer does."""
 
     flow: str
     name: str
     machine: str
     secret: bool
+    lost: bool = False
 
 
 @dataclass(frozen=True)
@@ -225,11 +228,15 @@ def _secret_pairs(flow: Flow | None, fp: FlowProjection | None) -> set[tuple[str
 
 
 def _ordered(
-    pairs: set[tuple[str, str]], flow: str, order: list[str], secret: bool
+    pairs: set[tuple[str, str]],
+    flow: str,
+    order: list[str],
+    secret: bool,
+    lost: bool = False,
 ) -> tuple[Reach, ...]:
     rank = {name: k for k, name in enumerate(order)}
     return tuple(
-        Reach(flow, name, machine, secret)
+        Reach(flow, name, machine, secret, lost)
         for name, machine in sorted(
             pairs, key=lambda p: (rank.get(p[0], len(rank)), p[0], p[1])
         )
@@ -239,15 +246,24 @@ def _ordered(
 def _reach_fields(
     old_fp: FlowProjection | None, new_fp: FlowProjection
 ) -> tuple[Reach, ...]:
+    """Fields that now cross a hop to a machine they did not reach, then those that stop."""
+    old_pairs, new_pairs = _field_pairs(old_fp), _field_pairs(new_fp)
     order = [f for h in new_fp.hops for f in h.fields]
-    return _ordered(
-        _field_pairs(new_fp) - _field_pairs(old_fp), new_fp.flow, order, False
+    old_order = [f for h in old_fp.hops for f in h.fields] if old_fp else []
+    return _ordered(new_pairs - old_pairs, new_fp.flow, order, False) + _ordered(
+        old_pairs - new_pairs, new_fp.flow, old_order, False, lost=True
     )
 
 
-def _reach_secrets(old: Flow | None, new: Flow, old_fp, new_fp) -> tuple[Reach, ...]:
-    fresh = _secret_pairs(new, new_fp) - _secret_pairs(old, old_fp)
-    return _ordered(fresh, new_fp.flow, list(new.secrets), True)
+def _reach_secrets(
+    old: Flow | None, new: Flow, old_fp: FlowProjection | None, new_fp: FlowProjection
+) -> tuple[Reach, ...]:
+    """Secrets that now reach a machine, then those that stop reaching one."""
+    old_pairs, new_pairs = _secret_pairs(old, old_fp), _secret_pairs(new, new_fp)
+    old_order = list(old.secrets) if old else []
+    return _ordered(new_pairs - old_pairs, new_fp.flow, list(new.secrets), True) + (
+        _ordered(old_pairs - new_pairs, new_fp.flow, old_order, True, lost=True)
+    )
 
 
 # --- rendering ---------------------------------------------------------------------------------
@@ -288,7 +304,8 @@ def _step_words(change: StepChange, code) -> str:
 def _reach_words(reach: Reach, code) -> str:
     sigil = "#" if reach.secret else ":"
     kind = "secret" if reach.secret else "field"
-    return f"{kind} {code(sigil + reach.name)} now reaches {code(reach.machine)}"
+    verb = "no longer reaches" if reach.lost else "now reaches"
+    return f"{kind} {code(sigil + reach.name)} {verb} {code(reach.machine)}"
 
 
 def _lines(fd: FlowDiff, code) -> list[str]:
