@@ -117,7 +117,13 @@ def _decode_entities(text: str) -> str:
 def test_mermaid_text_is_safe_and_keeps_the_visible_text(text):
     out = show.mermaid_text(text)
     assert _SAFE_MERMAID_LINE.match(out)
-    assert not any(unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} for ch in out)
+    assert not any(unicodedata.category(ch) in {"Cc", "Zl", "Zp"} for ch in out)
+    # no format character that reorders or hides text; joiners only between visible characters
+    assert not any(ord(ch) in show._BIDI_AND_HIDING for ch in out)
+    for n, ch in enumerate(out):
+        if ch in "\u200c\u200d":
+            assert 0 < n < len(out) - 1 and show._shown(out[n - 1]), repr(out)
+            assert show._shown(out[n + 1]), repr(out)
     expected = show.visible(text).strip() or "\u00a0"
     assert _decode_entities(out) == expected
 
@@ -139,6 +145,51 @@ def test_markdown_table_survives_pipes_backticks_and_newlines():
     assert md.count("```mermaid") == 1
     mermaid_block = md.split("```mermaid\n", 1)[1].split("\n```\n", 1)[0]
     assert "`" not in mermaid_block
+
+
+def test_text_is_kept_as_written_emoji_sequences_and_scripts_included():
+    family = "\U0001f469\u200d\U0001f469\u200d\U0001f467"  # 👩‍👩‍👧, one glyph
+    scotland = "\U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f"
+    persian = "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"  # a ZWNJ inside a word
+    heart = "\u2764\ufe0f"  # with its emoji variation selector
+    for text in (
+        family,
+        scotland,
+        persian,
+        heart,
+        "caf\u00e9 \u6f22\u5b57 \u0928\u092e\u0938\u094d\u0924\u0947",
+    ):
+        assert show.visible(text) == text
+        assert show.mermaid_text(text) == text
+        assert show.markdown_code(text) == f"`{text}`"
+    data = f"request,log,machine\nf,Hello {family} from {scotland},a\nf,Done,b\n"
+    md = show.markdown(project(parse_plan(data.encode(), "p.csv")))
+    assert f"Note over m_a: Hello {family} from {scotland}" in md
+    # what hides or reorders text is still shown as an escape, joiners included when alone
+    assert (
+        show.visible("\u200dx\u202ey\u200bz\u2066") == "\\u200dx\\u202ey\\u200bz\\u2066"
+    )
+    assert show.visible("x\u200d\u202e") == "x\\u200d\\u202e"
+
+
+def test_one_diagram_per_flow_with_only_its_machines():
+    rows = ["request,log,machine"]
+    for m in range(40):  # 40 machines; each flow visits three of them
+        for step in range(3):
+            rows.append(f"flow{m},Step {step} of flow {m},m{(m + step) % 40}")
+    projection = project(parse_plan(("\n".join(rows) + "\n").encode(), "big.csv"))
+    md = show.markdown(projection)
+    blocks = md.split("```mermaid\n")[1:]
+    assert len(blocks) == 40
+    for m, block in enumerate(blocks):
+        diagram = block.split("\n```\n", 1)[0]
+        participants = [ln for ln in diagram.splitlines() if "participant" in ln]
+        assert [p.split(" as ")[1] for p in participants] == sorted(
+            {f"m{(m + s) % 40}" for s in range(3)}, key=lambda n: int(n[1:])
+        )
+    assert (
+        md.index("## Flow `flow0`") < md.index("## Flow `flow1`") < md.index("## Steps")
+    )
 
 
 def test_markdown_has_no_line_numbers_so_inserting_a_row_changes_only_its_lines():

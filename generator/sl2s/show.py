@@ -6,8 +6,10 @@ numbers (inserting a row must not change every later line of it).
 Everything that comes from the plan is escaped for its target: in Mermaid every ASCII character
 that the diagram syntax could read (`#`, `;`, `:`, `<`, quotes, `%`, braces, …) becomes an entity
 code such as `#35;`; in Markdown, log text is put in code spans (no formatting, no mentions, no
-HTML) with `|` escaped for tables. In every format, control and format characters — newlines,
-bidirectional overrides, zero-width characters — are shown as visible escapes like `\\u202e`.
+HTML) with `|` escaped for tables. In every format, control characters (newlines) and format
+characters that reorder or hide text (bidirectional overrides, zero-width spaces) are shown as
+visible escapes like `\\u202e`; everything else is kept as written (emoji joiner sequences,
+variation selectors, any script).
 """
 
 from __future__ import annotations
@@ -32,17 +34,58 @@ _MERMAID_ENTITIES = {
 _SAFE_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
+# Format characters that reorder text or hide in it: always shown as escapes. The other format
+# characters are part of how a script or an emoji is written and are kept (see _kept).
+_BIDI_AND_HIDING = frozenset(
+    [0x00AD, 0x061C, 0x180E, 0x200B, 0x200E, 0x200F, 0xFEFF]
+    + list(range(0x202A, 0x202F))  # embeddings and overrides
+    + list(
+        range(0x2060, 0x2070)
+    )  # word joiner, invisible operators, isolates, deprecated
+    + list(range(0xFFF9, 0xFFFC))  # interlinear annotation
+)
+_JOINERS = ("\u200c", "\u200d")  # ZWNJ, ZWJ: kept between two visible characters
+_BLACK_FLAG = "\U0001f3f4"  # tag characters are kept after it (subdivision flags)
+
+
+def _kept(text: str, index: int) -> bool:
+    """Whether the format character at `index` is kept as written."""
+    ch = text[index]
+    code = ord(ch)
+    if code in _BIDI_AND_HIDING:
+        return False
+    if ch in _JOINERS:
+        return (
+            0 < index < len(text) - 1
+            and _shown(text[index - 1])
+            and _shown(text[index + 1])
+        )
+    if 0xE0020 <= code <= 0xE007F:
+        before = index - 1
+        while before >= 0 and 0xE0020 <= ord(text[before]) <= 0xE007F:
+            before -= 1
+        return before >= 0 and text[before] == _BLACK_FLAG
+    return True
+
+
+def _shown(ch: str) -> bool:
+    return not ch.isspace() and unicodedata.category(ch) not in _INVISIBLE
+
+
 def visible(text: str) -> str:
-    """Replace control, format and separator characters (newlines, bidi controls, zero-width
-    characters) with visible backslash escapes, so that text cannot hide or reorder itself.
+    """Replace control and separator characters (newlines), and format characters that reorder
+    text or hide in it (bidi controls, zero-width spaces), with visible backslash escapes, so
+    that text cannot hide or reorder itself. Everything else stays as written: joiners inside
+    emoji and words (`👩‍👩‍👧`), variation selectors, flag tags, any script.
     """
     if text.isprintable():
         # str.isprintable is false exactly for the categories Other (Cc, Cf, Cs, Co, Cn) and
         # Separator (Zl, Zp, Zs) except the ASCII space: then nothing here is invisible.
         return text
     out = []
-    for ch in text:
-        if unicodedata.category(ch) in _INVISIBLE:
+    for index, ch in enumerate(text):
+        category = unicodedata.category(ch)
+        if category in _INVISIBLE and not (category == "Cf" and _kept(text, index)):
             code = ord(ch)
             if code < 0x100:
                 out.append(f"\\x{code:02x}")
@@ -131,8 +174,9 @@ def _participant_ids(machines: tuple[str, ...]) -> dict[str, str]:
 
 
 def mermaid(projection: Projection) -> str:
-    """A Mermaid `sequenceDiagram`: one participant per machine, a note per step, an arrow per hop
-    (solid: call, dotted: return) labelled with the fields it carries; activations show the stack.
+    """A Mermaid `sequenceDiagram` of the whole plan: one participant per machine, a note per
+    step, an arrow per hop (solid: call, dotted: return) labelled with the fields it carries;
+    activations show the stack. (PLAN.md has one diagram per flow: `mermaid_flow`.)
     """
     plan = projection.plan
     machines = plan.machines  # computed on each access
@@ -144,37 +188,61 @@ def mermaid(projection: Projection) -> str:
     if len(machines) > 1:
         span = f"{ids[machines[0]]},{ids[machines[-1]]}"
     for fp in projection.flows:
-        after = _hops_after(fp)
         lines.append(f"    Note over {span}: flow {mermaid_text(fp.flow)}")
-        for segment in fp.segments:
-            for step in segment.steps:
-                lines.append(
-                    f"    Note over {ids[segment.machine]}: {mermaid_text(step.template)}"
-                )
-            for hop in after.get(segment.steps[-1].id, []):
-                arrow = "->>+" if hop.kind == "call" else "-->>-"
-                lines.append(
-                    f"    {ids[hop.source]}{arrow}{ids[hop.target]}: {mermaid_text(_label(hop))}"
-                )
+        lines += _flow_lines(fp, ids)
     return "\n".join(lines) + "\n"
+
+
+def mermaid_flow(projection: Projection, flow: str) -> str:
+    """The Mermaid `sequenceDiagram` of one flow: only the machines it runs on, in plan order."""
+    fp = projection.flow(flow)
+    used = {segment.machine for segment in fp.segments}
+    machines = tuple(m for m in projection.plan.machines if m in used)
+    ids = _participant_ids(projection.plan.machines)
+    lines = ["sequenceDiagram"]
+    for name in machines:
+        lines.append(f"    participant {ids[name]} as {mermaid_text(name)}")
+    lines += _flow_lines(fp, ids)
+    return "\n".join(lines) + "\n"
+
+
+def _flow_lines(fp: FlowProjection, ids: dict[str, str]) -> list[str]:
+    lines = []
+    after = _hops_after(fp)
+    for segment in fp.segments:
+        for step in segment.steps:
+            lines.append(
+                f"    Note over {ids[segment.machine]}: {mermaid_text(step.template)}"
+            )
+        for hop in after.get(segment.steps[-1].id, []):
+            arrow = "->>+" if hop.kind == "call" else "-->>-"
+            lines.append(
+                f"    {ids[hop.source]}{arrow}{ids[hop.target]}: {mermaid_text(_label(hop))}"
+            )
+    return lines
 
 
 # --- markdown ----------------------------------------------------------------------------------
 
 
 def markdown(projection: Projection, title: str | None = None) -> str:
-    """Heading, the Mermaid diagram, and a table of steps (flow, step id, machine, log text)."""
+    """Heading; per flow a heading and its Mermaid diagram (one diagram per flow, so a plan of
+    many machines stays readable); then a table of steps (flow, step id, machine, log text).
+    """
     plan = projection.plan
     if title is None:
         title = f"Plan {markdown_code(PurePath(plan.path).name)}"
-    lines = [
-        f"# {title}",
-        "",
-        "```mermaid",
-        mermaid(projection).rstrip("\n"),
-        "```",
-        "",
-    ]
+    lines = [f"# {title}", ""]
+    for fp in projection.flows:
+        lines += [
+            f"## Flow {markdown_code(fp.flow)}",
+            "",
+            "```mermaid",
+            mermaid_flow(projection, fp.flow).rstrip("\n"),
+            "```",
+            "",
+        ]
+    lines += ["## Steps", ""]
     lines.append("| Flow | Step | Machine | Log |")
     lines.append("| --- | --- | --- | --- |")
     for flow in plan.flows:
