@@ -24,7 +24,7 @@ def user_traceback(error: BaseException) -> str:
         frame
         for frame in traceback.extract_tb(error.__traceback__)
         if "importlib" not in frame.filename
-        and os.sep + "sl2s" + os.sep not in frame.filename
+        and not frame.filename.startswith(__import__("sl2s").__path__[0] + os.sep)
     ]
     lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)]
     lines += traceback.format_exception_only(type(error), error)
