@@ -1,6 +1,7 @@
-"""The pull-request workflow for users: the pre-commit hooks (run with the real `pre-commit try-repo`)
-and the GitHub action's comment script (against a local HTTP server standing in for GitHub's REST
-API: the comment is created once, then updated in place)."""
+"""The pull-request workflow for users: the pre-commit hooks (run with the real
+`pre-commit try-repo`) and the GitHub action's comment script (against a local HTTP server
+standing in for GitHub's REST API: the comment is created once, then updated in place).
+"""
 
 from __future__ import annotations
 

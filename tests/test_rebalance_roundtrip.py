@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SL2S = str(Path(sys.executable).parent / "sl2s")
 
-HELPERS_AT_THE_END = '''
+HELPERS_AT_THE_END = """
 
 PEPPER = "sl2s"
 
@@ -24,7 +24,7 @@ def _digest(text: str) -> str:
 
 def normalise(username: str) -> str:
     return username.strip().lower()
-'''
+"""
 
 
 def sl2s(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -6,15 +6,16 @@ At run time these are the runtime's own objects (`sl2s.runtime`), re-exported un
 is wrapped, nothing costs a call more. For a type checker they are declared here with the exact
 types generated code relies on, so that a project checked with `mypy --strict` or pyright's
 strict mode sees `@step` keep the decorated function's type, `@machine.segment` keep the
-segment's, `run.finish()` return a `dict[str, object]`, and the flight recorder's `install` be fully typed. tests/test_api.py checks that these
-declarations name the same parameters as the runtime's functions.
+segment's, `run.finish()` return a `dict[str, object]`, and the flight recorder's `install`
+be fully typed. tests/test_api.py checks that these declarations name the same parameters as
+the runtime's functions.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 __all__ = [
     "UNSET",
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 
         def __bool__(self) -> bool: ...
 
-    UNSET: Final[Unset]
+    UNSET: Unset
 
     class Run(Protocol):
         """One activation of a flow on a machine (what the wiring calls)."""

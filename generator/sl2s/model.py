@@ -1,11 +1,13 @@
 """The plan as data: what the reader (sl2s.plan) produces and every other part consumes.
 
-Pure value objects, no I/O (frozen; derived tuples are computed once, on first use). Identifiers here are already normalised (see sl2s.names): they are valid,
-non-keyword Python identifiers that are also safe file names.
+Pure value objects, no I/O (frozen; derived tuples are computed once, on first use).
+Identifiers here are already normalised (see sl2s.names): they are valid, non-keyword Python
+identifiers that are also safe file names.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -30,7 +32,8 @@ class Step:
 
     flow: str  # normalised flow identifier
     id: str  # stable identity within the flow: the `id` column, or a slug of the log text
-    template: str  # the log text exactly as written in the plan (the decorator's argument)
+    # the log text exactly as written in the plan (the decorator's argument)
+    template: str
     parts: tuple[TemplatePart, ...]
     machine: str  # normalised machine identifier
     line: int  # physical line in the plan file where the row starts
@@ -39,12 +42,16 @@ class Step:
     @cached_property
     def fields(self) -> tuple[str, ...]:
         """Non-secret fields the log line shows, in order of first appearance."""
-        return _unique(p.name for p in self.parts if isinstance(p, Placeholder) and not p.secret)
+        return _unique(
+            p.name for p in self.parts if isinstance(p, Placeholder) and not p.secret
+        )
 
     @cached_property
     def secrets(self) -> tuple[str, ...]:
         """Secret fields the log line references, in order of first appearance."""
-        return _unique(p.name for p in self.parts if isinstance(p, Placeholder) and p.secret)
+        return _unique(
+            p.name for p in self.parts if isinstance(p, Placeholder) and p.secret
+        )
 
     @cached_property
     def placeholders(self) -> tuple[str, ...]:
@@ -87,7 +94,9 @@ class Plan:
     path: str  # as the user named it (used in messages and in `plan.csv:4` locations)
     flows: tuple[Flow, ...]  # in order of first appearance
     digest: str  # sha256 hex of the file's bytes
-    machine_spellings: tuple[tuple[str, str], ...] = ()  # (identifier, as written), first seen
+    machine_spellings: tuple[
+        tuple[str, str], ...
+    ] = ()  # (identifier, as written), first seen
 
     @cached_property
     def machines(self) -> tuple[str, ...]:
@@ -104,8 +113,8 @@ class Plan:
         raise KeyError(name)
 
 
-def _unique(items) -> tuple:
-    seen: dict = {}
+def _unique(items: Iterable[str]) -> tuple[str, ...]:
+    seen: dict[str, None] = {}
     for item in items:
         seen.setdefault(item, None)
     return tuple(seen)

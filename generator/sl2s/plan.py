@@ -1,7 +1,7 @@
 """Read and validate a plan file (docs/plan-format.md) into a model.Plan.
 
-`parse_plan(data, path)` is pure: bytes in, Plan out, or Sl2sError carrying every problem found, each
-as `FILE:LINE: message` where LINE is the physical line (split on `\\n`) where the row starts.
+`parse_plan(data, path)` is pure: bytes in, Plan out, or Sl2sError carrying every problem found,
+each as `FILE:LINE: message` where LINE is the physical line (split on `\\n`) where the row starts.
 `read_plan(path)` is the thin I/O shell around it.
 """
 
@@ -11,6 +11,7 @@ import hashlib
 import os
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,7 +137,8 @@ def _skip(text: str, i: int, blanks: str) -> int:
 
 
 def _quoted(text: str, i: int) -> tuple[str, int] | None:
-    """The content of a quoted cell whose text starts at i, and the index after its closing quote."""
+    """The content of a quoted cell whose text starts at i, and the index after its closing
+    quote."""
     pieces: list[str] = []
     while True:
         quote = text.find('"', i)
@@ -263,7 +265,9 @@ def _choose(text: str) -> tuple[str, list[_Record | _Bad], bool]:
         return _choose_plain(text, lines)
     candidates = [(d, _records_slow(text, d)) for d in DELIMITERS]
 
-    def best(score) -> tuple[str, list[_Record | _Bad]]:
+    def best(
+        score: Callable[[tuple[str, list[_Record | _Bad]]], int],
+    ) -> tuple[str, list[_Record | _Bad]]:
         # the highest score; ties go to the earlier delimiter (tab, comma, semicolon)
         return max(enumerate(candidates), key=lambda ic: (score(ic[1]), -ic[0]))[1]
 
@@ -283,7 +287,7 @@ def _choose_plain(
     lines themselves and building the records of the chosen delimiter only."""
     content = _content_lines(lines)
 
-    def best(score) -> str:
+    def best(score: Callable[[str], int]) -> str:
         # the highest score; ties go to the earlier delimiter (tab, comma, semicolon)
         return max(enumerate(DELIMITERS), key=lambda id_: (score(id_[1]), -id_[0]))[1]
 

@@ -15,6 +15,7 @@ spans, so it cannot mention people, link, or format).
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Literal
@@ -140,7 +141,7 @@ def _match(
                 partner[id(n)] = o
     paired_old = {id(o) for o in partner.values()}
     pairs: list[tuple[Step | None, Step | None]] = []
-    for tag, i1, i2, j1, j2 in opcodes:
+    for _tag, i1, i2, j1, j2 in opcodes:
         pairs.extend((o, None) for o in old.steps[i1:i2] if id(o) not in paired_old)
         pairs.extend((partner.get(id(n)), n) for n in new.steps[j1:j2])
     kept_old = [x for x in a if x in common]
@@ -178,7 +179,7 @@ def _flow_diff(
         if n.id in reordered:
             changes.append(StepChange("reordered", new.name, o, n, i, j))
 
-    def key(hop: Hop, ids: dict[str, str]) -> tuple:
+    def key(hop: Hop, ids: dict[str, str]) -> tuple[object, ...]:
         # a call is known by where the callee starts, a return by where control resumes
         where = hop.at if hop.kind == "call" else hop.resume_at
         return (
@@ -269,7 +270,10 @@ def _reach_secrets(
 # --- rendering ---------------------------------------------------------------------------------
 
 
-def _hop_words(hop: Hop, code) -> str:
+Code = Callable[[str | None], str]  # plan text as the output format shows it
+
+
+def _hop_words(hop: Hop, code: Code) -> str:
     if hop.kind == "call":
         return f"{code(hop.source)} calls {code(hop.target)} at {code(hop.at)}"
     resume = (
@@ -280,12 +284,15 @@ def _hop_words(hop: Hop, code) -> str:
     return f"{code(hop.source)} returns to {code(hop.target)} after {code(hop.after)}, {resume}"
 
 
-def _step_words(change: StepChange, code) -> str:
+def _step_words(change: StepChange, code: Code) -> str:
     o, n = change.old, change.new
     if change.kind == "added":
+        assert n is not None
         return f"added {code(n.template)} on {code(n.machine)} (line {n.line})"
+    assert o is not None
     if change.kind == "removed":
         return f"removed {code(o.template)} from {code(o.machine)} (was line {o.line})"
+    assert n is not None
     if change.kind == "renamed":
         if o.template == n.template:
             return f"renamed id {code(o.id)} to {code(n.id)} ({code(n.template)}, line {n.line})"
@@ -294,21 +301,24 @@ def _step_words(change: StepChange, code) -> str:
             words += f", id {code(o.id)} to {code(n.id)}"
         return words
     if change.kind == "moved":
-        return f"moved {code(n.template)} from {code(o.machine)} to {code(n.machine)} (line {n.line})"
+        return (
+            f"moved {code(n.template)} from {code(o.machine)} to {code(n.machine)} "
+            f"(line {n.line})"
+        )
     return (
         f"reordered {code(n.template)} (now step {change.new_index + 1} of the flow, "
         f"was step {change.old_index + 1})"
     )
 
 
-def _reach_words(reach: Reach, code) -> str:
+def _reach_words(reach: Reach, code: Code) -> str:
     sigil = "#" if reach.secret else ":"
     kind = "secret" if reach.secret else "field"
     verb = "no longer reaches" if reach.lost else "now reaches"
     return f"{kind} {code(sigil + reach.name)} {verb} {code(reach.machine)}"
 
 
-def _lines(fd: FlowDiff, code) -> list[str]:
+def _lines(fd: FlowDiff, code: Code) -> list[str]:
     if fd.status == "removed":
         machines = ", ".join(
             code(m) for m in dict.fromkeys(s.machine for s in fd.flow_steps)

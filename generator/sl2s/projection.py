@@ -6,14 +6,14 @@ call stack: when the next step's machine is already on the stack it is a caller,
 current machine *calls* the next machine and waits. When the flow's last step has run, the stack
 unwinds back to the first machine, whose entry function then returns.
 
-Secrets (`#name`) travel only to machines that use them — by a placeholder in one of their steps of
-the flow, or by `uses[(flow, machine)]` (parameters of the machine's step functions). Each activation
-holds the secrets it received or that one of its own steps referenced; a step referencing a secret
-makes the copies held further down the stack stale. A machine that needs a secret that is known
-(some step referenced it earlier, or the first machine received it as an entry argument) but does
-not hold it could only have got it through the machine it was entered from, which does not use it:
-that is a plan error, reported at the needing step's line and at the line where the secret's value
-comes from.
+Secrets (`#name`) travel only to machines that use them — by a placeholder in one of their steps
+of the flow, or by `uses[(flow, machine)]` (parameters of the machine's step functions). Each
+activation holds the secrets it received or that one of its own steps referenced; a step
+referencing a secret makes the copies held further down the stack stale. A machine that needs a
+secret that is known (some step referenced it earlier, or the first machine received it as an
+entry argument) but does not hold it could only have got it through the machine it was entered
+from, which does not use it: that is a plan error, reported at the needing step's line and at
+the line where the secret's value comes from.
 """
 
 from __future__ import annotations
@@ -85,7 +85,8 @@ Op = RunStep | Call | Return
 
 @dataclass(frozen=True)
 class Activation:
-    """One run of a machine within a flow: entered at `at` (None: the flow's entry), ops in order."""
+    """One run of a machine within a flow: entered at `at` (None: the flow's entry), its ops in
+    order."""
 
     flow: str
     machine: str
@@ -217,7 +218,7 @@ def project(plan: Plan, uses: Uses | None = None) -> Projection:
 class _Act:
     machine: str
     at: str | None
-    ops: list = field(default_factory=list)
+    ops: list[Op] = field(default_factory=list)
     holds: set[str] = field(default_factory=set)
     entered_from: str | None = (
         None  # machine of the hop that last gave control to this activation
@@ -303,9 +304,11 @@ def _project_flow(
         )
         target.holds |= set(secrets)
         target.entered_from = source.machine
+        assert source.call_op is not None and source.call_hop is not None  # a callee
         caller, index = source.call_op
         # the constructors, not dataclasses.replace (several times slower)
         op = caller.ops[index]
+        assert isinstance(op, Call)
         caller.ops[index] = Call(op.target, op.at, resume_at, op.fields, op.secrets)
         h = hops[source.call_hop]
         hops[source.call_hop] = Hop(

@@ -1,8 +1,9 @@
-"""The placeholder grammar of log templates: parse, render, unparse (pure; the runtime imports this).
+"""The placeholder grammar of log templates: parse, render, unparse (pure; the runtime uses it).
 
-- A placeholder is a sigil, `:` (field) or `#` (secret), followed by a name `[^\\W\\d]\\w*`, where the
-  sigil is at a *placeholder position*: the start of the text, or after a character that is neither
-  a word character nor `:` / `#`. So `http://x`, `10:30`, `a:b`, `C#`, `#1`, `key::value` are text.
+- A placeholder is a sigil, `:` (field) or `#` (secret), followed by a name `[^\\W\\d]\\w*`, where
+  the sigil is at a *placeholder position*: the start of the text, or after a character that is
+  neither a word character nor `:` / `#`. So `http://x`, `10:30`, `a:b`, `C#`, `#1`, `key::value`
+  are text.
 - Escape: at a placeholder position, a run of k >= 2 equal sigils followed by a name is the literal
   text of k - 1 sigils and the name: `::name` is the text `:name`, `:::name` is `::name`.
 - The name is normalised (sl2s.names): `:userName` is the field `user_name`.

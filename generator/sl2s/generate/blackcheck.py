@@ -33,7 +33,7 @@ _KEEP = sorted(set(keyword.kwlist) | set(keyword.softkwlist), key=len, reverse=T
 _STRING = re.compile(r'(?<!")"(?:[^"\\\n]|\\.)*"(?!")')
 # Decorator names stay: `@x(` would be shorter than any real decorator head (see _pad_hugs).
 _NAME = re.compile(r"(?<!@)\b(?!(?:" + "|".join(_KEEP) + r")\b)[A-Za-z_][A-Za-z0-9_]*")
-_LONG = re.compile(r"^.{%d,}$" % (LINE_LENGTH + 1), re.MULTILINE)
+_LONG = re.compile(rf"^.{{{LINE_LENGTH + 1},}}$", re.MULTILINE)
 # Runs of one import line, or of one bracket item (`    x=x,`): black treats each alike.
 _REPEAT = re.compile(r"^((?:from [^\n]*| +[^\n]*,)\n)\1+", re.MULTILINE)
 

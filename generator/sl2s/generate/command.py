@@ -132,9 +132,9 @@ def _generate(
     report, plan, out, label, shown, ref, session, plan_bytes, check, show_diff
 ):
     from sl2s.generate.core import generate as build
+    from sl2s.generate.lock import read_origins
     from sl2s.generate.writer import apply, diff, old_lock, plan_changes
     from sl2s.plan import read_plan
-    from sl2s.generate.lock import read_origins
 
     plan_data = read_plan(plan)
     if plan_bytes is None:  # pragma: no cover - read_plan raised already

@@ -10,6 +10,7 @@ import ast
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 
 from sl2s import __version__
 from sl2s.diagnostics import Diagnostic, Sl2sError
@@ -26,9 +27,9 @@ from sl2s.generate.usercode import (
     scan_module,
     stub_types,
 )
-from sl2s.model import Placeholder, Plan, Step
+from sl2s.model import Flow, Placeholder, Plan, Step
 from sl2s.names import identifier
-from sl2s.projection import Projection, project
+from sl2s.projection import MachineView, Projection, project
 from sl2s.show import markdown
 
 GENERATED_IN_MACHINE = ("__init__.py", "_wiring.py")
@@ -382,13 +383,32 @@ def _field_types(
     return out
 
 
+def _checked(
+    check: BlackCheck,
+    where: str,
+    allowed: tuple[str, ...],
+    make: Callable[..., str],
+    *args: object,
+) -> str:
+    """A chunk rendered by `make(*args)` and checked (what the render cache keeps)."""
+    return check.ensure(make(*args), allowed, where)
+
+
 def _camel(name: str) -> str:
     return "".join(part[:1].upper() + part[1:] for part in name.split("_")) or "Flow"
 
 
 def _machine_files(
-    plan, flows, view, flows_here, plan_ref, version, check, prefix, types
-):
+    plan: Plan,
+    flows: Mapping[str, Flow],
+    view: MachineView,
+    flows_here: list[str],
+    plan_ref: str,
+    version: str,
+    check: BlackCheck,
+    prefix: str,
+    types: FieldTypes,
+) -> list[OutFile]:
     machine = view.name
     where = f"{prefix}{machine}/_wiring.py"
     names = _Names({"UNSET", "Unset", "Machine", "Run", "TypedDict"})
@@ -418,8 +438,15 @@ def _machine_files(
             memo.get(
                 machine,
                 key,
-                lambda a=a, t=typed: check.ensure(
-                    render.context(a.flow, contexts[a.flow], t), CONTEXT, where
+                partial(
+                    _checked,
+                    check,
+                    where,
+                    CONTEXT,
+                    render.context,
+                    a.flow,
+                    contexts[a.flow],
+                    typed,
                 ),
             )
         )
@@ -440,8 +467,18 @@ def _machine_files(
             chunk = memo.get(
                 machine,
                 key,
-                lambda a=activation, p=params, c=context: check.ensure(
-                    render.entry(a, a.flow, p, machine_var, c, cast), DEFINITION, where
+                partial(
+                    _checked,
+                    check,
+                    where,
+                    DEFINITION,
+                    render.entry,
+                    activation,
+                    activation.flow,
+                    params,
+                    machine_var,
+                    context,
+                    cast,
                 ),
             )
         else:
@@ -452,8 +489,15 @@ def _machine_files(
             chunk = memo.get(
                 machine,
                 key,
-                lambda a=activation, f=function: check.ensure(
-                    render.segment(a, f, machine_var), DEFINITION, where
+                partial(
+                    _checked,
+                    check,
+                    where,
+                    DEFINITION,
+                    render.segment,
+                    activation,
+                    function,
+                    machine_var,
                 ),
             )
         chunks.append(chunk)

@@ -22,7 +22,7 @@ INDENT = "    "
 
 @lru_cache(maxsize=65536)
 def lit(text: str) -> str:
-    """`text` as a Python string literal: `repr`, with quotes normalised as black normalises them."""
+    """`text` as a Python string literal: `repr`, quotes normalised as black normalises them."""
     if not isinstance(text, str):
         raise TypeError(f"lit() takes text, not {type(text).__name__}")
     encoded = repr(text)

@@ -8,8 +8,8 @@ lock's diff is that one line plus one `steps` line per added step, not a line pe
 from __future__ import annotations
 
 import json
-from json.encoder import encode_basestring_ascii
 from collections.abc import Mapping
+from json.encoder import encode_basestring_ascii
 
 import orjson
 
@@ -120,13 +120,10 @@ def read_origins(lock: Mapping) -> dict[str, dict[str, dict[str, str]]]:
                 and isinstance(entry.get("from"), str)
                 and isinstance(entry.get("above"), str)
             ):
+                below = entry.get("below")
                 out.setdefault(path, {})[name] = {
                     "from": entry["from"],
                     "above": entry["above"],
-                    "below": (
-                        entry.get("below")
-                        if isinstance(entry.get("below"), str)
-                        else ""
-                    ),
+                    "below": (below if isinstance(below, str) else ""),
                 }
     return out

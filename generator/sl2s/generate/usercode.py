@@ -1,4 +1,4 @@
-"""User-owned flow modules: find the step functions in them, and append stubs without touching a byte.
+"""User-owned flow modules: find the step functions in them, append stubs touching no byte.
 
 Steps are found by their decorator — `@step("flow", "template")` or `@step("flow", "template",
 id="x")`, also spelled `@runtime.step(...)` / `@sl2s.runtime.step(...)` — on top-level functions,
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass, replace
+from typing import TypeGuard
 
 import libcst as cst
 
@@ -49,7 +50,7 @@ class UserCodeError(ValueError):
         self.message = message
 
 
-def _is_step_decorator(expr: cst.BaseExpression) -> bool:
+def _is_step_decorator(expr: cst.BaseExpression) -> TypeGuard[cst.Call]:
     if not isinstance(expr, cst.Call):
         return False
     func = expr.func
@@ -300,7 +301,7 @@ def append_stubs(source: str, stubs: list[str]) -> str:
     if source.startswith(BOM):
         return BOM + append_stubs(source[len(BOM) :], stubs)
     module = parse(source)
-    new_body = []
+    new_body: list[cst.SimpleStatementLine | cst.BaseCompoundStatement] = []
     for stub in stubs:
         new_body.extend(cst.parse_module(stub).body)
     footer = list(module.footer)

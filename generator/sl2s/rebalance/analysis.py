@@ -158,7 +158,7 @@ def analyse(
         blocks.setdefault((child.get_name(), child.get_lineno()), child)
     items: list[Item] = []
     docstring: Item | None = None
-    for index, seg in enumerate(segs):
+    for seg in segs:
         if not isinstance(seg, Chunk):
             continue
         item = Item(seg, "other", seg.node.lineno)

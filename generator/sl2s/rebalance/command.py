@@ -79,8 +79,8 @@ def summary(outcome, label: str) -> list[str]:
             )
     for r in outcome.renames:
         lines.append(
-            f"renamed {r.flow}/{r.old_id} -> {r.new_id}: @step of {r.function}() in {label}{r.path} "
-            f"now says {r.new_template!r}"
+            f"renamed {r.flow}/{r.old_id} -> {r.new_id}: @step of {r.function}() "
+            f"in {label}{r.path} now says {r.new_template!r}"
         )
     for note in outcome.out_of_scope:
         lines.append("out of scope: " + note)

@@ -128,10 +128,9 @@ def rebalance(
     old_machines = {
         p.partition("/")[0] for p in user_modules if not p.startswith(SHARED_DIR + "/")
     }
-    old_steps = lock.get("steps") if isinstance(lock.get("steps"), dict) else {}
-    old_lines = (
-        lock.get("plan_lines") if isinstance(lock.get("plan_lines"), dict) else {}
-    )
+    steps_in_lock, lines_in_lock = lock.get("steps"), lock.get("plan_lines")
+    old_steps: Mapping = steps_in_lock if isinstance(steps_in_lock, dict) else {}
+    old_lines: Mapping = lines_in_lock if isinstance(lines_in_lock, dict) else {}
 
     renames = _renames(plan, state, old_lines, prefix)
     moved_away = {(r.flow, r.old_id) for r in renames}
@@ -156,7 +155,8 @@ def rebalance(
                         Diagnostic(
                             prefix + wheres[0].path,
                             wheres[0].found.line,
-                            f"step {step.flow}/{step.id} is defined more than once ({spots}); move it by hand",
+                            f"step {step.flow}/{step.id} is defined more than once "
+                            f"({spots}); move it by hand",
                         )
                     )
                     continue
@@ -483,8 +483,9 @@ def _cross_flow(
         for flow, step_id, template in gone:
             if flow != step.flow and (template == step.template or step_id == step.id):
                 out.append(
-                    f"step {step_id!r} left flow {flow!r} for flow {step.flow!r} ({step.template!r}): "
-                    "moving steps between flows is out of scope; move the function by hand "
-                    f"(a stub is created in {step.machine}/{step.flow}.py, the old function is kept)"
+                    f"step {step_id!r} left flow {flow!r} for flow {step.flow!r} "
+                    f"({step.template!r}): moving steps between flows is out of scope; "
+                    "move the function by hand (a stub is created in "
+                    f"{step.machine}/{step.flow}.py, the old function is kept)"
                 )
     return out

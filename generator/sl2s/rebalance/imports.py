@@ -72,7 +72,8 @@ def resolve(level: int, module: str, package: str) -> str:
 
 
 def relative_to(absolute: str, package: str) -> tuple[int, str]:
-    """(level, module) spelling `absolute` from inside `package`: relative within one top package."""
+    """(level, module) spelling `absolute` from inside `package`: relative within one top
+    package."""
     target = absolute.split(".")
     here = package.split(".") if package else []
     common = 0

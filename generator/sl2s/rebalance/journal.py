@@ -113,7 +113,7 @@ def apply(root: Path | str, changes: Mapping[str, Contents]) -> int:
     _fsync_dir(root)
     try:
         for entry in entries:
-            _place(root, entry["path"], _decode(entry["after"]))
+            _place(root, str(entry["path"]), _decode(entry["after"]))
         _finish(root, entries)
     except BaseException:  # an error or Ctrl-C while writing: put everything back
         rollback(root)
@@ -158,7 +158,8 @@ def _check(root: Path, entries: list[dict]) -> None:
                 Diagnostic(
                     str(root / entry["path"]),
                     0,
-                    f"changed since an interrupted rebalance; resolve by hand, then delete {root / JOURNAL}",
+                    "changed since an interrupted rebalance; resolve by hand, then delete "
+                    f"{root / JOURNAL}",
                 )
             )
     if problems:

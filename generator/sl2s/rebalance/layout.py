@@ -208,7 +208,8 @@ def insert_before(
 
 
 def replace_lines(chunk: Chunk, first: int, last: int, text: str) -> None:
-    """Replace source lines [first, last] (1-based, inclusive, in the chunk's original numbering)."""
+    """Replace source lines [first, last] (1-based, inclusive, in the chunk's original
+    numbering)."""
     lo = first - chunk.first_line
     hi = last - chunk.first_line + 1
     chunk.lines[lo:hi] = split_lines(text)
@@ -228,8 +229,9 @@ def neighbours(segs: list[Segment], chunk: Chunk) -> list[Chunk]:
     out: list[Chunk] = []
     for rng in (range(index - 1, -1, -1), range(index + 1, len(segs))):
         for j in rng:
-            if isinstance(segs[j], Chunk):
-                out.append(segs[j])
+            seg = segs[j]
+            if isinstance(seg, Chunk):
+                out.append(seg)
                 break
     return out
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from sl2s.diagnostics import Diagnostic, Sl2sError
 from sl2s.rebalance import imports as imp
@@ -51,7 +52,8 @@ RUNTIME_STEP = ("from", "sl2s.runtime", "step")
 
 @dataclass(frozen=True)
 class Module:
-    """A user module: dotted import name (for imports between modules), path (for messages), text."""
+    """A user module: dotted import name (for imports between modules), path (for messages),
+    text."""
 
     name: str
     path: str
@@ -307,8 +309,8 @@ def _decide(
         elif binder.kind == "import":
             alias = next(al for al in binder.aliases if al.bound == name)
             plan.carried.append(alias)
-            others = [u for u in a.info.readers({name}) if id(u) not in moving]
-            if not others and alias.target(a.package) != RUNTIME_STEP:
+            staying = [u for u in a.info.readers({name}) if id(u) not in moving]
+            if not staying and alias.target(a.package) != RUNTIME_STEP:
                 plan.removed.append(alias)
         elif binder.kind in ("def", "class", "assign"):
             plan.cross.append(name)
@@ -482,8 +484,8 @@ def _apply(
                 Diagnostic(
                     b.module.path,
                     other.line,
-                    f"cannot move {', '.join(functions)}: moved code uses the builtin/global {name!r}, "
-                    f"which {_at(b, other.line)} redefines",
+                    f"cannot move {', '.join(functions)}: moved code uses the builtin/global "
+                    f"{name!r}, which {_at(b, other.line)} redefines",
                 )
             )
     gained = set().union(*(it.binds for it in plan.moving)) | {
@@ -515,8 +517,8 @@ def _apply(
                         Diagnostic(
                             a.module.path,
                             item.line,
-                            f"{MANUAL}: B would import {', '.join(plan.cross)} from A, and A imports B here "
-                            f"(an import cycle)",
+                            f"{MANUAL}: B would import {', '.join(plan.cross)} from A, "
+                            "and A imports B here (an import cycle)",
                         )
                     )
     if problems:
@@ -638,7 +640,7 @@ def _apply(
 
 def _return_anchor(
     b: _Parsed, where: tuple[str, str] | None, returned: Mapping[str, tuple[str, str]]
-) -> Chunk | None | bool:
+) -> Chunk | None | Literal[False]:
     """Where a definition that came from B goes back: at the end (None) when it was last, above
     the definition that was below it, else above the chunk that follows the definition that was
     above it, or below the imports; False when B has neither (then it goes with the others).
@@ -718,7 +720,8 @@ def _check_conserved(a: _Parsed, b: _Parsed, new_a: str, new_b: str) -> None:
             Diagnostic(
                 a.module.path,
                 0,
-                f"internal error: moving to {b.module.path} would not keep every line; nothing written",
+                f"internal error: moving to {b.module.path} would not keep every line; "
+                "nothing written",
             )
         )
 
@@ -737,6 +740,7 @@ def _has_comments(item: Item) -> bool:
 
 def _rewrite_import(item: Item, aliases_: list[imp.Alias]) -> None:
     node = item.chunk.node
+    assert node.end_lineno is not None
     text = "".join(
         item.chunk.lines[
             node.lineno
@@ -876,7 +880,9 @@ def _add_import(b: _Parsed, alias: imp.Alias, first_party: frozenset[str]) -> Ch
             b.segs[-1].lines[-1] += "\n"
         b.segs.append(new_item.chunk)
         return new_item.chunk
-    node = b.segs[first].node
+    first_chunk = b.segs[first]
+    assert isinstance(first_chunk, Chunk)
+    node = first_chunk.node
     gap = (
         ["\n", "\n"]
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))

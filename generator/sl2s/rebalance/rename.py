@@ -10,13 +10,14 @@ from __future__ import annotations
 import ast
 import io
 import tokenize
+from typing import TypeGuard
 
 from sl2s.diagnostics import Diagnostic, Sl2sError
 from sl2s.generate.encode import bracket, lit
 from sl2s.rebalance.layout import split_lines
 
 
-def _is_step(node: ast.expr) -> bool:
+def _is_step(node: ast.expr) -> TypeGuard[ast.Call]:
     if not isinstance(node, ast.Call):
         return False
     f = node.func
@@ -71,11 +72,13 @@ def retemplate(
         and set(keywords) <= {"id"}
         and _simple(deco)
     ):
-        args = [lit(positional[0].value), lit(template)]
+        flow = positional[0]
+        assert isinstance(flow, ast.Constant)  # `literal`
+        args = [lit(flow.value), lit(template)]
         if "id" in keywords:
-            args.append(
-                "id=" + lit(step_id if step_id is not None else keywords["id"].value)
-            )
+            old_id = keywords["id"]
+            assert isinstance(old_id, ast.Constant)
+            args.append("id=" + lit(step_id if step_id is not None else old_id.value))
         func = ast.get_source_segment(source, deco.func) or "step"
         new = bracket(at + func, args) + "\n"
         return "".join(lines[: first - 1]) + new + "".join(lines[last:])
@@ -89,6 +92,7 @@ def retemplate(
     for node, new in sorted(
         edits, key=lambda e: (e[0].lineno, e[0].col_offset), reverse=True
     ):
+        assert node.end_lineno is not None and node.end_col_offset is not None
         lo_line, hi_line = node.lineno - 1, node.end_lineno - 1
         start = _col(lines[lo_line], node.col_offset)
         end = _col(lines[hi_line], node.end_col_offset)
