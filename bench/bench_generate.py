@@ -106,7 +106,13 @@ def floor(plan_path: Path, out: Path) -> tuple[float, dict[str, float]]:
                         p for s in flows[a.flow].steps for p in s.placeholders
                     )
                 )
-                chunks.append(render.entry(a, a.flow, fields, "machine"))
+                context = f"{a.flow.title().replace('_', '')}Context"
+                typed = tuple((f, "object") for f in fields)
+                chunks.append(render.context(a.flow, context, typed))
+                params = tuple((f, None) for f in fields)
+                chunks.append(
+                    render.entry(a, a.flow, params, "machine", context, "cast")
+                )
             else:
                 chunks.append(
                     render.segment(
@@ -114,7 +120,12 @@ def floor(plan_path: Path, out: Path) -> tuple[float, dict[str, float]]:
                     )
                 )
         header = render.wiring_header(
-            m, "machine", ["UNSET", "Machine", "Run"], "p", "0"
+            m,
+            "machine",
+            ["UNSET", "Machine", "Run"],
+            ["from typing import TypedDict, cast"],
+            "p",
+            "0",
         )
         files[f"{m}/_wiring.py"] = render.join(header, chunks)
         entries = [a.flow for a in view.entries if a.at is None]

@@ -193,15 +193,20 @@ def mermaid(projection: Projection) -> str:
     return "\n".join(lines) + "\n"
 
 
-def mermaid_flow(projection: Projection, flow: str) -> str:
-    """The Mermaid `sequenceDiagram` of one flow: only the machines it runs on, in plan order."""
-    fp = projection.flow(flow)
+def mermaid_flow(
+    projection: Projection, flow: str | FlowProjection, machines: tuple[str, ...] = ()
+) -> str:
+    """The Mermaid `sequenceDiagram` of one flow: only the machines it runs on, in plan order.
+    `machines`: the plan's machines, when the caller has them (`plan.machines` reads every
+    step)."""
+    fp = projection.flow(flow) if isinstance(flow, str) else flow
+    machines = machines or projection.plan.machines
     used = {segment.machine for segment in fp.segments}
-    machines = tuple(m for m in projection.plan.machines if m in used)
-    ids = _participant_ids(projection.plan.machines)
+    ids = _participant_ids(machines)
     lines = ["sequenceDiagram"]
     for name in machines:
-        lines.append(f"    participant {ids[name]} as {mermaid_text(name)}")
+        if name in used:
+            lines.append(f"    participant {ids[name]} as {mermaid_text(name)}")
     lines += _flow_lines(fp, ids)
     return "\n".join(lines) + "\n"
 
@@ -233,12 +238,13 @@ def markdown(projection: Projection, title: str | None = None) -> str:
     if title is None:
         title = f"Plan {markdown_code(PurePath(plan.path).name)}"
     lines = [f"# {title}", ""]
+    machines = plan.machines  # computed on each access
     for fp in projection.flows:
         lines += [
             f"## Flow {markdown_code(fp.flow)}",
             "",
             "```mermaid",
-            mermaid_flow(projection, fp.flow).rstrip("\n"),
+            mermaid_flow(projection, fp, machines).rstrip("\n"),
             "```",
             "",
         ]

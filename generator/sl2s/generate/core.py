@@ -252,7 +252,7 @@ def generate(
                 )
                 content = render.join(header, stubs)
                 created.append(
-                    (path, _stub_steps(header, stubs, missing, found, machine))
+                    (path, _stub_steps(header, stubs, missing, found, machine, types))
                 )
             else:
                 if (
@@ -324,7 +324,9 @@ def generate(
     )
 
 
-def _stub_steps(header, stubs, steps, found, machine) -> tuple[FoundStep, ...]:
+def _stub_steps(
+    header, stubs, steps, found, machine, types: FieldTypes
+) -> tuple[FoundStep, ...]:
     """The FoundSteps of a freshly rendered user module (header + stubs), without parsing it."""
     line = header.count("\n") + 1
     out = []
@@ -339,7 +341,12 @@ def _stub_steps(header, stubs, steps, found, machine) -> tuple[FoundStep, ...]:
                 function,
                 s.placeholders,
                 line,
-                stub_types(stub, line),
+                # what its annotations declare (parsed only when a field has a type)
+                (
+                    stub_types(stub, line)
+                    if any(p in types.get(s.flow, {}) for p in s.placeholders)
+                    else ()
+                ),
             )
         )
         line += stub.count("\n")
