@@ -51,7 +51,7 @@ def tree(tmp_path_factory) -> Path:
     assert done.returncode == 0, done.stderr
     server = base / "services" / "server" / "login.py"
     old = (
-        "def testing_password_for_username(username):\n"
+        "def testing_password_for_username(username: object) -> None:\n"
         "    # Not implemented yet: this step does nothing.\n"
         "    return None\n"
     )
@@ -61,7 +61,7 @@ def tree(tmp_path_factory) -> Path:
         source.replace(
             old,
             (
-                "def testing_password_for_username(username):\n"
+                "def testing_password_for_username(username: str) -> None:\n"
                 "    if username == 'bob':\n"
                 "        raise PermissionError('wrong password for ' + username)\n"
                 "    return None\n"
