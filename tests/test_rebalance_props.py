@@ -17,7 +17,7 @@ import ast
 import re
 
 import black
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from sl2s.diagnostics import Sl2sError
@@ -399,6 +399,10 @@ def _snapshot(root: Path) -> dict[str, bytes]:
     st.lists(st.sampled_from("abc"), min_size=4, max_size=4),
     st.lists(st.sampled_from("abc"), min_size=4, max_size=4),
 )
+# several steps leaving one module and coming back in one run, around a shared helper
+@example(before=list("aaaa"), after=list("aabb"))
+@example(before=list("aaaa"), after=list("abbb"))
+@example(before=list("abbb"), after=list("aaaa"))
 def test_moved_code_still_runs(before, after):
     assume(before != after)
     with tempfile.TemporaryDirectory() as tmp:

@@ -655,23 +655,20 @@ def _return_anchor(
         if any(s is found[0].chunk for s in b.segs):
             return found[0].chunk
     if above == "":
-        for seg in b.segs:
-            if isinstance(seg, Chunk) and not _is_header(b, seg):
-                return seg
-        return None
-    found = b.info.binders.get(above, [])
-    if len(found) != 1 or found[0].kind not in ("def", "class", "assign"):
-        return False
-    index = next((i for i, s in enumerate(b.segs) if s is found[0].chunk), None)
-    if index is None:
-        return False
-    for seg in b.segs[index + 1 :]:
-        if not isinstance(seg, Chunk):
+        start = 0  # below the imports: the first chunk that is not header
+    else:
+        found = b.info.binders.get(above, [])
+        if len(found) != 1 or found[0].kind not in ("def", "class", "assign"):
+            return False
+        index = next((i for i, s in enumerate(b.segs) if s is found[0].chunk), None)
+        if index is None:
+            return False
+        start = index + 1
+    for seg in b.segs[start:]:
+        if not isinstance(seg, Chunk) or _is_header(b, seg):
             continue
         names = {n for it in b.info.items if it.chunk is seg for n in it.binds}
-        if not any(
-            returned.get(n, ("", ""))[0] == above for n in names if n in returned
-        ):
+        if not any(returned[n][0] == above for n in names if n in returned):
             return seg  # past what this run already put back below the same definition
     return None
 
