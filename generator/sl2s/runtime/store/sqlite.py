@@ -22,13 +22,19 @@ Settings, and why:
   waited ~7 ms for transactions that last ~0.1 ms (bench/bench_durable.py, the login flow).
   Reads keep SQLite's busy handler (a read waits only while a crashed process's WAL is recovered).
 - `wal_autocheckpoint=0`: no commit copies the WAL into the database file (and fsyncs it) on the
-  way; a thread of the store does it every `CHECKPOINT_EVERY` seconds when something was written
-  (a PASSIVE checkpoint: it never blocks readers or writers). The WAL file therefore holds at most
-  about that long's worth of writes; the last connection to close checkpoints and removes it.
-- Two connections per thread (`threading.local`), one for writes and one for reads: a sqlite3
-  connection is not for concurrent use, and a connection per thread needs no lock on the hot path.
-  Connections of threads that ended are closed when the next one is opened, so their number
-  follows the live threads.
+  way; a thread of the store does it every `CHECKPOINT_EVERY` seconds when something was written:
+  a PASSIVE checkpoint (it blocks nobody), then a RESTART one, which copies what was written
+  meanwhile and rewinds the WAL (see `_checkpoint_forever`). The WAL file therefore holds about
+  that long's worth of writes (and is cut back to `WAL_SIZE_LIMIT` when it rewinds); the last
+  connection to close checkpoints and removes it.
+- One connection per process for writes, taken under a lock (SQLite has one writer at a time
+  anyway, and the runtime's group commit already lets one thread of a process write at a time):
+  its page cache stays valid from one write to the next (SQLite drops a connection's cache
+  whenever another connection wrote meanwhile, so with a connection per thread every write read
+  its b-tree pages again: ~9 us per transaction) and its statements stay prepared.
+  One connection per thread for reads (`threading.local`): reads are rare on the hot path and a
+  sqlite3 connection is not for concurrent use. Read connections of threads that ended are closed
+  when the next one is opened, so their number follows the live threads that read.
 """
 
 from __future__ import annotations
@@ -46,13 +52,19 @@ BUSY_TIMEOUT = 10.0  # seconds a writer waits for another process's transaction
 CHECKPOINT_EVERY = (
     0.5  # seconds between two WAL checkpoints (when something was written)
 )
+RESTART_WAIT = 0.1  # seconds the checkpointer's RESTART round waits for writers and readers
+WAL_SIZE_LIMIT = 64 << 20  # bytes the WAL file is cut back to when it starts again
 _RETRY_FIRST, _RETRY_MAX = 50e-6, 2e-3  # a waiting writer's first and longest sleep
-# Every thread that touches the store holds two connections (reads, writes); a hop server has up
-# to 64 worker threads. With SQLite's defaults (2 MiB page cache, 128 cached statements, filled by
-# the multi-row INSERTs of every batch size) a 5-minute soak grew the server's RSS 208 -> 469 MiB.
-# The file is small and hot in the OS cache, so a small page cache per connection costs little.
+# Every thread that reads holds a connection; a hop server has up to 64 worker threads. With
+# SQLite's defaults (2 MiB page cache, 128 cached statements, filled by the multi-row INSERTs of
+# every batch size) a 5-minute soak grew the server's RSS 208 -> 469 MiB when every thread also had
+# its own write connection. The file is hot in the OS cache, so a small page cache per read
+# connection costs little; the process's one write connection gets SQLite's default cache and room
+# for the multi-row statements of every batch size.
 CACHED_STATEMENTS = 16
 PAGE_CACHE_KIB = 256
+WRITE_CACHED_STATEMENTS = 128
+WRITE_PAGE_CACHE_KIB = 2048
 
 
 class SQLiteStore(SqlStore):
@@ -72,6 +84,9 @@ class SQLiteStore(SqlStore):
         self.busy_timeout = busy_timeout
         self._local = threading.local()
         self._lock = threading.Lock()
+        self._wlock = threading.Lock()  # the process's write connection, one writer at a time
+        self._wconn_: sqlite3.Connection | None = None
+        self._wpid = 0
         self._conns: dict[
             tuple[int, str], tuple[threading.Thread, sqlite3.Connection]
         ] = {}
@@ -103,11 +118,21 @@ class SQLiteStore(SqlStore):
         return self._connect("conn", self.busy_timeout)
 
     def _wconn(self) -> sqlite3.Connection:
-        """This thread's connection for writes (no busy handler: `_begin` waits)."""
-        conn = getattr(self._local, "wconn", None)
-        if conn is not None and not self._closed and self._pid == os.getpid():
+        """The process's connection for writes (no busy handler: `_begin` waits); the caller
+        holds `_wlock`."""
+        conn = self._wconn_
+        if conn is not None and self._wpid == os.getpid() and not self._closed:
             return conn
-        return self._connect("wconn", 0)
+        if self._closed:
+            raise StoreError(f"store {self.url} is closed")
+        if conn is not None and self._wpid != os.getpid():
+            self._forked.append(conn)  # a forked child: never use the parent's connection
+        try:
+            conn = self._open(0, WRITE_CACHED_STATEMENTS, WRITE_PAGE_CACHE_KIB)
+        except sqlite3.Error as error:
+            raise StoreError(f"store {self.url}: cannot open it: {error}") from None
+        self._wconn_, self._wpid = conn, os.getpid()
+        return conn
 
     def _connect(self, slot: str, timeout: float) -> sqlite3.Connection:
         if self._closed:
@@ -135,20 +160,26 @@ class SQLiteStore(SqlStore):
             )
         return conn
 
-    def _open(self, timeout: float) -> sqlite3.Connection:
+    def _open(
+        self,
+        timeout: float,
+        statements: int = CACHED_STATEMENTS,
+        cache_kib: int = PAGE_CACHE_KIB,
+    ) -> sqlite3.Connection:
         conn = sqlite3.connect(
             self.path,
             timeout=timeout,
             isolation_level=None,  # no implicit transactions: this module says BEGIN/COMMIT
-            check_same_thread=False,  # only so that close() may close it from any thread
-            cached_statements=CACHED_STATEMENTS,
+            check_same_thread=False,  # the write connection serves every thread (under a lock)
+            cached_statements=statements,
         )
         conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
         self._set_wal(conn)
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpointer thread does it
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
         # (after the WAL switch, which waits out another process's lock: this needs none)
-        conn.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
+        conn.execute(f"PRAGMA cache_size = -{cache_kib}")
         return conn
 
     def _set_wal(self, conn: sqlite3.Connection) -> None:
@@ -192,23 +223,31 @@ class SQLiteStore(SqlStore):
 
     @contextmanager
     def _write(self):
-        conn = self._wconn()
-        if self._checkpointer_pid != self._pid:
-            self._start_checkpointer()
-        self._begin(conn)
+        if not self._wlock.acquire(timeout=self.busy_timeout):
+            raise StoreError(
+                f"store {self.url}: another thread of this process held the write lock"
+                f" for {self.busy_timeout:g} s"
+            )
         try:
-            yield conn.cursor()
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.OperationalError as error:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise StoreError(f"store {self.url}: {error}") from None
-        self._writes += 1
+            conn = self._wconn()
+            if self._checkpointer_pid != self._wpid:
+                self._start_checkpointer()
+            self._begin(conn)
+            try:
+                yield conn.cursor()
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.OperationalError as error:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise StoreError(f"store {self.url}: {error}") from None
+            self._writes += 1
+        finally:
+            self._wlock.release()
 
     def _start_checkpointer(self) -> None:
         with self._lock:
@@ -224,7 +263,16 @@ class SQLiteStore(SqlStore):
 
     def _checkpoint_forever(self) -> None:
         """Copy the WAL into the database file every CHECKPOINT_EVERY seconds, when something
-        was written (PASSIVE: pages that a reader still needs wait for the next round).
+        was written, and have it start again from its beginning.
+
+        A PASSIVE checkpoint blocks nobody, but under sustained writes it never catches up: it
+        copies the frames there were when it began, more are appended meanwhile, and SQLite
+        rewinds the WAL only once every frame has been copied. The WAL then grows without end
+        (2.5 GB and a 4.9 MB wal-index in a 100 s soak) and every page lookup searches a longer
+        wal-index. So a PASSIVE round copies the bulk without blocking, and a RESTART round
+        right after copies the few frames written meanwhile and makes the next writer start the
+        WAL again from its beginning: writers wait for that second round only (it gives up
+        after RESTART_WAIT rather than stall them, and the next round tries again).
         """
         conn, seen = None, 0
         try:
@@ -235,8 +283,9 @@ class SQLiteStore(SqlStore):
                 seen = self._writes
                 try:
                     if conn is None:
-                        conn = self._open(self.busy_timeout)
+                        conn = self._open(RESTART_WAIT)
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
                 except sqlite3.Error:  # housekeeping: the next round tries again
                     pass
         finally:
@@ -257,5 +306,9 @@ class SQLiteStore(SqlStore):
             self._closed = True
             conns = [conn for _, conn in self._conns.values()]
             self._conns.clear()
+        with self._wlock:  # after the write under way, if any
+            if self._wconn_ is not None and self._wpid == os.getpid():
+                conns.append(self._wconn_)
+            self._wconn_ = None
         for conn in conns:
             conn.close()
