@@ -495,6 +495,75 @@ def test_group_commit_writes_concurrent_batches_together_and_fails_only_a_bad_on
     store.close()
 
 
+def test_hop_claims_join_the_group_commit_and_each_key_is_claimed_once(tmp_path):
+    """SQLite: concurrent claims share transactions with each other (and with answers); of two
+    claims of one key, exactly one inserts it and the other gets the record; each gets its own
+    flow's state."""
+    import threading
+
+    from sl2s.runtime import durable
+    from sl2s.runtime.store import FlowRecord, HopRecord
+
+    store = open_store(f"sqlite:///{str(tmp_path).lstrip('/')}/flows.sqlite3")
+    now = time.time()
+    for i in range(8):
+        store.flow_started(FlowRecord(
+            f"{i:032x}", "sys", "f", "m", "pending", {}, (), None, None, None, now, now,
+        ))  # fmt: skip
+    store.set_state(f"{3:032x}", "cancelled", now)
+    transactions, claims_seen = [], []
+    commit, claim_alone = store.commit, store.hop_claim
+
+    def counting_commit(**batch):
+        transactions.append("group")
+        claims_seen.extend(rec.key for rec in batch.get("claims") or ())
+        return commit(**batch)
+
+    def counting_claim(rec):
+        transactions.append("alone")
+        claims_seen.append(rec.key)
+        return claim_alone(rec)
+
+    store.commit, store.hop_claim = counting_commit, counting_claim
+    group = durable.GroupCommit(store)
+    start, results, lock = threading.Barrier(32), {}, threading.Lock()
+
+    def worker(i: int) -> None:
+        cid = f"{i % 8:032x}"
+        rec = HopRecord(
+            f"{cid}.0.at{i % 16}", "digest", cid, "f", "m", f"at{i % 16}", "running", 0,
+            {}, None, time.time(), f"owner{i}",
+        )  # fmt: skip
+        start.wait()
+        found = group.claim(rec)
+        with lock:
+            results.setdefault(rec.key, []).append(found)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(32)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(results) == 16 and sorted(claims_seen) == sorted(
+        key for key, got in results.items() for _ in got
+    )
+    for key, got in results.items():
+        assert len(got) == 2, key
+        cid = key.split(".")[0]
+        state = "cancelled" if cid == f"{3:032x}" else "pending"
+        inserted = [g for g in got if g[0] is None]
+        assert len(inserted) == 1, (key, got)  # claimed once
+        other = next(g for g in got if g[0] is not None)
+        assert other[0].key == key and other[0].state == "running"
+        assert all(g[1] == state for g in got), (key, got)
+        stored = store.hop_get(key)
+        assert stored.state == "running" and stored.owner in {
+            f"owner{i}" for i in range(32)
+        }
+    assert len(transactions) < 32  # claims that met a write under way went together
+    store.close()
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_a_hop_retried_while_it_runs_gets_409_and_then_the_one_stored_answer(
     tmp_path, backend, request

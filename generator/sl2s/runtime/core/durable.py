@@ -148,16 +148,25 @@ class Buffer:
 class _Batch:
     """One thread's commit, waiting in a GroupCommit."""
 
-    __slots__ = ("flows", "steps", "ended", "answered", "done", "error", "event")
+    __slots__ = (
+        "flows", "steps", "ended", "answered", "claim", "claimed", "done", "error", "event"
+    )  # fmt: skip
 
-    def __init__(self, flows: list, steps: list, ended: list, answered) -> None:
+    def __init__(
+        self, flows: list, steps: list, ended: list, answered, claim=None
+    ) -> None:
         self.flows, self.steps, self.ended = flows, steps, ended
         self.answered = answered
+        self.claim = claim  # a hop claim (HopRecord): `store.hop_claim` in the group's transaction
+        self.claimed: tuple | None = None  # its result, (record found or None, flow state)
         self.done = False
         self.error: BaseException | None = None
         self.event: threading.Event | None = (
             None  # set when done, or when it is to write
         )
+
+
+_NO_LOCK = nullcontext()
 
 
 class GroupCommit:
@@ -179,11 +188,22 @@ class GroupCommit:
         self.writer = (
             threading.Lock()
             if getattr(store, "dialect", "sqlite") == "sqlite"
-            else nullcontext()
+            else _NO_LOCK
         )
         self._mutex = threading.Lock()
         self._queue: list[_Batch] = []  # batches waiting for the write under way to end
         self._writing = False
+
+    def claim(self, rec) -> tuple:
+        """`store.hop_claim(rec)`, committed before it returns. On SQLite the claim joins the
+        group: the claims and answers of a server's concurrent hops share one transaction
+        (a claim waited for the write under way anyway: SQLite has one writer). PostgreSQL
+        claims in one statement of its own (`PostgresStore.hop_claim`)."""
+        if self.writer is _NO_LOCK:
+            return self.store.hop_claim(rec)
+        batch = _Batch([], [], [], None, rec)
+        self.commit(batch)
+        return batch.claimed
 
     def commit(self, batch: _Batch) -> None:
         # Each waiting thread sleeps on its own event and is woken once: when its batch is on
@@ -233,13 +253,17 @@ class GroupCommit:
             if len(batches) == 1:
                 self._write_one(batches[0])
                 return
-            # the answers of the server's concurrent hops too: one transaction for all
-            self.store.commit(
+            # the claims and answers of the server's concurrent hops too: one transaction for all
+            claims = [b for b in batches if b.claim is not None]
+            claimed = self.store.commit(
                 flows=[f for b in batches for f in b.flows],
                 steps=[s for b in batches for s in b.steps],
                 ended=[e for b in batches for e in b.ended],
                 answers=[b.answered for b in batches if b.answered is not None],
+                claims=[b.claim for b in claims],
             )
+            for each, result in zip(claims, claimed):
+                each.claimed = result
         except BaseException as error:
             if len(batches) == 1:
                 batches[0].error = error
@@ -251,6 +275,9 @@ class GroupCommit:
                     each.error = alone
 
     def _write_one(self, batch: _Batch) -> None:
+        if batch.claim is not None:
+            batch.claimed = self.store.hop_claim(batch.claim)
+            return
         self.store.commit(
             flows=batch.flows,
             steps=batch.steps,

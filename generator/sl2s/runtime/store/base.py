@@ -216,8 +216,10 @@ class SqlStore(ABC):
         ended: Sequence[tuple[str, str, dict | None, float]] = (),
         answered: tuple[str, int, dict[str, str], bytes, float] | None = None,
         answers: Sequence[tuple[str, int, dict[str, str], bytes, float]] = (),
-    ) -> None:
-        """The runtime's group commit, in ONE transaction: insert each flow (a no-op if it
+        claims: Sequence[HopRecord] = (),
+    ) -> list[tuple[HopRecord | None, str | None]]:
+        """The runtime's group commit, in ONE transaction: claim each hop of `claims` (as
+        `hop_claim`; their results are returned, in order); insert each flow (a no-op if it
         exists); record each step (a StepRecord, or the tuple `(correlation_id, step, machine,
         outcome_json, replayable, event_id, completed)` with the outcome already JSON text);
         move each flow's position to its last step in `steps`; store hops' answers
@@ -227,8 +229,8 @@ class SqlStore(ABC):
         """
         if answered is not None:
             answers = [answered, *answers]
-        if not (flows or steps or ended or answers):
-            return
+        if not (flows or steps or ended or answers or claims):
+            return []
         flow_rows = [_flow_row(rec) for rec in flows]
         step_rows = [
             _step_row(s) if isinstance(s, StepRecord) else tuple(s) for s in steps
@@ -245,7 +247,10 @@ class SqlStore(ABC):
             _check_state(state)
             end_rows.append((state, None if error is None else _json(error), now, cid))
         many = self._rows
+        claimed = []
         with self._write() as cur:
+            for rec in claims:
+                claimed.append(self._claim(cur, rec))
             if flow_rows:
                 many(cur, "flow_insert", flow_rows)
             self._insert_steps(cur, step_rows)
@@ -256,6 +261,7 @@ class SqlStore(ABC):
             if end_rows:
                 # one end per flow (the last), as applying them in order would leave it
                 many(cur, "flow_end", list({row[3]: row for row in end_rows}.values()))
+        return claimed
 
     def _rows(self, cur, kind: str, rows: list[tuple]) -> int:
         """Run statement `kind` for `rows`; returns the rows it changed (-1: not counted).
@@ -438,15 +444,17 @@ class SqlStore(ABC):
         flow run's state (None for a flow this store does not know). The hop server needs both
         before it runs a segment (a cancelled flow's hops are refused): one transaction — on
         PostgreSQL one round trip — instead of a write and a read."""
-        row = self._hop_row(rec)
         with self._write() as cur:
-            cur.execute(self._sql["hop_insert"], row)
-            if cur.rowcount == 1:
-                cur.execute(self._sql["flow_state_get"], (rec.correlation_id,))
-                found = cur.fetchone()
-                return None, None if found is None else found[0]
-            cur.execute(self._sql["hop_claim_get"], (rec.correlation_id, rec.key))
+            return self._claim(cur, rec)
+
+    def _claim(self, cur, rec: HopRecord) -> tuple[HopRecord | None, str | None]:
+        cur.execute(self._sql["hop_insert"], self._hop_row(rec))
+        if cur.rowcount == 1:
+            cur.execute(self._sql["flow_state_get"], (rec.correlation_id,))
             found = cur.fetchone()
+            return None, None if found is None else found[0]
+        cur.execute(self._sql["hop_claim_get"], (rec.correlation_id, rec.key))
+        found = cur.fetchone()
         if found is None or found[1] is None:  # cannot happen inside one transaction
             raise StoreError(f"hop {rec.key}: neither inserted nor found in {self.url}")
         return _hop(found[1:]), found[0]

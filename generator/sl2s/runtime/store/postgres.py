@@ -158,15 +158,17 @@ class PostgresStore(SqlStore):
     _write = _transaction
     _read = _transaction
 
-    def commit(self, flows=(), steps=(), ended=(), answered=None, answers=()):
+    def commit(
+        self, flows=(), steps=(), ended=(), answered=None, answers=(), claims=()
+    ):
         """`SqlStore.commit`; a hop server's commit (steps and answers, no flow inserted or
         ended) as one statement in one round trip (`schema.pg_answer_commit`) instead of a
         transaction of five (BEGIN, steps, positions, answers, COMMIT)."""
         if answered is not None:
             answers = [answered, *answers]
-        if flows or ended or not answers:
+        if flows or ended or claims or not answers:
             return super().commit(
-                flows=flows, steps=steps, ended=ended, answers=answers
+                flows=flows, steps=steps, ended=ended, answers=answers, claims=claims
             )
         rows = [_step_row(x) if not isinstance(x, tuple) else x for x in steps]
         last: dict[str, tuple] = {}
@@ -199,6 +201,7 @@ class PostgresStore(SqlStore):
             raise StoreError(f"store {self.url}: {_first_line(error)}") from None
         finally:
             self._give(conn, conn.broken or conn.closed)
+        return []
 
     def hop_claim(self, rec):
         """`SqlStore.hop_claim` in one statement and one round trip (autocommit), committed

@@ -124,10 +124,13 @@ class FlowStore(Protocol):
         steps: Sequence[StepRecord | tuple] = (),
         ended: Sequence[tuple[str, str, dict | None, float]] = (),
         answered: tuple[str, int, dict[str, str], bytes, float] | None = None,
-    ) -> None: ...
+        answers: Sequence[tuple[str, int, dict[str, str], bytes, float]] = (),
+        claims: Sequence[HopRecord] = (),
+    ) -> list[tuple[HopRecord | None, str | None]]: ...
 
     # hops (idempotency)
     def hop_begin(self, rec: HopRecord) -> HopRecord | None: ...
+    def hop_claim(self, rec: HopRecord) -> tuple[HopRecord | None, str | None]: ...
     def hop_finish(
         self,
         key: str,

@@ -2,8 +2,9 @@
 
 Every inbound hop is claimed in the store under its idempotency key (insert-or-get, committed)
 before its segment runs — in one transaction with the read of the flow's state (is it
-cancelled?), on PostgreSQL in one statement (`store.hop_claim`) — and its answer is stored before
-it is sent, so:
+cancelled?); on SQLite that transaction is shared with the claims and answers of the process's
+other hops at the same moment (`durable.GroupCommit`), on PostgreSQL it is one statement
+(`store.hop_claim`) — and its answer is stored before it is sent, so:
 
 - a retry of a hop that was answered gets the stored answer (`sl2s-replayed: true`), from this
   process or any other sharing the store — also after a restart;
@@ -121,12 +122,12 @@ class DurableHops:
             created=now,
             owner=me,
         )
-        # this process's writers one at a time (see durable.GroupCommit.writer). The claim is
-        # committed before the segment runs, visible to every process: a caller whose deadline
-        # passed asks the store whether this segment is pending or never started.
-        writer = durable.group_for(store).writer
-        with writer:
-            found, flow_state = store.hop_claim(claim)
+        # The claim is committed before the segment runs, visible to every process: a caller
+        # whose deadline passed asks the store whether this segment is pending or never
+        # started. On SQLite it joins the process's group commit (durable.GroupCommit.claim).
+        group = durable.group_for(store)
+        writer = group.writer  # this process's writers one at a time
+        found, flow_state = group.claim(claim)
         taken_over, first = False, nonce
         if found is not None:
             # the signature that began the hop is kept with it; later ones (retries) are
