@@ -285,7 +285,12 @@ class SQLiteStore(SqlStore):
                     if conn is None:
                         conn = self._open(RESTART_WAIT)
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                    conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+                    # this process's writers wait (rather than race it for SQLite's lock)
+                    if self._wlock.acquire(timeout=RESTART_WAIT):
+                        try:
+                            conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+                        finally:
+                            self._wlock.release()
                 except sqlite3.Error:  # housekeeping: the next round tries again
                     pass
         finally:
