@@ -695,6 +695,7 @@ def test_sqlite_wal_rewinds_under_sustained_writes(tmp_path, monkeypatch):
     from sl2s.runtime.store import sqlite as backend
 
     monkeypatch.setattr(backend, "CHECKPOINT_EVERY", 0.05)
+    monkeypatch.setattr(backend, "RESTART_FRAMES", 256)
     path = tmp_path / "flows.sqlite3"
     store = open_store(f"sqlite:///{path}")
     try:

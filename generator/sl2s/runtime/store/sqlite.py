@@ -53,6 +53,9 @@ CHECKPOINT_EVERY = (
     0.5  # seconds between two WAL checkpoints (when something was written)
 )
 RESTART_WAIT = 0.1  # seconds the checkpointer's RESTART round waits for writers and readers
+# frames in the WAL (pages written since it last started again) from which the checkpointer
+# rewinds it: the RESTART round blocks writers for its own copy and fsyncs, so not every round
+RESTART_FRAMES = 4096
 WAL_SIZE_LIMIT = 64 << 20  # bytes the WAL file is cut back to when it starts again
 _RETRY_FIRST, _RETRY_MAX = 50e-6, 2e-3  # a waiting writer's first and longest sleep
 # Every thread that reads holds a connection; a hop server has up to 64 worker threads. With
@@ -269,10 +272,11 @@ class SQLiteStore(SqlStore):
         copies the frames there were when it began, more are appended meanwhile, and SQLite
         rewinds the WAL only once every frame has been copied. The WAL then grows without end
         (2.5 GB and a 4.9 MB wal-index in a 100 s soak) and every page lookup searches a longer
-        wal-index. So a PASSIVE round copies the bulk without blocking, and a RESTART round
-        right after copies the few frames written meanwhile and makes the next writer start the
-        WAL again from its beginning: writers wait for that second round only (it gives up
-        after RESTART_WAIT rather than stall them, and the next round tries again).
+        wal-index. So a PASSIVE round copies the bulk without blocking, and once the WAL holds
+        RESTART_FRAMES frames a RESTART round right after copies the few frames written
+        meanwhile and makes the next writer start the WAL again from its beginning: writers
+        wait for that second round only (it gives up after RESTART_WAIT rather than stall them,
+        and the next round tries again).
         """
         conn, seen = None, 0
         try:
@@ -284,7 +288,9 @@ class SQLiteStore(SqlStore):
                 try:
                     if conn is None:
                         conn = self._open(RESTART_WAIT)
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if frames < RESTART_FRAMES:
+                        continue
                     # this process's writers wait (rather than race it for SQLite's lock)
                     if self._wlock.acquire(timeout=RESTART_WAIT):
                         try:
