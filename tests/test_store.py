@@ -929,3 +929,47 @@ def test_sqlite_batches_of_every_size_use_few_statements(tmp_path):
         assert store.hop_get("z1").state == "running"
     finally:
         store.close()
+
+
+def test_sqlite_a_forked_child_writes_with_its_own_connection(tmp_path):
+    """Forked while a thread of the parent held the process's write lock: the child neither waits
+    for that thread (it does not exist there) nor uses the parent's connection. (Forking inside
+    an open SQLite transaction is unsafe whatever the store does: SQLite's file locks are per
+    process.)"""
+    import os
+
+    store = open_store(f"sqlite:///{tmp_path}/flows.sqlite3")
+    try:
+        store.flow_started(flow_rec("a" * 32))  # the parent's write connection is open
+        parent_conn = store._wconn_
+        held, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with store._wlock:  # as a writer between taking the lock and its BEGIN
+                held.set()
+                release.wait(30)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        assert held.wait(10)
+        pid = os.fork()
+        if pid == 0:  # the child: write, then leave without running the parent's cleanup
+            code = 1
+            try:
+                store.busy_timeout = 3.0
+                store.flow_started(flow_rec("b" * 32))
+                ok = store._wconn_ is not parent_conn and store._wpid == os.getpid()
+                code = 0 if ok else 2
+            except BaseException as error:  # noqa: BLE001 - said on stderr, exit 1
+                os.write(2, f"child: {type(error).__name__}: {error}\n".encode())
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        release.set()
+        holder.join(10)
+        assert os.WEXITSTATUS(status) == 0
+        assert store.flow("b" * 32) is not None
+        store.flow_started(flow_rec("c" * 32))  # the parent still writes
+        assert store._wconn_ is parent_conn
+    finally:
+        store.close()

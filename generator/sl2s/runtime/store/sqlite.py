@@ -137,6 +137,15 @@ class SQLiteStore(SqlStore):
         self._wconn_, self._wpid = conn, os.getpid()
         return conn
 
+    def _after_fork(self) -> None:
+        """In a forked child: a lock and a connection of its own (the parent's lock may have been
+        held by a thread that does not exist here; its connection is never used again). A child
+        starts with one thread, so no lock guards this (the parent's `_lock` could be held)."""
+        self._wlock = threading.Lock()
+        if self._wconn_ is not None:
+            self._forked.append(self._wconn_)
+        self._wconn_, self._wpid = None, 0
+
     def _connect(self, slot: str, timeout: float) -> sqlite3.Connection:
         if self._closed:
             raise StoreError(f"store {self.url} is closed")
@@ -226,6 +235,8 @@ class SQLiteStore(SqlStore):
 
     @contextmanager
     def _write(self):
+        if self._wpid and self._wpid != os.getpid():
+            self._after_fork()
         if not self._wlock.acquire(timeout=self.busy_timeout):
             raise StoreError(
                 f"store {self.url}: another thread of this process held the write lock"
