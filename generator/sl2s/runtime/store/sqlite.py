@@ -23,8 +23,9 @@ Settings, and why:
   Reads keep SQLite's busy handler (a read waits only while a crashed process's WAL is recovered).
 - `wal_autocheckpoint=0`: no commit copies the WAL into the database file (and fsyncs it) on the
   way; a thread of the store does it every `CHECKPOINT_EVERY` seconds when something was written:
-  a PASSIVE checkpoint (it blocks nobody), then a RESTART one, which copies what was written
-  meanwhile and rewinds the WAL (see `_checkpoint_forever`). The WAL file therefore holds about
+  a PASSIVE checkpoint (it blocks nobody), then, once the WAL holds `RESTART_FRAMES` frames, a
+  RESTART one, which copies what was written meanwhile and rewinds the WAL (see
+  `_checkpoint_forever`). The WAL file therefore holds about
   that long's worth of writes (and is cut back to `WAL_SIZE_LIMIT` when it rewinds); the last
   connection to close checkpoints and removes it.
 - One connection per process for writes, taken under a lock (SQLite has one writer at a time
@@ -63,7 +64,7 @@ _RETRY_FIRST, _RETRY_MAX = 50e-6, 2e-3  # a waiting writer's first and longest s
 # every batch size) a 5-minute soak grew the server's RSS 208 -> 469 MiB when every thread also had
 # its own write connection. The file is hot in the OS cache, so a small page cache per read
 # connection costs little; the process's one write connection gets SQLite's default cache and room
-# for the multi-row statements of every batch size.
+# for the multi-row statements of every size (9 per kind: `base._padded`).
 CACHED_STATEMENTS = 16
 PAGE_CACHE_KIB = 256
 WRITE_CACHED_STATEMENTS = 128
