@@ -2,7 +2,7 @@
 store (SL2S_STORE=none), measured in the same run, in alternating rounds. Prints a table.
 
     python bench/bench_durable.py [--steps N] [--flows N] [--hops N] [--login N] [--rounds R]
-        [--postgres] [--no-http]
+        [--postgres] [--no-http] [--keep]
 
 1. In-process step (target <= 2x): `run.step(...)` as bench_runtime.py measures it — many steps in
    one run, then `finish()` — with the store every step also appends its checkpoint to the thread's
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -254,8 +255,21 @@ def main() -> int:
         action="store_true",
         help="also a hop server on the PostgreSQL store of a throw-away cluster (tests/pg.py)",
     )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the work dir (trees, logs, stores)"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sl2s-bench-durable-"))
+    try:
+        return run(args, work)
+    finally:
+        if args.keep:
+            print(f"work dir (kept): {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, work: Path) -> int:
     write_system(str(work))
     sys.path.insert(0, str(work))
     for name in list(os.environ):
