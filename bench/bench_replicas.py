@@ -11,7 +11,7 @@ b. `HopClient.post` to one URL (the path every machine with one address takes);
 c. `HopClient.post` to two replicas' URLs (turn-taking, one connection per replica);
 c0. its floor: two keep-alive `http.client` connections, one per server, taken in turn;
 d. with `--baseline FILE`: `HopClient.post` to one URL with the `HopClient` of FILE (another
-   version of sl2s/runtime/http_client.py, e.g. the one before a change), to compare b against.
+   version of sl2s/runtime/transport/http/client.py, e.g. the one before a change), to compare b against.
 
 Median microseconds per hop over the rounds, and each row's ratio to the floor.
 """

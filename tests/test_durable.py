@@ -501,7 +501,7 @@ def test_hop_claims_join_the_group_commit_and_each_key_is_claimed_once(tmp_path)
     flow's state."""
     import threading
 
-    from sl2s.runtime import durable
+    from sl2s.runtime.core import durable
     from sl2s.runtime.store import FlowRecord, HopRecord
 
     store = open_store(f"sqlite:///{str(tmp_path).lstrip('/')}/flows.sqlite3")
