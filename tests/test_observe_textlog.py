@@ -57,6 +57,9 @@ NEW_LINE = (
             "INFO",
         ),  # no timestamp or level: no prefix
         ("plain message: with a colon", "plain message: with a colon", "INFO"),
+        # a line that is all prefix is its own message (HPC's `warning`, `critical` lines)
+        ("warning", "warning", "WARN"),
+        ("critical", "critical", "FATAL"),
     ],
 )
 def test_default_prefixes_are_stripped(line, message, level):

@@ -120,7 +120,8 @@ def split_line(line: str, prefix: re.Pattern | None = None) -> TextLine:
                 name = _NAME.match(rest)
                 if name:
                     rest = rest[name.end() :]
-                text = rest
+                if rest.strip():  # a line that is all prefix (`warning`) is its own message
+                    text = rest
     severity, bucket = _LEVELS.get((level or "INFO").upper(), (9, "INFO"))
     return TextLine(text.strip(), bucket, severity)
 
