@@ -243,3 +243,73 @@ def test_grouping_accuracy_counts_only_whole_groups():
     with pytest.raises(ValueError):
         grouping_accuracy("AB", [1])
     assert re.fullmatch(r"\d\.\d+", str(grouping_accuracy("ABCD", [1, 2, 3, 3])))
+
+
+def _groups(lines, options=None):
+    """The pattern key of each line, mined as `patterns --text` mines them."""
+    from sl2s.observe.patterns import Analyzer
+    from sl2s.observe.textlog import TEXT
+
+    analyzer = Analyzer(None, options=options, keep_members=True)
+    for i, line in enumerate(lines, 1):
+        event = {
+            "event_name": TEXT,
+            "severity_text": "INFO",
+            "body": line,
+            "attributes": {"sl2s.machine": "m"},
+        }
+        analyzer._feed_text("app.log", i, event)
+    found = {}
+    for pattern in analyzer.finish():
+        for member in pattern.members:
+            found[int(member.rsplit(":", 1)[1])] = pattern.key
+    return [found[i] for i in range(1, len(lines) + 1)]
+
+
+def test_a_dotted_name_with_a_port_is_a_value():
+    # without the `hostport` mask the first word keys Drain's tree: one pattern per host
+    lines = [
+        f"{host}:443 open through proxy proxy.example.com:5070 HTTPS"
+        for host in ("api.github.com", "csdnimg.cn", "www.google.com", "hm.baidu.com")
+    ]
+    assert len(set(_groups(lines))) == 1
+    masks = tuple(m for m in MiningOptions().masks if m != "hostport")
+    assert len(set(_groups(lines, MiningOptions(masks=masks)))) == 4
+    # not a key:value pair whose key has a dot and capitals
+    assert masker()("state.clipTopAmount:0, i:1") == "state.clipTopAmount:<*>, i:<*>"
+
+
+def test_a_value_with_its_unit_is_one_value():
+    mask = masker()
+    assert mask("120 bytes (18.4 KB) sent, lifetime <1 sec") == (
+        "<*> bytes (<*>) sent, lifetime <*>"
+    )
+    assert mask("took 335 seconds") == "took <*> seconds"  # words are not units
+
+
+def test_templates_differing_only_in_masked_values_are_one_pattern():
+    # an optional `(1.2 KB)` and a lifetime with a unit change the number of tokens: Drain
+    # alone makes 4 clusters; their shapes (the templates without value tokens) are one
+    lines = [
+        "a.example.com:80 close, 1020 bytes sent, 607 bytes received, lifetime 00:30",
+        "b.example.com:80 close, 3020 bytes (2.9 KB) sent, 1607 bytes received, lifetime 01:30",
+        "c.example.com:80 close, 20 bytes sent, 7 bytes received, lifetime <1 sec",
+        "d.example.com:80 close, 99 bytes sent, 4607 bytes (4.5 KB) received, lifetime 00:01",
+        "e.example.com:80 close, 1020 bytes sent, 607 bytes received, lifetime 00:30",
+    ]
+    assert len(set(_groups(lines))) == 1
+    # a word that differs is not a value: `user=root` keeps its own pattern
+    lines = [
+        "authentication failure; uid=0 rhost=10.0.0.1",
+        "authentication failure; uid=0 rhost=10.0.0.2",
+        "authentication failure; uid=0 rhost=10.0.0.1 user=root",
+        "authentication failure; uid=0 rhost=10.0.0.2 user=ann",
+    ]
+    groups = _groups(lines)
+    assert groups[0] == groups[1] and groups[2] == groups[3] != groups[0]
+
+
+def test_a_level_word_starting_a_dotted_name_is_not_a_level():
+    assert split_line("info.pinyin.sogou.com:80 close").message == (
+        "info.pinyin.sogou.com:80 close"
+    )

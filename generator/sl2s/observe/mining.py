@@ -45,6 +45,8 @@ NAMED_MASKS = {
     "hexid": r"(?<![\w])(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{8,}(?![\w])",
     "host": r"(?<![\w.-])(?:[A-Za-z0-9-]+\.){2,}[A-Za-z]{2,}(?::\d+)?(?![\w.-])",
     "path": r"(?<![\w])(?:/[\w.@-]+){2,}/?",
+    # a dotted name with a port (`api.github.com:443`, `csdnimg.cn:80`): an address
+    "hostport": r"(?<![\w.-])(?:[A-Za-z0-9-]+\.)+[a-z]{2,6}:\d+(?![\w.])",
     "number": r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:[a-zA-Z%]{0,3})(?![\w.])",
     # any token holding a digit (tokens end at spaces and = : ; , | ( ) [ ] " '): blk_-1608999687,
     # node-129, R02-M1-N0, 3.2.1
@@ -57,7 +59,7 @@ _SUBSUMED_BY_DIGITS = (
     "hexid",
     "number",
 )  # values (nearly) always with a digit
-DEFAULT_MASKS = ("uuid", "ip", "hex", "hexid", "number", "digits")
+DEFAULT_MASKS = ("uuid", "ip", "hex", "hexid", "hostport", "number", "digits")
 DEFAULT_SIMILARITY = 0.7
 DEFAULT_DEPTH = 5
 
@@ -127,6 +129,8 @@ def make_miner(options: MiningOptions | None = None, state: str | None = None):
     config.drain_depth = options.depth
     config.profiling_enabled = False
     miner = TemplateMiner(config=config)
+    miner.sl2s_aliases = {}  # cluster id -> the cluster it is merged into (`add_line`)
+    miner.sl2s_shapes = {}  # a template's shape (`shape`) -> the first cluster of that shape
     if state:
         import jsonpickle
 
@@ -136,6 +140,8 @@ def make_miner(options: MiningOptions | None = None, state: str | None = None):
         miner.drain.id_to_cluster = loaded.id_to_cluster
         miner.drain.clusters_counter = loaded.clusters_counter
         miner.drain.root_node = loaded.root_node
+        for cluster_id in sorted(miner.drain.id_to_cluster):
+            _merge(miner, miner.drain.id_to_cluster[cluster_id])
     return miner
 
 
@@ -143,6 +149,8 @@ def make_miner(options: MiningOptions | None = None, state: str | None = None):
 # as equal tokens in Drain's similarity (a line of mostly numbers still matches its template);
 # shown as `*` (`shown`).
 MASK_TOKEN = "<*>"
+# unit abbreviations a value may be followed by (`18.4 KB`, `3 sec`): part of the value
+UNITS = "[KMGTP]i?B|secs?"
 
 
 def masker(options: MiningOptions | None = None):
@@ -154,8 +162,9 @@ def masker(options: MiningOptions | None = None):
         return lambda text: text
     combined = re.compile("|".join(f"(?:{r})" for r in regexes))
     token = re.escape(MASK_TOKEN)
-    # values joined by punctuation (`10.0.0.1,10.0.0.2`, `12:30`) are one value
-    joined = re.compile(f"{token}(?:[,;:/._-]+{token})+")
+    # values joined by punctuation (`10.0.0.1,10.0.0.2`, `12:30`) are one value, and so is a
+    # value with its unit (`18.4 KB`, `<1 sec`)
+    joined = re.compile(f"{token}(?:[,;:/._-]+{token}|\\s?(?:{UNITS})(?![\\w]))+")
 
     only_digits = regexes == [NAMED_MASKS["digits"]]
     has_digit = re.compile(r"\d").search
@@ -164,9 +173,7 @@ def masker(options: MiningOptions | None = None):
         if only_digits and not has_digit(text):
             return text  # nothing for the digits mask to do
         masked = combined.sub(MASK_TOKEN, text)
-        return (
-            joined.sub(MASK_TOKEN, masked) if masked.count(MASK_TOKEN) > 1 else masked
-        )
+        return joined.sub(MASK_TOKEN, masked) if MASK_TOKEN in masked else masked
 
     return mask
 
@@ -176,10 +183,41 @@ def shown(template: str) -> str:
     return template.replace(MASK_TOKEN, "*")
 
 
+def is_value(token: str) -> bool:
+    """A template token that is only masked values and punctuation (`<*>`, `(<*>)`, `<*>,`);
+    not Drain's wildcard `*` (a word that differed between lines, e.g. `user=root`)."""
+    return MASK_TOKEN in token and not any(
+        c.isalnum() or c == "*" for c in token.replace(MASK_TOKEN, "")
+    )
+
+
+def shape(tokens) -> tuple[str, ...]:
+    """A template without its value tokens: two templates of one shape differ only in values
+    (their number too: an optional `(<*>)`, a list of 2 or 3 ids) and are one pattern."""
+    return tuple(t for t in tokens if not is_value(t))
+
+
+def _merge(miner, cluster) -> int:
+    """The cluster `cluster` is one pattern with: itself, or the first cluster of its shape."""
+    aliases = miner.sl2s_aliases
+    cluster_id = cluster.cluster_id
+    found = aliases.get(cluster_id)
+    if found is not None:
+        return found
+    first = miner.sl2s_shapes.setdefault(shape(cluster.log_template_tokens), cluster_id)
+    if first != cluster_id:
+        first = aliases.get(first, first)
+        aliases[cluster_id] = first
+    return first
+
+
 def add_line(miner, mask, text: str) -> int:
-    """Mine one line (masked with `mask`); the id of the cluster it joined or started."""
-    cluster, _change = miner.drain.add_log_message(mask(text))
-    return cluster.cluster_id
+    """Mine one line (masked with `mask`); the id of its pattern: the cluster it joined or
+    started, or the first cluster of the same shape (`shape`) when that is another."""
+    cluster, change = miner.drain.add_log_message(mask(text))
+    if change == "none":
+        return miner.sl2s_aliases.get(cluster.cluster_id, cluster.cluster_id)
+    return _merge(miner, cluster)
 
 
 def miner_state(miner) -> str:

@@ -266,9 +266,7 @@ class Analyzer:
                 item[0].after.append(short)
                 item[1] -= 1
             self._pending[source] = [item for item in pending if item[1] > 0]
-        cluster = self.miner.drain.add_log_message(self.mask(event["body"]))[
-            0
-        ].cluster_id
+        cluster = add_line(self.miner, self.mask, event["body"])
         pattern = self._text_patterns.get(cluster)
         if pattern is None:
             key = f"log line|{cluster}"
@@ -310,6 +308,7 @@ class Analyzer:
         for cid, links in self.runs.items():
             self._check_run(cid, links)
         self.runs.clear()
+        self._merge_log_lines()
         for pattern in self.patterns.values():
             if pattern.kind == "log line":
                 cluster_id = int(pattern.key.split("|", 1)[1])
@@ -321,6 +320,32 @@ class Analyzer:
         return sorted(
             self.patterns.values(), key=lambda p: (order[p.kind], -p.count, p.key)
         )
+
+    def _merge_log_lines(self) -> None:
+        """Log-line patterns whose clusters were merged (mining.add_line) after their first
+        lines: one pattern, under the first cluster's key (their lines in the order seen)."""
+        aliases = self.miner.sl2s_aliases
+        if not aliases:
+            return
+        for key in list(self.patterns):
+            pattern = self.patterns[key]
+            if pattern.kind != "log line":
+                continue
+            cluster_id = int(key.split("|", 1)[1])
+            target = aliases.get(cluster_id)
+            if target is None:
+                continue
+            into_key = f"log line|{target}"
+            into = self.patterns.get(into_key)
+            del self.patterns[key]
+            if into is None:  # its first cluster had no line here: it takes that key
+                pattern.key = into_key
+                pattern.new = into_key not in self.seen
+                self.patterns[into_key] = pattern
+                continue
+            into.count += pattern.count
+            into.machines |= pattern.machines
+            into.members.extend(pattern.members)
 
     def _check_run(self, cid: str, links: list[tuple[int, int, int, int]]) -> None:
         ids = {link[0] for link in links}

@@ -61,7 +61,7 @@ DEFAULT_PREFIX = (
     rf"(?P<t>{_SYSLOG}(?: [\w.-]+(?= ))?|{_TIME})"  # a timestamp (syslog: with its host)
     rf"|\[(?:(?i:{_LEVEL}))\]"  # [notice], [error]
     r"|\[(?:[^\[\]\n]|\[[^\[\]\n]*\]){0,120}\]|<[^>\n]{0,40}>"  # [thread], [level], <pri>
-    rf"|(?P<level>(?i:{_LEVEL}))(?::|\b)"  # a level
+    rf"|(?P<level>(?i:{_LEVEL}))(?::|(?=\s|$))"  # a level
     r"|-?\d+(?= )"  # a pid or a counter
     r"|-(?= )"  # a dash separator
     r"))+"
@@ -161,7 +161,7 @@ _DEFAULT_PARTS = re.compile(
     rf"(?P<t>{_SYSLOG}(?: [\w.-]+(?= ))?|{_TIME})"
     rf"|\[(?P<blevel>(?i:{_LEVEL}))\]"  # [notice], [error]
     r"|\[(?:[^\[\]\n]|\[[^\[\]\n]*\]){0,120}\]|<[^>\n]{0,40}>"
-    rf"|(?P<level>(?i:{_LEVEL}))(?::|\b)"
+    rf"|(?P<level>(?i:{_LEVEL}))(?::|(?=\s|$))"
     r"|-?\d+(?= )"
     r"|-(?= )"
     r")"
