@@ -9,11 +9,14 @@ Named masks (`MiningOptions.masks`, applied in this order):
 
 | name | replaces |
 |---|---|
+| `url` | URLs (`scheme://…` up to a space or a quote) |
+| `date` | dates written out (`Sat Jul  9 22:53:19 2005`, `Jul 9 22:53`) |
 | `uuid` | UUIDs |
 | `ip` | IPv4 addresses, with a port |
 | `hex` | `0x…` literals |
 | `hexid` | hex ids and digests of 8+ characters (with a digit) |
-| `host` | host names of 3+ labels (`proxy.example.com`), with a port |
+| `hostport` | dotted names with a port (`api.github.com:443`, `csdnimg.cn:80`) |
+| `host` | dotted names of 3+ labels (`proxy.example.com`, `com.apple.cts`), with a port |
 | `path` | absolute paths of 2+ components (`/var/log/app`) |
 | `number` | numbers, with a short unit (`12ms`, `3.5`, `-7`, `40%`) |
 | `digits` | any other token holding a digit (`blk_-1608999687`, `node-129`, `HTTP/1.1`); tokens end at spaces and `= : ; , | ( ) [ ] " '` |
@@ -22,12 +25,17 @@ With `digits` on, `uuid`, `ip`, `hex`, `hexid` and `number` are not applied: eve
 match holds a digit, so `digits` masks it too (and the pieces are joined below), in one cheaper
 pass.
 
-Masked values joined by punctuation (`10.0.0.1,10.0.0.2`, `12:30:01`) become one value. While
-mining, a masked value is the token `<*>`, which Drain compares like any other token (so a line
-of mostly numbers still matches its template); templates show it, and Drain's own wildcard, as
-`*`.
-
 plus any regular expressions of the user's (`extra_masks`), applied after them.
+
+Masked values joined by punctuation (`10.0.0.1,10.0.0.2`, `12:30:01`) become one value, and so
+does a value with a unit abbreviation after it (`18.4 KB`, `<1 sec`; `UNITS`). While mining, a
+masked value is the token `<*>`, which Drain compares like any other token (so a line of mostly
+numbers still matches its template); templates show it, and Drain's own wildcard, as `*`.
+
+After Drain, clusters whose templates differ only in their value tokens — an optional `(<*>)`,
+two ids instead of three, so another number of tokens, which Drain never compares — are one
+pattern (`shape`, `add_line`): the first cluster of that shape. A word that differed between
+lines (Drain's `*`) is not a value: `… rhost=<*>` and `… rhost=<*> user=root` stay two.
 """
 
 from __future__ import annotations
@@ -39,6 +47,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 NAMED_MASKS = {
+    # a date written out (`Sat Jul  9 22:53:19 2005`, `Jul 9 22:53:19`): one value
+    "date": r"(?<!\w)(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun),? +)?(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug"
+    r"|Sep|Oct|Nov|Dec) +\d{1,2},? +(?:\d{4} +)?\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?: +\d{4})?(?!\w)",
+    # a URL (`https://example.com/a?b=1`, `x-coredata://DB05/p11`), up to a space or a quote; a
+    # final `.,:;)` is not part of it
+    "url": r"(?<![\w.+-])[A-Za-z][\w+.-]*://[^\s\"'<>]*[^\s\"'<>.,:;)]",
     "uuid": r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b",
     "ip": r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?(?![\w.])",
     "hex": r"(?<![\w])0x[0-9a-fA-F]+\b",
@@ -59,8 +73,19 @@ _SUBSUMED_BY_DIGITS = (
     "hexid",
     "number",
 )  # values (nearly) always with a digit
-DEFAULT_MASKS = ("uuid", "ip", "hex", "hexid", "hostport", "number", "digits")
-DEFAULT_SIMILARITY = 0.7
+DEFAULT_MASKS = (
+    "url",
+    "date",
+    "uuid",
+    "ip",
+    "hex",
+    "hexid",
+    "hostport",
+    "host",
+    "number",
+    "digits",
+)
+DEFAULT_SIMILARITY = 0.8
 DEFAULT_DEPTH = 5
 
 
