@@ -334,3 +334,52 @@ def test_urls_and_written_out_dates_are_values():
     assert len(set(_groups(lines))) == 1
     masks = tuple(m for m in MiningOptions().masks if m != "date")
     assert len(set(_groups(lines, MiningOptions(masks=masks)))) > 1
+
+
+def test_a_line_seen_up_to_its_digits_is_not_masked_again():
+    from sl2s.observe.mining import add_line, make_miner
+
+    calls = []
+
+    def counting(options):
+        mask = masker(options)
+
+        def counted(text):
+            calls.append(text)
+            return mask(text)
+
+        return counted
+
+    miner = make_miner()
+    mask = counting(MiningOptions())
+    first = add_line(miner, mask, "took 12 ms on node-7")
+    assert add_line(miner, mask, "took 48 ms on node-3") == first
+    assert calls == ["took 12 ms on node-7"]
+    # with a user mask, which may depend on the digits themselves, only the same text is
+    options = MiningOptions(extra_masks=(r"node-7",))
+    miner, calls[:] = make_miner(options), []
+    mask = counting(options)
+    add_line(miner, mask, "took 12 ms on node-7")
+    add_line(miner, mask, "took 48 ms on node-3")
+    add_line(miner, mask, "took 48 ms on node-3")
+    assert calls == ["took 12 ms on node-7", "took 48 ms on node-3"]
+
+
+class _Forgetful(dict):
+    def __setitem__(self, key, value):
+        pass
+
+
+words = st.sampled_from(["took", "ms", "on", "node-7", "node-3", "12", "48", "a.b.c", "x"])
+
+
+@given(st.lists(st.lists(words, min_size=1, max_size=6).map(" ".join), max_size=30))
+def test_remembering_lines_changes_no_grouping(lines):
+    from sl2s.observe.mining import add_line, make_miner
+
+    mask = masker()
+    remembering, forgetful = make_miner(), make_miner()
+    forgetful.sl2s_seen = _Forgetful()
+    assert [add_line(remembering, mask, line) for line in lines] == [
+        add_line(forgetful, mask, line) for line in lines
+    ]

@@ -154,6 +154,15 @@ def make_miner(options: MiningOptions | None = None, state: str | None = None):
     config.drain_depth = options.depth
     config.profiling_enabled = False
     miner = TemplateMiner(config=config)
+    # a line's key (`line_key`) -> the Drain cluster it joined: a line seen before (up to its
+    # digits, when values are masked by what they are, not by which digits they hold) is not
+    # masked and mined again
+    miner.sl2s_seen = {}
+    miner.sl2s_key = (
+        _digits_as_zero
+        if "digits" in options.masks and not options.extra_masks
+        else None
+    )
     miner.sl2s_aliases = {}  # cluster id -> the cluster it is merged into (`add_line`)
     miner.sl2s_shapes = {}  # a template's shape (`shape`) -> the first cluster of that shape
     if state:
@@ -236,10 +245,33 @@ def _merge(miner, cluster) -> int:
     return first
 
 
+_ZEROS = str.maketrans("123456789", "000000000")
+SEEN_LINES = 100_000  # lines remembered by `add_line` (then forgotten, and remembered anew)
+
+
+def _digits_as_zero(text: str) -> str:
+    return text.translate(_ZEROS)
+
+
 def add_line(miner, mask, text: str) -> int:
     """Mine one line (masked with `mask`); the id of its pattern: the cluster it joined or
-    started, or the first cluster of the same shape (`shape`) when that is another."""
+    started, or the first cluster of the same shape (`shape`) when that is another.
+
+    A line seen before joins the same cluster without being masked and mined again: the same
+    text, or — with the `digits` mask and no user masks, where no mask depends on which digits a
+    value holds — the same text up to its digits (the same masked line). Drain would find that
+    cluster again (its template already covers the line), unless the tree's routing changed since,
+    which takes a node with 100 children (Drain then routes new tokens to a wildcard child)."""
+    seen = miner.sl2s_seen
+    key = text if miner.sl2s_key is None else miner.sl2s_key(text)
+    cluster = seen.get(key)
+    if cluster is not None:
+        cluster.size += 1
+        return miner.sl2s_aliases.get(cluster.cluster_id, cluster.cluster_id)
     cluster, change = miner.drain.add_log_message(mask(text))
+    if len(seen) >= SEEN_LINES:
+        seen.clear()
+    seen[key] = cluster
     if change == "none":
         return miner.sl2s_aliases.get(cluster.cluster_id, cluster.cluster_id)
     return _merge(miner, cluster)
