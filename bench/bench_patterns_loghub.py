@@ -174,12 +174,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         if args.grid:
             print("\ngrid (average accuracy over the 16 messages files):")
+            defaults = MiningOptions().masks
             for masks in (
-                ("uuid", "ip", "hex", "hexid", "number"),
-                ("uuid", "ip", "hex", "hexid", "number", "digits"),
-                ("uuid", "ip", "hex", "hexid", "host", "path", "number", "digits"),
+                ("uuid", "ip", "hex", "hexid", "number", "digits"),  # the defaults before
+                tuple(m for m in defaults if m != "host"),
+                defaults,
+                defaults + ("path",),
             ):
-                for similarity in (0.4, 0.5, 0.6, 0.7, 0.8):
+                for similarity in (0.6, 0.7, 0.75, 0.8, 0.85, 0.9):
                     for depth in (4, 5, 6):
                         options = MiningOptions(similarity, depth, masks)
                         scores = [
