@@ -383,3 +383,19 @@ def test_remembering_lines_changes_no_grouping(lines):
     assert [add_line(remembering, mask, line) for line in lines] == [
         add_line(forgetful, mask, line) for line in lines
     ]
+
+
+def test_a_cluster_merged_after_its_first_lines_is_one_pattern_with_them():
+    lines = [
+        "copy 5 bytes (1 KB) to ssd disk",
+        "copy 6 bytes (2 KB) to hdd disk",  # template: copy * bytes (*) to * disk
+        "copy 5 bytes to ssd disk",  # another cluster, shape `copy bytes to ssd disk`
+        "copy 7 bytes to hdd disk",  # its template now `copy * bytes to * disk`: merged
+    ]
+    assert len(set(_groups(lines))) == 1
+    # without the merge, Drain alone: two clusters
+    from sl2s.observe.mining import make_miner
+
+    miner, mask = make_miner(), masker()
+    ids = {miner.drain.add_log_message(mask(line))[0].cluster_id for line in lines}
+    assert len(ids) == 2

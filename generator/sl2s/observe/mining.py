@@ -235,14 +235,23 @@ def _merge(miner, cluster) -> int:
     """The cluster `cluster` is one pattern with: itself, or the first cluster of its shape."""
     aliases = miner.sl2s_aliases
     cluster_id = cluster.cluster_id
-    found = aliases.get(cluster_id)
-    if found is not None:
-        return found
-    first = miner.sl2s_shapes.setdefault(shape(cluster.log_template_tokens), cluster_id)
+    if cluster_id in aliases:
+        return resolve(aliases, cluster_id)
+    first = resolve(
+        aliases, miner.sl2s_shapes.setdefault(shape(cluster.log_template_tokens), cluster_id)
+    )
     if first != cluster_id:
-        first = aliases.get(first, first)
         aliases[cluster_id] = first
     return first
+
+
+def resolve(aliases: dict[int, int], cluster_id: int) -> int:
+    """The cluster `cluster_id` is merged into, following merges of merges."""
+    seen = 0
+    while cluster_id in aliases and seen < len(aliases):
+        cluster_id = aliases[cluster_id]
+        seen += 1
+    return cluster_id
 
 
 _ZEROS = str.maketrans("123456789", "000000000")
@@ -267,13 +276,13 @@ def add_line(miner, mask, text: str) -> int:
     cluster = seen.get(key)
     if cluster is not None:
         cluster.size += 1
-        return miner.sl2s_aliases.get(cluster.cluster_id, cluster.cluster_id)
+        return resolve(miner.sl2s_aliases, cluster.cluster_id)
     cluster, change = miner.drain.add_log_message(mask(text))
     if len(seen) >= SEEN_LINES:
         seen.clear()
     seen[key] = cluster
     if change == "none":
-        return miner.sl2s_aliases.get(cluster.cluster_id, cluster.cluster_id)
+        return resolve(miner.sl2s_aliases, cluster.cluster_id)
     return _merge(miner, cluster)
 
 

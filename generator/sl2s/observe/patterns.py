@@ -44,6 +44,7 @@ from sl2s.observe.mining import (
     make_miner,
     masker,
     miner_state,
+    resolve,
     shown,
 )
 from sl2s.observe.textlog import TEXT
@@ -332,8 +333,8 @@ class Analyzer:
             if pattern.kind != "log line":
                 continue
             cluster_id = int(key.split("|", 1)[1])
-            target = aliases.get(cluster_id)
-            if target is None:
+            target = resolve(aliases, cluster_id)
+            if target == cluster_id:
                 continue
             into_key = f"log line|{target}"
             into = self.patterns.get(into_key)
