@@ -154,9 +154,8 @@ def make_miner(options: MiningOptions | None = None, state: str | None = None):
     config.drain_depth = options.depth
     config.profiling_enabled = False
     miner = TemplateMiner(config=config)
-    # a line's key (`line_key`) -> the Drain cluster it joined: a line seen before (up to its
-    # digits, when values are masked by what they are, not by which digits they hold) is not
-    # masked and mined again
+    # a line's key (the text, or the text with its digits as 0 — `sl2s_key` — when no mask
+    # depends on which digits a value holds) -> the Drain cluster it joined (`add_line`)
     miner.sl2s_seen = {}
     miner.sl2s_key = (
         _digits_as_zero
