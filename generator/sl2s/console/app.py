@@ -13,6 +13,7 @@ from __future__ import annotations
 import hmac
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
@@ -20,7 +21,8 @@ from urllib.parse import urlencode
 import orjson
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from sl2s.console import queries, settings as cs
+from sl2s.console import queries
+from sl2s.console import settings as cs
 from sl2s.console.diagram import sequence_svg
 from sl2s.console.index import Index, lock_files
 from sl2s.diagnostics import Sl2sError
@@ -79,6 +81,7 @@ class Console:
     lock: threading.Lock = field(default_factory=threading.Lock)
     plans: dict[str, str] = field(default_factory=dict)
     terminal: dict[str, str] | None = None  # flow -> last step, as of the last refresh
+    build_seconds: float = 0.0  # how long the first refresh took
 
     def refresh(self):
         with self.lock:
@@ -366,7 +369,7 @@ def build_app(console: Console, token: str | None = None, refresh_every: float =
 
         await app(scope, receive, send_with_headers)
 
-    guarded.console = console  # for tests and the CLI
+    guarded.console = console  # type: ignore[attr-defined]  # for tests and the CLI
     return guarded
 
 
@@ -376,7 +379,7 @@ def default_index_path() -> Path:
 
 def open_console(
     logs: list[str],
-    urls: list[str] = (),
+    urls: Sequence[str] = (),
     index_path: str | None = None,
     keys: tuple[bytes, ...] = (),
 ) -> Console:
@@ -447,8 +450,8 @@ def serve(
         ) from None
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{sock.getsockname()[1]}/"
-    for remote_url, error in getattr(console.remote, "errors", {}).items():
-        echo(f"{remote_url}: {error}")
+    for remote_url, problem in getattr(console.remote, "errors", {}).items():
+        echo(f"{remote_url}: {problem}")
     echo(
         f"sl2s console: {stats} runs indexed in {console.build_seconds:.1f} s "
         f"({console.index.path}); open {url}"

@@ -426,16 +426,16 @@ class Index:
         self, paths: Iterable[str | os.PathLike], index_incident_events: bool = False
     ) -> RefreshStats:
         """Index what is new in the event files and incidents under `paths`."""
-        paths = [Path(p) for p in paths]
-        self.names |= _lock_secrets(p for p in paths if p.is_dir())
+        dirs = [Path(p) for p in paths]
+        self.names |= _lock_secrets(p for p in dirs if p.is_dir())
         stats = RefreshStats()
-        files = ev.event_files(paths)
+        files = ev.event_files(dirs)
         affected: set[int] = set()
         for path in files:
             stats.files += 1
             for chunk in self._new_lines(path, stats):
                 affected |= self._store(chunk, stats)
-        for directory in (p for p in paths if p.is_dir()):
+        for directory in (p for p in dirs if p.is_dir()):
             affected |= self._incidents(directory, stats, index_incident_events)
         if affected:
             if self.building:  # the recount reads the events by run
@@ -647,8 +647,8 @@ class Index:
     def _incidents(
         self, directory: Path, stats: RefreshStats, with_events: bool
     ) -> set[int]:
-        from sl2s.observe.incidents import incident_paths, read_incident
         from sl2s.diagnostics import Sl2sError
+        from sl2s.observe.incidents import incident_paths, read_incident
 
         affected: set[int] = set()
         for root in [directory, *(p for p in directory.rglob("*") if p.is_dir())]:

@@ -171,7 +171,9 @@ def list_runs(
         terminal = terminal_steps(conn, plans or {})
     # the most selective filter drives the query: a field value, else the words; the rest are
     # conditions on its runs (else SQLite may walk every run in time order, testing each)
-    source, where, args = "runs r", [], []
+    source = "runs r"
+    where: list[str] = []
+    args: list[object] = []
     fields = list(f.fields)
     words = fts_query(f.text)
     if fields:

@@ -12,13 +12,13 @@ import threading
 from pathlib import Path
 
 from sl2s.observe.provenance import git_revision, plan_digest
-from sl2s.observe.revision import revision_of
 from sl2s.observe.recorder import (
     RECORDER_OPTIONS,
     FlightRecorder,
     capacities,
     warning_or_above,
 )
+from sl2s.observe.revision import revision_of
 
 __all__ = [
     "FlightRecorder",

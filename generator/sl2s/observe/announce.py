@@ -158,7 +158,7 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float = 10.0) 
         if parts.scheme == "https"
         else http.client.HTTPConnection
     )
-    conn = kind(parts.hostname, parts.port, timeout=timeout)
+    conn = kind(parts.hostname or "", parts.port, timeout=timeout)
     try:
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         conn.request("POST", target, body=body, headers=headers)

@@ -177,7 +177,7 @@ class ErrorStore:
         """Read the incidents of `log_dir` not read yet; (group, outcome) per counted failure."""
         from sl2s.observe.incidents import incident_paths, read_incident
 
-        out = []
+        out: list[tuple[er.Group, str]] = []
         if not Path(log_dir).is_dir():
             return out
         done = {r[0] for r in self.db.execute("SELECT incident FROM synced")}
@@ -216,7 +216,9 @@ class ErrorStore:
             "INSERT INTO deploys(revision, at, target, environment, how) VALUES (?,?,?,?,?)",
             (revision, when, target, environment, how),
         )
-        return Deploy(int(cursor.lastrowid), revision, when, target, environment, how)
+        return Deploy(
+            int(cursor.lastrowid or 0), revision, when, target, environment, how
+        )
 
     def deploys(self) -> list[Deploy]:
         return [

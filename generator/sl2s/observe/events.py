@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import gzip
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -27,24 +28,24 @@ ERROR = 17
 SEVERITY_BUCKETS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
 
 
-def attrs(event: dict) -> dict:
+def attrs(event: Mapping[str, Any]) -> dict[str, Any]:
     a = event.get("attributes")
     return a if isinstance(a, dict) else {}
 
 
-def event_id(event: dict) -> str | None:
+def event_id(event: Mapping[str, Any]) -> str | None:
     return attrs(event).get("sl2s.event_id")
 
 
-def correlation_id(event: dict) -> str | None:
+def correlation_id(event: Mapping[str, Any]) -> str | None:
     return attrs(event).get("sl2s.correlation_id")
 
 
-def causation_id(event: dict) -> str | None:
+def causation_id(event: Mapping[str, Any]) -> str | None:
     return attrs(event).get("sl2s.causation_id")
 
 
-def machine(event: dict) -> str:
+def machine(event: Mapping[str, Any]) -> str:
     a = attrs(event)
     m = a.get("sl2s.machine")
     if m:
@@ -55,7 +56,7 @@ def machine(event: dict) -> str:
     return "?"
 
 
-def severity_number(event: dict) -> int:
+def severity_number(event: Mapping[str, Any]) -> int:
     n = event.get("severity_number")
     if isinstance(n, int):
         return n
@@ -77,7 +78,7 @@ def severity_bucket(number: int) -> int:
     return min((number - 1) // 4, 5)
 
 
-def is_failure(event: dict) -> bool:
+def is_failure(event: Mapping[str, Any]) -> bool:
     return severity_number(event) >= ERROR or "exception.type" in attrs(event)
 
 

@@ -13,8 +13,9 @@ import hashlib
 import os
 import re
 import sysconfig
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from sl2s.observe import events as ev
 
@@ -80,7 +81,7 @@ def app_frames(frames: Iterable[tuple[str, str]]) -> list[str]:
     ]
 
 
-def event_frames(event: dict) -> list[tuple[str, str]]:
+def event_frames(event: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The frames an event carries: its `exception.stacktrace`, else the step's own function."""
     a = ev.attrs(event)
     frames = frames_from_stacktrace(a.get("exception.stacktrace") or "")
@@ -89,7 +90,7 @@ def event_frames(event: dict) -> list[tuple[str, str]]:
     return frames
 
 
-def event_fingerprint(event: dict) -> str | None:
+def event_fingerprint(event: Mapping[str, Any]) -> str | None:
     """The fingerprint of an event that carries an exception, else None."""
     a = ev.attrs(event)
     exception_type = a.get("exception.type")

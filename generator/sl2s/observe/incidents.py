@@ -268,7 +268,7 @@ def render_show(incident: Incident) -> str:
     for e in incident.events:
         a = ev.attrs(e)
         mark = {"before": " ", "trigger": ">", "after": " "}.get(
-            e.get("sl2s.incident"), " "
+            str(e.get("sl2s.incident")), " "
         )
         if e.get("sl2s.trigger"):
             mark = ">"

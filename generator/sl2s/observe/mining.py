@@ -163,7 +163,9 @@ def make_miner(options: MiningOptions | None = None, state: str | None = None):
         else None
     )
     miner.sl2s_aliases = {}  # cluster id -> the cluster it is merged into (`add_line`)
-    miner.sl2s_shapes = {}  # a template's shape (`shape`) -> the first cluster of that shape
+    miner.sl2s_shapes = (
+        {}
+    )  # a template's shape (`shape`) -> the first cluster of that shape
     if state:
         import jsonpickle
 
@@ -226,7 +228,8 @@ def is_value(token: str) -> bool:
 
 def shape(tokens) -> tuple[str, ...]:
     """A template without its value tokens: two templates of one shape differ only in values
-    (their number too: an optional `(<*>)`, a list of 2 or 3 ids) and are one pattern."""
+    (their number too: an optional `(<*>)`, a list of 2 or 3 ids) and are one pattern.
+    """
     return tuple(t for t in tokens if not is_value(t))
 
 
@@ -237,7 +240,8 @@ def _merge(miner, cluster) -> int:
     if cluster_id in aliases:
         return resolve(aliases, cluster_id)
     first = resolve(
-        aliases, miner.sl2s_shapes.setdefault(shape(cluster.log_template_tokens), cluster_id)
+        aliases,
+        miner.sl2s_shapes.setdefault(shape(cluster.log_template_tokens), cluster_id),
     )
     if first != cluster_id:
         aliases[cluster_id] = first
@@ -254,7 +258,9 @@ def resolve(aliases: dict[int, int], cluster_id: int) -> int:
 
 
 _ZEROS = str.maketrans("123456789", "000000000")
-SEEN_LINES = 100_000  # lines remembered by `add_line` (then forgotten, and remembered anew)
+SEEN_LINES = (
+    100_000  # lines remembered by `add_line` (then forgotten, and remembered anew)
+)
 
 
 def _digits_as_zero(text: str) -> str:
@@ -269,7 +275,8 @@ def add_line(miner, mask, text: str) -> int:
     text, or — with the `digits` mask and no user masks, where no mask depends on which digits a
     value holds — the same text up to its digits (the same masked line). Drain would find that
     cluster again (its template already covers the line), unless the tree's routing changed since,
-    which takes a node with 100 children (Drain then routes new tokens to a wildcard child)."""
+    which takes a node with 100 children (Drain then routes new tokens to a wildcard child).
+    """
     seen = miner.sl2s_seen
     key = text if miner.sl2s_key is None else miner.sl2s_key(text)
     cluster = seen.get(key)

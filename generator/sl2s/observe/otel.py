@@ -116,7 +116,8 @@ class SpanListener:
         fallback = getattr(self._tracer, "id_generator", None)
         if fallback is not None:
             self._ids = _RuntimeIds(fallback)
-            self._tracer.id_generator = self._ids
+            tracer: Any = self._tracer  # an SDK Tracer: its id generator is replaceable
+            tracer.id_generator = self._ids
         self._spans: dict[object, list] = {}
         self._lock = threading.Lock()
 

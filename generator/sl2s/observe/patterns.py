@@ -189,7 +189,7 @@ class Analyzer:
                 )
         if name == ev.STEP:
             flow, step = a.get("sl2s.flow"), a.get("sl2s.step")
-            g = self.index.get((flow, step), -1)
+            g = self.index.get((str(flow), str(step)), -1)
             planned = self.steps[g] if g >= 0 else None
             template = a.get("sl2s.template")
             if planned is None or (
@@ -324,7 +324,8 @@ class Analyzer:
 
     def _merge_log_lines(self) -> None:
         """Log-line patterns whose clusters were merged (mining.add_line) after their first
-        lines: one pattern, under the first cluster's key (their lines in the order seen)."""
+        lines: one pattern, under the first cluster's key (their lines in the order seen).
+        """
         aliases = self.miner.sl2s_aliases
         if not aliases:
             return
@@ -628,6 +629,7 @@ def run_patterns(
             entry = seen.setdefault(p.key, {"kind": p.kind, "text": p.text, "count": 0})
             entry["count"] = int(entry.get("count", 0)) + p.count
             entry["text"] = p.text
+        assert state_path is not None  # (a state was loaded from it)
         save_state(
             Path(state_path),
             {

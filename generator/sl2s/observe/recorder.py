@@ -180,7 +180,9 @@ class FlightRecorder:
 
     def _set_capacity(self, capacity: int | Mapping[str, int]) -> None:
         caps = capacities(capacity)
-        self._buffers = [deque(maxlen=c) for c in caps]
+        self._buffers: list[deque[tuple[int, Mapping]]] = [
+            deque(maxlen=c) for c in caps
+        ]
         # severity_number (0..24) -> its buffer, so the hot path does one index, no arithmetic
         self._by_number = [self._buffers[ev.severity_bucket(n)] for n in range(25)]
 
@@ -260,8 +262,8 @@ class FlightRecorder:
         try:
             seq = next(self._seq)
             try:  # a LazyEvent (what the runtime hands over): read without decoding
-                number = evt.severity_number
-                exception = evt.has_exception
+                number = evt.severity_number  # type: ignore[attr-defined]
+                exception = evt.has_exception  # type: ignore[attr-defined]
             except AttributeError:  # a plain mapping
                 number = evt.get("severity_number", 9)
                 exception = None
@@ -384,8 +386,12 @@ class FlightRecorder:
         if template and links.get("source"):
             url = source_url(
                 template[0],
-                revision=self.context.get("git.revision")
-                or provenance.get("git.revision"),
+                revision=str(
+                    self.context.get("git.revision")
+                    or provenance.get("git.revision")
+                    or ""
+                )
+                or None,
                 location=links["source"],
                 repo=template[1],
                 prefix=template[2],
@@ -439,7 +445,7 @@ def _marked(
     event: Mapping, phase: str, trigger: bool, fingerprint: str | None
 ) -> bytes:
     """The event's JSON with the incident markers spliced in front (no copy of the event)."""
-    mark = {"sl2s.incident": phase}
+    mark: dict[str, object] = {"sl2s.incident": phase}
     if trigger:
         mark["sl2s.trigger"] = True
     if fingerprint:
@@ -466,6 +472,7 @@ class _File:
 
 def _writer_loop(recorder, inbox: queue.SimpleQueue) -> None:
     files: dict[str, _File] = {}
+    out: _File | None
     deadlines: dict[str, float] = {}
     while True:
         timeout = None

@@ -61,7 +61,7 @@ def remote_get(
         else http.client.HTTPConnection
     )
     try:
-        conn = kind(parts.hostname, parts.port, timeout=timeout)
+        conn = kind(parts.hostname or "", parts.port, timeout=timeout)
         try:
             conn.request(
                 "GET", target, headers=signed_get_headers(keys, target, time.time())

@@ -23,8 +23,8 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Iterator
-from typing import NamedTuple
 from pathlib import Path
+from typing import NamedTuple
 
 from sl2s.diagnostics import Diagnostic, Sl2sError
 
@@ -120,7 +120,9 @@ def split_line(line: str, prefix: re.Pattern | None = None) -> TextLine:
                 name = _NAME.match(rest)
                 if name:
                     rest = rest[name.end() :]
-                if rest.strip():  # a line that is all prefix (`warning`) is its own message
+                if (
+                    rest.strip()
+                ):  # a line that is all prefix (`warning`) is its own message
                     text = rest
     severity, bucket = _LEVELS.get((level or "INFO").upper(), (9, "INFO"))
     return TextLine(text.strip(), bucket, severity)

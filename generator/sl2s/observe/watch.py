@@ -345,7 +345,7 @@ class LocalFiles:
             {}
         )  # path -> [offset, line number, partial, is_text, inode]
         self._scanned = 0.0
-        self.where: dict[Path, dict] = {}
+        self.where: dict[Path, _Where] = {}
 
     def scan(self) -> None:
         for root in self.roots:
@@ -386,7 +386,7 @@ class LocalFiles:
 
     def poll(
         self, limit: int = 8 * 1024 * 1024
-    ) -> Iterable[tuple[str, int, dict, dict]]:
+    ) -> Iterable[tuple[str, int, dict, _Where]]:
         if time.monotonic() - self._scanned > 1.0:
             self.scan()
         loads = orjson.loads
@@ -594,8 +594,10 @@ class Sinks:
         from sl2s.observe.announce import post, webhook_request
 
         body = announcement.slack_body()
+        webhook = self.webhook
+        assert webhook is not None  # (a webhook sink was configured)
         for attempt in range(3):
-            url, headers = webhook_request(self.webhook, body, self.secret, time.time())
+            url, headers = webhook_request(webhook, body, self.secret, time.time())
             try:
                 status = post(url, body, headers)
             except OSError as error:
@@ -608,7 +610,7 @@ class Sinks:
             if status is not None and 400 <= status < 500 and status != 429:
                 break
             time.sleep(0.5 * 2**attempt)
-        self.warn(f"watch: webhook {_origin(self.webhook)}: not delivered ({detail})")
+        self.warn(f"watch: webhook {_origin(webhook)}: not delivered ({detail})")
 
     def _run(self, announcement: Announcement) -> None:
         import shlex
@@ -759,11 +761,11 @@ def run_watch(
         warn(f"watching {', '.join(names)} (Ctrl-C to stop)")
         saved = time.monotonic()
         while not stop.is_set():
-            got = 0
+            fed = 0
             if local is not None:
                 for item in local.poll():
                     watch.feed(*item)
-                    got += 1
+                    fed += 1
             while True:
                 try:
                     item = inbox.get_nowait()
@@ -771,7 +773,7 @@ def run_watch(
                     break
                 if item[0] != "ready":
                     watch.feed(*item)
-                    got += 1
+                    fed += 1
             watch.tick()
             for announcement in watch.take():
                 if gate.admit(announcement):
@@ -782,7 +784,7 @@ def run_watch(
                 saved = now
             if config.duration is not None and now - started > config.duration:
                 break
-            if not got:
+            if not fed:
                 stop.wait(config.interval)
     except KeyboardInterrupt:
         pass

@@ -682,7 +682,7 @@ def machine_app(services_dir: str | os.PathLike, name: str, config=None) -> Star
 
     from sl2s.runtime.launch import capture_info_records
 
-    config = config or load_config(services_dir)
+    config = config or load_config(str(services_dir))
     machine = load_machine(services_dir, name)
     capture_info_records()  # the steps' INFO records become events, as under `sl2s run`
     return create_app(
