@@ -61,10 +61,20 @@ def test_generate_writes_the_tree_and_reports(project, monkeypatch, capsys) -> N
     ]:
         assert (services / path).is_file(), path
     assert '"path": "../plan.csv"' in (services / "sl2s.lock.json").read_text()
+    # by default a summary: no file list, the stubs counted
+    assert out == (
+        "services/: 10 created, 0 updated, 0 removed, 0 unchanged\n"
+        "3 new step stub(s) to fill in, in 2 file(s) (-v lists them)\n"
+    )
+
+
+def test_generate_verbose_lists_the_stubs(project, monkeypatch, capsys) -> None:
+    code, out, err = sl2s(monkeypatch, capsys, "generate", "plan.csv", "-v")
+    assert code == 0, err
     assert (
         "stub: services/server/login.py: received_request_to_login_as_username" in out
     )
-    assert "10 created" in out
+    assert "10 created" in out and "-v lists them" not in out
 
 
 def test_out_option_and_no_op_regenerate_keeps_mtimes(

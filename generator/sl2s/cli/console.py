@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from sl2s.cli.app import app
+from sl2s.cli.app import app, usage, working
 
 
 @app.command("console")
@@ -50,10 +50,9 @@ def console_command(
     and timeline, a link for every event. Prints its address; opens nothing."""
     from sl2s.cli.observe import _keys
     from sl2s.console.app import serve
-    from sl2s.diagnostics import Sl2sError
 
     if not logs and not url:
-        raise Sl2sError("name log directories, event files or --url machines to read")
+        usage("name log directories, event files or --url machines to read")
     serve(
         list(logs or []),
         list(url),
@@ -64,4 +63,5 @@ def console_command(
         _keys(directory) if url else (),
         refresh,
         typer.echo,
+        building=lambda: working("indexing the events"),
     )

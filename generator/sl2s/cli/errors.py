@@ -7,21 +7,15 @@ from typing import Optional
 
 import typer
 
-from sl2s.cli.app import app
+from sl2s.cli.app import app, sub_app
 
-errors_app = typer.Typer(
-    name="errors",
-    help="Error groups and their states (open, acknowledged, ignored, resolved; reactivated).",
-    no_args_is_help=True,
-    add_completion=False,
-    rich_markup_mode=None,
+errors_app = sub_app(
+    "errors",
+    "Error groups and their states (open, acknowledged, ignored, resolved; reactivated).",
 )
-deploys_app = typer.Typer(
-    name="deploys",
-    help="Deploys: record one from any pipeline, list them.",
-    no_args_is_help=True,
-    add_completion=False,
-    rich_markup_mode=None,
+deploys_app = sub_app(
+    "deploys",
+    "Deploys: record one from any pipeline, list them.",
 )
 app.add_typer(errors_app, name="errors")
 app.add_typer(deploys_app, name="deploys")

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import typer
 
-from sl2s.cli.app import app, report
+from sl2s.cli.app import app, sub_app, report
 from sl2s.diagnostics import Sl2sError
 
-flows_app = typer.Typer(
-    help="Flow runs in the flow store: list, show, resume, cancel or prune them.",
-    no_args_is_help=True,
-    add_completion=False,
-    rich_markup_mode=None,
+flows_app = sub_app(
+    "flows",
+    "Flow runs in the flow store: list, show, resume, cancel or prune them.",
 )
 app.add_typer(flows_app, name="flows")
 

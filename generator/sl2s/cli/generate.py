@@ -1,4 +1,4 @@
-"""`sl2s generate PLAN [--out DIR] [--check] [--diff]`: parse, call the core, print, exit."""
+"""`sl2s generate PLAN [--out DIR] [--check] [--diff] [-v]`: parse, call the core, print, exit."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from sl2s.cli.app import app
+from sl2s.cli.app import app, paint, working
 
 
 @app.command("generate")
@@ -23,20 +23,40 @@ def generate_command(
     show_diff: bool = typer.Option(
         False, "--diff", help="Print the unified diff; write nothing."
     ),
+    verbose: bool = typer.Option(
+        False,
+        "--verbose",
+        "-v",
+        help="List every new step stub (default: how many, in the summary).",
+    ),
 ) -> None:
     """Generate (or bring up to date) the per-machine services of a plan.
 
     Generated files are rewritten; user-owned flow modules are created once and afterwards only
     get stubs appended for new steps. Nothing is written unless everything renders and validates.
+    Prints a summary (files created, updated, removed; new stubs); -v lists the new stubs.
     """
     from sl2s.generate.command import run_generate  # imported late: keeps startup cheap
 
-    report = run_generate(
-        plan,
-        out,
-        check=check,
-        diff=show_diff,
-        emit=lambda line: typer.echo(line.text, err=line.err, nl=line.nl),
-    )
+    stubs: set[str] = set()
+    hidden = 0
+
+    def emit(line) -> None:
+        nonlocal hidden
+        if not verbose and not line.err and line.text.startswith("stub: "):
+            hidden += 1
+            stubs.add(line.text[len("stub: ") :].rpartition(": ")[0])
+            return
+        text = line.text
+        if line.err:
+            text = paint(text, err=True, fg="red")
+        typer.echo(text, err=line.err, nl=line.nl)
+
+    with working(f"generating {out}/ from {plan}"):
+        report = run_generate(plan, out, check=check, diff=show_diff, emit=emit)
+    if hidden:
+        typer.echo(
+            f"{hidden} new step stub(s) to fill in, in {len(stubs)} file(s) (-v lists them)"
+        )
     if report.exit_code:
         raise typer.Exit(report.exit_code)

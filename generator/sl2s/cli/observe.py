@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import List, Optional
 
 import typer
 
-from sl2s.cli.app import app
+from sl2s.cli.app import app, sub_app, usage, working
 from sl2s.diagnostics import Sl2sError
 
-incidents_app = typer.Typer(
-    name="incidents",
-    help="Incidents written by the flight recorder (from a log dir, or a running machine's URL).",
-    no_args_is_help=True,
-    add_completion=False,
-    rich_markup_mode=None,
+incidents_app = sub_app(
+    "incidents",
+    "Incidents written by the flight recorder (from a log dir, or a running machine's URL).",
 )
 app.add_typer(incidents_app, name="incidents")
+
+
+class StoryFormat(str, Enum):
+    text = "text"
+    markdown = "markdown"
+
+
+class PatternsFormat(str, Enum):
+    text = "text"
+    markdown = "markdown"
+    json = "json"
 
 
 @app.command("story")
@@ -36,7 +45,9 @@ def story_command(
     event: Optional[str] = typer.Option(
         None, "--event", help="The run that contains this event id."
     ),
-    fmt: str = typer.Option("text", "--format", help="text or markdown."),
+    fmt: StoryFormat = typer.Option(
+        StoryFormat.text, "--format", "-f", case_sensitive=False, help="text or markdown."
+    ),
 ) -> None:
     """Tell one flow run across all machines, in causal order: steps, hops, durations, the fields
     each step saw, where it stopped; event ids, or console links when its URL is configured
@@ -46,18 +57,19 @@ def story_command(
 
     chosen = sum(bool(x) for x in (correlation_id, last, failed, event))
     if chosen > 1:
-        raise Sl2sError("choose one of --correlation-id, --last, --failed, --event")
-    text, _failed = tell(
-        logs,
-        Selection(
-            correlation_id=correlation_id,
-            last=last or not chosen,
-            failed=failed,
-            event_id=event,
-        ),
-        fmt,
-        load(logs).url,
-    )
+        usage("choose one of --correlation-id, --last, --failed, --event")
+    with working("reading the events"):
+        text, _failed = tell(
+            logs,
+            Selection(
+                correlation_id=correlation_id,
+                last=last or not chosen,
+                failed=failed,
+                event_id=event,
+            ),
+            fmt.value,
+            load(logs).url,
+        )
     typer.echo(text, nl=False)
 
 
@@ -86,9 +98,11 @@ def patterns_command(
         "--new-since",
         help="State file: report only patterns new since the run that wrote it (updated).",
     ),
-    fmt: str = typer.Option(
-        "text",
+    fmt: PatternsFormat = typer.Option(
+        PatternsFormat.text,
         "--format",
+        "-f",
+        case_sensitive=False,
         help="text, markdown, or json (one object per pattern: template, count, member "
         "lines as FILE:LINE).",
     ),
@@ -118,13 +132,11 @@ def patterns_command(
     if text:
         plan, logs = None, args
     elif len(args) < 2:
-        raise Sl2sError(
-            "usage: sl2s patterns PLAN LOGS…  (or: sl2s patterns --text FILE…)"
-        )
+        usage("name a plan and event files or log directories (or: sl2s patterns --text FILE…)")
     else:
         plan, logs = args[0], args[1:]
     if prefix is not None and not text:
-        raise Sl2sError("--prefix applies to plain-text logs: add --text")
+        usage("--prefix applies to plain-text logs: add --text")
     options = None
     if similarity is not None or depth is not None or masks is not None or mask_regex:
         defaults = MiningOptions()
@@ -134,9 +146,10 @@ def patterns_command(
             masks=parse_masks(masks),
             extra_masks=tuple(mask_regex),
         )
-    report, new = run_patterns(
-        plan, logs, new_since, fmt, text=text, prefix=prefix, options=options
-    )
+    with working("finding the patterns"):
+        report, new = run_patterns(
+            plan, logs, new_since, fmt.value, text=text, prefix=prefix, options=options
+        )
     typer.echo(report, nl=False)
     raise typer.Exit(1 if new else 0)
 
@@ -168,7 +181,7 @@ def incidents_list(
 
     if url:
         if log_dir:
-            raise Sl2sError("give either LOG_DIR or --url, not both")
+            usage("give either LOG_DIR or --url, not both")
         summaries = incidents.fetch_remote(url, since=since, keys=_keys(directory))
     else:
         summaries = [
@@ -192,13 +205,13 @@ def incidents_show(
 
     if url:
         if len(args) != 1:
-            raise Sl2sError("with --url, name only the incident id")
+            usage("with --url, name only the incident id")
         incident = incidents.fetch_remote(
             url, incident_id=args[0], keys=_keys(directory)
         )
     else:
         if len(args) not in (1, 2):
-            raise Sl2sError("usage: sl2s incidents show [LOG_DIR] INCIDENT_ID")
+            usage("name [LOG_DIR] INCIDENT_ID")
         incident = incidents.find_incident(
             _need(args[0] if len(args) == 2 else None), args[-1]
         )
@@ -219,7 +232,7 @@ def incidents_errors(
 
     if url:
         if log_dir:
-            raise Sl2sError("give either LOG_DIR or --url, not both")
+            usage("give either LOG_DIR or --url, not both")
         groups = incidents.fetch_remote_errors(url, keys=_keys(directory))
     else:
         groups = incidents.error_groups(incidents.list_incidents(_need(log_dir)))

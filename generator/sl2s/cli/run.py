@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from sl2s.cli.app import app, report
+from sl2s.cli.app import app, colour, report
 from sl2s.diagnostics import Sl2sError
 from sl2s.runtime import HopFailed, StepFailed, hooks, run_metadata
 from sl2s.runtime.launch import (
@@ -104,7 +104,7 @@ def run(
     capture_info_records()
     # --remote: the story is told once the run is over, with the served machines' events read
     # back from them (only what they wrote during the run); in-process: as it happens
-    story = _Collector() if remote_logs is not None else StoryPrinter(typer.echo)
+    story = _Collector() if remote_logs is not None else StoryPrinter(_say)
     if remote_logs is not None:
         remote_logs.mark()
     if not quiet:
@@ -113,7 +113,7 @@ def run(
     def tell() -> None:  # --remote: the whole story, once the run is over
         hooks.unsubscribe(story)
         if isinstance(story, _Collector) and remote_logs is not None and not quiet:
-            story.tell(remote_logs, typer.echo)
+            story.tell(remote_logs, _say)
 
     try:
         # what steps print: their run's secrets masked
@@ -143,8 +143,24 @@ def run(
     if quiet:
         typer.echo(context)
         return
-    typer.echo(f"flow '{entry.flow}' done ({story.steps} steps); context: {context}")
+    done = f"flow '{entry.flow}' done ({story.steps} steps)"
+    typer.echo(
+        (typer.style(done, fg="green", bold=True) if colour() else done)
+        + f"; context: {context}"
+    )
     typer.echo(f"events: {log_dir(entry.machine.info)}")
+
+
+def _say(line: str) -> None:
+    """A story line; on a terminal the machine in bold and a failure in red."""
+    if colour():
+        machine, sep, rest = line.partition(": ")
+        if sep and " " not in machine:
+            failed = rest.endswith("  FAILED")
+            if failed:
+                rest = rest[: -len("  FAILED")] + typer.style("  FAILED", fg="red", bold=True)
+            line = typer.style(machine + sep, bold=True) + rest
+    typer.echo(line)
 
 
 class _Collector:

@@ -7,12 +7,18 @@ docs/hop-protocol.md and docs/deploy.md describe what they do.
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from sl2s.cli.app import app
+
+
+class Target(str, Enum):
+    kubernetes = "kubernetes"
+    compose = "compose"
 
 
 @app.command("serve")
@@ -101,7 +107,7 @@ def deploy(
     directory: str = typer.Argument(
         ..., help="The generated system package, e.g. services."
     ),
-    target: str = typer.Option(..., "--target", help="kubernetes or compose."),
+    target: Target = typer.Option(..., "--target", help="kubernetes or compose."),
     image: str = typer.Option(
         "sl2s-services:latest",
         "--image",
@@ -111,7 +117,7 @@ def deploy(
         8000, "--port", help="Port each machine listens on in its container."
     ),
     out: str = typer.Option(
-        "-", "--out", "-o", help="File to write (default: standard output)."
+        "-", "--out", "-o", metavar="FILE", help="File to write (default: standard output)."
     ),
     revision: Optional[str] = typer.Option(
         None,
@@ -128,13 +134,13 @@ def deploy(
 
     from sl2s.observe.errorreport import record_deploy
 
-    text, served = deploy_manifests(directory, target, image=image, port=port)
+    text, served = deploy_manifests(directory, target.value, image=image, port=port)
     if out == "-":
         typer.echo(text, nl=False)
     else:
         Path(out).write_text(text, encoding="utf-8")
         typer.echo(f"wrote {out} ({', '.join(served)})", err=True)
     _deploy, said = record_deploy(
-        directory, revision=revision, target=target, how="sl2s deploy"
+        directory, revision=revision, target=target.value, how="sl2s deploy"
     )
     typer.echo(said if _deploy else f"warning: {said}", err=True)

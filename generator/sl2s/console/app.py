@@ -427,14 +427,18 @@ def serve(
     keys: tuple[bytes, ...],
     refresh_every: float,
     echo,
+    building=None,
 ) -> None:
-    """Index, print the address, serve until Ctrl-C (the shell of `sl2s console`)."""
+    """Index, print the address, serve until Ctrl-C (the shell of `sl2s console`). `building`:
+    a context manager factory wrapped around the index build (the CLI's progress display)."""
+    import contextlib
     import socket
 
     import uvicorn
 
     check_bind(host, token)
-    console = open_console(logs, urls, index_path, keys)
+    with (building or contextlib.nullcontext)():
+        console = open_console(logs, urls, index_path, keys)
     stats = console.index.conn.execute("SELECT count(*) FROM runs").fetchone()[0]
     app = build_app(console, token, refresh_every)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
