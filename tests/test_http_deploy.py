@@ -154,7 +154,8 @@ def test_deploy_command_renders_the_served_machines_of_a_generated_tree(tmp_path
         and sorted(documents(out.read_text())[0]["services"]) == names
     )
     bad = sl2s("deploy", str(tree), "--target", "nomad")
-    assert bad.returncode == 1 and "expected kubernetes or compose" in bad.stderr
+    assert bad.returncode == 2  # a usage error: the choices are listed
+    assert "'nomad' is not one of 'kubernetes', 'compose'" in bad.stderr
 
 
 @pytest.mark.parametrize("target", ["kubernetes", "compose"])
