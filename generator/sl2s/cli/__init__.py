@@ -5,6 +5,7 @@ what happened.
 """
 
 from sl2s.cli.app import app, main
+from sl2s.cli import init as _init  # noqa: F401,E402  (init)
 from sl2s.cli import plan as _plan  # noqa: F401,E402  (check, show, diff)
 from sl2s.cli import generate as _generate  # noqa: F401,E402  (generate)
 from sl2s.cli import rebalance as _rebalance  # noqa: F401,E402  (rebalance)
