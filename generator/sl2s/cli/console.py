@@ -60,7 +60,7 @@ def console_command(
         port,
         token or os.environ.get("SL2S_CONSOLE_TOKEN") or None,
         index,
-        _keys(directory) if url else (),
+        _keys(directory, list(url)) if url else (),
         refresh,
         typer.echo,
         building=lambda: working("indexing the events"),

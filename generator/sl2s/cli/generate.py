@@ -54,6 +54,16 @@ def generate_command(
 
     with working(f"generating {out}/ from {plan}"):
         report = run_generate(plan, out, check=check, diff=show_diff, emit=emit)
+    if not out.resolve().name.isidentifier() and not report.exit_code:
+        name = out.resolve().name
+        suggestion = ("s" if name[:1].isdigit() else "") + "".join(
+            c if c.isalnum() else "_" for c in name
+        )
+        typer.echo(
+            f"warning: {out}: `sl2s run` and `sl2s up` need a directory name that is a Python "
+            f"identifier (e.g. {suggestion})",
+            err=True,
+        )
     if hidden:
         typer.echo(
             f"{hidden} new step stub(s) to fill in, in {len(stubs)} file(s) (-v lists them)"

@@ -160,7 +160,8 @@ _URL_HELP = (
 )
 _DIR_HELP = (
     "With --url: the generated tree DIR that `sl2s up` serves; its DIR/.sl2s/hop.key signs "
-    "the requests when SL2S_HOP_KEY is not set."
+    "the requests when SL2S_HOP_KEY is not set (default: the tree whose .sl2s/up.toml lists "
+    "the URL, the current directory or one below it)."
 )
 
 
@@ -182,7 +183,7 @@ def incidents_list(
     if url:
         if log_dir:
             usage("give either LOG_DIR or --url, not both")
-        summaries = incidents.fetch_remote(url, since=since, keys=_keys(directory))
+        summaries = incidents.fetch_remote(url, since=since, keys=_keys(directory, [url]))
     else:
         summaries = [
             i.summary() for i in incidents.list_incidents(_need(log_dir), since)
@@ -207,7 +208,7 @@ def incidents_show(
         if len(args) != 1:
             usage("with --url, name only the incident id")
         incident = incidents.fetch_remote(
-            url, incident_id=args[0], keys=_keys(directory)
+            url, incident_id=args[0], keys=_keys(directory, [url])
         )
     else:
         if len(args) not in (1, 2):
@@ -233,31 +234,17 @@ def incidents_errors(
     if url:
         if log_dir:
             usage("give either LOG_DIR or --url, not both")
-        groups = incidents.fetch_remote_errors(url, keys=_keys(directory))
+        groups = incidents.fetch_remote_errors(url, keys=_keys(directory, [url]))
     else:
         groups = incidents.error_groups(incidents.list_incidents(_need(log_dir)))
     typer.echo(incidents.render_errors(groups), nl=False)
 
 
-def _keys(directory: Optional[str]) -> tuple:
-    """The hop key(s) to sign reads with: `SL2S_HOP_KEY`, else `DIR/.sl2s/hop.key` of `--dir`."""
-    import os
+def _keys(directory: Optional[str], urls: List[str]) -> tuple:
+    """The hop key(s) to sign reads with (sl2s.observe.remote_keys)."""
+    from sl2s.observe.remote_keys import read_keys
 
-    from sl2s.runtime.transport.http.config import ENV_KEY, KEY_FILE
-    from sl2s.runtime.transport.http.protocol import parse_keys
-
-    text, source = os.environ.get(ENV_KEY), f"environment {ENV_KEY}"
-    if not (text and text.strip()) and directory:
-        path = os.path.join(directory, KEY_FILE)
-        if not os.path.isdir(directory):
-            raise Sl2sError(f"{directory}: no such directory (--dir)")
-        if os.path.isfile(path):
-            with open(path, encoding="utf-8") as handle:
-                text, source = handle.read().strip(), path
-    try:
-        return parse_keys(text)
-    except ValueError as error:
-        raise Sl2sError(f"{source}: {error}") from None
+    return read_keys(urls, directory)
 
 
 def _need(log_dir: Optional[str]) -> str:

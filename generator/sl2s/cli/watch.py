@@ -103,7 +103,7 @@ def watch_command(
         WatchConfig(
             paths=list(logs or []),
             urls=list(url),
-            keys=_keys(directory) if url else (),
+            keys=_keys(directory, list(url)) if url else (),
             state=state,
             plan=plan,
             text=text,

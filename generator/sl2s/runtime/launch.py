@@ -73,10 +73,16 @@ def parse_values(values: list[str] | tuple[str, ...]) -> dict[str, object]:
 def _import_system(directory: str) -> tuple[str, str]:
     path = os.path.abspath(directory)
     name = os.path.basename(path.rstrip(os.sep))
+    if os.path.isfile(path):
+        raise Sl2sError(
+            f"{directory}: is a file; name the generated tree (`sl2s generate {directory} "
+            "--out services`, then `sl2s run services FLOW`)"
+        )
     if not os.path.isdir(path):
         raise Sl2sError(
             f"{directory}: no such directory (generate it with `sl2s generate`)"
         )
+    # the same rule as `sl2s up` and `sl2s serve` (the hop protocol names the system)
     if not os.path.isfile(os.path.join(path, "__init__.py")) or not name.isidentifier():
         raise Sl2sError(
             f"{directory}: not a generated system package (needs __init__.py and a directory "

@@ -626,9 +626,11 @@ def import_system(services_dir: str | os.PathLike) -> str:
     from sl2s.runtime.transport.http.config import HopConfigError
 
     root = Path(services_dir).resolve()
-    if not (root / "__init__.py").is_file():
+    # as `sl2s run` (launch): hops name the system, an identifier
+    if not (root / "__init__.py").is_file() or not root.name.isidentifier():
         raise HopConfigError(
-            f"{services_dir}: not a generated services package (no __init__.py)"
+            f"{services_dir}: not a generated system package (needs __init__.py and a "
+            "directory name that is a Python identifier)"
         )
     parent = str(root.parent)
     if parent not in sys.path:
