@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from enum import Enum
+from pathlib import Path
+from typing import Optional
 
 import typer
 
 from sl2s import plandiff, show
-from sl2s.cli.app import app, report
+from sl2s.cli.app import app, report, usage
 from sl2s.diagnostics import Sl2sError
 from sl2s.plan import read_plan
 from sl2s.projection import project, summary
@@ -60,13 +62,24 @@ def show_plan(
         help="text: flows with their segments, plan lines and hops; mermaid: a sequence diagram "
         "(GitHub renders it); markdown: heading, diagram and step table, as in PLAN.md.",
     ),
+    tree: Optional[Path] = typer.Option(
+        None,
+        "--tree",
+        metavar="DIR",
+        help="The tree generated from PLAN: secrets travel to the machines whose steps take them, "
+        "as in DIR/PLAN.md (default: services/ when it was generated from PLAN).",
+    ),
 ) -> None:
     """Show how PLAN runs across its machines: who calls whom, when, and with which fields.
 
     Exit status: 0 on success, 1 when the plan is invalid (problems are printed as `FILE:LINE: message`).
     """
+    from sl2s.treeview import projection_in_tree, tree_of
+
+    if tree is not None and not tree.is_dir():
+        usage(f"--tree {tree}: no such directory")
     try:
-        projection = project(read_plan(plan))
+        projection = projection_in_tree(Path(plan), tree or tree_of(Path(plan)))
     except Sl2sError as error:
         report(error)
         raise typer.Exit(1) from None
