@@ -86,7 +86,7 @@ def write_events(
     out: Path, total: int, seed: int, start_run: int = 0, mode: str = "wb"
 ) -> list[str]:
     """`total` events into `out/<machine>.jsonl`; the correlation ids of the checkout runs."""
-    from sl2s.observe.synthetic import flow_run
+    from synthetic import flow_run
 
     flows = plan_steps()
     rng = random.Random(seed)

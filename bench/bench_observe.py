@@ -36,7 +36,7 @@ def listener_floor(n: int = 200_000) -> tuple[float, float]:
     import random
 
     from sl2s.observe.recorder import FlightRecorder
-    from sl2s.observe.synthetic import demo_plan, flow_run
+    from synthetic import demo_plan, flow_run
     from sl2s.runtime.core import events as rt_events
     from sl2s.runtime.hooks import LazyEvent, StepEvent
 
@@ -167,6 +167,7 @@ def runtime_cost(flows: int) -> tuple[float, float] | str:
 CHILD = textwrap.dedent("""
     import resource, sys, time
     what, logs = sys.argv[1], sys.argv[2]
+    sys.path.insert(0, sys.argv[3])  # bench/: synthetic.py
     t = time.perf_counter()
     if what == "floor":
         import orjson
@@ -185,7 +186,7 @@ CHILD = textwrap.dedent("""
         tell([logs], Selection(failed=True))
     elif what == "patterns":
         from sl2s.observe.patterns import analyse
-        from sl2s.observe.synthetic import demo_plan
+        from synthetic import demo_plan
         analyse(demo_plan(), [logs])
     seconds = time.perf_counter() - t
     print(seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
@@ -194,7 +195,7 @@ CHILD = textwrap.dedent("""
 
 def measure(what: str, logs: Path) -> tuple[float, float]:
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, what, str(logs)], capture_output=True, text=True
+        [sys.executable, "-c", CHILD, what, str(logs), str(HERE)], capture_output=True, text=True
     )
     if done.returncode != 0:
         raise SystemExit(f"{what} failed:\n{done.stderr}")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import orjson
 
-from sl2s.observe.synthetic import demo_plan, flow_run
+from synthetic import demo_plan, flow_run
 
 
 def write_events(out: Path, total: int, seed: int = 1) -> int:

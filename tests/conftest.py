@@ -6,9 +6,14 @@ current code instead of comparing. Read the diff (`git diff tests/goldens`) befo
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
+
+# bench/synthetic.py: synthetic events in the documented format, shared by tests and benchmarks
+# (not part of the package: nothing in it uses them)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from pg import pg_cluster, pg_url  # noqa: F401  (fixtures: a throw-away PostgreSQL)
 
 ROOT = Path(__file__).resolve().parent.parent

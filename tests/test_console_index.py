@@ -1,5 +1,5 @@
 """The console's index and queries (sl2s.console.index, .queries, .settings, .diagram), over
-hand-written event files in tests/data/console/ and the synthetic events of sl2s.observe.
+hand-written event files in tests/data/console/ and the synthetic events of bench/synthetic.py.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from sl2s.console import queries, settings as cs
 from sl2s.console.diagram import sequence_svg
 from sl2s.console.index import Index, flat_fields, parse_batch
 from sl2s.diagnostics import Sl2sError
-from sl2s.observe.synthetic import demo_plan, flow_run
+from synthetic import demo_plan, flow_run
 
 DATA = Path(__file__).resolve().parent / "data" / "console"
 PARENT = "aaaa0000000000000000000000000001"

@@ -28,7 +28,7 @@ from sl2s.observe.incidents import (
     routes,
 )
 from sl2s.observe.recorder import FlightRecorder
-from sl2s.observe.synthetic import demo_plan, event, flow_run
+from synthetic import demo_plan, event, flow_run
 
 PLAN = demo_plan()
 LOGIN = PLAN.flow("login").steps
@@ -213,7 +213,7 @@ def test_kill_right_after_the_trigger_leaves_a_readable_incident(tmp_path):
     script = textwrap.dedent("""
         import random, sys, time
         from sl2s.observe.recorder import FlightRecorder
-        from sl2s.observe.synthetic import demo_plan, flow_run
+        from synthetic import demo_plan, flow_run
         steps = demo_plan().flow("login").steps
         recorder = FlightRecorder(sys.argv[1], trailing_seconds=60)
         rng = random.Random(1)
@@ -224,8 +224,17 @@ def test_kill_right_after_the_trigger_leaves_a_readable_incident(tmp_path):
         print("triggered", flush=True)
         time.sleep(60)
         """)
+    bench = str(Path(__file__).resolve().parent.parent / "bench")  # synthetic.py
     child = subprocess.Popen(
-        [sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", script, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, [bench, os.environ.get("PYTHONPATH")])
+            ),
+        },
     )
     try:
         assert child.stdout.readline().strip() == "triggered"

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from sl2s.cli import app
 from sl2s.observe import events as ev
 from sl2s.observe.patterns import Analyzer
-from sl2s.observe.synthetic import demo_plan, event, flow_run
+from synthetic import demo_plan, event, flow_run
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAN = demo_plan()

@@ -19,7 +19,7 @@ from sl2s.observe.story import (
     select_run,
     tell,
 )
-from sl2s.observe.synthetic import demo_plan, flow_run
+from synthetic import demo_plan, flow_run
 
 PLAN = demo_plan()
 LOGIN = PLAN.flow("login").steps

@@ -1,6 +1,7 @@
 """Synthetic events in the documented format (docs/architecture.md, "Events").
 
-For tests, benchmarks and examples of the observe tools when no generated service has run yet:
+For tests and benchmarks of the observe tools when no generated service has run yet (kept in
+bench/, not in the package: tests/conftest.py puts bench/ on the path):
 `flow_run` emits what the runtime emits for one run of a flow — one `sl2s.step` event per step,
 each caused by the previous one, optionally failing at a step or with user log lines.
 """
