@@ -21,20 +21,41 @@ def sl2s(cwd: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in root.rglob("*")
+        if p.is_file()
+    }
 
 
 def test_init_then_run_works_in_the_new_project(tmp_path):
     done = sl2s(tmp_path, "init", "demo")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("created demo/: plan.csv (a sample plan), .gitignore, services/")
-    assert "  cd demo\n  sl2s run services login username=ann password=hunter2\n" in done.stdout
+    assert done.stdout.startswith(
+        "created demo/: plan.csv (a sample plan), .gitignore, services/"
+    )
+    assert (
+        "  cd demo\n  sl2s run services login username=ann password=hunter2\n"
+        in done.stdout
+    )
     demo = tmp_path / "demo"
-    for path in ("plan.csv", ".gitignore", "services/sl2s.lock.json", "services/PLAN.md",
-                 "services/client/_wiring.py", "services/server/login.py"):
+    for path in (
+        "plan.csv",
+        ".gitignore",
+        "services/sl2s.lock.json",
+        "services/PLAN.md",
+        "services/client/_wiring.py",
+        "services/server/login.py",
+    ):
         assert (demo / path).is_file(), path
-    assert sl2s(demo, "check", "plan.csv").stdout == "plan.csv: 2 flows, 8 steps, 2 machines, 4 hops\n"
-    assert sl2s(demo, "generate", "plan.csv").stdout == "services/: up to date, nothing written\n"
+    assert (
+        sl2s(demo, "check", "plan.csv").stdout
+        == "plan.csv: 2 flows, 8 steps, 2 machines, 4 hops\n"
+    )
+    assert (
+        sl2s(demo, "generate", "plan.csv").stdout
+        == "services/: up to date, nothing written\n"
+    )
     run = sl2s(demo, "run", "services", "login", "username=ann", "password=hunter2")
     assert run.returncode == 0, run.stderr
     assert "flow 'login' done (6 steps)" in run.stdout
@@ -43,7 +64,9 @@ def test_init_then_run_works_in_the_new_project(tmp_path):
 
 
 def test_gitignore_keeps_state_out_of_git_and_the_services_in(tmp_path):
-    assert sl2s(tmp_path, "init").returncode == 0  # DIR defaults to the current directory
+    assert (
+        sl2s(tmp_path, "init").returncode == 0
+    )  # DIR defaults to the current directory
     assert sl2s(tmp_path, "run", "services", "feed").returncode == 0
     (tmp_path / ".sl2s").mkdir()  # e.g. the console's index
     (tmp_path / ".sl2s" / "console.sqlite3").write_bytes(b"x")
@@ -53,14 +76,18 @@ def test_gitignore_keeps_state_out_of_git_and_the_services_in(tmp_path):
         ["git", "ls-files"], cwd=tmp_path, capture_output=True, text=True, check=True
     ).stdout.splitlines()
     assert "plan.csv" in tracked and ".gitignore" in tracked
-    assert "services/server/login.py" in tracked and "services/sl2s.lock.json" in tracked
+    assert (
+        "services/server/login.py" in tracked and "services/sl2s.lock.json" in tracked
+    )
     assert not [path for path in tracked if ".sl2s/" in path or "__pycache__" in path]
 
 
 def test_init_never_writes_over_a_project(tmp_path):
     assert sl2s(tmp_path, "init", "demo").returncode == 0
     demo = tmp_path / "demo"
-    (demo / "services" / "server" / "login.py").write_text("# my code\n", encoding="utf-8")
+    (demo / "services" / "server" / "login.py").write_text(
+        "# my code\n", encoding="utf-8"
+    )
     before = snapshot(demo)
     again = sl2s(tmp_path, "init", "demo")
     assert again.returncode == 1

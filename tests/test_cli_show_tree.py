@@ -13,7 +13,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def sl2s(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "sl2s", *args], cwd=cwd, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "sl2s", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -40,7 +44,9 @@ def test_show_matches_plan_md_once_a_step_takes_the_secret(tmp_path):
     default = sl2s(tmp_path, "show", "login.csv", "--format", "markdown")
     named = sl2s(tmp_path.parent, "show", str(tmp_path / "login.csv"), "-f", "markdown",
                  "--tree", str(tmp_path / "services"))  # fmt: skip
-    assert default.returncode == 0 and named.returncode == 0, default.stderr + named.stderr
+    assert default.returncode == 0 and named.returncode == 0, (
+        default.stderr + named.stderr
+    )
     assert default.stdout == body
     assert named.stdout.replace(str(tmp_path / "login.csv"), "login.csv") == body
     # without the tree (run elsewhere): the plan alone, where no step takes the secret
@@ -52,5 +58,7 @@ def test_show_matches_plan_md_once_a_step_takes_the_secret(tmp_path):
 
 
 def test_show_tree_that_does_not_exist_is_a_usage_error(tmp_path):
-    done = sl2s(tmp_path, "show", str(ROOT / "sample_plans" / "login.csv"), "--tree", "nope")
+    done = sl2s(
+        tmp_path, "show", str(ROOT / "sample_plans" / "login.csv"), "--tree", "nope"
+    )
     assert done.returncode == 2 and "--tree nope: no such directory" in done.stderr

@@ -24,7 +24,9 @@ ESC = b"\x1b["
 def on_pty(args: list[str], cwd: Path, **env: str) -> tuple[int, bytes]:
     """Run `python -m sl2s ARGS` with stdin, stdout and stderr on a pseudo-terminal."""
     master, slave = pty.openpty()
-    environment = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")}
+    environment = {
+        k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")
+    }
     environment.update(env, TERM="xterm-256color", COLUMNS="100")
     proc = subprocess.Popen(
         [sys.executable, *args],
@@ -175,7 +177,9 @@ def test_help_names_values_in_upper_case_never_a_python_type(command):
     assert result.exit_code == 0, result.output
     usage = result.output.splitlines()[0]
     assert usage.startswith("Usage: sl2s ")
-    words = re.sub(r"\[[a-z|]+\]", "", result.output)  # choices are lower case: [text|markdown]
+    words = re.sub(
+        r"\[[a-z|]+\]", "", result.output
+    )  # choices are lower case: [text|markdown]
     for bad in ("<str>", "<path>", "<int>", "<float>", "<list", "{", "}"):
         assert bad not in words, (command, bad, result.output)
     # every argument and option value in the usage line is upper case

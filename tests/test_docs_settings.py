@@ -23,8 +23,14 @@ def read_by_the_code() -> dict[str, set[str]]:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 if NAME.fullmatch(node.value):
-                    name = node.value + "<MACHINE>" if node.value.endswith("_") else node.value
-                    found.setdefault(name, set()).add(path.relative_to(PACKAGE).as_posix())
+                    name = (
+                        node.value + "<MACHINE>"
+                        if node.value.endswith("_")
+                        else node.value
+                    )
+                    found.setdefault(name, set()).add(
+                        path.relative_to(PACKAGE).as_posix()
+                    )
     return found
 
 
@@ -37,7 +43,9 @@ def documented() -> set[str]:
 
 def test_the_code_reads_environment_variables():
     found = read_by_the_code()
-    assert {"SL2S_LOG_DIR", "SL2S_HOP_KEY", "SL2S_URL_<MACHINE>", "NO_COLOR"} <= set(found)
+    assert {"SL2S_LOG_DIR", "SL2S_HOP_KEY", "SL2S_URL_<MACHINE>", "NO_COLOR"} <= set(
+        found
+    )
     assert len(found) > 20
 
 

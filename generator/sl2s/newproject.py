@@ -53,7 +53,8 @@ def project_files() -> dict[str, str]:
 
 def create_project(directory: Path, say: Callable[[str], None]) -> None:
     """Write a new project into `directory` (created if missing) and generate its services.
-    Refuses, writing nothing, when the directory already holds any file it would write."""
+    Refuses, writing nothing, when the directory already holds any file it would write.
+    """
     from sl2s.generate.command import run_generate
 
     if directory.exists() and not directory.is_dir():
@@ -70,15 +71,21 @@ def create_project(directory: Path, say: Callable[[str], None]) -> None:
         (directory / name).write_text(text, encoding="utf-8")
     lines: list[str] = []
     report = run_generate(
-        directory / PLAN, directory / SERVICES, emit=lambda line: lines.append(line.text)
+        directory / PLAN,
+        directory / SERVICES,
+        emit=lambda line: lines.append(line.text),
     )
     if report.exit_code:  # cannot happen with the sample plan; say what went wrong
         raise Sl2sError("\n".join(lines))
     shown = "." if str(directory) == "." else str(directory)
-    say(f"created {shown}/: {PLAN} (a sample plan), .gitignore, {SERVICES}/ (generated)")
+    say(
+        f"created {shown}/: {PLAN} (a sample plan), .gitignore, {SERVICES}/ (generated)"
+    )
     say("next:")
     if shown != ".":
         say(f"  cd {shown}")
     say(f"  sl2s run {SERVICES} login username=ann password=hunter2")
-    say(f"  edit {SERVICES}/server/login.py (your steps), or {PLAN} then: sl2s generate {PLAN}")
+    say(
+        f"  edit {SERVICES}/server/login.py (your steps), or {PLAN} then: sl2s generate {PLAN}"
+    )
     say("  git init && git add . && git commit -m 'new sl2s project'")

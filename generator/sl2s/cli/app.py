@@ -15,7 +15,9 @@ from contextlib import contextmanager
 from typing import Any, Iterator, NoReturn
 
 import typer
-from typer import _click as click  # Typer's own click: its exceptions are the ones it handles
+from typer import (
+    _click as click,
+)  # Typer's own click: its exceptions are the ones it handles
 from typer._click.exceptions import UsageError
 from typer.core import TyperArgument, TyperCommand, TyperOption
 
@@ -74,7 +76,9 @@ class Sl2sCommand(TyperCommand):
                 param.metavar = _metavar_of(param, name or "")
             elif isinstance(param, TyperArgument) and param.metavar.islower():
                 param.metavar = param.metavar.upper()
-            if isinstance(param, TyperArgument):  # its help row: the metavar, no Python type
+            if isinstance(
+                param, TyperArgument
+            ):  # its help row: the metavar, no Python type
                 param.display_type_rich = _no_type  # type: ignore[method-assign]
 
     def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
@@ -186,7 +190,9 @@ def working(description: str, total: int | None = None) -> Iterator[Any]:
         BarColumn(),
         TextColumn("{task.completed}/{task.total}" if total else ""),
         TimeElapsedColumn(),
-        console=Console(file=sys.stderr, force_terminal=True, no_color=not colour(err=True)),
+        console=Console(
+            file=sys.stderr, force_terminal=True, no_color=not colour(err=True)
+        ),
         transient=True,
     )
     task = progress.add_task(description, total=total, completed=0)
@@ -227,7 +233,11 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        False,
+        "--version",
+        callback=_version,
+        is_eager=True,
+        help="Print the version and exit.",
     ),
     no_color: bool = typer.Option(
         False,

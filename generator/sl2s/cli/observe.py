@@ -46,7 +46,11 @@ def story_command(
         None, "--event", help="The run that contains this event id."
     ),
     fmt: StoryFormat = typer.Option(
-        StoryFormat.text, "--format", "-f", case_sensitive=False, help="text or markdown."
+        StoryFormat.text,
+        "--format",
+        "-f",
+        case_sensitive=False,
+        help="text or markdown.",
     ),
 ) -> None:
     """Tell one flow run across all machines, in causal order: steps, hops, durations, the fields
@@ -132,7 +136,9 @@ def patterns_command(
     if text:
         plan, logs = None, args
     elif len(args) < 2:
-        usage("name a plan and event files or log directories (or: sl2s patterns --text FILE…)")
+        usage(
+            "name a plan and event files or log directories (or: sl2s patterns --text FILE…)"
+        )
     else:
         plan, logs = args[0], args[1:]
     if prefix is not None and not text:
@@ -183,7 +189,9 @@ def incidents_list(
     if url:
         if log_dir:
             usage("give either LOG_DIR or --url, not both")
-        summaries = incidents.fetch_remote(url, since=since, keys=_keys(directory, [url]))
+        summaries = incidents.fetch_remote(
+            url, since=since, keys=_keys(directory, [url])
+        )
     else:
         summaries = [
             i.summary() for i in incidents.list_incidents(_need(log_dir), since)

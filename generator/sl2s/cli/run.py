@@ -158,7 +158,9 @@ def _say(line: str) -> None:
         if sep and " " not in machine:
             failed = rest.endswith("  FAILED")
             if failed:
-                rest = rest[: -len("  FAILED")] + typer.style("  FAILED", fg="red", bold=True)
+                rest = rest[: -len("  FAILED")] + typer.style(
+                    "  FAILED", fg="red", bold=True
+                )
             line = typer.style(machine + sep, bold=True) + rest
     typer.echo(line)
 

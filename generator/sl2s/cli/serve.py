@@ -117,7 +117,11 @@ def deploy(
         8000, "--port", help="Port each machine listens on in its container."
     ),
     out: str = typer.Option(
-        "-", "--out", "-o", metavar="FILE", help="File to write (default: standard output)."
+        "-",
+        "--out",
+        "-o",
+        metavar="FILE",
+        help="File to write (default: standard output).",
     ),
     revision: Optional[str] = typer.Option(
         None,
