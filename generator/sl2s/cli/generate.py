@@ -41,19 +41,23 @@ def generate_command(
     stubs: set[str] = set()
     hidden = 0
 
+    held: list = []  # printed once the progress display is gone (also when the run fails)
+
     def emit(line) -> None:
         nonlocal hidden
         if not verbose and not line.err and line.text.startswith("stub: "):
             hidden += 1
             stubs.add(line.text[len("stub: ") :].rpartition(": ")[0])
             return
-        text = line.text
-        if line.err:
-            text = paint(text, err=True, fg="red")
-        typer.echo(text, err=line.err, nl=line.nl)
+        held.append(line)
 
-    with working(f"generating {out}/ from {plan}"):
-        report = run_generate(plan, out, check=check, diff=show_diff, emit=emit)
+    try:
+        with working(f"generating {out}/ from {plan}"):
+            report = run_generate(plan, out, check=check, diff=show_diff, emit=emit)
+    finally:
+        for line in held:
+            text = paint(line.text, err=True, fg="red") if line.err else line.text
+            typer.echo(text, err=line.err, nl=line.nl)
     if not out.resolve().name.isidentifier() and not report.exit_code:
         name = out.resolve().name
         suggestion = ("s" if name[:1].isdigit() else "") + "".join(
