@@ -45,17 +45,15 @@ COVERED_ELSEWHERE = {  # first line of a block -> the tests that run its command
 WAIT = 20.0  # seconds a background command may take to print what the page shows
 
 
-def tour_blocks() -> list[tuple[str, str, str]]:
-    """(heading, marker comment or "", block text) of every fenced block of the tour."""
-    text = README.read_text(encoding="utf-8")
-    tour = text[text.index("\n## A tour\n") : text.index("\n## Commands\n")]
+def fenced_blocks(text: str) -> list[tuple[str, str, str]]:
+    """(heading, marker comment or "", block text) of every fenced block of a Markdown text."""
     found = []
     heading = ""
-    lines = tour.splitlines()
+    lines = text.splitlines()
     i = 0
     while i < len(lines):
         line = lines[i]
-        if line.startswith("### "):
+        if line.startswith("#"):
             heading = line
         if line.startswith("```"):
             j = i + 1
@@ -67,6 +65,14 @@ def tour_blocks() -> list[tuple[str, str, str]]:
             i = j
         i += 1
     return found
+
+
+def tour_blocks() -> list[tuple[str, str, str]]:
+    """The fenced blocks of README.md's tour."""
+    text = README.read_text(encoding="utf-8")
+    return fenced_blocks(
+        text[text.index("\n## A tour\n") : text.index("\n## Commands\n")]
+    )
 
 
 def transcript(block: str) -> list[tuple[str, list[str]]]:
