@@ -1,0 +1,24 @@
+"""The wheel ships only what the package uses: every module of `sl2s` is imported by another of its
+modules, or is a package, the command line's entry (`sl2s.__main__`) or a built-in transport
+(imported by name, sl2s.runtime.core.hop.BUILT_IN). A helper only tests or benchmarks use lives in
+tests/ or bench/ (as bench/synthetic.py does)."""
+
+from __future__ import annotations
+
+from test_layers import PACKAGE_DIR, import_graph
+
+from sl2s.runtime.core.hop import BUILT_IN
+
+
+def test_every_module_is_used_by_the_package():
+    graph = import_graph()
+    imported = set().union(*graph.values())
+    packages = {
+        name
+        for name in graph
+        if (PACKAGE_DIR.joinpath(*name.split(".")[1:]) / "__init__.py").is_file()
+    }
+    allowed = {"sl2s.__main__"} | {f"sl2s.runtime.transport.{t}" for t in BUILT_IN}
+    unused = sorted(set(graph) - imported - packages - allowed)
+    assert not unused, f"modules nothing in sl2s imports (move them to tests/ or bench/): {unused}"
+    assert "sl2s.observe.synthetic" not in graph
