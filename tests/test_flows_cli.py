@@ -151,13 +151,18 @@ def test_bad_input_is_one_line_without_a_traceback(relay, tmp_path):
     cid = rec.correlation_id
     for args, expected in (
         (("show", str(tree), "ffffffffff"), "no flow run 'ffffffffff'"),
-        (("list", str(tree), "--state", "sleeping"), "--state 'sleeping'"),
-        (("list", str(tree), "--older-than", "soon"), "--older-than 'soon'"),
         (("resume", str(tree), cid, "job=other"), "job is not a secret of this run"),
         (("resume", str(tree), cid, "token"), "expected FIELD=VALUE"),
         (("list", str(tmp_path / "nowhere")), "no such directory"),
     ):
         assert expected in one_line_error(sl2s("flows", *args, env=env)), args
+    for args, expected in (  # usage mistakes: click's usage message, exit 2
+        (("list", str(tree), "--state", "sleeping"), "'sleeping' is not one of 'pending'"),
+        (("list", str(tree), "--older-than", "soon"), "--older-than 'soon'"),
+    ):
+        done = sl2s("flows", *args, env=env)
+        assert done.returncode == 2 and expected in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
     off = sl2s("flows", "list", str(tree), env={**env, "SL2S_STORE": "none"})
     assert "durability is off" in one_line_error(off)
     bad = sl2s("flows", "list", str(tree), env={**env, "SL2S_STORE": "mysql://x"})

@@ -179,7 +179,7 @@ def test_mining_options_are_configurable_and_checked(tmp_path):
         (["--mask-regex", "("], "mask regex '(':"),
     ):
         done = sl2s("patterns", "--text", str(log), *bad, env=clean_env())
-        assert done.returncode == 1 and said in done.stderr, done.stderr
+        assert done.returncode == 2 and said in done.stderr, done.stderr  # a usage error
         assert "Traceback" not in done.stderr
 
 

@@ -124,21 +124,23 @@ def test_a_contract_mistake_exits_1_without_a_traceback(system):
 
 
 @pytest.mark.parametrize(
-    "args, message",
+    "args, message, code",
     [
-        (["nope"], "no flow 'nope' in this system (flows: feed, login)"),
+        (["nope"], "no flow 'nope' in this system (flows: feed, login)", 1),
         (
             ["login", "colour=red"],
             "flow 'login' has no field 'colour' (its fields: username, password)",
+            1,
         ),
-        (["login", "username"], "'username': expected FIELD=VALUE or FIELD:=JSON"),
-        (["login", "username:={"], "'username:=…': the value after := is not JSON"),
+        # a malformed argument is a usage error: click's usage message, exit 2
+        (["login", "username"], "'username': expected FIELD=VALUE or FIELD:=JSON", 2),
+        (["login", "username:={"], "'username:=…': the value after := is not JSON", 2),
     ],
 )
-def test_usage_mistakes_exit_1_with_one_message(system, args, message):
+def test_mistakes_exit_1_or_2_with_one_message(system, args, message, code):
     name = system("rt_login")
     result = run("run", name, *args)
-    assert result.exit_code == 1
+    assert result.exit_code == code
     assert message in result.stderr and "Traceback" not in result.output
 
 

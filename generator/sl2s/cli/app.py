@@ -12,13 +12,13 @@ import os
 import sys
 import threading
 from contextlib import contextmanager
-from typing import Any, Iterator, NoReturn
+from typing import Any, Callable, Iterator, NoReturn
 
 import typer
 from typer import (
     _click as click,
 )  # Typer's own click: its exceptions are the ones it handles
-from typer._click.exceptions import UsageError
+from typer._click.exceptions import BadParameter, UsageError
 from typer.core import TyperArgument, TyperCommand, TyperOption
 
 from sl2s import __version__
@@ -217,6 +217,22 @@ def _progress_forced() -> bool:
 
 
 # --------------------------------------------------------------------------------------------
+
+
+def checked(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A Typer callback: `parse(value)` must accept the value (None passes); its Sl2sError or
+    ValueError becomes a usage error on that option or argument (exit 2)."""
+
+    def callback(value: Any) -> Any:
+        if value is None or value == [] or value == ():
+            return value
+        try:
+            parse(value)
+        except (Sl2sError, ValueError) as error:
+            raise BadParameter(str(error).removeprefix("sl2s: ")) from None
+        return value
+
+    return callback
 
 
 def usage(message: str) -> NoReturn:

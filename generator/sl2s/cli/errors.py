@@ -3,6 +3,7 @@ delegate to sl2s.observe.errorreport, print, exit."""
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Optional
 
 import typer
@@ -17,6 +18,16 @@ deploys_app = sub_app(
     "deploys",
     "Deploys: record one from any pipeline, list them.",
 )
+
+
+class ErrorState(str, Enum):
+    open = "open"
+    acknowledged = "acknowledged"
+    ignored = "ignored"
+    resolved = "resolved"
+    reactivated = "reactivated"
+
+
 app.add_typer(errors_app, name="errors")
 app.add_typer(deploys_app, name="deploys")
 
@@ -37,17 +48,14 @@ def errors_list(
         help="Only groups that appeared or came back after this: a time, a deploy id or a "
         "deployed revision. Exit 1 when there are any.",
     ),
-    state: Optional[str] = typer.Option(
-        None,
-        "--state",
-        help="Only groups in this state (open, acknowledged, ignored, "
-        "resolved, reactivated).",
+    state: Optional[ErrorState] = typer.Option(
+        None, "--state", help="Only groups in this state."
     ),
 ) -> None:
     """Error groups, most recent first, with state, count, where, and suspected deploy."""
     from sl2s.observe.errorreport import list_errors
 
-    text, new = list_errors(logs, since, state)
+    text, new = list_errors(logs, since, state.value if state else None)
     typer.echo(text, nl=False)
     raise typer.Exit(1 if new else 0)
 

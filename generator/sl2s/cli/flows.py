@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import typer
 
-from sl2s.cli.app import app, sub_app, report
+from enum import Enum
+
+from sl2s.cli.app import app, checked, report, sub_app
 from sl2s.diagnostics import Sl2sError
 
 flows_app = sub_app(
@@ -14,6 +16,20 @@ flows_app = sub_app(
     "Flow runs in the flow store: list, show, resume, cancel or prune them.",
 )
 app.add_typer(flows_app, name="flows")
+
+
+class State(str, Enum):
+    pending = "pending"
+    failed = "failed"
+    completed = "completed"
+    cancelled = "cancelled"
+
+
+def _age(text: str) -> float:
+    from sl2s.runtime.flows import parse_age
+
+    return parse_age(text)
+
 
 _DIR = typer.Argument(..., help="The generated system package, e.g. services.")
 _ID = typer.Argument(
@@ -24,10 +40,10 @@ _ID = typer.Argument(
 @flows_app.command("list")
 def list_(
     directory: str = _DIR,
-    state: str = typer.Option(
+    state: State = typer.Option(
         None,
         "--state",
-        help="Only flows in this state: pending, failed, completed, cancelled.",
+        help="Only flows in this state.",
     ),
     flow: str = typer.Option(None, "--flow", help="Only runs of this flow."),
     machine: str = typer.Option(
@@ -36,6 +52,7 @@ def list_(
     older_than: str = typer.Option(
         None,
         "--older-than",
+        callback=checked(_age),
         help="Only flows with no progress for this long: 90s, 10m, 2h, 3d.",
     ),
     limit: int = typer.Option(
@@ -48,7 +65,7 @@ def list_(
     try:
         records = flows.list_flows(
             directory,
-            state=state,
+            state=state.value if state else None,
             flow=flow,
             machine=machine,
             older_than=older_than,
@@ -159,9 +176,10 @@ def prune(
     older_than: str = typer.Option(
         ...,
         "--older-than",
+        callback=checked(_age),
         help="Flows with no progress for this long: 90s, 10m, 2h, 7d.",
     ),
-    states: list[str] = typer.Option(
+    states: list[State] = typer.Option(
         None,
         "--state",
         help="Only flows in this state (repeatable); default: completed and cancelled.",
@@ -172,7 +190,7 @@ def prune(
     from sl2s.runtime import flows
 
     try:
-        count = flows.prune(directory, older_than, states or ())
+        count = flows.prune(directory, older_than, [s.value for s in states or ()])
     except Sl2sError as error:
         report(error)
         raise typer.Exit(1) from None

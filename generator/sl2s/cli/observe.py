@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from sl2s.cli.app import app, sub_app, usage, working
+from sl2s.cli.app import app, checked, sub_app, usage, working
 from sl2s.diagnostics import Sl2sError
 
 incidents_app = sub_app(
@@ -77,6 +77,30 @@ def story_command(
     typer.echo(text, nl=False)
 
 
+def _similarity(value: float) -> None:
+    from sl2s.observe.mining import MiningOptions
+
+    MiningOptions(similarity=value).check()
+
+
+def _depth(value: int) -> None:
+    from sl2s.observe.mining import MiningOptions
+
+    MiningOptions(depth=value).check()
+
+
+def _masks(value: str) -> None:
+    from sl2s.observe.mining import MiningOptions, parse_masks
+
+    MiningOptions(masks=parse_masks(value)).check()
+
+
+def _mask_regex(values: List[str]) -> None:
+    from sl2s.observe.mining import MiningOptions
+
+    MiningOptions(extra_masks=tuple(values)).check()
+
+
 @app.command("patterns")
 def patterns_command(
     args: List[str] = typer.Argument(
@@ -113,19 +137,27 @@ def patterns_command(
     similarity: Optional[float] = typer.Option(
         None,
         "--similarity",
+        callback=checked(_similarity),
         help="Template similarity threshold, (0, 1] (default 0.4).",
     ),
     depth: Optional[int] = typer.Option(
-        None, "--depth", help="Parse tree depth, 3-12 (default 5)."
+        None,
+        "--depth",
+        callback=checked(_depth),
+        help="Parse tree depth, 3-12 (default 5).",
     ),
     masks: Optional[str] = typer.Option(
         None,
         "--masks",
+        callback=checked(_masks),
         help="Comma-separated masks applied before mining: uuid, ip, hex, hexid, host, path, "
         "number (default: uuid,ip,hex,hexid,number; 'none' for none).",
     ),
     mask_regex: List[str] = typer.Option(
-        [], "--mask-regex", help="A regex whose matches are masked too (repeatable)."
+        [],
+        "--mask-regex",
+        callback=checked(_mask_regex),
+        help="A regex whose matches are masked too (repeatable).",
     ),
 ) -> None:
     """Report events the plan does not predict, or the patterns of plain-text logs (--text),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from sl2s.cli.app import app, colour, report
+from sl2s.cli.app import app, checked, colour, report
 from sl2s.diagnostics import Sl2sError
 from sl2s.runtime import HopFailed, StepFailed, hooks, run_metadata
 from sl2s.runtime.launch import (
@@ -34,6 +34,7 @@ def run(
     values: list[str] = typer.Argument(
         None,
         metavar="[FIELD=VALUE | FIELD:=JSON]...",
+        callback=checked(parse_values),
         help="Context fields: FIELD=VALUE sets a string, FIELD:=JSON any JSON value.",
     ),
     quiet: bool = typer.Option(
