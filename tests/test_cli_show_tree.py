@@ -30,10 +30,12 @@ def test_show_matches_plan_md_once_a_step_takes_the_secret(tmp_path):
     shutil.copy(ROOT / "sample_plans" / "login.csv", tmp_path / "login.csv")
     assert sl2s(tmp_path, "generate", "login.csv").returncode == 0
     module = tmp_path / "services" / "server" / "login.py"
+    source = module.read_text(encoding="utf-8")
+    assert "def testing_password_for_username(username: object) -> None:" in source
     module.write_text(
-        module.read_text(encoding="utf-8").replace(
-            "def testing_password_for_username(username):",
-            "def testing_password_for_username(username, password):",
+        source.replace(
+            "def testing_password_for_username(username: object) -> None:",
+            "def testing_password_for_username(username: object, password: str) -> None:",
         ),
         encoding="utf-8",
     )

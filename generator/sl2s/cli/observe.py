@@ -8,7 +8,6 @@ from typing import List, Optional
 import typer
 
 from sl2s.cli.app import app, checked, sub_app, usage, working
-from sl2s.diagnostics import Sl2sError
 
 incidents_app = sub_app(
     "incidents",
