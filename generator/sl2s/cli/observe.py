@@ -8,6 +8,12 @@ from typing import List, Optional
 import typer
 
 from sl2s.cli.app import app, checked, sub_app, usage, working
+from sl2s.observe.mining import (
+    DEFAULT_DEPTH,
+    DEFAULT_MASKS,
+    DEFAULT_SIMILARITY,
+    NAMED_MASKS,
+)
 
 incidents_app = sub_app(
     "incidents",
@@ -137,20 +143,20 @@ def patterns_command(
         None,
         "--similarity",
         callback=checked(_similarity),
-        help="Template similarity threshold, (0, 1] (default 0.4).",
+        help=f"Template similarity threshold, (0, 1] (default {DEFAULT_SIMILARITY}).",
     ),
     depth: Optional[int] = typer.Option(
         None,
         "--depth",
         callback=checked(_depth),
-        help="Parse tree depth, 3-12 (default 5).",
+        help=f"Parse tree depth, 3-12 (default {DEFAULT_DEPTH}).",
     ),
     masks: Optional[str] = typer.Option(
         None,
         "--masks",
         callback=checked(_masks),
-        help="Comma-separated masks applied before mining: uuid, ip, hex, hexid, host, path, "
-        "number (default: uuid,ip,hex,hexid,number; 'none' for none).",
+        help=f"Comma-separated masks applied before mining: {', '.join(NAMED_MASKS)} "
+        f"(default: {','.join(DEFAULT_MASKS)}; 'none' for none).",
     ),
     mask_regex: List[str] = typer.Option(
         [],
