@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 
-
 def sl2s(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "sl2s", *args],
@@ -31,7 +30,7 @@ def test_init_then_run_works_in_the_new_project(tmp_path):
     done = sl2s(tmp_path, "init", "demo")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(
-        "created demo/: plan.csv (a sample plan), .gitignore, services/"
+        "created demo/: plan.csv (a sample plan), .gitignore, .pre-commit-config.yaml, services/"
     )
     assert (
         "  cd demo\n  sl2s run services login username=ann password=hunter2\n"
@@ -90,8 +89,42 @@ def test_init_never_writes_over_a_project(tmp_path):
     before = snapshot(demo)
     again = sl2s(tmp_path, "init", "demo")
     assert again.returncode == 1
-    assert "already has plan.csv, .gitignore, services" in again.stderr
+    assert "already has plan.csv, .gitignore, .pre-commit-config.yaml, services" in again.stderr
     assert "Traceback" not in again.stderr
     assert snapshot(demo) == before
     (tmp_path / "file").write_text("x", encoding="utf-8")
     assert "exists and is not a directory" in sl2s(tmp_path, "init", "file").stderr
+
+
+def test_the_new_projects_pre_commit_hooks_pass_then_catch_a_stale_tree(tmp_path):
+    """The real pre-commit runs the project's two local hooks: both pass on the new project, and
+    the up-to-date check fails once the plan changes without `sl2s generate`."""
+    import os
+    import shutil
+
+    assert sl2s(tmp_path, "init", "demo").returncode == 0
+    demo = tmp_path / "demo"
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home"),
+    }
+    pre_commit = shutil.which("pre-commit", path=env["PATH"])
+    assert pre_commit, "pre-commit is in the test extra"
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            args, cwd=demo, env=env, capture_output=True, text=True, timeout=120
+        )
+
+    assert run("git", "init", "-q").returncode == 0
+    assert run("git", "add", ".").returncode == 0
+    done = run(pre_commit, "run", "--all-files")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "sl2s check (the plan is valid)" in done.stdout
+    plan = demo / "plan.csv"
+    plan.write_text(plan.read_text() + "feed\tFeed shown to :username\tclient\n")
+    assert run("git", "add", ".").returncode == 0
+    stale = run(pre_commit, "run", "--all-files")
+    assert stale.returncode != 0
+    assert "sl2s generate --check" in stale.stdout

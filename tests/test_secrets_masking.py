@@ -579,7 +579,7 @@ def test_a_bad_json_value_on_the_command_line_is_not_echoed(system):
     result = CliRunner().invoke(
         app, ["run", str(system), "login", "password:={s3cr3t-XYZ"]
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a usage mistake
     assert "'password:=…': the value after := is not JSON" in result.stderr
     assert "s3cr3t" not in result.output + result.stderr
 

@@ -4,9 +4,9 @@ keeps sl2s's state (`.sl2s/` directories: logs, caches, indexes) out of git and 
 `project_files()` is the pure part (what to write); `create_project()` writes it without
 overwriting anything and generates the services with `sl2s generate`'s own function.
 
-Hook point for the pull-request workflow: files it wants in every new project (a
-`.pre-commit-config.yaml`, a CI workflow) are added to `project_files()`; `create_project` writes
-whatever that returns, refusing when any of it already exists.
+It also writes a `.pre-commit-config.yaml` whose two hooks run the sl2s installed in the
+project's environment (`language: system`, no download): the plan is valid, and the generated
+services are up to date with it (docs/pull-requests.md has the hosted hooks and the GitHub action).
 """
 
 from __future__ import annotations
@@ -46,9 +46,33 @@ GITIGNORE_LINES = (
 )
 
 
+PRE_COMMIT = f"""\
+# Checks before each commit (https://pre-commit.com): `pip install pre-commit`, then
+# `pre-commit install`. Both hooks run the sl2s of this environment.
+repos:
+  - repo: local
+    hooks:
+      - id: sl2s-check
+        name: sl2s check (the plan is valid)
+        entry: sl2s check
+        language: system
+        files: ^{PLAN}$
+      - id: sl2s-generate-check
+        name: sl2s generate --check (the generated services are up to date)
+        entry: python -m sl2s.precommit {SERVICES}
+        language: system
+        pass_filenames: false
+        always_run: true
+"""
+
+
 def project_files() -> dict[str, str]:
     """The files of a new project besides its generated services, by path relative to it."""
-    return {PLAN: SAMPLE_PLAN, ".gitignore": "\n".join(GITIGNORE_LINES) + "\n"}
+    return {
+        PLAN: SAMPLE_PLAN,
+        ".gitignore": "\n".join(GITIGNORE_LINES) + "\n",
+        ".pre-commit-config.yaml": PRE_COMMIT,
+    }
 
 
 def create_project(directory: Path, say: Callable[[str], None]) -> None:
@@ -79,7 +103,8 @@ def create_project(directory: Path, say: Callable[[str], None]) -> None:
         raise Sl2sError("\n".join(lines))
     shown = "." if str(directory) == "." else str(directory)
     say(
-        f"created {shown}/: {PLAN} (a sample plan), .gitignore, {SERVICES}/ (generated)"
+        f"created {shown}/: {PLAN} (a sample plan), .gitignore, .pre-commit-config.yaml, "
+        f"{SERVICES}/ (generated)"
     )
     say("next:")
     if shown != ".":
