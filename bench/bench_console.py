@@ -156,7 +156,12 @@ def child(code: str) -> dict:
     script = (
         "import json, resource, sys, time\n"
         + textwrap.dedent(code)
-        + "\nresult['rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+        # the child's own peak (VmHWM starts at zero after exec; ru_maxrss at the parent's size)
+        + "\ntry:\n"
+        "    result['rss_mb'] = next(int(l.split()[1]) for l in open('/proc/self/status')"
+        " if l.startswith('VmHWM:')) / 1024\n"
+        "except (OSError, StopIteration):\n"
+        "    result['rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
         "print(json.dumps(result))\n"
     )
     done = subprocess.run(

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -284,6 +285,13 @@ def main() -> None:
         return
 
     work = Path(tempfile.mkdtemp(prefix="sl2s-bench-http-"))
+    try:
+        run(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # the bench leaves nothing in the temp folder
+
+
+def run(args: argparse.Namespace, work: Path) -> None:
     tree = work / SYSTEM
     generated = subprocess.run(
         [
@@ -373,7 +381,6 @@ def main() -> None:
             seen == args.flows
         ), f"{name}: {seen} flow runs in the events, expected {args.flows}"
         assert twice == 0 and lost == 0
-    print(f"\nwork dir: {work}")
 
 
 if __name__ == "__main__":
