@@ -46,6 +46,7 @@ class Prepared:
         "call",
         "render",
         "keys_ok",
+        "line",
     )
 
     id: str
@@ -62,6 +63,8 @@ class Prepared:
     call: Callable[[dict], Any]
     render: Callable[[dict], tuple[str, tuple[str, ...]]]
     keys_ok: set[str]
+    # its event line serialised once, cut where the changing values go (run/events.py)
+    line: tuple[bytes, ...] | None
 
 
 def prepare(machine: StepHost, flow: str, step_id: str) -> Prepared:
@@ -111,6 +114,7 @@ def prepare(machine: StepHost, flow: str, step_id: str) -> Prepared:
     p.call = _make_caller(func, p.params, var_kw, frozenset(keyword_only))
     p.render = _make_renderer(p.parts)
     p.keys_ok = set()  # keys this step returned before (known to be identifiers)
+    p.line = None
     p.filepath, p.lineno, p.function = where[0], where[1], func.__qualname__
     machine.prepared(flow)[step_id] = p
     return p

@@ -35,6 +35,65 @@ CUTS = (
 )
 
 
+# the correlation, trace and span ids in a step's line serialised once per step (replaced per
+# activation; where each of them lands is fixed by the key order: trace and span between body and
+# event id, the correlation id between event id and cause)
+ID_MARKS = tuple(f"\x00sl2s-{name}\x00" for name in ("correlation", "trace", "span"))
+ID_MARKS_JSON = tuple(dumps(mark) for mark in ID_MARKS)
+
+
+def _line_parts(
+    p: Prepared,
+    run: RunActivation,
+    correlation_id: object,
+    trace_id: object,
+    span_id: object,
+    run_attributes: dict,
+) -> tuple:
+    """A step's event line, serialised with marks and cut where the changing values go."""
+    attributes = {
+        "sl2s.event_id": MARKS[2],
+        "sl2s.correlation_id": correlation_id,
+        "sl2s.causation_id": MARKS[3],
+        "sl2s.flow": run.flow,
+        "sl2s.step": p.id,
+        "sl2s.machine": run.machine.name,
+        "sl2s.template": p.template,
+        "sl2s.plan": p.plan,
+        "sl2s.fields": MARKS[4],
+        "sl2s.unset": MARKS[5],
+        **run_attributes,
+        "code.filepath": p.filepath,
+        "code.lineno": p.lineno,
+        "code.function": p.function,
+    }
+    if p.plan is None:
+        del attributes["sl2s.plan"]
+    event = {
+        "timestamp": MARKS[0],
+        "severity_text": "INFO",
+        "severity_number": 9,
+        "body": MARKS[1],
+        "trace_id": trace_id,
+        "span_id": span_id,
+        "event_name": "sl2s.step",
+        "resource": run.machine.resource,
+        "attributes": attributes,
+    }
+    rest = dumps(event, option=NL)
+    parts = []
+    for text, inside, after in CUTS:
+        mark = dumps(text)
+        if inside:  # the value goes inside the quotes (it needs no escaping)
+            mark = mark[1:-1]
+        before, found, rest = rest.partition(mark)
+        assert found, text
+        parts.append(before)
+        rest = after + rest
+    parts.append(rest)
+    return tuple(parts)
+
+
 def type_name(exc: BaseException) -> str:
     cls = type(exc)
     module = cls.__module__
@@ -80,48 +139,29 @@ class RunEvents(RunActivation):
         values go and cut there: seven byte strings, between which a step puts the second's
         date/time text and the microseconds, then the JSON of body, event id (inside its quotes),
         cause, fields and unset (key order is the documented one).
+
+        The line is the same for every activation of the step but for its correlation, trace and
+        span ids: without run attributes it is serialised once per step (`Prepared.line`, with
+        marks for the three ids) and each activation puts its ids in with three replaces.
         """
-        attributes = {
-            "sl2s.event_id": MARKS[2],
-            "sl2s.correlation_id": self.correlation_id,
-            "sl2s.causation_id": MARKS[3],
-            "sl2s.flow": self.flow,
-            "sl2s.step": p.id,
-            "sl2s.machine": self.machine.name,
-            "sl2s.template": p.template,
-            "sl2s.plan": p.plan,
-            "sl2s.fields": MARKS[4],
-            "sl2s.unset": MARKS[5],
-            **self._run_attributes(),
-            "code.filepath": p.filepath,
-            "code.lineno": p.lineno,
-            "code.function": p.function,
-        }
-        if p.plan is None:
-            del attributes["sl2s.plan"]
-        event = {
-            "timestamp": MARKS[0],
-            "severity_text": "INFO",
-            "severity_number": 9,
-            "body": MARKS[1],
-            "trace_id": self.trace_id,
-            "span_id": self.span_id,
-            "event_name": "sl2s.step",
-            "resource": self.machine.resource,
-            "attributes": attributes,
-        }
-        rest = dumps(event, option=NL)
-        parts = []
-        for text, inside, after in CUTS:
-            mark = dumps(text)
-            if inside:  # the value goes inside the quotes (it needs no escaping)
-                mark = mark[1:-1]
-            before, found, rest = rest.partition(mark)
-            assert found, text
-            parts.append(before)
-            rest = after + rest
-        parts.append(rest)
-        return tuple(parts)
+        if self.meta or self.parent is not None:
+            return _line_parts(
+                p, self, self.correlation_id, self.trace_id, self.span_id, self._run_attributes()
+            )
+        parts = p.line
+        if parts is None:
+            parts = p.line = _line_parts(p, self, *ID_MARKS, {})
+        s0, s1, s2, s3, s4, s5, s6 = parts
+        trace, span = dumps(self.trace_id), dumps(self.span_id)
+        return (
+            s0,
+            s1,
+            s2.replace(ID_MARKS_JSON[1], trace).replace(ID_MARKS_JSON[2], span),
+            s3.replace(ID_MARKS_JSON[0], dumps(self.correlation_id)),
+            s4,
+            s5,
+            s6,
+        )
 
     def _run_attributes(self) -> dict:
         """Who started the flow run and why (masked), and the run whose step started it."""
