@@ -41,7 +41,10 @@ class RunHops(RunFailures):
         travelling = {
             t for n in secrets if n in ctx for t in redact.secret_texts(ctx[n])
         }
-        masker = redact.Masker(self._masker.texts - travelling)
+        # (no secret travels: the activation's own masker, not a new one of the same texts)
+        masker = (
+            redact.Masker(self._masker.texts - travelling) if travelling else self._masker
+        )
         if not masker:
             return fields, {}
         replaced = {}
