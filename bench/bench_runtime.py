@@ -7,10 +7,13 @@ runtime: `run.step(...)` on a small generated-style system (written to a tempora
     event (secrets masked), serialise it and append it to the machine's buffered JSON-lines file.
     Measured twice: with no event listener (the runtime's own cost; the target), and with the
     listeners a generated system's process has by default (the flight recorder of sl2s.observe,
-    subscribed here as a generated package does; the bench checks one is), which receive every
-    event as a hooks.LazyEvent (the written line, decoded only on demand; the recorder reads its
-    severity and keeps it). Target: <= 1.3x the runtime
-    without listeners.
+    subscribed when the generated login package below is imported; the bench checks one is), which
+    receive every event as a hooks.LazyEvent (the written line, decoded only on demand; the
+    recorder reads its severity and keeps it). Target: <= 1.3x the runtime without listeners.
+flow:    the login flow of sample_plans/login.csv in one process (local transport, no flow store,
+    no listener): 2 steps on the client, a hop (its request and response round-trip through JSON
+    bytes), 4 steps on the server, the hop back; next to the same number (6) of bare `run.step`s
+    of the runtime row, same run. Target: <= 3x.
 floor:   what any structured-logging step must do at least: a bare call of the same function plus
     `orjson.dumps` of an event dict of the same shape (a real event of the runtime, decoded) and a
     write to a buffered file (`open(..., "ab")`, 64 KiB buffer), the same number of steps.
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import textwrap
@@ -41,7 +45,8 @@ def write_system(root: str, package_name: str = "benchsys", entry: str = "") -> 
     with open(os.path.join(package, "shop", "__init__.py"), "w") as f:
         f.write("from . import orders  # noqa\nfrom . import _wiring  # noqa\n")
     with open(os.path.join(package, "shop", "orders.py"), "w") as f:
-        f.write(textwrap.dedent("""
+        f.write(
+            textwrap.dedent("""
                 from sl2s.runtime import step
 
 
@@ -58,13 +63,17 @@ def write_system(root: str, package_name: str = "benchsys", entry: str = "") -> 
                 @step("orders", "Charging :amount to :username", id="charge")
                 def charge(amount, username):
                     return {"amount": amount}
-                """))
+                """)
+        )
     with open(os.path.join(package, "shop", "_wiring.py"), "w") as f:
-        f.write(textwrap.dedent("""
+        f.write(
+            textwrap.dedent("""
                 from sl2s.runtime import Machine
 
                 machine = Machine(__name__, "shop")
-                """) + textwrap.dedent(entry))
+                """)
+            + textwrap.dedent(entry)
+        )
 
 
 def bench_runtime(steps: int, listeners: bool = False) -> float:
@@ -84,9 +93,7 @@ def bench_runtime(steps: int, listeners: bool = False) -> float:
 
 
 def _steps(machine, steps: int) -> float:
-    run = machine.start(
-        "orders", username="ann", card="4111-1111", item="book", amount=12
-    )
+    run = machine.start("orders", username="ann", card="4111-1111", item="book", amount=12)
     run.step("placed")
     step = run.step
     start = time.process_time()
@@ -107,9 +114,7 @@ def sample_event() -> dict:
     seen: list = []  # hooks.LazyEvent: the written line, decoded on demand
     hooks.subscribe(seen.append)
     try:
-        run = machine.start(
-            "orders", username="ann", card="4111-1111", item="book", amount=12
-        )
+        run = machine.start("orders", username="ann", card="4111-1111", item="book", amount=12)
         run.step("charge")
         run.finish()
     finally:
@@ -133,19 +138,69 @@ def bench_floor(steps: int, event: dict, path: str) -> float:
     return elapsed / steps
 
 
+LOGIN_STEPS = 6  # steps of one login flow: 2 on the client, 4 on the server
+
+
+def generate_login(root: str) -> None:
+    """The generated tree of sample_plans/login.csv as package `loginsys` under `root`."""
+    plan = os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sample_plans", "login.csv"
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from sl2s.cli import main; main()",
+            "generate",
+            plan,
+            "--out",
+            os.path.join(root, "loginsys"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode:
+        raise SystemExit(done.stderr)
+
+
+def bench_flow(flows: int) -> float:
+    """CPU seconds per in-process login flow, no listener."""
+    from loginsys.client import _wiring
+
+    from sl2s.runtime import hooks
+
+    subscribed = hooks.listeners()
+    for listener in subscribed:
+        hooks.unsubscribe(listener)
+    login = _wiring.login
+    try:
+        start = time.process_time()
+        for _ in range(flows):
+            login(username="ann", password="secret-pw")
+        return (time.process_time() - start) / flows
+    finally:
+        for listener in subscribed:
+            hooks.subscribe(listener)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20000)
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--flows", type=int, default=2000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as root:
         write_system(root)
         sys.path.insert(0, root)
         os.environ["SL2S_LOG_DIR"] = os.path.join(root, "logs")
         os.environ.pop("SL2S_TRANSPORT", None)
+        os.environ["SL2S_STORE"] = "none"  # the durable cost is bench_durable.py's
+        generate_login(root)
         event = sample_event()
         from sl2s.runtime import hooks
 
+        # warm up: import (the generated package subscribes the default listeners), prepare steps
+        bench_flow(200)
         if not hooks.listeners():
             # what a generated system's package does when imported (this one is hand-written):
             # subscribe the flight recorder, so the listener row measures a listener
@@ -154,13 +209,12 @@ def main() -> int:
             sl2s.observe.install(os.path.join(root, "logs"), otel=False)
         names = [type(x).__name__ for x in hooks.listeners()]
         assert names, "no listener subscribed: the listener row would measure nothing"
-        runtime, listened, floor = [], [], []
+        runtime, listened, floor, flow = [], [], [], []
         for _ in range(args.repeat):  # interleaved, so all see the same machine state
-            floor.append(
-                bench_floor(args.steps, event, os.path.join(root, "floor.jsonl"))
-            )
+            floor.append(bench_floor(args.steps, event, os.path.join(root, "floor.jsonl")))
             runtime.append(bench_runtime(args.steps))
             listened.append(bench_runtime(args.steps, listeners=True))
+            flow.append(bench_flow(args.flows))
         lines = open(os.path.join(root, "logs", "shop.jsonl"), "rb").read().count(b"\n")
         assert lines >= 2 * args.steps * args.repeat, lines  # every step was written
     best_floor = min(floor) * 1e6
@@ -172,8 +226,12 @@ def main() -> int:
     print(f"{'case':<52} {'us/step':>8} {'ratio':>6}")
     for name, value in rows:
         print(f"{name:<52} {value:>8.2f} {value / best_floor:>6.2f}")
+    print(f"listeners: with / without = {min(listened) / min(runtime):.2f} (target <= 1.30)")
+    bare = LOGIN_STEPS * min(runtime) * 1e6
     print(
-        f"listeners: with / without = {min(listened) / min(runtime):.2f} (target <= 1.30)"
+        f"in-process login flow ({LOGIN_STEPS} steps, 1 hop there and back): "
+        f"{min(flow) * 1e6:.1f} us; {LOGIN_STEPS} bare steps: {bare:.1f} us; "
+        f"ratio {min(flow) * 1e6 / bare:.2f} (target <= 3.00)"
     )
     print(
         f"target: runtime / floor <= 2.00; event size: {len(orjson.dumps(event))} bytes; "
