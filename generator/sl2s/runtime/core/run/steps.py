@@ -78,7 +78,8 @@ class Run(RunHops):
             else:
                 self._merge_result(p, result)
         # -- the event (hot path: keep it flat) --
-        # The parts of the line that do not change within this activation are serialised once;
+        # The parts of the line that do not change within this activation are serialised once
+        # (per step, its ids put in per activation: RunEvents._static_parts);
         # a step joins them with its timestamp, message, ids, fields and unset list. (Joined here:
         # keeping the small orjson outputs alive until the buffer is written costs more.)
         masked = self._masked
