@@ -82,9 +82,12 @@ class HopRequest:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> HopRequest:
+    def from_dict(cls, data: dict, *, fresh: bool = False) -> HopRequest:
+        """The request in `data` (decoded JSON). Its containers are copied, so the request never
+        shares them with `data`, unless `fresh`: `data` was just decoded and is nobody else's."""
         deadline, version = data.get("deadline"), data.get("version")
         meta, parent = data.get("meta"), data.get("parent")
+        fields, secrets, stack = data.get("fields"), data.get("secrets"), data.get("stack")
         return cls(
             system=data["system"],
             flow=data["flow"],
@@ -92,17 +95,17 @@ class HopRequest:
             target=data["target"],
             at=data["at"],
             resume_at=data.get("resume_at"),
-            fields=dict(data.get("fields") or {}),
-            secrets=list(data.get("secrets") or []),
+            fields=fields if fresh and type(fields) is dict else dict(fields or {}),
+            secrets=secrets if fresh and type(secrets) is list else list(secrets or []),
             correlation_id=data["correlation_id"],
             causation_id=data.get("causation_id"),
             traceparent=data.get("traceparent", ""),
             idempotency_key=data.get("idempotency_key", ""),
-            stack=list(data.get("stack") or []),
+            stack=stack if fresh and type(stack) is list else list(stack or []),
             deadline=deadline if type(deadline) is int and deadline > 0 else None,
             version=version if type(version) is str else None,
-            meta=dict(meta) if type(meta) is dict and meta else None,
-            parent=dict(parent) if type(parent) is dict and parent else None,
+            meta=(meta if fresh else dict(meta)) if type(meta) is dict and meta else None,
+            parent=(parent if fresh else dict(parent)) if type(parent) is dict and parent else None,
         )
 
     def to_json(self) -> bytes:
@@ -110,7 +113,7 @@ class HopRequest:
 
     @classmethod
     def from_json(cls, data: bytes) -> HopRequest:
-        return cls.from_dict(orjson.loads(data))
+        return cls.from_dict(orjson.loads(data), fresh=True)  # (decoded here: no copies)
 
 
 @dataclass
@@ -137,11 +140,13 @@ class HopResponse:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> HopResponse:
+    def from_dict(cls, data: dict, *, fresh: bool = False) -> HopResponse:
+        """The response in `data` (decoded JSON); copied unless `fresh` (see HopRequest)."""
+        fields, secrets = data.get("fields"), data.get("secrets")
         return cls(
             resume_at=data.get("resume_at"),
-            fields=dict(data.get("fields") or {}),
-            secrets=list(data.get("secrets") or []),
+            fields=fields if fresh and type(fields) is dict else dict(fields or {}),
+            secrets=secrets if fresh and type(secrets) is list else list(secrets or []),
             causation_id=data.get("causation_id"),
             error=data.get("error"),
         )
@@ -151,7 +156,7 @@ class HopResponse:
 
     @classmethod
     def from_json(cls, data: bytes) -> HopResponse:
-        return cls.from_dict(orjson.loads(data))
+        return cls.from_dict(orjson.loads(data), fresh=True)  # (decoded here: no copies)
 
 
 class Transport(Protocol):
