@@ -26,7 +26,6 @@ the per-round ratios (for 4: the share of the throughput kept).
 from __future__ import annotations
 
 import argparse
-import atexit
 import os
 import shutil
 import socket
