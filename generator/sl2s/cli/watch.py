@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import List, Optional
 
 import typer
@@ -90,7 +91,7 @@ def watch_command(
     from sl2s.observe.watch import WatchConfig, run_watch
 
     secret = os.environ.get("SL2S_WATCH_SECRET")
-    links = _toml(directory).get("links") if directory else None
+    links = _toml(Path(directory)).get("links") if directory else None
     run_link = os.environ.get("SL2S_RUN_URL") or (
         links.get("run") if isinstance(links, dict) else None
     )

@@ -63,6 +63,10 @@ REMOTE_STATES = ("completed", "pending", "not started", "unknown")
 class HopFailed(RuntimeFailure):
     """A hop could not be delivered (connection refused, timeout, bad answer)."""
 
+    # set by the HTTP transport: the plan line of the hop's step, and the hop's key
+    location: str | None = None
+    idempotency_key: str | None = None
+
     def __init__(
         self,
         message: str,

@@ -158,7 +158,9 @@ class _Batch:
         self.flows, self.steps, self.ended = flows, steps, ended
         self.answered = answered
         self.claim = claim  # a hop claim (HopRecord): `store.hop_claim` in the group's transaction
-        self.claimed: tuple | None = None  # its result, (record found or None, flow state)
+        self.claimed: tuple | None = (
+            None  # its result, (record found or None, flow state)
+        )
         self.done = False
         self.error: BaseException | None = None
         self.event: threading.Event | None = (

@@ -84,10 +84,15 @@ class HopRequest:
     @classmethod
     def from_dict(cls, data: dict, *, fresh: bool = False) -> HopRequest:
         """The request in `data` (decoded JSON). Its containers are copied, so the request never
-        shares them with `data`, unless `fresh`: `data` was just decoded and is nobody else's."""
+        shares them with `data`, unless `fresh`: `data` was just decoded and is nobody else's.
+        """
         deadline, version = data.get("deadline"), data.get("version")
         meta, parent = data.get("meta"), data.get("parent")
-        fields, secrets, stack = data.get("fields"), data.get("secrets"), data.get("stack")
+        fields, secrets, stack = (
+            data.get("fields"),
+            data.get("secrets"),
+            data.get("stack"),
+        )
         return cls(
             system=data["system"],
             flow=data["flow"],
@@ -104,8 +109,14 @@ class HopRequest:
             stack=stack if fresh and type(stack) is list else list(stack or []),
             deadline=deadline if type(deadline) is int and deadline > 0 else None,
             version=version if type(version) is str else None,
-            meta=(meta if fresh else dict(meta)) if type(meta) is dict and meta else None,
-            parent=(parent if fresh else dict(parent)) if type(parent) is dict and parent else None,
+            meta=(
+                (meta if fresh else dict(meta)) if type(meta) is dict and meta else None
+            ),
+            parent=(
+                (parent if fresh else dict(parent))
+                if type(parent) is dict and parent
+                else None
+            ),
         )
 
     def to_json(self) -> bytes:
@@ -113,7 +124,9 @@ class HopRequest:
 
     @classmethod
     def from_json(cls, data: bytes) -> HopRequest:
-        return cls.from_dict(orjson.loads(data), fresh=True)  # (decoded here: no copies)
+        return cls.from_dict(
+            orjson.loads(data), fresh=True
+        )  # (decoded here: no copies)
 
 
 @dataclass
@@ -156,7 +169,9 @@ class HopResponse:
 
     @classmethod
     def from_json(cls, data: bytes) -> HopResponse:
-        return cls.from_dict(orjson.loads(data), fresh=True)  # (decoded here: no copies)
+        return cls.from_dict(
+            orjson.loads(data), fresh=True
+        )  # (decoded here: no copies)
 
 
 class Transport(Protocol):

@@ -131,7 +131,8 @@ def _padded(rows: list[tuple]) -> list[tuple]:
     statement has one of 9 sizes (1, 2, 4 ... 256) instead of any: every size is a statement
     that the connection prepares and keeps (~50 KiB for 64 rows), and a soak that met every
     batch size grew each process by ~13 MiB. A repeated row changes nothing: the INSERTs
-    ignore a conflicting row, and an `UPDATE ... FROM (VALUES ...)` updates a row once."""
+    ignore a conflicting row, and an `UPDATE ... FROM (VALUES ...)` updates a row once.
+    """
     count = len(rows)
     size = 1 << (count - 1).bit_length()
     return rows if size == count else rows + [rows[-1]] * (size - count)

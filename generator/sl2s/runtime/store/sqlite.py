@@ -53,7 +53,9 @@ BUSY_TIMEOUT = 10.0  # seconds a writer waits for another process's transaction
 CHECKPOINT_EVERY = (
     0.5  # seconds between two WAL checkpoints (when something was written)
 )
-RESTART_WAIT = 0.1  # seconds the checkpointer's RESTART round waits for writers and readers
+RESTART_WAIT = (
+    0.1  # seconds the checkpointer's RESTART round waits for writers and readers
+)
 # frames in the WAL (pages written since it last started again) from which the checkpointer
 # rewinds it: the RESTART round blocks writers for its own copy and fsyncs, so not every round
 RESTART_FRAMES = 4096
@@ -88,7 +90,9 @@ class SQLiteStore(SqlStore):
         self.busy_timeout = busy_timeout
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._wlock = threading.Lock()  # the process's write connection, one writer at a time
+        self._wlock = (
+            threading.Lock()
+        )  # the process's write connection, one writer at a time
         self._wconn_: sqlite3.Connection | None = None
         self._wpid = 0
         self._conns: dict[
@@ -130,7 +134,9 @@ class SQLiteStore(SqlStore):
         if self._closed:
             raise StoreError(f"store {self.url} is closed")
         if conn is not None and self._wpid != os.getpid():
-            self._forked.append(conn)  # a forked child: never use the parent's connection
+            self._forked.append(
+                conn
+            )  # a forked child: never use the parent's connection
         try:
             conn = self._open(0, WRITE_CACHED_STATEMENTS, WRITE_PAGE_CACHE_KIB)
         except sqlite3.Error as error:
@@ -141,7 +147,8 @@ class SQLiteStore(SqlStore):
     def _after_fork(self) -> None:
         """In a forked child: a lock and a connection of its own (the parent's lock may have been
         held by a thread that does not exist here; its connection is never used again). A child
-        starts with one thread, so no lock guards this (the parent's `_lock` could be held)."""
+        starts with one thread, so no lock guards this (the parent's `_lock` could be held).
+        """
         self._wlock = threading.Lock()
         if self._wconn_ is not None:
             self._forked.append(self._wconn_)
@@ -300,7 +307,9 @@ class SQLiteStore(SqlStore):
                 try:
                     if conn is None:
                         conn = self._open(RESTART_WAIT)
-                    _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    _, frames, _ = conn.execute(
+                        "PRAGMA wal_checkpoint(PASSIVE)"
+                    ).fetchone()
                     if frames < RESTART_FRAMES:
                         continue
                     # this process's writers wait (rather than race it for SQLite's lock)

@@ -146,11 +146,18 @@ class RunEvents(RunActivation):
         """
         if self.meta or self.parent is not None:
             return _line_parts(
-                p, self, self.correlation_id, self.trace_id, self.span_id, self._run_attributes()
+                p,
+                self,
+                self.correlation_id,
+                self.trace_id,
+                self.span_id,
+                self._run_attributes(),
             )
         parts = p.line
         if parts is None:
-            parts = p.line = _line_parts(p, self, *ID_MARKS, {})
+            parts = p.line = _line_parts(
+                p, self, ID_MARKS[0], ID_MARKS[1], ID_MARKS[2], {}
+            )
         s0, s1, s2, s3, s4, s5, s6 = parts
         trace, span = dumps(self.trace_id), dumps(self.span_id)
         return (

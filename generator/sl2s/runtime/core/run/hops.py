@@ -43,7 +43,9 @@ class RunHops(RunFailures):
         }
         # (no secret travels: the activation's own masker, not a new one of the same texts)
         masker = (
-            redact.Masker(self._masker.texts - travelling) if travelling else self._masker
+            redact.Masker(self._masker.texts - travelling)
+            if travelling
+            else self._masker
         )
         if not masker:
             return fields, {}

@@ -328,8 +328,8 @@ def load_config(
         ("deadline", float, 0.001),
     ):
         if name in settings:
-            value, where = settings[name]
-            values[name] = _number(value, where, kind, minimum)
+            raw, origin = settings[name]
+            values[name] = _number(raw, origin, kind, minimum)
     return HttpConfig(
         urls=urls,
         replicas=replicas,

@@ -68,7 +68,7 @@ def serving(handler: Callable) -> Callable:
         finally:
             _local.inbound = previous
 
-    handle.__wrapped__ = handler
+    handle.__wrapped__ = handler  # type: ignore[attr-defined]  # as functools.wraps does
     return handle
 
 

@@ -94,6 +94,7 @@ async def read_body(
             raise _busy()
         reserved = declared
     task = asyncio.current_task()
+    assert task is not None  # (called inside a request's task)
     expired = False
 
     def expire() -> None:
