@@ -33,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import typer  # noqa: E402
 from make_plan import make_plan  # noqa: E402
 
-from sl2s.cli.generate import generate_command  # noqa: E402
 from sl2s import names, show, template  # noqa: E402
+from sl2s.cli.generate import generate_command  # noqa: E402
 from sl2s.generate import encode, render  # noqa: E402
 from sl2s.generate.core import _Names  # noqa: E402
 from sl2s.names import identifier  # noqa: E402

@@ -121,9 +121,9 @@ def measure(work: Path, urls: dict[str, str], args) -> dict[str, float]:
     os.environ.update(
         SL2S_HOP_KEY=KEY, SL2S_LOG_DIR=str(work / "logs-client"), SL2S_STORE="none"
     )
+    from sl2s.runtime.transport import HopRequest
     from sl2s.runtime.transport.http.config import HttpConfig
     from sl2s.runtime.transport.http.sender import HttpTransport
-    from sl2s.runtime.transport import HopRequest
 
     transports = {
         name: HttpTransport(
@@ -194,9 +194,9 @@ def measure(work: Path, urls: dict[str, str], args) -> dict[str, float]:
 
 
 def client_side() -> dict[str, float]:
+    from sl2s.runtime.transport import HopRequest
     from sl2s.runtime.transport.http import deadlines
     from sl2s.runtime.transport.http.sender import _body
-    from sl2s.runtime.transport import HopRequest
 
     request = HopRequest(
         system="s",

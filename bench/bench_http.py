@@ -49,10 +49,14 @@ def child_server(tree: str, fd: int) -> None:
     from starlette.responses import Response
     from starlette.routing import Route
 
+    from sl2s.runtime.transport import HopResponse
     from sl2s.runtime.transport.http.config import load_config
     from sl2s.runtime.transport.http.guard import uvicorn_config
-    from sl2s.runtime.transport.http.server import create_app, load_machine, serving_defaults
-    from sl2s.runtime.transport import HopResponse
+    from sl2s.runtime.transport.http.server import (
+        create_app,
+        load_machine,
+        serving_defaults,
+    )
 
     serving_defaults(tree)
     machine = load_machine(tree, "server")
@@ -117,10 +121,10 @@ def start_server(tree: Path, env: dict) -> tuple[subprocess.Popen, str]:
 
 
 def hop_latency(url: str, hops: int, rounds: int = 20) -> dict[str, float]:
+    from sl2s.runtime.transport import HopRequest
     from sl2s.runtime.transport.http import protocol as p
     from sl2s.runtime.transport.http.config import HttpConfig
     from sl2s.runtime.transport.http.sender import HttpTransport
-    from sl2s.runtime.transport import HopRequest
 
     config = HttpConfig(
         urls={"server": url}, sources={"server": "bench"}, keys=(KEY.encode(),)
@@ -288,7 +292,9 @@ def main() -> None:
     try:
         run(args, work)
     finally:
-        shutil.rmtree(work, ignore_errors=True)  # the bench leaves nothing in the temp folder
+        shutil.rmtree(
+            work, ignore_errors=True
+        )  # the bench leaves nothing in the temp folder
 
 
 def run(args: argparse.Namespace, work: Path) -> None:

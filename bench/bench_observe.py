@@ -36,8 +36,9 @@ def listener_floor(n: int = 200_000) -> tuple[float, float]:
     """µs per event: (dump + sink write, the same + LazyEvent + FlightRecorder.event)."""
     import random
 
-    from sl2s.observe.recorder import FlightRecorder
     from synthetic import demo_plan, flow_run
+
+    from sl2s.observe.recorder import FlightRecorder
     from sl2s.runtime.core import events as rt_events
     from sl2s.runtime.hooks import LazyEvent, StepEvent
 
@@ -203,7 +204,9 @@ CHILD = textwrap.dedent("""
 
 def measure(what: str, logs: Path) -> tuple[float, float]:
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, what, str(logs), str(HERE)], capture_output=True, text=True
+        [sys.executable, "-c", CHILD, what, str(logs), str(HERE)],
+        capture_output=True,
+        text=True,
     )
     if done.returncode != 0:
         raise SystemExit(f"{what} failed:\n{done.stderr}")

@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import orjson
-
 from synthetic import demo_plan, flow_run
 
 

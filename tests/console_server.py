@@ -24,7 +24,7 @@ class Served:
             target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
         )
 
-    def __enter__(self) -> "Served":
+    def __enter__(self) -> Served:
         self.thread.start()
         deadline = time.monotonic() + 20
         while not self.server.started:

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import SAMPLE_PLANS
 from typer.testing import CliRunner
 
-from conftest import SAMPLE_PLANS
 from sl2s import plandiff, show
 from sl2s.cli import app
 from sl2s.plan import read_plan

@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from console_server import Served
 from playwright.sync_api import expect, sync_playwright
 
-from console_server import Served
 from sl2s.console.app import build_app, open_console
 
 ROOT = Path(__file__).resolve().parent.parent

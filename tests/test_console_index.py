@@ -12,13 +12,16 @@ from pathlib import Path
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+from synthetic import demo_plan, flow_run
 
-from sl2s.console import queries, settings as cs
+from sl2s.console import queries
+from sl2s.console import settings as cs
 from sl2s.console.diagram import sequence_svg
 from sl2s.console.index import Index, flat_fields, parse_batch
 from sl2s.diagnostics import Sl2sError
-from synthetic import demo_plan, flow_run
 
 DATA = Path(__file__).resolve().parent / "data" / "console"
 PARENT = "aaaa0000000000000000000000000001"

@@ -9,9 +9,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from console_server import Served
 from typer.testing import CliRunner
 
-from console_server import Served
 from sl2s.cli import app as cli
 from sl2s.console.app import build_app, check_bind, open_console
 from sl2s.diagnostics import Sl2sError
@@ -63,7 +63,10 @@ def test_a_run_page_shows_metadata_fields_links_and_its_child_runs(served):
     )
     assert 'href="#e-20000000000000000000000000000001"' in html  # causation link
     assert "https://github.com/org/app/blob/HEAD/services/server/login.py#L17" in html
-    assert '<a href="https://github.com/org/app/blob/HEAD/login.csv#L4">login.csv:4</a>' in html
+    assert (
+        '<a href="https://github.com/org/app/blob/HEAD/login.csv#L4">login.csv:4</a>'
+        in html
+    )
     assert '<th scope="row">session</th><td><a href="/?q=session%3Ds-ann"' in html
     assert '<th scope="row">password</th><td>***</td>' in html
     assert "<svg" in html and "flow login" in html
@@ -165,6 +168,7 @@ def test_machines_are_read_over_the_signed_endpoints(tmp_path, logs, monkeypatch
     """A machine serving its incidents and events behind the hop signature; the console pulls
     them with the key, incrementally, and says so when the key is wrong."""
     from starlette.applications import Starlette
+
     from sl2s.runtime.transport.http.server import events_mount, incidents_mount
 
     key = (b"k" * 32,)

@@ -465,7 +465,7 @@ class RoundRobin:
             return
         writer.close()
 
-    def __enter__(self) -> "RoundRobin":
+    def __enter__(self) -> RoundRobin:
         async def serve():
             self.server = await asyncio.start_server(self._client, sock=self.sock)
 

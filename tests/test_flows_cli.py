@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from harness import SL2S, sl2s, stop  # noqa: E402  (isort: after relay_flows)
 from relay_flows import (  # noqa: F401  (relay: a fixture; puts tests/data/http on sys.path)
     SECRET,
     STEPS,
@@ -19,8 +20,6 @@ from relay_flows import (  # noqa: F401  (relay: a fixture; puts tests/data/http
     serve_on,
     the_flow,
 )
-
-from harness import SL2S, sl2s, stop  # noqa: E402  (isort: after relay_flows)
 
 
 def one_line_error(done: subprocess.CompletedProcess) -> str:
@@ -157,7 +156,10 @@ def test_bad_input_is_one_line_without_a_traceback(relay, tmp_path):
     ):
         assert expected in one_line_error(sl2s("flows", *args, env=env)), args
     for args, expected in (  # usage mistakes: click's usage message, exit 2
-        (("list", str(tree), "--state", "sleeping"), "'sleeping' is not one of 'pending'"),
+        (
+            ("list", str(tree), "--state", "sleeping"),
+            "'sleeping' is not one of 'pending'",
+        ),
         (("list", str(tree), "--older-than", "soon"), "--older-than 'soon'"),
     ):
         done = sl2s("flows", *args, env=env)

@@ -4,10 +4,9 @@ about that row and its neighbours' hops (stable step ids, no renumbering cascade
 from __future__ import annotations
 
 import difflib
+from functools import cache
 
 import pytest
-
-from functools import lru_cache
 
 from sl2s.generate import generate, scan_module
 from sl2s.generate.blackcheck import BlackCheck
@@ -61,7 +60,7 @@ def run(rows: list[str], user: dict[str, str]):
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _scan(source: str):
     return scan_module(source)
 

@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from eventlog import causal_chain, written
 
 from sl2s.generate import generate
 from sl2s.generate.writer import apply, plan_changes
 from sl2s.plan import read_plan
 from sl2s.runtime.core import events
-from eventlog import causal_chain, written
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted((ROOT / "sample_plans").glob("*.csv"))

@@ -40,11 +40,11 @@ from relay_flows import (  # noqa: E402,F401 - `relay` is a fixture
 from sl2s.generate.flowdigest import flow_digest, flow_digests  # noqa: E402
 from sl2s.plan import parse_plan  # noqa: E402
 from sl2s.projection import project  # noqa: E402
+from sl2s.runtime.errors import HopFailed, failure_from_dict  # noqa: E402
+from sl2s.runtime.transport import HopRequest  # noqa: E402
 from sl2s.runtime.transport.http import deadlines  # noqa: E402
 from sl2s.runtime.transport.http import protocol as p  # noqa: E402
-from sl2s.runtime.errors import HopFailed, failure_from_dict  # noqa: E402
 from sl2s.runtime.transport.http.client import HopClient, HopUnreachable  # noqa: E402
-from sl2s.runtime.transport import HopRequest  # noqa: E402
 
 SECRET = "tok-Zq8sW3-never-stored"
 
@@ -294,8 +294,8 @@ def test_a_step_moved_to_another_machine_changes_only_its_flows_digest():
 def test_the_server_refuses_another_version_with_409_naming_both_digests_before_running():
     from harness import ThreadServer, raw_post
 
-    from sl2s.runtime.transport.http.server import create_app
     from sl2s.runtime.transport import HopResponse
+    from sl2s.runtime.transport.http.server import create_app
 
     ran: list[HopRequest] = []
 
@@ -546,7 +546,8 @@ def test_version_skew_is_refused_and_waited_out_never_skipping_a_step(relay, tmp
     no step of v1 ran for it (nothing skipped). Halfway through the rollout (new middle, old back,
     side by side) a new flow runs middle's step and waits on back until its deadline; once back is
     new too, `sl2s flows resume` completes it on v2, new step included. An old client is then
-    refused by the new machines in turn. Every flow completed on one version or waited."""
+    refused by the new machines in turn. Every flow completed on one version or waited.
+    """
     old, env, counts = relay
     v2_plan = tmp_path / "relay_v2.csv"
     v2_plan.write_text(

@@ -460,8 +460,8 @@ def test_the_preauth_budget_refuses_with_503_busy_then_recovers():
     """
     from harness import ThreadServer
 
-    from sl2s.runtime.transport.http.server import create_app
     from sl2s.runtime.transport import HopResponse
+    from sl2s.runtime.transport.http.server import create_app
 
     def handler(request):
         return HopResponse("done", request.fields, [], None)

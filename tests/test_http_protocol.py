@@ -245,8 +245,8 @@ def test_hop_paths():
 
 
 def test_the_transport_body_is_the_documented_envelope():
-    from sl2s.runtime.transport.http.sender import _body
     from sl2s.runtime.transport import HopRequest
+    from sl2s.runtime.transport.http.sender import _body
 
     hop = {
         **envelope(),
@@ -258,7 +258,10 @@ def test_the_transport_body_is_the_documented_envelope():
     }
     del hop["v"]
     request = HopRequest.from_dict(hop)
-    assert (request.deadline, request.version) == (1_700_000_000_123, "0123456789abcdef")
+    assert (request.deadline, request.version) == (
+        1_700_000_000_123,
+        "0123456789abcdef",
+    )
     assert _body(request, request.deadline, request.version) == p.request_body(
         request.to_dict()
     )

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from sl2s.runtime.transport.http.config import HttpConfig
-from sl2s.runtime.transport.http.server import machine_app
-from sl2s.runtime.transport.http.sender import HttpTransport
 from sl2s.runtime.transport import register_transport
+from sl2s.runtime.transport.http.config import HttpConfig
+from sl2s.runtime.transport.http.sender import HttpTransport
+from sl2s.runtime.transport.http.server import machine_app
 
 sys.path.insert(0, str(Path(__file__).parent / "data" / "http"))
 from harness import ThreadServer, sl2s  # noqa: E402

@@ -18,10 +18,10 @@ from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route
 
+from sl2s.runtime.transport import HopRequest, HopResponse
 from sl2s.runtime.transport.http import protocol as p
 from sl2s.runtime.transport.http.client import HopClient, HopUnreachable
 from sl2s.runtime.transport.http.server import IdempotencyStore, create_app
-from sl2s.runtime.transport import HopRequest, HopResponse
 
 sys.path.insert(0, str(Path(__file__).parent / "data" / "http"))
 from harness import ThreadServer, get, loopback_socket, raw_post  # noqa: E402

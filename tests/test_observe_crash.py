@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from observe_tree import clean_env, make_tree, run_job, sl2s
+
 from sl2s.observe.events import open_lines
 from sl2s.observe.incidents import list_incidents
 from sl2s.runtime.core import crash

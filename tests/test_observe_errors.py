@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from observe_tree import clean_env, make_tree, run_job, sl2s
+
 from sl2s.observe import errors as er
 from sl2s.observe.deploys import Deploy, suspected
 from sl2s.observe.errorstore import ErrorStore

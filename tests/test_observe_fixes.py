@@ -16,8 +16,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-
 from observe_tree import clean_env, make_tree, run_child, run_job, sl2s
+
 from sl2s.observe import install
 from sl2s.observe.incidents import list_incidents, render_list
 from sl2s.observe.recorder import FlightRecorder, capacities

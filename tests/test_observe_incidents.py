@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import orjson
+from synthetic import demo_plan, event, flow_run
 from typer.testing import CliRunner
 
 from sl2s.cli import app
@@ -28,7 +29,6 @@ from sl2s.observe.incidents import (
     routes,
 )
 from sl2s.observe.recorder import FlightRecorder
-from synthetic import demo_plan, event, flow_run
 
 PLAN = demo_plan()
 LOGIN = PLAN.flow("login").steps

@@ -8,12 +8,12 @@ import shutil
 from pathlib import Path
 
 import orjson
+from synthetic import demo_plan, event, flow_run
 from typer.testing import CliRunner
 
 from sl2s.cli import app
 from sl2s.observe import events as ev
 from sl2s.observe.patterns import Analyzer
-from synthetic import demo_plan, event, flow_run
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAN = demo_plan()

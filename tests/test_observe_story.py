@@ -6,6 +6,7 @@ import random
 
 import orjson
 import pytest
+from synthetic import demo_plan, flow_run
 from typer.testing import CliRunner
 
 from sl2s.cli import app
@@ -19,7 +20,6 @@ from sl2s.observe.story import (
     select_run,
     tell,
 )
-from synthetic import demo_plan, flow_run
 
 PLAN = demo_plan()
 LOGIN = PLAN.flow("login").steps

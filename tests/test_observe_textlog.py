@@ -9,8 +9,8 @@ import re
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from observe_tree import clean_env, sl2s
+
 from sl2s.diagnostics import Sl2sError
 from sl2s.observe.mining import MiningOptions, grouping_accuracy, masker, shown
 from sl2s.observe.textlog import compile_prefix, split_line
@@ -179,7 +179,9 @@ def test_mining_options_are_configurable_and_checked(tmp_path):
         (["--mask-regex", "("], "mask regex '(':"),
     ):
         done = sl2s("patterns", "--text", str(log), *bad, env=clean_env())
-        assert done.returncode == 2 and said in done.stderr, done.stderr  # a usage error
+        assert (
+            done.returncode == 2 and said in done.stderr
+        ), done.stderr  # a usage error
         assert "Traceback" not in done.stderr
 
 
@@ -370,7 +372,9 @@ class _Forgetful(dict):
         pass
 
 
-words = st.sampled_from(["took", "ms", "on", "node-7", "node-3", "12", "48", "a.b.c", "x"])
+words = st.sampled_from(
+    ["took", "ms", "on", "node-7", "node-3", "12", "48", "a.b.c", "x"]
+)
 
 
 @given(st.lists(st.lists(words, min_size=1, max_size=6).map(" ".join), max_size=30))

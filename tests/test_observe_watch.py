@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from observe_tree import SL2S, clean_env, make_tree, run_job, sl2s
+
 from sl2s.observe.announce import Announcement, Gate, sign, verify
 
 sys.path.insert(0, str(Path(__file__).parent / "data" / "http"))

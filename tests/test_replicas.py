@@ -16,6 +16,7 @@ import threading
 from collections import Counter
 
 import pytest
+from harness import ThreadServer, read_events, stop  # noqa: E402
 from relay_flows import (  # noqa: F401  (relay: a fixture; puts tests/data/http on sys.path)
     COUNT,
     STEPS,
@@ -25,7 +26,6 @@ from relay_flows import (  # noqa: F401  (relay: a fixture; puts tests/data/http
     serve_on,
     wait_for,
 )
-from harness import ThreadServer, read_events, stop  # noqa: E402
 from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route

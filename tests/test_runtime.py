@@ -13,11 +13,19 @@ from pathlib import Path
 
 import orjson
 import pytest
+from eventlog import causal_chain, written
 
-from sl2s.runtime import UNSET, HopRequest, StepFailed, WiringError, hooks, load_machine, step
+from sl2s.runtime import (
+    UNSET,
+    HopRequest,
+    StepFailed,
+    WiringError,
+    hooks,
+    load_machine,
+    step,
+)
 from sl2s.runtime.core import events
 from sl2s.runtime.errors import failure_from_dict
-from eventlog import causal_chain, written
 
 TREE = Path(__file__).resolve().parent / "data" / "runtime_tree"
 LOGIN_ORDER = [

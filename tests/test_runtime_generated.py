@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from eventlog import causal_chain, written
 from typer.testing import CliRunner
 
 from sl2s.cli import app
 from sl2s.runtime.core import events
 from sl2s.runtime.launch import load_entry
-from eventlog import causal_chain, written
 
 ROOT = Path(__file__).resolve().parent.parent
 PLANS = [

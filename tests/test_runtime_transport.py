@@ -7,12 +7,12 @@ import re
 from pathlib import Path
 
 import pytest
+from eventlog import written
 
 from sl2s.runtime import HopFailed, HopRequest, HopResponse, WiringError
 from sl2s.runtime.core import events
 from sl2s.runtime.transport import register_transport, select_transport
 from sl2s.runtime.transport.local import LocalTransport
-from eventlog import written
 
 TREE = Path(__file__).resolve().parent / "data" / "runtime_tree"
 

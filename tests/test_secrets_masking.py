@@ -37,6 +37,8 @@ from hypothesis import strategies as st
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from typer.testing import CliRunner
+
 from sl2s import observe
 from sl2s.cli import app
 from sl2s.observe.otel import SpanListener
@@ -49,7 +51,6 @@ from sl2s.runtime.transport import register_transport
 from sl2s.runtime.transport.http.config import HttpConfig
 from sl2s.runtime.transport.http.sender import HttpTransport
 from sl2s.runtime.transport.http.server import machine_app
-from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent / "data" / "http"))
 from harness import ThreadServer  # noqa: E402

@@ -7,10 +7,10 @@ import re
 import unicodedata
 
 import pytest
+from conftest import SAMPLE_PLANS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import SAMPLE_PLANS
 from sl2s import show
 from sl2s.model import Flow, Plan, Step
 from sl2s.plan import parse_plan

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 
 from sl2s.diagnostics import Sl2sError
-from sl2s.runtime.transport.http.config import KEY_FILE, HttpConfig, load_config
 from sl2s.runtime.story_print import (
     StoryPrinter,
     shown_context,
     story_line,
     user_traceback,
 )
+from sl2s.runtime.transport.http.config import KEY_FILE, HttpConfig, load_config
 from sl2s.serve.machines import check_target
 from sl2s.serve.up import (
     SERVE_CODE,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from typing import List, Optional
 
 import typer
 
@@ -12,11 +11,11 @@ from sl2s.cli.app import app, usage, working
 
 @app.command("console")
 def console_command(
-    logs: List[str] = typer.Argument(
+    logs: list[str] = typer.Argument(
         None,
         help="Log directories or event files of any machines (indexed incrementally).",
     ),
-    url: List[str] = typer.Option(
+    url: list[str] = typer.Option(
         [],
         "--url",
         help="A running machine's base URL (repeatable): its incidents and events are read "
@@ -26,16 +25,16 @@ def console_command(
         "127.0.0.1", "--host", help="Address to listen on (loopback)."
     ),
     port: int = typer.Option(8700, "--port", help="Port (0: a free one)."),
-    token: Optional[str] = typer.Option(
+    token: str | None = typer.Option(
         None,
         "--token",
         help="Required beyond loopback: visitors open the console with ?token=… once "
         "(default: SL2S_CONSOLE_TOKEN).",
     ),
-    index: Optional[str] = typer.Option(
+    index: str | None = typer.Option(
         None, "--index", help="The index file (default .sl2s/console.sqlite3)."
     ),
-    directory: Optional[str] = typer.Option(
+    directory: str | None = typer.Option(
         None,
         "--dir",
         help="With --url: the tree `sl2s up DIR` serves (its hop key signs).",

@@ -4,7 +4,6 @@ delegate to sl2s.observe.errorreport, print, exit."""
 from __future__ import annotations
 
 from enum import Enum
-from typing import Optional
 
 import typer
 
@@ -41,14 +40,14 @@ _LOG_DIR = typer.Option(
 
 @errors_app.command("list")
 def errors_list(
-    logs: Optional[str] = _LOG_DIR,
-    since: Optional[str] = typer.Option(
+    logs: str | None = _LOG_DIR,
+    since: str | None = typer.Option(
         None,
         "--since",
         help="Only groups that appeared or came back after this: a time, a deploy id or a "
         "deployed revision. Exit 1 when there are any.",
     ),
-    state: Optional[ErrorState] = typer.Option(
+    state: ErrorState | None = typer.Option(
         None, "--state", help="Only groups in this state."
     ),
 ) -> None:
@@ -65,7 +64,7 @@ def errors_show(
     fingerprint: str = typer.Argument(
         ..., help="The group's fingerprint (or its start)."
     ),
-    logs: Optional[str] = _LOG_DIR,
+    logs: str | None = _LOG_DIR,
 ) -> None:
     """One group: state, first/last seen, counts by machine, host, revision and environment,
     suspected deploy, frames."""
@@ -74,9 +73,7 @@ def errors_show(
     typer.echo(show_error(logs, fingerprint), nl=False)
 
 
-def _set(
-    fingerprint: str, logs: Optional[str], state: str, revision: Optional[str] = None
-):
+def _set(fingerprint: str, logs: str | None, state: str, revision: str | None = None):
     from sl2s.observe.errorreport import set_error_state
 
     typer.echo(set_error_state(logs, fingerprint, state, revision), nl=False)
@@ -87,12 +84,12 @@ def errors_resolve(
     fingerprint: str = typer.Argument(
         ..., help="The group's fingerprint (or its start)."
     ),
-    revision: Optional[str] = typer.Option(
+    revision: str | None = typer.Option(
         None,
         "--in",
         help="The revision that fixes it (its recurrence there is a regression).",
     ),
-    logs: Optional[str] = _LOG_DIR,
+    logs: str | None = _LOG_DIR,
 ) -> None:
     """Mark a group resolved; it reactivates when it occurs again after that."""
     _set(fingerprint, logs, "resolved", revision)
@@ -103,7 +100,7 @@ def errors_ignore(
     fingerprint: str = typer.Argument(
         ..., help="The group's fingerprint (or its start)."
     ),
-    logs: Optional[str] = _LOG_DIR,
+    logs: str | None = _LOG_DIR,
 ) -> None:
     """Ignore a group: still counted, never announced."""
     _set(fingerprint, logs, "ignored")
@@ -114,7 +111,7 @@ def errors_ack(
     fingerprint: str = typer.Argument(
         ..., help="The group's fingerprint (or its start)."
     ),
-    logs: Optional[str] = _LOG_DIR,
+    logs: str | None = _LOG_DIR,
 ) -> None:
     """Acknowledge a group: someone is on it; counted, not announced again."""
     _set(fingerprint, logs, "acknowledged")
@@ -125,7 +122,7 @@ def errors_reopen(
     fingerprint: str = typer.Argument(
         ..., help="The group's fingerprint (or its start)."
     ),
-    logs: Optional[str] = _LOG_DIR,
+    logs: str | None = _LOG_DIR,
 ) -> None:
     """Set a group back to open."""
     _set(fingerprint, logs, "open")
@@ -133,10 +130,10 @@ def errors_reopen(
 
 @deploys_app.command("record")
 def deploys_record(
-    directory: Optional[str] = typer.Argument(
+    directory: str | None = typer.Argument(
         None, help="The generated tree deployed (its sl2s.revision is written)."
     ),
-    revision: Optional[str] = typer.Option(
+    revision: str | None = typer.Option(
         None,
         "--revision",
         help="The revision deployed (default: SL2S_REVISION, else git).",
@@ -147,7 +144,7 @@ def deploys_record(
     environment: str = typer.Option(
         "", "--environment", help="production, staging… (default: $SL2S_ENVIRONMENT)."
     ),
-    logs: Optional[str] = _LOG_DIR,
+    logs: str | None = _LOG_DIR,
 ) -> None:
     """Record a deploy made by another pipeline (kept next to the logs, in errors.sqlite)."""
     from sl2s.diagnostics import Sl2sError
@@ -166,7 +163,7 @@ def deploys_record(
 
 
 @deploys_app.command("list")
-def deploys_list(logs: Optional[str] = _LOG_DIR) -> None:
+def deploys_list(logs: str | None = _LOG_DIR) -> None:
     """Recorded deploys, oldest first."""
     from sl2s.observe.errorreport import list_deploys
 

@@ -4,9 +4,9 @@ prints."""
 
 from __future__ import annotations
 
-import typer
-
 from enum import Enum
+
+import typer
 
 from sl2s.cli.app import app, checked, report, sub_app
 from sl2s.diagnostics import Sl2sError

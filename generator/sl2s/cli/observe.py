@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import List, Optional
 
 import typer
 
@@ -35,10 +34,10 @@ class PatternsFormat(str, Enum):
 
 @app.command("story")
 def story_command(
-    logs: List[str] = typer.Argument(
+    logs: list[str] = typer.Argument(
         ..., help="Event files (.jsonl/.jsonl.gz) or log directories of any machines."
     ),
-    correlation_id: Optional[str] = typer.Option(
+    correlation_id: str | None = typer.Option(
         None, "--correlation-id", help="The run to tell."
     ),
     last: bool = typer.Option(
@@ -47,7 +46,7 @@ def story_command(
     failed: bool = typer.Option(
         False, "--failed", help="The most recent run that failed."
     ),
-    event: Optional[str] = typer.Option(
+    event: str | None = typer.Option(
         None, "--event", help="The run that contains this event id."
     ),
     fmt: StoryFormat = typer.Option(
@@ -100,7 +99,7 @@ def _masks(value: str) -> None:
     MiningOptions(masks=parse_masks(value)).check()
 
 
-def _mask_regex(values: List[str]) -> None:
+def _mask_regex(values: list[str]) -> None:
     from sl2s.observe.mining import MiningOptions
 
     MiningOptions(extra_masks=tuple(values)).check()
@@ -108,7 +107,7 @@ def _mask_regex(values: List[str]) -> None:
 
 @app.command("patterns")
 def patterns_command(
-    args: List[str] = typer.Argument(
+    args: list[str] = typer.Argument(
         ...,
         metavar="PLAN LOGS… | --text FILE…",
         help="The plan file, then event files or log directories; with --text, plain-text "
@@ -120,13 +119,13 @@ def patterns_command(
         help="The files are plain-text logs (one message per line; timestamps, levels and "
         "logger names in front are stripped); no plan.",
     ),
-    prefix: Optional[str] = typer.Option(
+    prefix: str | None = typer.Option(
         None,
         "--prefix",
         help="With --text: a regex matched at the start of each line and stripped (its group "
         "'message', when it has one, is the message; its group 'level' the level).",
     ),
-    new_since: Optional[str] = typer.Option(
+    new_since: str | None = typer.Option(
         None,
         "--new-since",
         help="State file: report only patterns new since the run that wrote it (updated).",
@@ -139,26 +138,26 @@ def patterns_command(
         help="text, markdown, or json (one object per pattern: template, count, member "
         "lines as FILE:LINE).",
     ),
-    similarity: Optional[float] = typer.Option(
+    similarity: float | None = typer.Option(
         None,
         "--similarity",
         callback=checked(_similarity),
         help=f"Template similarity threshold, (0, 1] (default {DEFAULT_SIMILARITY}).",
     ),
-    depth: Optional[int] = typer.Option(
+    depth: int | None = typer.Option(
         None,
         "--depth",
         callback=checked(_depth),
         help=f"Parse tree depth, 3-12 (default {DEFAULT_DEPTH}).",
     ),
-    masks: Optional[str] = typer.Option(
+    masks: str | None = typer.Option(
         None,
         "--masks",
         callback=checked(_masks),
         help=f"Comma-separated masks applied before mining: {', '.join(NAMED_MASKS)} "
         f"(default: {','.join(DEFAULT_MASKS)}; 'none' for none).",
     ),
-    mask_regex: List[str] = typer.Option(
+    mask_regex: list[str] = typer.Option(
         [],
         "--mask-regex",
         callback=checked(_mask_regex),
@@ -210,15 +209,15 @@ _DIR_HELP = (
 
 @incidents_app.command("list")
 def incidents_list(
-    log_dir: Optional[str] = typer.Argument(
+    log_dir: str | None = typer.Argument(
         None,
         help="The log directory (default: $SL2S_LOG_DIR, else services/.sl2s/logs).",
     ),
-    url: Optional[str] = typer.Option(None, "--url", help=_URL_HELP),
-    since: Optional[str] = typer.Option(
+    url: str | None = typer.Option(None, "--url", help=_URL_HELP),
+    since: str | None = typer.Option(
         None, "--since", help="Only incidents after this incident id."
     ),
-    directory: Optional[str] = typer.Option(None, "--dir", help=_DIR_HELP),
+    directory: str | None = typer.Option(None, "--dir", help=_DIR_HELP),
 ) -> None:
     """List incidents, oldest first."""
     from sl2s.observe import incidents
@@ -238,13 +237,13 @@ def incidents_list(
 
 @incidents_app.command("show")
 def incidents_show(
-    args: List[str] = typer.Argument(
+    args: list[str] = typer.Argument(
         ...,
         metavar="[LOG_DIR] INCIDENT_ID",
         help="Log directory (omit with --url) and incident id (or a unique part of it).",
     ),
-    url: Optional[str] = typer.Option(None, "--url", help=_URL_HELP),
-    directory: Optional[str] = typer.Option(None, "--dir", help=_DIR_HELP),
+    url: str | None = typer.Option(None, "--url", help=_URL_HELP),
+    directory: str | None = typer.Option(None, "--dir", help=_DIR_HELP),
 ) -> None:
     """Show one incident: header, links, and its events with the triggers marked."""
     from sl2s.observe import incidents
@@ -266,12 +265,12 @@ def incidents_show(
 
 @incidents_app.command("errors")
 def incidents_errors(
-    log_dir: Optional[str] = typer.Argument(
+    log_dir: str | None = typer.Argument(
         None,
         help="The log directory (default: $SL2S_LOG_DIR, else services/.sl2s/logs).",
     ),
-    url: Optional[str] = typer.Option(None, "--url", help=_URL_HELP),
-    directory: Optional[str] = typer.Option(None, "--dir", help=_DIR_HELP),
+    url: str | None = typer.Option(None, "--url", help=_URL_HELP),
+    directory: str | None = typer.Option(None, "--dir", help=_DIR_HELP),
 ) -> None:
     """Errors grouped by fingerprint (exception type + in-app frames), with count and first/last seen."""
     from sl2s.observe import incidents
@@ -285,14 +284,14 @@ def incidents_errors(
     typer.echo(incidents.render_errors(groups), nl=False)
 
 
-def _keys(directory: Optional[str], urls: List[str]) -> tuple:
+def _keys(directory: str | None, urls: list[str]) -> tuple:
     """The hop key(s) to sign reads with (sl2s.observe.remote_keys)."""
     from sl2s.observe.remote_keys import read_keys
 
     return read_keys(urls, directory)
 
 
-def _need(log_dir: Optional[str]) -> str:
+def _need(log_dir: str | None) -> str:
     """The log dir named, else the runtime's default: `$SL2S_LOG_DIR`, else `services/.sl2s/logs`."""
     import os
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -62,7 +61,7 @@ def show_plan(
         help="text: flows with their segments, plan lines and hops; mermaid: a sequence diagram "
         "(GitHub renders it); markdown: heading, diagram and step table, as in PLAN.md.",
     ),
-    tree: Optional[Path] = typer.Option(
+    tree: Path | None = typer.Option(
         None,
         "--tree",
         metavar="DIR",

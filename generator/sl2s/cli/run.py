@@ -8,6 +8,8 @@ import typer
 from sl2s.cli.app import app, checked, colour, report
 from sl2s.diagnostics import Sl2sError
 from sl2s.runtime import HopFailed, StepFailed, hooks, run_metadata
+from sl2s.runtime.core.stdmask import masked_std_streams
+from sl2s.runtime.core.system import log_dir
 from sl2s.runtime.launch import (
     capture_info_records,
     check_fields,
@@ -15,14 +17,12 @@ from sl2s.runtime.launch import (
     parse_values,
     run_metadata_of,
 )
-from sl2s.runtime.core.stdmask import masked_std_streams
 from sl2s.runtime.story_print import (
     StoryPrinter,
     shown_context,
     story_line,
     user_traceback,
 )
-from sl2s.runtime.core.system import log_dir
 
 
 @app.command("run")

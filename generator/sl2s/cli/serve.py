@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -123,7 +122,7 @@ def deploy(
         metavar="FILE",
         help="File to write (default: standard output).",
     ),
-    revision: Optional[str] = typer.Option(
+    revision: str | None = typer.Option(
         None,
         "--revision",
         help="The revision deployed (default: SL2S_REVISION, else the git work tree's). "
@@ -134,9 +133,8 @@ def deploy(
     kubernetes (ConfigMap address map, Deployment + Service per machine, hop key from the Secret
     sl2s-hop-key, probes on the health endpoint) or compose. `[machines.<name>] replicas = N` in
     DIR/sl2s.toml runs N of a machine; more than one needs the PostgreSQL flow store."""
-    from sl2s.serve.machines import deploy_manifests
-
     from sl2s.observe.errorreport import record_deploy
+    from sl2s.serve.machines import deploy_manifests
 
     text, served = deploy_manifests(directory, target.value, image=image, port=port)
     if out == "-":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -13,22 +12,22 @@ from sl2s.cli.app import app
 
 @app.command("watch")
 def watch_command(
-    logs: List[str] = typer.Argument(
+    logs: list[str] = typer.Argument(
         None,
         help="Log directories or files to follow: *.jsonl are sl2s events, other files "
         "plain-text logs.",
     ),
-    url: List[str] = typer.Option(
+    url: list[str] = typer.Option(
         [],
         "--url",
         help="A served machine to follow (repeatable); signed with SL2S_HOP_KEY.",
     ),
-    directory: Optional[str] = typer.Option(
+    directory: str | None = typer.Option(
         None,
         "--dir",
         help="With --url: the tree `sl2s up DIR` serves (its hop key signs).",
     ),
-    plan: Optional[str] = typer.Option(
+    plan: str | None = typer.Option(
         None,
         "--plan",
         help="The plan: step events it does not predict are patterns too.",
@@ -38,18 +37,18 @@ def watch_command(
         "--text",
         help="Directories' *.log and *.txt files are followed too, as text.",
     ),
-    prefix: Optional[str] = typer.Option(
+    prefix: str | None = typer.Option(
         None,
         "--prefix",
         help="Regex of the prefix of plain-text lines (see sl2s patterns).",
     ),
-    webhook: Optional[str] = typer.Option(
+    webhook: str | None = typer.Option(
         None,
         "--webhook",
         help="POST each announcement here (Slack-compatible JSON), signed with HMAC-SHA256 "
         "when SL2S_WATCH_SECRET is set.",
     ),
-    command: Optional[str] = typer.Option(
+    command: str | None = typer.Option(
         None,
         "--command",
         help="Run this for each announcement (its JSON on standard input).",
@@ -57,7 +56,7 @@ def watch_command(
     quiet: bool = typer.Option(
         False, "--quiet", "-q", help="Do not print announcements."
     ),
-    state: Optional[str] = typer.Option(
+    state: str | None = typer.Option(
         None,
         "--state",
         help="Where the error store and the seen patterns are kept (default: the first log "
@@ -79,7 +78,7 @@ def watch_command(
         "--from-end",
         help="Start at the end of the logs: what they hold already is neither read nor learnt.",
     ),
-    duration: Optional[float] = typer.Option(
+    duration: float | None = typer.Option(
         None, "--duration", help="Stop after this many seconds (default: until Ctrl-C)."
     ),
 ) -> None:

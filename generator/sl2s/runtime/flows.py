@@ -24,8 +24,8 @@ import orjson
 
 from sl2s.diagnostics import Sl2sError
 from sl2s.runtime.core import durable, registry
-from sl2s.runtime.store import FlowRecord
 from sl2s.runtime.launch import Entry, load_entry, parse_values
+from sl2s.runtime.store import FlowRecord
 from sl2s.template import parse
 
 STATES = ("pending", "failed", "completed", "cancelled")

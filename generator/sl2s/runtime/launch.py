@@ -28,10 +28,10 @@ import orjson
 
 from sl2s.diagnostics import Sl2sError
 from sl2s.names import identifier_or_none
-from sl2s.runtime.errors import WiringError
 from sl2s.runtime.core import system
-from sl2s.runtime.core.metadata import checked
 from sl2s.runtime.core.machine import Machine, load_machine
+from sl2s.runtime.core.metadata import checked
+from sl2s.runtime.errors import WiringError
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import orjson
+
 from sl2s.runtime.errors import WiringError
 
 

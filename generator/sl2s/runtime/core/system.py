@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass, field
 
 import orjson
+
 from sl2s.template import parse
 
 LOCK_FILE = "sl2s.lock.json"
