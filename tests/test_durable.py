@@ -613,3 +613,37 @@ def test_a_hop_retried_while_it_runs_gets_409_and_then_the_one_stored_answer(
     stored = flows.hop_get(f"{cid}.0.check")
     assert stored.state == "answered" and orjson.loads(stored.body)["fields"]["seen"] == 1
     flows.close()
+
+
+def test_group_commit_wakes_every_waiting_thread_exactly_once_under_contention(tmp_path):
+    # each queued batch parks on a lock of its own, released once by the thread that wrote it
+    # (or that hands it the next write): no thread is left parked, none is woken twice
+    # (releasing an unlocked lock raises), every batch is on disk when its commit returns
+    import threading
+
+    from sl2s.runtime.core import durable
+
+    store = open_store(f"sqlite:///{str(tmp_path).lstrip('/')}/flows.sqlite3")
+    group = durable.GroupCommit(store)
+    start, failures, seen = threading.Barrier(32), [], []
+
+    def worker(i: int) -> None:
+        start.wait()
+        try:
+            for j in range(60):
+                cid = f"{i:016x}{j:016x}"
+                group.commit(durable._Batch([], [(cid, "s", "m", "{}", True, "e", 1.0)], [], None))
+                seen.append(len(store.steps_of(cid)))  # on disk once commit returned
+        except BaseException as error:  # noqa: BLE001 - asserted below
+            failures.append(error)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(32)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert failures == []
+    assert seen == [1] * (32 * 60)
+    assert group._queue == [] and group._writing is False
+    store.close()
