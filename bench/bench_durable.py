@@ -116,9 +116,9 @@ def start_server(tree: Path, env: dict) -> tuple[subprocess.Popen, str]:
 
 
 def hop_rounds(urls: dict[str, str], hops: int, rounds: int) -> dict[str, list[float]]:
+    from sl2s.runtime.transport import HopRequest
     from sl2s.runtime.transport.http.config import HttpConfig
     from sl2s.runtime.transport.http.sender import HttpTransport
-    from sl2s.runtime.transport import HopRequest
 
     transports = {
         name: HttpTransport(
@@ -175,9 +175,9 @@ def login_rounds(
     import importlib
     import threading
 
+    from sl2s.runtime.transport import register_transport
     from sl2s.runtime.transport.http.config import HttpConfig
     from sl2s.runtime.transport.http.sender import HttpTransport
-    from sl2s.runtime.transport import register_transport
 
     for name, url in urls.items():
         config = HttpConfig(

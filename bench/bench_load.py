@@ -25,10 +25,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
-import shutil
 import sys
 import tempfile
 import threading

@@ -9,7 +9,6 @@ The system under test is the relay plan with counting user code (tests/relay_flo
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ from relay_flows import (  # noqa: F401  (relay: a fixture; puts tests/data/http
     wait_for,
 )
 
-from harness import SL2S, sl2s, stop  # noqa: E402  (isort: after relay_flows)
+from harness import SL2S, sl2s, stop  # noqa: E402, I001  (after relay_flows, which puts it on sys.path)
 
 
 def test_a_failed_flow_resumes_from_the_failed_step_once_the_code_is_fixed(relay):
@@ -220,8 +219,8 @@ class Handler:
 
 
 def hop_body(cid: str) -> bytes:
-    from sl2s.runtime.transport.http import protocol as p
     from sl2s.runtime.transport import HopRequest
+    from sl2s.runtime.transport.http import protocol as p
 
     return p.request_body(
         HopRequest(
@@ -253,8 +252,8 @@ def test_the_hop_server_keeps_answers_in_the_store_across_restarts_and_takes_ove
     from harness import ThreadServer
 
     from sl2s.runtime.core import durable
-    from sl2s.runtime.transport.http.server import create_app
     from sl2s.runtime.store import HopRecord
+    from sl2s.runtime.transport.http.server import create_app
 
     url = f"sqlite:///{str(tmp_path).lstrip('/')}/flows.sqlite3"
     store = open_store(url)
@@ -349,7 +348,6 @@ def test_a_checkpoint_never_holds_a_secret_and_steps_that_saw_one_run_again(
     """A step that sets a secret field, or a field holding a secret's value, is checkpointed
     without it and marked not replayable: on resume it runs again; plain steps replay.
     """
-    import sys
     import textwrap
 
     package = tmp_path / "dur_secret_sys"

@@ -32,12 +32,14 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from typing import Any
 
 import orjson
+
 from sl2s.runtime.core import logcapture
 
 _local = threading.local()
-_stores: dict[tuple, object] = {}
+_stores: dict[tuple, Any] = {}  # a FlowStore, or _NONE
 _lock = threading.Lock()
 _NONE = object()  # the cached answer "no store" (SL2S_STORE=none)
 
@@ -165,7 +167,7 @@ class _Batch:
         self.error: BaseException | None = None
         # a lock held from the moment the batch queues, released once: when it is done, or
         # when it is to write (cheaper than a threading.Event: no condition, no waiter lock)
-        self.event = None
+        self.event: Any = None  # (a lock: threading.Lock() is a factory, not a type)
 
 
 _NO_LOCK = nullcontext()
@@ -206,6 +208,7 @@ class GroupCommit:
             return self.store.hop_claim(rec)
         batch = _Batch([], [], [], None, rec)
         self.commit(batch)
+        assert batch.claimed is not None  # (set by the write that took the claim)
         return batch.claimed
 
     def commit(self, batch: _Batch) -> None:

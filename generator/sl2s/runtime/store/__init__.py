@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 from sl2s.runtime.store.records import (
     ENDED_STATES,
@@ -121,7 +122,10 @@ def open_store(
     if text.lower() == "none":
         return None
     base = services_dir if services_dir is not None else os.getcwd()
-    options = {"hop_retention": hop_retention, "flow_retention": flow_retention}
+    options: dict[str, Any] = {
+        "hop_retention": hop_retention,
+        "flow_retention": flow_retention,
+    }
     if text.startswith("sqlite:"):
         from sl2s.runtime.store.sqlite import SQLiteStore
 

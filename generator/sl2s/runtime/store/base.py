@@ -326,7 +326,8 @@ class SqlStore(ABC):
         """Newest first (by the last change of state, or the start). `older_than` is an epoch
         time: only flows not updated since (no change of state nor step checkpoint), e.g.
         `time.time() - 600` for "no progress for ten minutes"."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[object] = []
         if state is not None:
             _check_state(state)
             where.append("state = ?")

@@ -33,8 +33,8 @@ import os
 import threading
 from contextlib import contextmanager
 
-from sl2s.runtime.store.records import FLOW_RETENTION, HOP_RETENTION, StoreError, redact
 from sl2s.runtime.store.base import SqlStore, _hop, _json, _step_row
+from sl2s.runtime.store.records import FLOW_RETENTION, HOP_RETENTION, StoreError, redact
 from sl2s.runtime.store.schema import PG_HOP_CLAIM, pg_answer_commit
 
 POOL_SIZE = 8

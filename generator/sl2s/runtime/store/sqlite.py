@@ -46,8 +46,8 @@ import threading
 import time
 from contextlib import contextmanager
 
-from sl2s.runtime.store.records import FLOW_RETENTION, HOP_RETENTION, StoreError
 from sl2s.runtime.store.base import SqlStore
+from sl2s.runtime.store.records import FLOW_RETENTION, HOP_RETENTION, StoreError
 
 BUSY_TIMEOUT = 10.0  # seconds a writer waits for another process's transaction
 CHECKPOINT_EVERY = (

@@ -153,9 +153,9 @@ class DurableHops:
                     # again (its recorded steps replay) to answer this retry
                     with durable.taken_over():
                         return call(request)
-                headers = {k: v for k, v in found.headers.items() if k != H_NONCE}
-                headers["sl2s-replayed"] = "true"
-                return found.status, headers, found.body or b""
+                stored = {k: v for k, v in found.headers.items() if k != H_NONCE}
+                stored["sl2s-replayed"] = "true"
+                return found.status, stored, found.body or b""
             if not durable.owner_gone(found.owner, found.created, now) or not (
                 self._take_over(writer, key, me, found.owner)
             ):
@@ -167,6 +167,7 @@ class DurableHops:
                 key,
                 found.owner,
             )
+        headers: Mapping[str, str]
         try:
             with (
                 durable.answering(store),

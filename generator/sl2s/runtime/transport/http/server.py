@@ -680,9 +680,8 @@ def machine_app(services_dir: str | os.PathLike, name: str, config=None) -> Star
     outgoing hops use `SL2S_TRANSPORT`: a served process calls `serving_defaults` first so that
     they go over HTTP.
     """
-    from sl2s.runtime.transport.http.config import load_config
-
     from sl2s.runtime.launch import capture_info_records
+    from sl2s.runtime.transport.http.config import load_config
 
     config = config or load_config(str(services_dir))
     machine = load_machine(services_dir, name)
