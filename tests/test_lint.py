@@ -1,7 +1,7 @@
-"""The repository checks itself: ruff (rules in pyproject.toml) and mypy (strict on the pure core,
-default elsewhere, as pyproject.toml says) report nothing on the parts listed here. The runtime,
-observe, serve and cli packages are not listed yet: they are being restructured, and are added
-once their findings are fixed."""
+"""The repository checks itself: mypy (strict on the pure core, default elsewhere, as pyproject.toml
+says) reports nothing on the whole package, and ruff (rules in pyproject.toml) nothing on the parts
+listed here. The runtime, observe, console, serve and cli packages, and most tests and benches, are
+not in ruff's list yet: they still have over-long lines."""
 
 from __future__ import annotations
 
@@ -57,3 +57,10 @@ def test_mypy_finds_nothing_strict_on_the_pure_core() -> None:
     assert done.stdout.startswith("Success: no issues found"), done.stdout
     tools = run("mypy", "--follow-imports=silent", "--no-incremental", "tools")
     assert tools.returncode == 0, tools.stdout + tools.stderr
+
+
+def test_mypy_finds_nothing_in_the_whole_package() -> None:
+    done = run("mypy", "--no-incremental")  # the package, as pyproject.toml's [tool.mypy] names it
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Success: no issues found" in done.stdout.splitlines()[-1], done.stdout
+
