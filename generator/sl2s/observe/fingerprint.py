@@ -10,51 +10,19 @@ not site-/dist-packages, and not sl2s's own runtime/observe code.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import sysconfig
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from sl2s.observe import events as ev
+from sl2s.runtime.core.crash import is_user_file
 
 _FRAME = re.compile(
     r'^\s*File "(?P<file>[^"]+)", line \d+, in (?P<function>.+?)\s*$', re.M
 )
-_LIBRARY_MARKERS = ("site-packages", "dist-packages", "<frozen", "<string>")
-# a standard library of any machine's Python, not only this one's
-_ANY_STDLIB = re.compile(r"/lib/python\d+(\.\d+)?/|/Lib/[^/]+\.py$|^<")
-_SL2S_DIRS = (
-    os.sep.join(("", "sl2s", "runtime", "")),
-    os.sep.join(("", "sl2s", "observe", "")),
-    "/sl2s/runtime/",
-    "/sl2s/observe/",
-)
-
-
-def _stdlib_dirs() -> tuple[str, ...]:
-    dirs = set()
-    for key in ("stdlib", "platstdlib"):
-        path = sysconfig.get_paths().get(key)
-        if path:
-            dirs.add(os.path.normcase(os.path.realpath(path)) + os.sep)
-    return tuple(dirs)
-
-
-_STDLIB = _stdlib_dirs()
-
-
-def in_app(path: str) -> bool:
-    normalised = path.replace("\\", "/")
-    if any(marker in normalised for marker in _LIBRARY_MARKERS):
-        return False
-    if any(marker in path or marker in normalised for marker in _SL2S_DIRS):
-        return False
-    if _ANY_STDLIB.search(normalised):
-        return False
-    real = os.path.normcase(path)
-    return not any(real.startswith(d) for d in _STDLIB)
+# which frames are the user's code: one rule for fingerprints and crash details
+in_app = is_user_file
 
 
 def short_path(path: str) -> str:

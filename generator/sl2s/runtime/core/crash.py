@@ -48,7 +48,7 @@ _STDLIB = _stdlib_dirs()
 
 
 def is_user_file(path: str) -> bool:
-    """Whether a frame's file is the user's code (the same rule as error fingerprints)."""
+    """Whether a frame's file is the user's code (error fingerprints use this rule too)."""
     normalised = path.replace("\\", "/")
     if any(m in normalised for m in _LIBRARY) or any(m in normalised for m in _SL2S):
         return False
