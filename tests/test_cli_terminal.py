@@ -233,3 +233,16 @@ def test_usage_mistakes_exit_2(args):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2, result.output
     assert "Usage: sl2s" in result.output and "Traceback" not in result.output
+
+
+def test_patterns_help_names_the_miners_defaults():
+    """cli/observe.py writes the mining defaults out (to keep sl2s.observe out of start-up)."""
+    from sl2s.cli.observe import MINING_DEFAULTS
+    from sl2s.observe import mining
+
+    assert MINING_DEFAULTS == {
+        "similarity": str(mining.DEFAULT_SIMILARITY),
+        "depth": str(mining.DEFAULT_DEPTH),
+        "masks": ",".join(mining.DEFAULT_MASKS),
+        "mask names": ", ".join(mining.NAMED_MASKS),
+    }

@@ -7,12 +7,15 @@ from enum import Enum
 import typer
 
 from sl2s.cli.app import app, checked, sub_app, usage, working
-from sl2s.observe.mining import (
-    DEFAULT_DEPTH,
-    DEFAULT_MASKS,
-    DEFAULT_SIMILARITY,
-    NAMED_MASKS,
-)
+
+# (sl2s.observe.mining's defaults written out: importing it here would load sl2s.observe, ~12 ms,
+# on every command's start; tests/test_cli_terminal.py checks that they agree)
+MINING_DEFAULTS = {
+    "similarity": "0.8",
+    "depth": "5",
+    "masks": "url,date,uuid,ip,hex,hexid,hostport,host,number,digits",
+    "mask names": "date, url, uuid, ip, hex, hexid, host, path, hostport, number, digits",
+}
 
 incidents_app = sub_app(
     "incidents",
@@ -142,20 +145,21 @@ def patterns_command(
         None,
         "--similarity",
         callback=checked(_similarity),
-        help=f"Template similarity threshold, (0, 1] (default {DEFAULT_SIMILARITY}).",
+        help=f"Template similarity threshold, (0, 1] (default {MINING_DEFAULTS['similarity']}).",
     ),
     depth: int | None = typer.Option(
         None,
         "--depth",
         callback=checked(_depth),
-        help=f"Parse tree depth, 3-12 (default {DEFAULT_DEPTH}).",
+        help=f"Parse tree depth, 3-12 (default {MINING_DEFAULTS['depth']}).",
     ),
     masks: str | None = typer.Option(
         None,
         "--masks",
         callback=checked(_masks),
-        help=f"Comma-separated masks applied before mining: {', '.join(NAMED_MASKS)} "
-        f"(default: {','.join(DEFAULT_MASKS)}; 'none' for none).",
+        help="Comma-separated masks applied before mining: "
+        f"{MINING_DEFAULTS['mask names']} (default: {MINING_DEFAULTS['masks']}; "
+        "'none' for none).",
     ),
     mask_regex: list[str] = typer.Option(
         [],
