@@ -16,7 +16,7 @@ from sl2s.runtime.core.hop import HopRequest, HopResponse
 from sl2s.runtime.core.prepare import Prepared, prepare
 from sl2s.runtime.core.registry import UNSET
 from sl2s.runtime.core.run import Run
-from sl2s.runtime.core.run.activation import RETURNED
+from sl2s.runtime.core.run.activation import RETURNED, depth
 from sl2s.runtime.core.run.events import type_name
 from sl2s.runtime.errors import RuntimeFailure, WiringError
 from sl2s.template import parse
@@ -55,7 +55,8 @@ class Machine:
         meta = metadata.current()
         # started by the code of a step of another flow run: linked to it (same trace, its
         # metadata unless this block set some)
-        calling = logcapture.current_step(sys._getframe(1))
+        # (the stack is walked only inside an activation: no step runs here otherwise)
+        calling = logcapture.current_step(sys._getframe(1)) if depth() else None
         if calling is None:
             trace_id, parent_span, parent = events.new_trace_id(), None, None
         else:

@@ -29,6 +29,11 @@ OPEN, RETURNED, FINISHED, FAILED = "open", "returned", "finished", "failed"
 _local = threading.local()
 
 
+def depth() -> int:
+    """How many activations this thread is inside (0: none: no step is running here)."""
+    return _depth()
+
+
 def _depth() -> int:
     return getattr(_local, "depth", 0)
 
