@@ -297,8 +297,8 @@ def main() -> None:
         )  # the bench leaves nothing in the temp folder
 
 
-def run(args: argparse.Namespace, work: Path) -> None:
-    tree = work / SYSTEM
+def generate_login(tree: Path) -> None:
+    """`sl2s generate` the login sample plan into `tree` (a fresh process, as a user runs it)."""
     generated = subprocess.run(
         [
             sys.executable,
@@ -314,6 +314,11 @@ def run(args: argparse.Namespace, work: Path) -> None:
     )
     if generated.returncode:
         raise SystemExit(generated.stderr)
+
+
+def run(args: argparse.Namespace, work: Path) -> None:
+    tree = work / SYSTEM
+    generate_login(tree)
     http_logs, local_logs = work / "logs-http", work / "logs-local"
     http_client_logs = work / "logs-http-client"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SL2S_")}

@@ -236,21 +236,7 @@ def bench_http(work: Path, hops: int, rounds: int) -> None:
     import bench_http as bh
 
     tree = work / bh.SYSTEM
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from sl2s.cli import main; main()",
-            "generate",
-            str(ROOT / "sample_plans" / "login.csv"),
-            "--out",
-            str(tree),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode:
-        raise SystemExit(done.stderr)
+    bh.generate_login(tree)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SL2S_")}
     env.update(SL2S_HOP_KEY=bh.KEY, SL2S_LOG_DIR=str(work / "http-logs"), SL2S_STORE="none")
     procs: list[subprocess.Popen] = []
