@@ -110,8 +110,18 @@ def test_errors_on_a_terminal_are_coloured_and_plain_under_no_color(tmp_path):
 PROGRESS = """
 import sys, time
 from sl2s.cli.app import working
-with working("crunching", total=None):
+with working("crunching"):
     time.sleep({seconds})
+print("finished")
+"""
+
+COUNTED = """
+import time
+from sl2s.cli.app import working
+with working("crunching") as update:
+    for done in range(0, 101, 4):
+        update(done, 100)
+        time.sleep(0.08)
 print("finished")
 """
 
@@ -120,6 +130,16 @@ def test_work_longer_than_a_second_shows_progress_on_a_terminal(tmp_path):
     code, out = on_pty(["-c", PROGRESS.format(seconds=2.5)], tmp_path)
     assert code == 0, out
     assert b"crunching" in out  # the bar (rich, on stderr), transient
+    assert out.rstrip().endswith(b"finished")
+
+
+def test_progress_with_a_total_shows_the_share_done(tmp_path):
+    code, out = on_pty(["-c", COUNTED], tmp_path)
+    assert code == 0, out
+    shares = [int(n) for n in re.findall(rb"(\d+)%", out)]
+    assert shares and all(0 < n <= 100 for n in shares), out
+    assert shares == sorted(shares)  # it only goes forward
+    assert b"left" in out  # the time left, once a total is known
     assert out.rstrip().endswith(b"finished")
 
 

@@ -164,49 +164,55 @@ def paint(text: str, err: bool = False, **style: Any) -> str:
 
 
 @contextmanager
-def working(description: str, total: int | None = None) -> Iterator[Any]:
-    """Yield an `advance(n=1)` callable; after 1 s of work on a terminal, show a rich progress
-    bar on stderr (a pulsing one when `total` is unknown), gone when the work ends."""
-    state = {"done": 0}
-
-    def advance(n: int = 1) -> None:
-        state["done"] += n
-        if progress is not None and task is not None:
-            progress.update(task, completed=state["done"])
-
-    progress = task = None
+def working(description: str) -> Iterator[Callable[[int, int], None]]:
+    """Yield an `update(done, total)` callable for the work to report its progress (in any unit:
+    bytes read, files written). After 1 s of work on a terminal, show a rich progress bar on stderr
+    (pulsing until a total is known, then with the share done and the time left), gone when the
+    work ends. Off a terminal `update` does nothing."""
     if not _progress_forced():
-        yield advance
+        yield _ignore
         return
     from rich.console import Console
     from rich.progress import (
         BarColumn,
         Progress,
+        TaskProgressColumn,
         TextColumn,
         TimeElapsedColumn,
+        TimeRemainingColumn,
     )
 
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total}" if total else ""),
+        TaskProgressColumn(),
         TimeElapsedColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),
         console=Console(
             file=sys.stderr, force_terminal=True, no_color=not colour(err=True)
         ),
         transient=True,
     )
-    task = progress.add_task(description, total=total, completed=0)
+    task = progress.add_task(description, total=None)
+
+    def update(done: int, total: int) -> None:
+        progress.update(task, completed=done, total=max(total, done, 1))
+
     timer = threading.Timer(1.0, progress.start)
     timer.daemon = True
     timer.start()
     try:
-        yield advance
+        yield update
     finally:
         timer.cancel()
         timer.join()
         if progress.live.is_started:
             progress.stop()
+
+
+def _ignore(done: int, total: int) -> None:
+    """The progress callback off a terminal."""
 
 
 def _progress_forced() -> bool:

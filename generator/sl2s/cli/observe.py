@@ -69,7 +69,7 @@ def story_command(
     chosen = sum(bool(x) for x in (correlation_id, last, failed, event))
     if chosen > 1:
         usage("choose one of --correlation-id, --last, --failed, --event")
-    with working("reading the events"):
+    with working("reading the events") as update:
         text, _failed = tell(
             logs,
             Selection(
@@ -80,6 +80,7 @@ def story_command(
             ),
             fmt.value,
             load(logs).url,
+            progress=update,
         )
     typer.echo(text, nl=False)
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 import hmac
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 import orjson
@@ -26,6 +27,9 @@ from sl2s.console import settings as cs
 from sl2s.console.diagram import sequence_svg
 from sl2s.console.index import Index, lock_files
 from sl2s.diagnostics import Sl2sError
+
+if TYPE_CHECKING:
+    from sl2s.console.remote import Remotes
 
 HERE = Path(__file__).resolve().parent
 TOKEN_COOKIE = "sl2s_console_token"
@@ -77,19 +81,19 @@ class Console:
     index: Index
     paths: list[Path]
     settings: cs.Settings = field(default_factory=cs.Settings)
-    remote: object | None = None  # sl2s.console.remote.Remotes, when --url was given
+    remote: Remotes | None = None  # when --url was given
     lock: threading.Lock = field(default_factory=threading.Lock)
     plans: dict[str, str] = field(default_factory=dict)
     terminal: dict[str, str] | None = None  # flow -> last step, as of the last refresh
     build_seconds: float = 0.0  # how long the first refresh took
 
-    def refresh(self):
+    def refresh(self, progress: Callable[[int, int], None] | None = None):
         with self.lock:
             paths = list(self.paths)
             with_events: list[Path] = []
             if self.remote is not None:
                 with_events = self.remote.pull()
-            stats = self.index.refresh(paths)
+            stats = self.index.refresh(paths, progress=progress)
             if with_events:
                 remote_stats = self.index.refresh(
                     with_events, index_incident_events=True
@@ -382,8 +386,10 @@ def open_console(
     urls: Sequence[str] = (),
     index_path: str | None = None,
     keys: tuple[bytes, ...] = (),
+    progress: Callable[[int, int], None] | None = None,
 ) -> Console:
-    """The console over `logs` (and machines at `urls`), its index brought up to date."""
+    """The console over `logs` (and machines at `urls`), its index brought up to date.
+    `progress(done, total)`: bytes of the local event files indexed."""
     from sl2s.console.remote import Remotes
     from sl2s.observe import events as ev
 
@@ -400,7 +406,7 @@ def open_console(
         ),
     )
     started = time.perf_counter()
-    console.refresh()
+    console.refresh(progress)
     console.build_seconds = time.perf_counter() - started
     return console
 
@@ -430,15 +436,16 @@ def serve(
     building=None,
 ) -> None:
     """Index, print the address, serve until Ctrl-C (the shell of `sl2s console`). `building`:
-    a context manager factory wrapped around the index build (the CLI's progress display)."""
+    a context manager factory wrapped around the index build (the CLI's progress display); what
+    it yields, if not None, is told the build's progress as `(done, total)`."""
     import contextlib
     import socket
 
     import uvicorn
 
     check_bind(host, token)
-    with (building or contextlib.nullcontext)():
-        console = open_console(logs, urls, index_path, keys)
+    with (building or contextlib.nullcontext)() as update:
+        console = open_console(logs, urls, index_path, keys, progress=update)
     stats = console.index.conn.execute("SELECT count(*) FROM runs").fetchone()[0]
     app = build_app(console, token, refresh_every)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

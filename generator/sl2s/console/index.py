@@ -28,8 +28,9 @@ from __future__ import annotations
 import gzip
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import orjson
@@ -392,6 +393,12 @@ def _schema(path: Path) -> str | None:
     return row[0] if row else None
 
 
+def _report_at(
+    progress: Callable[[int, int], None], before: int, total: int, offset: int
+) -> None:
+    progress(before + offset, total)
+
+
 class Index:
     """The index file and how to bring it up to date with the logs."""
 
@@ -423,18 +430,30 @@ class Index:
     # -- reading files
 
     def refresh(
-        self, paths: Iterable[str | os.PathLike], index_incident_events: bool = False
+        self,
+        paths: Iterable[str | os.PathLike],
+        index_incident_events: bool = False,
+        progress: Callable[[int, int], None] | None = None,
     ) -> RefreshStats:
-        """Index what is new in the event files and incidents under `paths`."""
+        """Index what is new in the event files and incidents under `paths`. `progress(done,
+        total)`: bytes of the event files, those indexed before counted as done."""
         dirs = [Path(p) for p in paths]
         self.names |= _lock_secrets(p for p in dirs if p.is_dir())
         stats = RefreshStats()
         files = ev.event_files(dirs)
         affected: set[int] = set()
+        total = ev.files_size(files) if progress is not None else 0
+        done = 0
         for path in files:
             stats.files += 1
-            for chunk in self._new_lines(path, stats):
+            report = None
+            if progress is not None:
+                report = partial(_report_at, progress, done, total)
+            for chunk in self._new_lines(path, stats, report):
                 affected |= self._store(chunk, stats)
+            if progress is not None:
+                done += ev.files_size([path])
+                progress(done, total)
         for directory in (p for p in dirs if p.is_dir()):
             affected |= self._incidents(directory, stats, index_incident_events)
         if affected:
@@ -455,9 +474,15 @@ class Index:
     def _partial(self) -> Path:
         return self.path.with_name(self.path.name + ".building")
 
-    def _new_lines(self, path: Path, stats: RefreshStats) -> Iterator[list[bytes]]:
+    def _new_lines(
+        self,
+        path: Path,
+        stats: RefreshStats,
+        report: Callable[[int], None] | None = None,
+    ) -> Iterator[list[bytes]]:
         """Batches of the lines added to `path` since the last refresh (complete lines only);
-        the file's row is updated as each batch is stored."""
+        the file's row is updated as each batch is stored. `report(offset)`: how far into a
+        plain file the stored lines reach."""
         try:
             st = path.stat()
         except OSError:
@@ -514,6 +539,8 @@ class Index:
                         yield lines[i : i + BATCH_LINES]
                     offset += end + 1
                     self._save_file(key, st, offset, "plain")
+                    if report is not None:
+                        report(offset)
         self._save_file(key, st, offset, "gz" if gz else "plain")
 
     def _save_file(self, key: str, st: os.stat_result, offset: int, kind: str) -> None:

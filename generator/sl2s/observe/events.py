@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gzip
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -134,6 +134,18 @@ def event_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return list(seen)
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def files_size(files: Iterable[Path]) -> int:
+    """The files' sizes on disk: what ReadStats.progress counts up to for one pass over them."""
+    return sum(_size(p) for p in files)
+
+
 def open_lines(path: Path):
     """A binary line iterator over a plain or gzip file (a truncated gzip ends quietly)."""
     if path.name.endswith(".gz"):
@@ -149,12 +161,19 @@ def _gzip_lines(path: Path) -> Iterator[bytes]:
             return
 
 
+PROGRESS_EVERY = 1 << 14  # lines between two progress reports within a file
+
+
 @dataclass
 class ReadStats:
     files: int = 0
     lines: int = 0
     skipped: int = 0
     skipped_at: list[str] = field(default_factory=list)
+    # told the bytes read so far (of the files' sizes on disk), every PROGRESS_EVERY lines of a
+    # plain file and at the end of each file
+    progress: Callable[[int], None] | None = None
+    read: int = 0  # bytes of the files finished
 
     def skip(self, source: str, lineno: int) -> None:
         self.skipped += 1
@@ -174,9 +193,17 @@ def iter_events(
         stats.files += 1
         source = str(path)
         lines = open_lines(path)
+        report = stats.progress
+        tell = getattr(lines, "tell", None) if report is not None else None
         try:
             for lineno, line in enumerate(lines, 1):
                 stats.lines += 1
+                if (
+                    tell is not None
+                    and report is not None
+                    and not lineno % PROGRESS_EVERY
+                ):
+                    report(stats.read + tell())
                 if contains is not None and contains not in line:
                     continue
                 try:
@@ -192,3 +219,6 @@ def iter_events(
             close = getattr(lines, "close", None)
             if close is not None:
                 close()
+        if report is not None:
+            stats.read += _size(path)
+            report(stats.read)

@@ -8,7 +8,7 @@ are pure functions over the collected events.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,14 +24,16 @@ class Selection:
     event_id: str | None = None
 
 
-def select_run(files: list[Path], selection: Selection) -> str:
+def select_run(
+    files: list[Path], selection: Selection, stats: ev.ReadStats | None = None
+) -> str:
     """The correlation id to tell: given, or found in a first pass over the files."""
     if selection.correlation_id:
         return selection.correlation_id
     best_key: tuple = ()
     best: str | None = None
     needle = selection.event_id.encode() if selection.event_id else None
-    for _source, _lineno, event in ev.iter_events(files, contains=needle):
+    for _source, _lineno, event in ev.iter_events(files, stats, contains=needle):
         cid = ev.correlation_id(event)
         if not cid:
             continue
@@ -53,11 +55,13 @@ def select_run(files: list[Path], selection: Selection) -> str:
     return best
 
 
-def collect_run(files: list[Path], cid: str) -> list[dict]:
+def collect_run(
+    files: list[Path], cid: str, stats: ev.ReadStats | None = None
+) -> list[dict]:
     """Every event of one run (deduplicated by event id: incident files repeat machine logs)."""
     found: dict[str, dict] = {}
     anonymous: list[dict] = []
-    for _source, _lineno, event in ev.iter_events(files, contains=cid.encode()):
+    for _source, _lineno, event in ev.iter_events(files, stats, contains=cid.encode()):
         if ev.correlation_id(event) != cid:
             continue
         eid = ev.event_id(event)
@@ -318,14 +322,24 @@ def _md_event(event_id: str, base: str) -> str:
 
 
 def tell(
-    paths: Iterable[str], selection: Selection, fmt: str = "text", base: str = ""
+    paths: Iterable[str],
+    selection: Selection,
+    fmt: str = "text",
+    base: str = "",
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[str, bool]:
-    """Shell-facing: (rendered story, whether the run failed)."""
+    """Shell-facing: (rendered story, whether the run failed). `progress(done, total)`: bytes
+    read of the one or two passes over the files."""
     files = ev.event_files(paths)
     if not files:
         raise Sl2sError("no event files in the paths given")
-    cid = select_run(files, selection)
-    story = build_story(cid, collect_run(files, cid), mark=selection.event_id)
+    stats = None
+    if progress is not None:
+        passes = 1 if selection.correlation_id else 2
+        total = passes * ev.files_size(files)
+        stats = ev.ReadStats(progress=lambda done: progress(done, total))
+    cid = select_run(files, selection, stats)
+    story = build_story(cid, collect_run(files, cid, stats), mark=selection.event_id)
     if fmt == "markdown":
         return render_markdown(story, base), story.failed
     if fmt != "text":
