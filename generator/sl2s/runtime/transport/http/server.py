@@ -800,6 +800,7 @@ def run_server(
 
     import uvicorn
 
+    from sl2s.runtime.transport.http.arenas import limit_arenas
     from sl2s.runtime.transport.http.config import HopConfigError, load_config
 
     serving_defaults(directory)
@@ -849,6 +850,7 @@ def run_server(
     server = uvicorn.Server(
         http_guard.uvicorn_config(application, host=host, port=port)
     )
+    limit_arenas()  # before the worker threads start
     shown = sock.getsockname()
     where = (
         f"[{shown[0]}]:{shown[1]}"
