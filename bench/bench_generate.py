@@ -26,6 +26,7 @@ import shutil
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -163,7 +164,7 @@ def main(argv: list[str]) -> None:
             upstream = parts["read plan"] + parts["project"] + parts["markdown"]
             floors.append((upstream + render_write, render_write, parts))
             target = out if round_ == ROUNDS - 1 else work / f"full{round_}"
-            fulls.append(timed(lambda: run_generate(plan, target)))
+            fulls.append(timed(partial(run_generate, plan, target)))
         floor_time, render_write, parts = min(floors, key=lambda f: f[0])
         full = min(fulls)
         lines = sum(p.read_text("utf-8").count("\n") for p in out.rglob("*.py"))

@@ -29,6 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 from sl2s.observe.mining import MiningOptions, grouping_accuracy
@@ -149,8 +150,8 @@ def main(argv: list[str] | None = None) -> int:
                 raw_path = write_lines(work, name + "_raw", raw)
                 raw_accuracy = grouping_accuracy(truth, sl2s_groups(raw_path, len(raw)))
             peer = grouping_accuracy(truth, drain3_groups(messages))
-            ours_s = best_of(args.repeat, lambda: sl2s_groups(content, len(messages)))
-            peer_s = best_of(args.repeat, lambda: drain3_groups(messages))
+            ours_s = best_of(args.repeat, partial(sl2s_groups, content, len(messages)))
+            peer_s = best_of(args.repeat, partial(drain3_groups, messages))
             rows.append(
                 (name, ours, raw_accuracy, peer, PUBLISHED_DRAIN[name], ours_s, peer_s)
             )
@@ -160,9 +161,10 @@ def main(argv: list[str] | None = None) -> int:
                 + f" {peer:7.3f} {PUBLISHED_DRAIN[name]:12.3f} {ours_s:8.3f} {peer_s:8.3f} "
                 f"{ours_s / peer_s:6.2f}"
             )
-        avg = lambda i: statistics.mean(
-            r[i] for r in rows if r[i] is not None
-        )  # noqa: E731
+
+        def avg(i: int) -> float:
+            return statistics.mean(r[i] for r in rows if r[i] is not None)
+
         total_ours, total_peer = sum(r[5] for r in rows), sum(r[6] for r in rows)
         print(
             f"{'average':<12} {avg(1):6.3f} {avg(2):6.3f} {avg(3):7.3f} {avg(4):12.3f} "

@@ -97,7 +97,7 @@ def _steps(machine, steps: int) -> float:
     run.step("placed")
     step = run.step
     start = time.process_time()
-    for i in range(steps // 2):
+    for _ in range(steps // 2):
         step("check")
         step("charge")
     elapsed = time.process_time() - start

@@ -32,16 +32,14 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(
-    0, str(ROOT / "tests")
-)  # the throw-away cluster of the tests: tests/pg.py
+sys.path.insert(0, str(ROOT / "tests"))  # the throw-away cluster of the tests: tests/pg.py
 
-from sl2s.runtime.store import (
+from sl2s.runtime.store import (  # noqa: E402  (after the path above)
     FlowRecord,
     HopRecord,
     StepRecord,
     open_store,
-)  # noqa: E402
+)
 
 BATCHES = (1, 4, 16)
 BODY = (

@@ -15,6 +15,7 @@ import pytest
 # (not part of the package: nothing in it uses them)
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from pg import pg_cluster, pg_url  # noqa: F401  (fixtures: a throw-away PostgreSQL)
+from relay_flows import relay  # noqa: F401  (fixture: the relay system)
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_PLANS = ROOT / "sample_plans"
@@ -47,6 +48,8 @@ def golden(update_goldens: bool):
             return
         assert path.exists(), f"missing golden {relative}; run pytest --update-goldens"
         expected = path.read_text(encoding="utf-8")
-        assert actual == expected, f"{relative} differs from its golden (pytest --update-goldens)"
+        assert (
+            actual == expected
+        ), f"{relative} differs from its golden (pytest --update-goldens)"
 
     return check

@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from relay_flows import (  # noqa: F401  (relay: a fixture; puts tests/data/http on sys.path)
+from harness import SL2S, sl2s, stop
+from relay_flows import (  # puts tests/data/http on sys.path; the `relay` fixture: conftest.py
     SECRET,
     STEPS,
     assert_logs_agree_with_store,
@@ -23,13 +24,10 @@ from relay_flows import (  # noqa: F401  (relay: a fixture; puts tests/data/http
     counted,
     listening_socket,
     open_store,
-    relay,
     serve_on,
     the_flow,
     wait_for,
 )
-
-from harness import SL2S, sl2s, stop  # noqa: E402, I001  (after relay_flows, which puts it on sys.path)
 
 
 def test_a_failed_flow_resumes_from_the_failed_step_once_the_code_is_fixed(relay):

@@ -10,13 +10,12 @@ import time
 from pathlib import Path
 
 from harness import SL2S, sl2s, stop  # noqa: E402  (isort: after relay_flows)
-from relay_flows import (  # noqa: F401  (relay: a fixture; puts tests/data/http on sys.path)
+from relay_flows import (  # puts tests/data/http on sys.path; the `relay` fixture: conftest.py
     SECRET,
     STEPS,
     assert_logs_agree_with_store,
     counted,
     listening_socket,
-    relay,
     serve_on,
     the_flow,
 )

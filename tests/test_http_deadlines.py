@@ -25,13 +25,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "data" / "http"))
 from harness import SL2S, loopback_socket, sl2s, stop, wait_healthy  # noqa: E402
-from relay_flows import (  # noqa: E402,F401 - `relay` is a fixture
+from relay_flows import (  # noqa: E402  (the `relay` fixture: conftest.py)
     RELAY,
     USER_CODE,
     completions,
     counted,
     listening_socket,
-    relay,
     serve_on,
     store_of,
     wait_for,

@@ -6,6 +6,8 @@ import random
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from synthetic import demo_plan, flow_run
 from typer.testing import CliRunner
 
@@ -149,10 +151,6 @@ def test_cli_story(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert result.output.startswith("### Run `c1`")
-
-
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 @settings(max_examples=60, deadline=None)

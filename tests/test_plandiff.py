@@ -154,7 +154,7 @@ def test_flows_added_and_removed():
 def test_markdown_puts_plan_text_in_code_spans():
     d = diff("f,Hi,a", "f,Hi,a\nf,Ping @octocat <b>|x|</b> `y` $$z$$,a")
     md = plandiff.markdown(d)
-    line = [l for l in md.splitlines() if "octocat" in l][0]
+    line = next(text for text in md.splitlines() if "octocat" in text)
     assert (
         line
         == "- step added ``Ping @octocat <b>\\|x\\|</b> `y` $$z$$`` on `a` (line 3)"

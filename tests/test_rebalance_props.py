@@ -423,7 +423,9 @@ def test_moved_code_still_runs(before, after):
         # no machine's module imports another machine's: shared helpers are in _shared/
         for path, text in _snapshot(root / "services").items():
             if path.endswith(".py"):
-                assert "from ..a" not in text.decode() and "from ..b" not in text.decode()
+                assert (
+                    "from ..a" not in text.decode() and "from ..b" not in text.decode()
+                )
                 assert "from ..c" not in text.decode(), path
         # and moving every step back restores every file, helpers and lock included; machines
         # the steps left keep their modules (reported), the shared module goes
@@ -445,10 +447,13 @@ def test_kill_at_any_moment_leaves_the_tree_before_or_after():
     """SIGKILL `sl2s rebalance` of 12 flows at random moments (some while it writes), then run
     another sl2s command: the tree is exactly as before or exactly as after."""
     flows = 12
-    old = lambda f, i: ("client", "server", "server")[i]  # noqa: E731
-    new = lambda f, i: ("client", "auth" if i == 1 else "server", "server")[
-        i
-    ]  # noqa: E731
+
+    def old(flow: int, row: int) -> str:
+        return ("client", "server", "server")[row]
+
+    def new(flow: int, row: int) -> str:
+        return ("client", "auth" if row == 1 else "server", "server")[row]
+
     plan, texts = _system_code(flows, 3, old)
     new_plan, _ = _system_code(flows, 3, new)
     rng = random.Random(7)

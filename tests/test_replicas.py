@@ -17,12 +17,11 @@ from collections import Counter
 
 import pytest
 from harness import ThreadServer, read_events, stop  # noqa: E402
-from relay_flows import (  # noqa: F401  (relay: a fixture; puts tests/data/http on sys.path)
+from relay_flows import (  # puts tests/data/http on sys.path; the `relay` fixture: conftest.py
     COUNT,
     STEPS,
     listening_socket,
     open_store,
-    relay,
     serve_on,
     wait_for,
 )

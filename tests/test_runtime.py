@@ -705,7 +705,7 @@ def test_a_lazy_event_answers_severity_and_name_without_decoding():
     assert evt["severity_number"] == 13 and evt.get("event_name") == "x"
     assert "severity_text" in evt
     with pytest.raises(AttributeError):
-        evt._decoded  # nothing decoded yet
+        _ = evt._decoded  # nothing decoded yet
     assert evt["body"] == "b" and evt.decoded() is evt.decoded()
     assert "nope" not in evt and evt.get("nope") is None
     step = hooks.StepEvent(line)
