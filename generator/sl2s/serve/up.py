@@ -263,12 +263,15 @@ def _supervise(
         time.sleep(POLL)
 
 
+DEFAULT_POLICY = supervise.RestartPolicy()  # frozen: one instance serves every call
+
+
 def run_up(
     directory: str,
     *,
     say: Say,
     warn: Say,
-    policy: supervise.RestartPolicy = supervise.RestartPolicy(),
+    policy: supervise.RestartPolicy = DEFAULT_POLICY,
 ) -> int:
     """Run `sl2s up DIR` until Ctrl-C or SIGTERM (status 0), or until a machine keeps crashing
     (`policy`: then every machine is stopped and the status is 1); return the exit status.

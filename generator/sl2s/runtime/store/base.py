@@ -185,7 +185,7 @@ class SqlStore(ABC):
                 f" {SCHEMA_VERSION} and older: upgrade sl2s"
             )
 
-    def _lock_schema(self, cur) -> None:
+    def _lock_schema(self, cur) -> None:  # noqa: B027  (a hook: PostgreSQL's locks)
         """Serialise schema creation across processes (SQLite: the write lock already does)."""
 
     # -- flows --------------------------------------------------------------------------------

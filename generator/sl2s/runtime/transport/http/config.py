@@ -127,7 +127,7 @@ def check_url(url: object, where: str) -> str:
     if parts.query or parts.fragment:
         raise HopConfigError(f"{where}: {url!r} must not have a query or fragment")
     try:
-        parts.port
+        _ = parts.port  # parsed on access: a port out of range raises
     except ValueError:
         raise HopConfigError(f"{where}: {url!r} has an invalid port") from None
     return url.rstrip("/")
