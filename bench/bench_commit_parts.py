@@ -97,8 +97,10 @@ def main() -> int:
             )
         floor = [u + s for u, s, _ in rows["empty transaction (floor), 1 caller"]]
         one = [u + s for u, s, _ in rows["4 transactions of a flow, 1 caller"]]
-        print(f"4 transactions / 4 empty ones: {min(one) / (4 * max(floor)):.1f}x"
-              f"-{max(one) / (4 * min(floor)):.1f}x")
+        print(
+            f"4 transactions / 4 empty ones: {min(one) / (4 * max(floor)):.1f}x"
+            f"-{max(one) / (4 * min(floor)):.1f}x"
+        )
         store.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -154,8 +154,7 @@ def write_events(
 def child(code: str) -> dict:
     """Run `code` in a fresh interpreter; it sets `result` (a dict); add its peak RSS (MB)."""
     script = (
-        "import json, resource, sys, time\n"
-        + textwrap.dedent(code)
+        "import json, resource, sys, time\n" + textwrap.dedent(code)
         # the child's own peak (VmHWM starts at zero after exec; ru_maxrss at the parent's size)
         + "\ntry:\n"
         "    result['rss_mb'] = next(int(l.split()[1]) for l in open('/proc/self/status')"

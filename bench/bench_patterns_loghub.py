@@ -178,7 +178,14 @@ def main(argv: list[str] | None = None) -> int:
             print("\ngrid (average accuracy over the 16 messages files):")
             defaults = MiningOptions().masks
             for masks in (
-                ("uuid", "ip", "hex", "hexid", "number", "digits"),  # the defaults before
+                (
+                    "uuid",
+                    "ip",
+                    "hex",
+                    "hexid",
+                    "number",
+                    "digits",
+                ),  # the defaults before
                 tuple(m for m in defaults if m != "host"),
                 defaults,
                 defaults + ("path",),

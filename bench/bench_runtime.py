@@ -45,8 +45,7 @@ def write_system(root: str, package_name: str = "benchsys", entry: str = "") -> 
     with open(os.path.join(package, "shop", "__init__.py"), "w") as f:
         f.write("from . import orders  # noqa\nfrom . import _wiring  # noqa\n")
     with open(os.path.join(package, "shop", "orders.py"), "w") as f:
-        f.write(
-            textwrap.dedent("""
+        f.write(textwrap.dedent("""
                 from sl2s.runtime import step
 
 
@@ -63,17 +62,13 @@ def write_system(root: str, package_name: str = "benchsys", entry: str = "") -> 
                 @step("orders", "Charging :amount to :username", id="charge")
                 def charge(amount, username):
                     return {"amount": amount}
-                """)
-        )
+                """))
     with open(os.path.join(package, "shop", "_wiring.py"), "w") as f:
-        f.write(
-            textwrap.dedent("""
+        f.write(textwrap.dedent("""
                 from sl2s.runtime import Machine
 
                 machine = Machine(__name__, "shop")
-                """)
-            + textwrap.dedent(entry)
-        )
+                """) + textwrap.dedent(entry))
 
 
 def bench_runtime(steps: int, listeners: bool = False) -> float:
@@ -93,7 +88,9 @@ def bench_runtime(steps: int, listeners: bool = False) -> float:
 
 
 def _steps(machine, steps: int) -> float:
-    run = machine.start("orders", username="ann", card="4111-1111", item="book", amount=12)
+    run = machine.start(
+        "orders", username="ann", card="4111-1111", item="book", amount=12
+    )
     run.step("placed")
     step = run.step
     start = time.process_time()
@@ -114,7 +111,9 @@ def sample_event() -> dict:
     seen: list = []  # hooks.LazyEvent: the written line, decoded on demand
     hooks.subscribe(seen.append)
     try:
-        run = machine.start("orders", username="ann", card="4111-1111", item="book", amount=12)
+        run = machine.start(
+            "orders", username="ann", card="4111-1111", item="book", amount=12
+        )
         run.step("charge")
         run.finish()
     finally:
@@ -144,7 +143,9 @@ LOGIN_STEPS = 6  # steps of one login flow: 2 on the client, 4 on the server
 def generate_login(root: str) -> None:
     """The generated tree of sample_plans/login.csv as package `loginsys` under `root`."""
     plan = os.path.join(
-        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sample_plans", "login.csv"
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        "sample_plans",
+        "login.csv",
     )
     done = subprocess.run(
         [
@@ -211,7 +212,9 @@ def main() -> int:
         assert names, "no listener subscribed: the listener row would measure nothing"
         runtime, listened, floor, flow = [], [], [], []
         for _ in range(args.repeat):  # interleaved, so all see the same machine state
-            floor.append(bench_floor(args.steps, event, os.path.join(root, "floor.jsonl")))
+            floor.append(
+                bench_floor(args.steps, event, os.path.join(root, "floor.jsonl"))
+            )
             runtime.append(bench_runtime(args.steps))
             listened.append(bench_runtime(args.steps, listeners=True))
             flow.append(bench_flow(args.flows))
@@ -226,7 +229,9 @@ def main() -> int:
     print(f"{'case':<52} {'us/step':>8} {'ratio':>6}")
     for name, value in rows:
         print(f"{name:<52} {value:>8.2f} {value / best_floor:>6.2f}")
-    print(f"listeners: with / without = {min(listened) / min(runtime):.2f} (target <= 1.30)")
+    print(
+        f"listeners: with / without = {min(listened) / min(runtime):.2f} (target <= 1.30)"
+    )
     bare = LOGIN_STEPS * min(runtime) * 1e6
     print(
         f"in-process login flow ({LOGIN_STEPS} steps, 1 hop there and back): "

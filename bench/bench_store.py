@@ -32,7 +32,9 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # the throw-away cluster of the tests: tests/pg.py
+sys.path.insert(
+    0, str(ROOT / "tests")
+)  # the throw-away cluster of the tests: tests/pg.py
 
 from sl2s.runtime.store import (  # noqa: E402  (after the path above)
     FlowRecord,

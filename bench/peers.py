@@ -115,7 +115,9 @@ def bench_logging(work: Path, events: int, rounds: int) -> None:
         from loguru import logger
 
         logger.remove()
-        logger.add(str(work / "loguru.jsonl"), serialize=True, enqueue=False, buffering=1 << 16)
+        logger.add(
+            str(work / "loguru.jsonl"), serialize=True, enqueue=False, buffering=1 << 16
+        )
         bound = logger.bind(**fields)
 
         def run_loguru() -> float:
@@ -136,7 +138,9 @@ def bench_logging(work: Path, events: int, rounds: int) -> None:
             from pythonjsonlogger.jsonlogger import JsonFormatter  # older releases
 
         handler = logging.FileHandler(work / "stdlib.jsonl")
-        handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        handler.setFormatter(
+            JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+        )
         std = logging.getLogger("peers.stdlib")
         std.propagate = False
         std.setLevel(logging.INFO)
@@ -162,7 +166,10 @@ def bench_logging(work: Path, events: int, rounds: int) -> None:
     for name, values in results.items():
         peer = min(values) * 1e6
         row(
-            f"step + JSON event vs {name}", f"{ours:.2f} us", f"{peer:.2f} us", f"{ours / peer:.2f}"
+            f"step + JSON event vs {name}",
+            f"{ours:.2f} us",
+            f"{peer:.2f} us",
+            f"{ours / peer:.2f}",
         )
 
 
@@ -216,7 +223,9 @@ def _free_socket() -> socket.socket:
     return sock
 
 
-def _wait_http(port: int, path: str, proc: subprocess.Popen, seconds: float = 30) -> None:
+def _wait_http(
+    port: int, path: str, proc: subprocess.Popen, seconds: float = 30
+) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -238,7 +247,9 @@ def bench_http(work: Path, hops: int, rounds: int) -> None:
     tree = work / bh.SYSTEM
     bh.generate_login(tree)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SL2S_")}
-    env.update(SL2S_HOP_KEY=bh.KEY, SL2S_LOG_DIR=str(work / "http-logs"), SL2S_STORE="none")
+    env.update(
+        SL2S_HOP_KEY=bh.KEY, SL2S_LOG_DIR=str(work / "http-logs"), SL2S_STORE="none"
+    )
     procs: list[subprocess.Popen] = []
     try:
         server, url = bh.start_server(tree, env)
@@ -249,7 +260,11 @@ def bench_http(work: Path, hops: int, rounds: int) -> None:
         from sl2s.runtime.transport.http.sender import HttpTransport
 
         transport = HttpTransport(
-            HttpConfig(urls={"server": url}, sources={"server": "bench"}, keys=(bh.KEY.encode(),))
+            HttpConfig(
+                urls={"server": url},
+                sources={"server": "bench"},
+                keys=(bh.KEY.encode(),),
+            )
         )
         n = 0
 
@@ -317,7 +332,10 @@ def bench_http(work: Path, hops: int, rounds: int) -> None:
                 def fastapi_httpx(count: int) -> float:
                     start = time.perf_counter()
                     for _ in range(count):
-                        assert client.post("/echo", content=body, headers=headers).content == body
+                        assert (
+                            client.post("/echo", content=body, headers=headers).content
+                            == body
+                        )
                     return (time.perf_counter() - start) / count
 
                 cases["FastAPI endpoint, httpx.Client"] = fastapi_httpx
@@ -450,8 +468,16 @@ def bench_generate(work: Path, rows: int, rounds: int) -> None:
 
     work.mkdir(parents=True, exist_ok=True)
     plan = work / "plan.csv"
-    plan.write_text(make_plan(rows=rows, flows=rows // 20, machines=max(2, rows // 500)))
-    sl2s = [sys.executable, "-c", "from sl2s.cli import main; main()", "generate", str(plan)]
+    plan.write_text(
+        make_plan(rows=rows, flows=rows // 20, machines=max(2, rows // 500))
+    )
+    sl2s = [
+        sys.executable,
+        "-c",
+        "from sl2s.cli import main; main()",
+        "generate",
+        str(plan),
+    ]
     # the files generate writes, made templates: one variable per file, the rest literal text
     reference = work / "reference"
     _whole([*sl2s, "--out", str(reference / "services")])
@@ -461,14 +487,20 @@ def bench_generate(work: Path, rows: int, rounds: int) -> None:
     copier_template = work / "copier-template"
     for path in files:
         rel = path.relative_to(reference)
-        text = "{# {{ cookiecutter.project }} #}\n{% raw %}" + path.read_text() + "{% endraw %}"
+        text = (
+            "{# {{ cookiecutter.project }} #}\n{% raw %}"
+            + path.read_text()
+            + "{% endraw %}"
+        )
         (inner / rel).parent.mkdir(parents=True, exist_ok=True)
         (inner / rel).write_text(text)
         target = copier_template / (str(rel) + ".jinja")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text.replace("cookiecutter.project", "project"))
     (cc_template / "cookiecutter.json").write_text(json.dumps({"project": "out"}))
-    (copier_template / "copier.yml").write_text("project:\n  type: str\n  default: out\n")
+    (copier_template / "copier.yml").write_text(
+        "project:\n  type: str\n  default: out\n"
+    )
     cases: dict[str, list[str] | None] = {"sl2s": None}
     bindir = Path(sys.executable).parent
     if (bindir / "cookiecutter").exists():
@@ -538,7 +570,9 @@ def bench_rebalance(sizes: list[int], repeat: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="logging,http,patterns,generate,rebalance")
-    parser.add_argument("--quick", action="store_true", help="smaller counts (a smoke run)")
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller counts (a smoke run)"
+    )
     args = parser.parse_args()
     only = set(args.only.split(","))
     quick = args.quick

@@ -89,7 +89,10 @@ def test_init_never_writes_over_a_project(tmp_path):
     before = snapshot(demo)
     again = sl2s(tmp_path, "init", "demo")
     assert again.returncode == 1
-    assert "already has plan.csv, .gitignore, .pre-commit-config.yaml, services" in again.stderr
+    assert (
+        "already has plan.csv, .gitignore, .pre-commit-config.yaml, services"
+        in again.stderr
+    )
     assert "Traceback" not in again.stderr
     assert snapshot(demo) == before
     (tmp_path / "file").write_text("x", encoding="utf-8")

@@ -12,7 +12,9 @@ from sl2s import __version__
 from sl2s.cli import app
 
 
-@pytest.mark.parametrize("args", [["-h"], ["--help"], ["run", "-h"], ["flows", "list", "-h"]])
+@pytest.mark.parametrize(
+    "args", [["-h"], ["--help"], ["run", "-h"], ["flows", "list", "-h"]]
+)
 def test_h_is_help_everywhere(args):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -21,7 +23,10 @@ def test_h_is_help_everywhere(args):
 
 def test_python_m_sl2s_is_the_same_command_line():
     done = subprocess.run(
-        [sys.executable, "-m", "sl2s", "--version"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "sl2s", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == f"sl2s {__version__}\n"

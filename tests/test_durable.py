@@ -450,7 +450,9 @@ def test_group_commit_writes_concurrent_batches_together_and_fails_only_a_bad_on
 
     def counting_commit(**batch):
         transactions.append(len(batch.get("steps") or ()))
-        time.sleep(0.005)  # a write under way long enough for the others to queue behind it
+        time.sleep(
+            0.005
+        )  # a write under way long enough for the others to queue behind it
         return commit(**batch)
 
     store.commit = counting_commit
@@ -607,11 +609,15 @@ def test_a_hop_retried_while_it_runs_gets_409_and_then_the_one_stored_answer(
         assert status == 200 and out["sl2s-replayed"] == "true"
         assert orjson.loads(data)["fields"]["seen"] == 1 and handler.runs == 1
     stored = flows.hop_get(f"{cid}.0.check")
-    assert stored.state == "answered" and orjson.loads(stored.body)["fields"]["seen"] == 1
+    assert (
+        stored.state == "answered" and orjson.loads(stored.body)["fields"]["seen"] == 1
+    )
     flows.close()
 
 
-def test_group_commit_wakes_every_waiting_thread_exactly_once_under_contention(tmp_path):
+def test_group_commit_wakes_every_waiting_thread_exactly_once_under_contention(
+    tmp_path,
+):
     # each queued batch parks on a lock of its own, released once by the thread that wrote it
     # (or that hands it the next write): no thread is left parked, none is woken twice
     # (releasing an unlocked lock raises), every batch is on disk when its commit returns
@@ -628,7 +634,11 @@ def test_group_commit_wakes_every_waiting_thread_exactly_once_under_contention(t
         try:
             for j in range(60):
                 cid = f"{i:016x}{j:016x}"
-                group.commit(durable._Batch([], [(cid, "s", "m", "{}", True, "e", 1.0)], [], None))
+                group.commit(
+                    durable._Batch(
+                        [], [(cid, "s", "m", "{}", True, "e", 1.0)], [], None
+                    )
+                )
                 seen.append(len(store.steps_of(cid)))  # on disk once commit returned
         except BaseException as error:  # noqa: BLE001 - asserted below
             failures.append(error)

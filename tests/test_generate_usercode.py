@@ -268,9 +268,7 @@ def test_step_moved_by_the_user_to_another_flow_module_of_the_machine_is_found()
     modules = user_files(gen(plan, {}), {})
     # the user moves b's step into a.py (an imported module of the same machine)
     b_step = (
-        modules["m/b.py"]
-        .split("\n\n\n", 1)[1]
-        .split("from sl2s.api import step\n")[-1]
+        modules["m/b.py"].split("\n\n\n", 1)[1].split("from sl2s.api import step\n")[-1]
     )
     modules["m/a.py"] += (
         "\n\n" + modules["m/b.py"][modules["m/b.py"].index('@step("b"') :]

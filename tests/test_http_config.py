@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from sl2s.runtime.transport.http.config import HopConfigError, load_config, render_machines_toml
+from sl2s.runtime.transport.http.config import (
+    HopConfigError,
+    load_config,
+    render_machines_toml,
+)
 
 KEY = "k" * 32
 
@@ -37,7 +41,9 @@ def test_defaults_without_any_configuration(tmp_path):
 
 
 def test_flow_deadlines_per_flow_in_the_file_and_for_all_in_the_environment(tmp_path):
-    root = tree(tmp_path, toml="[flows.login]\ndeadline = 120\n[flows.feed]\ndeadline = 2.5\n")
+    root = tree(
+        tmp_path, toml="[flows.login]\ndeadline = 120\n[flows.feed]\ndeadline = 2.5\n"
+    )
     config = load_config(root, environ={})
     assert (config.deadline_for("login"), config.deadline_for("feed")) == (120.0, 2.5)
     assert config.deadline_for("other") == 60.0
@@ -97,10 +103,26 @@ def test_the_key_file_of_up_is_used_when_the_environment_has_none(tmp_path):
         ("[hop]\ntimeout = 0\n", {}, "timeout: 0 must be at least"),
         ("[hop]\nattempts = true\n", {}, "attempts: True must be at least"),
         ("machines = [\n", {}, "not valid TOML"),
-        ("[flows.login]\ndeadlin = 3\n", {}, "[flows.login] has unknown setting 'deadlin'"),
-        ("[flows.login]\ndeadline = 0\n", {}, "[flows.login] deadline: 0 must be at least"),
-        ("[flows]\nlogin = 3\n", {}, "[flows] login must be a table, like [flows.login]"),
-        ("", {"SL2S_DEADLINE": "soon"}, "environment SL2S_DEADLINE: 'soon' is not a number"),
+        (
+            "[flows.login]\ndeadlin = 3\n",
+            {},
+            "[flows.login] has unknown setting 'deadlin'",
+        ),
+        (
+            "[flows.login]\ndeadline = 0\n",
+            {},
+            "[flows.login] deadline: 0 must be at least",
+        ),
+        (
+            "[flows]\nlogin = 3\n",
+            {},
+            "[flows] login must be a table, like [flows.login]",
+        ),
+        (
+            "",
+            {"SL2S_DEADLINE": "soon"},
+            "environment SL2S_DEADLINE: 'soon' is not a number",
+        ),
         ("", {"SL2S_URL_SERVER": "nope"}, "environment SL2S_URL_SERVER"),
         (
             "",

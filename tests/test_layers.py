@@ -36,7 +36,11 @@ def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
-            subs = [f"{target}.{a.name}" for a in node.names if f"{target}.{a.name}" in modules]
+            subs = [
+                f"{target}.{a.name}"
+                for a in node.names
+                if f"{target}.{a.name}" in modules
+            ]
             found.update(subs if len(subs) == len(node.names) else [target, *subs])
         elif isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
@@ -132,8 +136,16 @@ def test_the_flow_store_imports_nothing_else_of_the_runtime():
 
 def test_the_run_is_split_by_concern_into_small_modules():
     run_dir = PACKAGE_DIR / "runtime" / "core" / "run"
-    sizes = {p.name: len(p.read_text(encoding="utf-8").splitlines()) for p in run_dir.glob("*.py")}
-    assert {"context.py", "activation.py", "events.py", "failures.py", "hops.py", "steps.py"} <= set(
-        sizes
-    )
+    sizes = {
+        p.name: len(p.read_text(encoding="utf-8").splitlines())
+        for p in run_dir.glob("*.py")
+    }
+    assert {
+        "context.py",
+        "activation.py",
+        "events.py",
+        "failures.py",
+        "hops.py",
+        "steps.py",
+    } <= set(sizes)
     assert max(sizes.values()) < 400, sizes

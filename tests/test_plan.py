@@ -486,4 +486,7 @@ def test_line_numbers_after_a_bad_multi_line_row() -> None:
 
 def test_crlf_inside_a_quoted_cell_reads_as_newline() -> None:
     p = plan('login,"first\r\nsecond",client\r\nlogin,"a\rb",client\r\n')
-    assert [(s.template, s.line) for s in p.steps] == [("first\nsecond", 1), ("a\rb", 3)]
+    assert [(s.template, s.line) for s in p.steps] == [
+        ("first\nsecond", 1),
+        ("a\rb", 3),
+    ]

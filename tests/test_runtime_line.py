@@ -51,11 +51,15 @@ def test_every_flow_run_writes_its_own_ids_in_every_step_line(logs):
     assert all(len({s for _, s in ids}) == 2 for ids in runs.values())
 
 
-ids = st.text(min_size=0, max_size=40)  # quotes, backslashes, control characters, any plane
+ids = st.text(
+    min_size=0, max_size=40
+)  # quotes, backslashes, control characters, any plane
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(correlation_id=ids, trace_id=ids, span_id=ids)
 def test_the_reused_line_is_the_freshly_serialised_line_for_any_ids(

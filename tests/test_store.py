@@ -681,7 +681,9 @@ def test_sqlite_writes_of_all_threads_share_one_connection(tmp_path):
         assert len({id(conn) for conn in used}) == 1
         assert not store._conns  # no thread opened a connection of its own for writing
         assert len(store.flows(limit=20)) == 8  # a read: this thread's own connection
-        assert len(store._conns) == 1 and used[0] not in [c for _, c in store._conns.values()]
+        assert len(store._conns) == 1 and used[0] not in [
+            c for _, c in store._conns.values()
+        ]
     finally:
         store.close()
 
@@ -707,7 +709,9 @@ def test_sqlite_wal_rewinds_under_sustained_writes(tmp_path, monkeypatch):
                              None)  # fmt: skip
             written += 1
         # frames in the WAL since it last started again; every commit appended at least one
-        _, frames, _ = store._wconn_.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        _, frames, _ = store._wconn_.execute(
+            "PRAGMA wal_checkpoint(PASSIVE)"
+        ).fetchone()
         assert written > 200
         assert frames < written, (frames, written)
         assert os.path.getsize(f"{path}-wal") <= backend.WAL_SIZE_LIMIT + (1 << 20)
@@ -889,7 +893,6 @@ def test_commit_of_a_hop_servers_answers(store):
     assert "c" not in store.steps_of(CID) and store.hop_get("k3").state == "running"
 
 
-
 def test_sqlite_batches_of_every_size_use_few_statements(tmp_path):
     """A group commit of n rows of a kind is one statement of a power-of-two size (the last row
     repeated): 9 sizes per kind stay prepared instead of one per batch size, which grew a soak's
@@ -953,7 +956,9 @@ def test_sqlite_a_forked_child_writes_with_its_own_connection(tmp_path):
         holder.start()
         assert held.wait(10)
         pid = os.fork()
-        if pid == 0:  # the child: write, then leave without running the parent's cleanup
+        if (
+            pid == 0
+        ):  # the child: write, then leave without running the parent's cleanup
             code = 1
             try:
                 store.busy_timeout = 3.0

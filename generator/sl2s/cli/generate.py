@@ -41,7 +41,9 @@ def generate_command(
     stubs: set[str] = set()
     hidden = 0
 
-    held: list = []  # printed once the progress display is gone (also when the run fails)
+    held: list = (
+        []
+    )  # printed once the progress display is gone (also when the run fails)
 
     def emit(line) -> None:
         nonlocal hidden

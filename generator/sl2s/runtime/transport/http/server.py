@@ -855,7 +855,7 @@ def run_server(
     where = (
         f"[{shown[0]}]:{shown[1]}"
         if sock.family == socket.AF_INET6
-        else "%s:%d" % shown[:2]
+        else f"{shown[0]}:{shown[1]}"
     )
     warn(f"serving machine '{machine}' on http://{where}")
     with masked_std_streams():  # what steps print: their run's secrets masked
