@@ -1,5 +1,6 @@
-"""What long commands tell their progress display: `story` and the console's index count the bytes
-of the event files they read, forward only, up to the total they announced."""
+"""What long commands tell their progress display, forward only, up to the total they announced:
+`story`, `patterns` and the console's index count the bytes of the files they read; `generate`
+counts the machines whose files it rendered."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ from pathlib import Path
 import orjson
 
 from sl2s.console.index import Index
+from sl2s.generate.command import run_generate
 from sl2s.observe import events as ev
+from sl2s.observe.patterns import analyse
 from sl2s.observe.story import Selection, tell
+
+SHOP = Path(__file__).resolve().parent.parent / "sample_plans" / "shop.csv"
 
 
 def write_events(directory: Path, runs: int) -> None:
@@ -80,3 +85,31 @@ def test_the_index_counts_what_it_indexed_before_as_done(tmp_path):
         check(calls, ev.files_size(ev.event_files([logs])))
     finally:
         index.close()
+
+
+def test_patterns_tell_bytes_read_of_event_files_and_of_text_logs(tmp_path):
+    logs = tmp_path / "logs"
+    write_events(logs, 40_000)
+    calls, progress = recorder()
+    patterns, _, _ = analyse(None, [str(logs)], progress=progress)
+    assert patterns
+    check(calls, ev.files_size(ev.event_files([logs])))
+    assert len(calls) > 4
+    text = tmp_path / "app.log"
+    text.write_text(
+        "".join(f"2026-12-04 10:00:00 INFO user {i} logged in\n" for i in range(40_000))
+    )
+    calls, progress = recorder()
+    patterns, _, _ = analyse(None, [str(text)], text=True, progress=progress)
+    assert [p.count for p in patterns] == [40_000]
+    check(calls, text.stat().st_size)
+
+
+def test_generate_tells_the_machines_rendered(tmp_path):
+    calls, progress = recorder()
+    out = tmp_path / "services"
+    report = run_generate(SHOP, out, progress=progress)
+    assert report.exit_code == 0
+    machines = sorted(p.name for p in out.iterdir() if (p / "__init__.py").is_file())
+    check(calls, len(machines))
+    assert [d for d, _ in calls] == list(range(len(machines) + 1))

@@ -54,8 +54,10 @@ def generate_command(
         held.append(line)
 
     try:
-        with working(f"generating {out}/ from {plan}"):
-            report = run_generate(plan, out, check=check, diff=show_diff, emit=emit)
+        with working(f"generating {out}/ from {plan}") as update:
+            report = run_generate(
+                plan, out, check=check, diff=show_diff, emit=emit, progress=update
+            )
     finally:
         for line in held:
             text = paint(line.text, err=True, fg="red") if line.err else line.text

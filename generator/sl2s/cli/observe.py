@@ -193,9 +193,16 @@ def patterns_command(
             masks=parse_masks(masks),
             extra_masks=tuple(mask_regex),
         )
-    with working("finding the patterns"):
+    with working("finding the patterns") as update:
         report, new = run_patterns(
-            plan, logs, new_since, fmt.value, text=text, prefix=prefix, options=options
+            plan,
+            logs,
+            new_since,
+            fmt.value,
+            text=text,
+            prefix=prefix,
+            options=options,
+            progress=update,
         )
     typer.echo(report, nl=False)
     raise typer.Exit(1 if new else 0)

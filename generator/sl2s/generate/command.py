@@ -97,9 +97,11 @@ def run_generate(
     check: bool = False,
     diff: bool = False,
     emit: Emit | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> GenerateReport:
     """Generate (or bring up to date) the tree `out` from `plan`; with `check` or `diff` write
-    nothing (`diff` wins over `check` when there is something to do)."""
+    nothing (`diff` wins over `check` when there is something to do). `progress(done, total)`:
+    the machines whose files are rendered."""
     from sl2s.generate.session import Session
 
     report = GenerateReport(emit=emit)
@@ -124,12 +126,24 @@ def run_generate(
         elif not diff:
             report.say(f"{label}: up to date, nothing written")
         return report
-    _generate(report, plan, out, label, shown, ref, session, plan_bytes, check, diff)
+    _generate(
+        report, plan, out, label, shown, ref, session, plan_bytes, check, diff, progress
+    )
     return report
 
 
 def _generate(
-    report, plan, out, label, shown, ref, session, plan_bytes, check, show_diff
+    report,
+    plan,
+    out,
+    label,
+    shown,
+    ref,
+    session,
+    plan_bytes,
+    check,
+    show_diff,
+    progress,
 ):
     from sl2s.generate.core import generate as build
     from sl2s.generate.lock import read_origins
@@ -147,6 +161,7 @@ def _generate(
         check=session.black,
         prefix=label,
         origins=read_origins(old_lock(out)),
+        progress=progress,
     )
     changes = plan_changes(out, generation)
     messages = ["warning: " + orphan.message(label) for orphan in generation.orphans]

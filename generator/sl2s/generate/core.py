@@ -136,6 +136,7 @@ def generate(
     version: str = __version__,
     prefix: str = "",
     origins: Mapping[str, Mapping[str, Mapping[str, str]]] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Generation:
     """The files of the system for `plan`.
 
@@ -143,7 +144,7 @@ def generate(
     to the output directory). user_modules: `{"<machine>/<name>.py": source}` of every existing
     non-generated module in the output tree. prefix: put before paths in diagnostics.
     origins: where `sl2s rebalance` took definitions from (kept in the lock for the modules that
-    still exist).
+    still exist). progress: told `(machines rendered, machines)` as each machine's files are done.
     Raises Sl2sError (every problem) when a user module cannot be read.
     """
     check = check or BlackCheck()
@@ -274,7 +275,9 @@ def generate(
             "template": expected[machine][(flow, step_id)].template,
         }
 
-    for view in projection.machines:
+    for done, view in enumerate(projection.machines):
+        if progress is not None:
+            progress(done, len(projection.machines))
         files.extend(
             _machine_files(
                 plan,
@@ -289,6 +292,8 @@ def generate(
             )
         )
 
+    if progress is not None:
+        progress(len(projection.machines), len(projection.machines))
     services = check.ensure(
         render.services_init(plan_ref, version), SYSTEM_INIT, prefix + "__init__.py"
     )

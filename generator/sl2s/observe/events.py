@@ -175,6 +175,22 @@ class ReadStats:
     progress: Callable[[int], None] | None = None
     read: int = 0  # bytes of the files finished
 
+    def tell_of(self, lines: object) -> Callable[[], int] | None:
+        """How far into its file an open line iterator is, when progress is asked for and the
+        iterator can say (a plain file; not a gzip stream)."""
+        return getattr(lines, "tell", None) if self.progress is not None else None
+
+    def reached(self, offset: int) -> None:
+        """Report `offset` bytes into the file being read."""
+        if self.progress is not None:
+            self.progress(self.read + offset)
+
+    def finished(self, path: Path) -> None:
+        """Report the end of `path`."""
+        if self.progress is not None:
+            self.read += _size(path)
+            self.progress(self.read)
+
     def skip(self, source: str, lineno: int) -> None:
         self.skipped += 1
         if len(self.skipped_at) < 5:
@@ -193,17 +209,12 @@ def iter_events(
         stats.files += 1
         source = str(path)
         lines = open_lines(path)
-        report = stats.progress
-        tell = getattr(lines, "tell", None) if report is not None else None
+        tell = stats.tell_of(lines)
         try:
             for lineno, line in enumerate(lines, 1):
                 stats.lines += 1
-                if (
-                    tell is not None
-                    and report is not None
-                    and not lineno % PROGRESS_EVERY
-                ):
-                    report(stats.read + tell())
+                if tell is not None and not lineno % PROGRESS_EVERY:
+                    stats.reached(tell())
                 if contains is not None and contains not in line:
                     continue
                 try:
@@ -219,6 +230,4 @@ def iter_events(
             close = getattr(lines, "close", None)
             if close is not None:
                 close()
-        if report is not None:
-            stats.read += _size(path)
-            report(stats.read)
+        stats.finished(path)

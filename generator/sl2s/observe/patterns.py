@@ -28,8 +28,9 @@ from __future__ import annotations
 import os
 import tempfile
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import orjson
@@ -540,9 +541,11 @@ def analyse(
     prefix=None,
     options: MiningOptions | None = None,
     keep_members: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[Pattern], Analyzer, ev.ReadStats]:
     """Patterns of event files (`text=False`) or plain-text logs (`text=True`, lines split by
-    sl2s.observe.textlog with `prefix`, a compiled regex or None for the default)."""
+    sl2s.observe.textlog with `prefix`, a compiled regex or None for the default).
+    `progress(done, total)`: bytes of the files read."""
     stats = ev.ReadStats()
     analyzer = Analyzer(
         plan,
@@ -554,13 +557,21 @@ def analyse(
     if text:
         from sl2s.observe.textlog import iter_text, text_files
 
-        items = iter_text(text_files(paths), prefix, stats)
+        files = text_files(paths)
+        items = iter_text(files, prefix, stats)
     else:
-        items = ev.iter_events(ev.event_files(paths), stats)
+        files = ev.event_files(paths)
+        items = ev.iter_events(files, stats)
+    if progress is not None:
+        stats.progress = partial(_report, progress, ev.files_size(files))
     feed = analyzer._feed_text if text else analyzer.feed
     for source, lineno, event in items:
         feed(source, lineno, event)
     return analyzer.finish(), analyzer, stats
+
+
+def _report(progress: Callable[[int, int], None], total: int, done: int) -> None:
+    progress(done, total)
 
 
 def state_options(
@@ -595,6 +606,7 @@ def run_patterns(
     text: bool = False,
     prefix: str | None = None,
     options: MiningOptions | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[str, bool]:
     """Shell-facing: (report, whether anything new was found); updates the state file.
 
@@ -621,6 +633,7 @@ def run_patterns(
         prefix=compile_prefix(prefix),
         options=options,
         keep_members=fmt == "json",
+        progress=progress,
     )
     new = [p for p in patterns if p.new] if state is not None else patterns
     if state is not None:

@@ -211,17 +211,18 @@ def iter_text(
     files: Iterable[Path], prefix: re.Pattern | None = None, stats=None
 ) -> Iterator[tuple[str, int, dict]]:
     """(file, line number, event-like dict) for every non-blank line of the files."""
-    from sl2s.observe.events import open_lines
+    from sl2s.observe.events import PROGRESS_EVERY, open_lines
 
     split = split_line
     for path in files:
         source, name = str(path), path.name
         lines = open_lines(path)
+        tell = stats.tell_of(lines) if stats is not None else None
         lineno = 0
         try:
-            for lineno, raw in enumerate(
-                lines, 1
-            ):  # noqa: B007 - counted after the loop
+            for lineno, raw in enumerate(lines, 1):
+                if tell is not None and not lineno % PROGRESS_EVERY:
+                    stats.reached(tell())
                 text = raw.decode("utf-8", errors="replace").strip()
                 if not text:
                     continue
@@ -244,3 +245,5 @@ def iter_text(
             close = getattr(lines, "close", None)
             if close is not None:
                 close()
+        if stats is not None:
+            stats.finished(path)
