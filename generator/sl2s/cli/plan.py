@@ -7,11 +7,8 @@ from pathlib import Path
 
 import typer
 
-from sl2s import plandiff, show
 from sl2s.cli.app import app, report, usage
 from sl2s.diagnostics import Sl2sError
-from sl2s.plan import read_plan
-from sl2s.projection import project, summary
 
 
 class ShowFormat(str, Enum):
@@ -38,6 +35,9 @@ def check(
 
     Exit status: 0 when all plans are valid, 1 when any is not.
     """
+    from sl2s.plan import read_plan
+    from sl2s.projection import project, summary
+
     failed = False
     for path in plans:
         try:
@@ -73,6 +73,7 @@ def show_plan(
 
     Exit status: 0 on success, 1 when the plan is invalid (problems are printed as `FILE:LINE: message`).
     """
+    from sl2s import show
     from sl2s.treeview import projection_in_tree, tree_of
 
     if tree is not None and not tree.is_dir():
@@ -106,6 +107,10 @@ def diff(
     Exit status, like diff(1): 0 when the plans are the same, 1 when they differ, 2 when either
     plan cannot be read or is invalid (problems are printed as `FILE:LINE: message`).
     """
+    from sl2s import plandiff
+    from sl2s.plan import read_plan
+    from sl2s.projection import project
+
     problems: list[Sl2sError] = []
     plans = []
     for path in (old, new):

@@ -7,22 +7,15 @@ import typer
 
 from sl2s.cli.app import app, checked, colour, report
 from sl2s.diagnostics import Sl2sError
-from sl2s.runtime import HopFailed, StepFailed, hooks, run_metadata
-from sl2s.runtime.core.stdmask import masked_std_streams
-from sl2s.runtime.core.system import log_dir
-from sl2s.runtime.launch import (
-    capture_info_records,
-    check_fields,
-    load_entry,
-    parse_values,
-    run_metadata_of,
-)
-from sl2s.runtime.story_print import (
-    StoryPrinter,
-    shown_context,
-    story_line,
-    user_traceback,
-)
+
+# The runtime is imported when `run` runs, not with the command line: other commands (a no-op
+# `sl2s generate` above all) start without it.
+
+
+def _parse_values(values: list[str]) -> dict:
+    from sl2s.runtime.launch import parse_values
+
+    return parse_values(values)
 
 
 @app.command("run")
@@ -34,7 +27,7 @@ def run(
     values: list[str] = typer.Argument(
         None,
         metavar="[FIELD=VALUE | FIELD:=JSON]...",
-        callback=checked(parse_values),
+        callback=checked(_parse_values),
         help="Context fields: FIELD=VALUE sets a string, FIELD:=JSON any JSON value.",
     ),
     quiet: bool = typer.Option(
@@ -79,6 +72,18 @@ def run(
     Exit status 1 when a step fails: the plan line of the failing step is named, and the traceback of
     your own code is shown once.
     """
+    from sl2s.runtime import HopFailed, StepFailed, hooks, run_metadata
+    from sl2s.runtime.core.stdmask import masked_std_streams
+    from sl2s.runtime.core.system import log_dir
+    from sl2s.runtime.launch import (
+        capture_info_records,
+        check_fields,
+        load_entry,
+        parse_values,
+        run_metadata_of,
+    )
+    from sl2s.runtime.story_print import StoryPrinter, shown_context, user_traceback
+
     remote_logs = None
     try:
         if remote:
@@ -180,6 +185,7 @@ class _Collector:
     def tell(self, remote_logs, echo) -> None:
         from sl2s.observe.remote_story import merged
         from sl2s.observe.story import causal_order
+        from sl2s.runtime.story_print import story_line
 
         events, self.events = self.events, []  # told once
         if not events:

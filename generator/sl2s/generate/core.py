@@ -18,6 +18,7 @@ from sl2s.generate import lock as lockfile
 from sl2s.generate import render, rendercache
 from sl2s.generate.blackcheck import BlackCheck
 from sl2s.generate.flowdigest import flow_digests
+from sl2s.generate.lock import LOCK
 from sl2s.generate.usercode import (
     FoundStep,
     UserCodeError,
@@ -31,9 +32,6 @@ from sl2s.model import Flow, Placeholder, Plan, Step
 from sl2s.names import identifier
 from sl2s.projection import MachineView, Projection, project
 from sl2s.show import markdown
-
-GENERATED_IN_MACHINE = ("__init__.py", "_wiring.py")
-LOCK = "sl2s.lock.json"
 
 # The top-level statements each rendered chunk may contain (checked by BlackCheck.ensure).
 SYSTEM_INIT = (

@@ -13,6 +13,10 @@ from json.encoder import encode_basestring_ascii
 
 import orjson
 
+LOCK = "sl2s.lock.json"  # the lock's name, at the top of the generated tree
+# the files sl2s writes in each machine's package (the lock lists their digests); the other
+# modules there are the user's
+GENERATED_IN_MACHINE = ("__init__.py", "_wiring.py")
 TOOL = "sl2s"
 
 

@@ -20,15 +20,17 @@ import hashlib
 import json
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
 import sl2s
 from sl2s import __version__
-from sl2s.generate.blackcheck import BlackCheck
-from sl2s.generate.rendercache import RenderCache
-from sl2s.generate.usercode import FoundStep, scan_module
 from sl2s.generate.writer import read_user_modules, write_atomic
+
+if TYPE_CHECKING:
+    from sl2s.generate.blackcheck import BlackCheck
+    from sl2s.generate.usercode import FoundStep
 
 CACHE = Path(".sl2s") / "cache" / "generate.json"
 RENDER = Path(".sl2s") / "cache" / "render"  # <machine>.json: rendered wiring chunks
@@ -87,11 +89,23 @@ class Session:
         except (OSError, ValueError, TypeError):
             pass
         self._used: dict[str, list[list]] = {}
-        self.black = BlackCheck(known)
+        self._known = known
+        self._black: BlackCheck | None = None
         self._rendered_on_disk: dict[str, dict[str, str]] = {}
-        self.black.rendered = RenderCache(self._load_rendered)
         self._modules: dict[str, str] | None = None
         self._digests: dict[str, str] = {}
+
+    @property
+    def black(self) -> BlackCheck:
+        """The check of rendered chunks against black, made on first use: it imports black, which
+        a run with nothing to do never needs."""
+        if self._black is None:
+            from sl2s.generate.blackcheck import BlackCheck
+            from sl2s.generate.rendercache import RenderCache
+
+            self._black = BlackCheck(self._known)
+            self._black.rendered = RenderCache(self._load_rendered)
+        return self._black
 
     # --- rendered wiring chunks, one file per machine ------------------------------------------
 
@@ -157,6 +171,10 @@ class Session:
         digest = self._digest(source)
         rows = self._scans.get(digest)
         if rows is None:
+            from sl2s.generate.usercode import (
+                scan_module,
+            )  # libcst: only when a module changed
+
             found = scan_module(source)  # UserCodeError propagates to the core
             rows = [
                 [
@@ -174,6 +192,8 @@ class Session:
         return rows
 
     def scan(self, path: str, source: str) -> list[FoundStep]:
+        from sl2s.generate.usercode import FoundStep
+
         rows = self._scan_rows(source)
         return [
             FoundStep(

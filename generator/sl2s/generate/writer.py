@@ -16,10 +16,16 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sl2s.diagnostics import Diagnostic, Sl2sError
 from sl2s.generate import lock as lockfile
-from sl2s.generate.core import GENERATED_IN_MACHINE, LOCK, Generation
+from sl2s.generate.lock import GENERATED_IN_MACHINE, LOCK
+
+if (
+    TYPE_CHECKING
+):  # the core imports libcst and black: not needed to read or write a tree
+    from sl2s.generate.core import Generation
 
 
 @dataclass(frozen=True)
