@@ -22,7 +22,9 @@ generate  `sl2s generate` of a 2,000-row plan (bench/make_plan.py), as a whole p
           cookiecutter and copier rendering the same files (each generated file made a template
           with one variable), each as a whole process.
 rebalance one move at 10 / 100 / 1,000 modules: the sl2s rebalance core (bench_rebalance.py) vs
-          rope's MoveGlobal on a copy of the same tree (its own process).
+          rope's MoveGlobal on a copy of the same tree (its own process); then the whole
+          `sl2s rebalance` command vs rope as a whole process (start-up and imports included),
+          each on a fresh copy of the same generated project, best of the interleaved rounds.
 """
 
 from __future__ import annotations
@@ -567,6 +569,61 @@ def bench_rebalance(sizes: list[int], repeat: int) -> None:
         )
 
 
+def bench_rebalance_command(work: Path, sizes: list[int], rounds: int) -> None:
+    """The whole `sl2s rebalance` command (a process: start-up, imports, plan, scans, the move,
+    the regenerated wiring) vs rope's MoveGlobal as a whole process (start-up, `import rope`, the
+    project, the move) — the same step moved in copies of the same generated project."""
+    try:
+        import rope  # noqa: F401
+    except ImportError as error:
+        missing("whole rebalance command vs rope", error)
+        return
+    import bench_rebalance as br
+
+    sl2s = [sys.executable, "-c", "from sl2s.cli import main; main()"]
+    for size in sizes:
+        machines, flows = br.SHAPES[size]
+        base = work / f"rebalance-{size}"
+        plan_text, _ = br.build(base, machines, flows)
+        (base / "plan.csv").write_text(plan_text)
+        _whole([*sl2s, "generate", "plan.csv", "--out", "services"], cwd=base)
+        moved = plan_text.replace("Step 1 handles :acc\tm0", "Step 1 handles :acc\tm1")
+        ours: list[float] = []
+        peer: list[float] = []
+        for round_ in range(rounds):  # interleaved, each on a fresh copy
+            mine = work / f"ours-{size}-{round_}"
+            shutil.copytree(base, mine)
+            (mine / "plan.csv").write_text(moved)
+            ours.append(
+                _whole(
+                    [
+                        *sl2s,
+                        "rebalance",
+                        "plan.csv",
+                        "--out",
+                        "services",
+                        "--allow-dirty",
+                    ],
+                    cwd=mine,
+                )
+            )
+            assert "def step_1(" in (mine / "services" / "m1" / "f0.py").read_text()
+            shutil.rmtree(mine)
+            theirs = work / f"rope-{size}-{round_}"
+            shutil.copytree(base, theirs)
+            argv = [sys.executable, "-c", br.ROPE, str(theirs), "services/m0/f0.py"]
+            peer.append(_whole([*argv, "services/m1/f0.py", "step_1"]))
+            shutil.rmtree(theirs)
+        row(
+            f"the whole `sl2s rebalance` command, one move, {size} modules, vs rope MoveGlobal "
+            "as a whole process",
+            f"{min(ours):.2f} s",
+            f"{min(peer):.2f} s",
+            f"{min(ours) / min(peer):.2f}",
+        )
+        shutil.rmtree(base)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="logging,http,patterns,generate,rebalance")
@@ -593,6 +650,11 @@ def main() -> int:
             bench_generate(work / "generate", 200 if quick else 2000, 1 if quick else 3)
         if "rebalance" in only:
             bench_rebalance([10] if quick else [10, 100, 1000], 1 if quick else 3)
+            bench_rebalance_command(
+                work / "rebalance",
+                [10] if quick else [10, 100, 1000],
+                1 if quick else 3,
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print("\n| what | sl2s | peer | sl2s / peer |\n|---|---|---|---|")
