@@ -400,7 +400,8 @@ what, logs = sys.argv[1], sys.argv[2]
 t = time.perf_counter()
 if what == "sl2s":
     from sl2s.observe.patterns import analyse
-    from sl2s.observe.synthetic import demo_plan
+    sys.path.insert(0, sys.argv[3])  # bench/: its synthetic plan
+    from synthetic import demo_plan
     analyse(demo_plan(), [logs])
 else:
     import orjson
@@ -436,6 +437,7 @@ def bench_patterns(work: Path, events: int) -> None:
                 PATTERNS_CHILD + peak_kb_code() + "print(seconds, _kb)\n",
                 what,
                 str(logs),
+                str(HERE),
             ],
             capture_output=True,
             text=True,

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -143,7 +144,9 @@ class Analyzer:
         self.keep_members = keep_members
         self.seen = set(seen)
         self.patterns: dict[str, Pattern] = {}
-        self.runs: dict[str, list[tuple[int, int, int, int]]] = {}
+        # per run, four integers per event for the order checks at the end (event id's hash,
+        # its cause's, its plan step, its arrival), packed: 32 bytes an event, not ~200 as tuples
+        self.runs: dict[str, array] = {}
         self.arrival = 0
         self.options = options or MiningOptions()
         self.miner = make_miner(self.options, drain_state)
@@ -244,7 +247,10 @@ class Analyzer:
             eid = a.get("sl2s.event_id")
             cause = a.get("sl2s.causation_id")
             self.arrival += 1
-            self.runs.setdefault(cid, []).append(
+            links = self.runs.get(cid)
+            if links is None:
+                links = self.runs[cid] = array("q")
+            links.extend(
                 (
                     hash(eid) if eid else -self.arrival,
                     hash(cause) if cause else 0,
@@ -307,8 +313,9 @@ class Analyzer:
     # ------------------------------------------------------------------------- end of stream
 
     def finish(self) -> list[Pattern]:
-        for cid, links in self.runs.items():
-            self._check_run(cid, links)
+        for cid, packed in self.runs.items():
+            fields = iter(packed)
+            self._check_run(cid, list(zip(fields, fields, fields, fields)))
         self.runs.clear()
         self._merge_log_lines()
         for pattern in self.patterns.values():
