@@ -146,9 +146,15 @@ def test_template_parse_equals_the_character_loop(text):
 
 
 def _reference_visible(text: str) -> str:
+    """Every character on its own: invisible categories escaped, except the format characters
+    kept as written (joiners inside emoji and words, flag tags, a script's own format letters such
+    as Duployan's U+1BCA0; show._kept)."""
     out = []
-    for ch in text:
-        if unicodedata.category(ch) in show._INVISIBLE:
+    for index, ch in enumerate(text):
+        category = unicodedata.category(ch)
+        if category in show._INVISIBLE and not (
+            category == "Cf" and show._kept(text, index)
+        ):
             code = ord(ch)
             if code < 0x100:
                 out.append(f"\\x{code:02x}")
@@ -191,3 +197,10 @@ def test_choosing_the_delimiter_on_plain_lines_equals_the_general_choice(text):
     finally:
         planmod._plain_lines = original
     assert planmod._choose_plain(text, lines) == slow
+
+
+def test_a_scripts_own_format_letter_is_kept_and_a_hiding_one_escaped():
+    # found by the property above: Duployan's U+1BCA0 (category Cf) is part of how that script
+    # is written; a zero-width space hides
+    assert show.visible("a\U0001bca0b") == "a\U0001bca0b"
+    assert show.visible("a\u200bb") == "a\\u200bb"
