@@ -164,13 +164,13 @@ def paint(text: str, err: bool = False, **style: Any) -> str:
 
 
 @contextmanager
-def working(description: str) -> Iterator[Callable[[int, int], None]]:
+def working(description: str) -> Iterator[Callable[[int, int], None] | None]:
     """Yield an `update(done, total)` callable for the work to report its progress (in any unit:
-    bytes read, files written). After 1 s of work on a terminal, show a rich progress bar on stderr
-    (pulsing until a total is known, then with the share done and the time left), gone when the
-    work ends. Off a terminal `update` does nothing."""
+    bytes read, machines rendered). After 1 s of work on a terminal, show a rich progress bar on
+    stderr (pulsing until a total is known, then with the share done and the time left), gone when
+    the work ends. Off a terminal it yields None: the work counts nothing."""
     if not _progress_forced():
-        yield _ignore
+        yield None
         return
     from rich.console import Console
     from rich.progress import (
@@ -209,10 +209,6 @@ def working(description: str) -> Iterator[Callable[[int, int], None]]:
         timer.join()
         if progress.live.is_started:
             progress.stop()
-
-
-def _ignore(done: int, total: int) -> None:
-    """The progress callback off a terminal."""
 
 
 def _progress_forced() -> bool:
