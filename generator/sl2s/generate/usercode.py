@@ -13,11 +13,26 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass, replace
-from typing import TypeGuard
-
-import libcst as cst
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from sl2s.names import IdentifierError, step_slug
+
+if TYPE_CHECKING:
+    import libcst as cst
+else:
+
+    class _LibCST:
+        """libcst, imported when first used (0.17-0.2 s): a generate that creates the user
+        modules, and reads none, never needs it. The first use puts the module itself here.
+        """
+
+        def __getattr__(self, name: str) -> Any:
+            import libcst
+
+            globals()["cst"] = libcst
+            return getattr(libcst, name)
+
+    cst = _LibCST()
 
 
 @dataclass(frozen=True)
