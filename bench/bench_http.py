@@ -39,6 +39,29 @@ KEY = "bench-hop-key-" + "0123456789abcdef" * 3
 SYSTEM = "bench_http_login"
 
 
+def echo_request(n: int, tag: str):
+    """The `n`-th hop to the bench server's instant `bench` flow (its handler answers at once),
+    with ids and an idempotency key of its own; `tag` keeps keys apart between benches.
+    """
+    from sl2s.runtime.transport import HopRequest
+
+    return HopRequest(
+        system=SYSTEM,
+        flow="bench",
+        source="client",
+        target="server",
+        at="echo",
+        resume_at="done",
+        fields={"username": "ann", "attempt": 1},
+        secrets=["password"],
+        correlation_id=f"{n:032x}",
+        causation_id=f"{n:032x}",
+        traceparent=f"00-{n:032x}-{n:016x}-01",
+        idempotency_key=f"{tag}-{n:016d}",
+        stack=["client"],
+    )
+
+
 # -- the server process --------------------------------------------------------------------------
 
 

@@ -175,21 +175,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
     def request() -> HopRequest:
         nonlocal n
         n += 1
-        return HopRequest(
-            system=bh.SYSTEM,
-            flow="bench",
-            source="client",
-            target="server",
-            at="echo",
-            resume_at="done",
-            fields={"username": "ann", "attempt": 1},
-            secrets=["password"],
-            correlation_id=f"{n:032x}",
-            causation_id=f"{n:032x}",
-            traceparent=f"00-{n:032x}-{n:016x}-01",
-            idempotency_key=f"profile-{n:016d}",
-            stack=["client"],
-        )
+        return bh.echo_request(n, "profile")
 
     body = protocol.request_body(request().to_dict())
     headers = {"content-type": "application/json"}
