@@ -22,6 +22,7 @@ from pathlib import Path
 import orjson
 import pytest
 import typer.main
+from test_layers import PACKAGE_DIR, import_graph, module_names
 
 from sl2s.cli import app
 from sl2s.runtime.cli import parser as runtime_parser
@@ -37,15 +38,7 @@ from harness import loopback_socket, read_events, stop, wait_healthy  # noqa: E4
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "generator"
 RUNTIME = ROOT / "packaging" / "sl2s-runtime" / "pyproject.toml"
-GENERATOR_ONLY = [
-    "jinja2",
-    "typer",
-    "libcst",
-    "black",
-    "drain3",
-    "rich",
-    "click_default",
-]
+GENERATOR_ONLY = ["jinja2", "typer", "libcst", "black", "drain3", "rich"]
 SIZE_LIMIT = 20_000_000  # bytes of site-packages, pip and setuptools not counted
 KEY = "runtime-dist-key-" + "0123456789abcdef" * 2
 
@@ -55,45 +48,26 @@ def runtime_config() -> dict:
 
 
 def source_modules() -> dict[str, Path]:
-    found = {}
-    for path in sorted((SOURCE / "sl2s").rglob("*.py")):
-        parts = path.relative_to(SOURCE).with_suffix("").parts
-        if parts[-1] == "__init__":
-            parts = parts[:-1]
-        found[".".join(parts)] = path
-    return found
+    return module_names(PACKAGE_DIR)
 
 
-def imported(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
-    """The modules `name` imports anywhere in its source (functions included), and the packages
-    Python runs first to import them; third-party and standard modules by their top-level name.
-    """
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found: set[str] = set()
+def third_party(path: Path) -> set[str]:
+    """The top-level names of the modules outside sl2s that `path` imports (anywhere in it)."""
+    found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                target = ".".join(base + ([node.module] if node.module else []))
-            else:
-                target = node.module or ""
-            found.add(target)
-            found.update(f"{target}.{a.name}" for a in node.names)
-        elif isinstance(node, ast.Import):
-            found.update(a.name for a in node.names)
-    result = set()
-    for module in found:
-        if module.split(".")[0] != "sl2s":
-            result.add(module.split(".")[0])
-            continue
-        parts = module.split(".")
-        result.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
-    return {m for m in result if m in modules or not m.startswith("sl2s")} - {name}
+        if isinstance(node, ast.Import):
+            found.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.split(".")[0])
+    return found - {"sl2s"}
 
 
 def closure(roots: list[str]) -> tuple[set[str], set[str]]:
-    """The sl2s modules reachable from `roots` by imports, and the other top-level modules."""
+    """The sl2s modules reachable from `roots` by imports (tests/test_layers.py's graph), with the
+    packages Python runs first to import them, and the other top-level modules they import.
+    """
     modules = source_modules()
+    graph = import_graph()
     ours: set[str] = set()
     others: set[str] = set()
     todo = list(roots)
@@ -102,11 +76,10 @@ def closure(roots: list[str]) -> tuple[set[str], set[str]]:
         if name in ours:
             continue
         ours.add(name)
-        for module in imported(name, modules[name], modules):
-            if module.startswith("sl2s"):
-                todo.append(module)
-            else:
-                others.add(module)
+        parts = name.split(".")
+        todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))
+        todo.extend(graph[name])
+        others |= third_party(modules[name])
     return ours, others
 
 
