@@ -170,9 +170,10 @@ class ReadStats:
     lines: int = 0
     skipped: int = 0
     skipped_at: list[str] = field(default_factory=list)
-    # told the bytes read so far (of the files' sizes on disk), every PROGRESS_EVERY lines of a
-    # plain file and at the end of each file
-    progress: Callable[[int], None] | None = None
+    # told `(bytes read so far, total)` (of the files' sizes on disk), every PROGRESS_EVERY lines
+    # of a plain file and at the end of each file; `total` is what the reader announced
+    progress: Callable[[int, int], None] | None = None
+    total: int = 0
     read: int = 0  # bytes of the files finished
 
     def tell_of(self, lines: object) -> Callable[[], int] | None:
@@ -183,13 +184,13 @@ class ReadStats:
     def reached(self, offset: int) -> None:
         """Report `offset` bytes into the file being read."""
         if self.progress is not None:
-            self.progress(self.read + offset)
+            self.progress(self.read + offset, self.total)
 
     def finished(self, path: Path) -> None:
         """Report the end of `path`."""
         if self.progress is not None:
             self.read += _size(path)
-            self.progress(self.read)
+            self.progress(self.read, self.total)
 
     def skip(self, source: str, lineno: int) -> None:
         self.skipped += 1

@@ -31,7 +31,6 @@ from array import array
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 import orjson
@@ -570,15 +569,11 @@ def analyse(
         files = ev.event_files(paths)
         items = ev.iter_events(files, stats)
     if progress is not None:
-        stats.progress = partial(_report, progress, ev.files_size(files))
+        stats.progress, stats.total = progress, ev.files_size(files)
     feed = analyzer._feed_text if text else analyzer.feed
     for source, lineno, event in items:
         feed(source, lineno, event)
     return analyzer.finish(), analyzer, stats
-
-
-def _report(progress: Callable[[int, int], None], total: int, done: int) -> None:
-    progress(done, total)
 
 
 def state_options(

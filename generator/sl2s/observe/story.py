@@ -337,7 +337,7 @@ def tell(
     if progress is not None:
         passes = 1 if selection.correlation_id else 2
         total = passes * ev.files_size(files)
-        stats = ev.ReadStats(progress=lambda done: progress(done, total))
+        stats = ev.ReadStats(progress=progress, total=total)
     cid = select_run(files, selection, stats)
     story = build_story(cid, collect_run(files, cid, stats), mark=selection.event_id)
     if fmt == "markdown":
