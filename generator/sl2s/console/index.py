@@ -30,7 +30,6 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 import orjson
@@ -393,12 +392,6 @@ def _schema(path: Path) -> str | None:
     return row[0] if row else None
 
 
-def _report_at(
-    progress: Callable[[int, int], None], before: int, total: int, offset: int
-) -> None:
-    progress(before + offset, total)
-
-
 class Index:
     """The index file and how to bring it up to date with the logs."""
 
@@ -442,18 +435,15 @@ class Index:
         stats = RefreshStats()
         files = ev.event_files(dirs)
         affected: set[int] = set()
-        total = ev.files_size(files) if progress is not None else 0
-        done = 0
+        reading = ev.ReadStats(progress=progress)  # counts the bytes as the readers do
+        if progress is not None:
+            reading.total = ev.files_size(files)
         for path in files:
             stats.files += 1
-            report = None
-            if progress is not None:
-                report = partial(_report_at, progress, done, total)
+            report = reading.reached if progress is not None else None
             for chunk in self._new_lines(path, stats, report):
                 affected |= self._store(chunk, stats)
-            if progress is not None:
-                done += ev.files_size([path])
-                progress(done, total)
+            reading.finished(path)
         for directory in (p for p in dirs if p.is_dir()):
             affected |= self._incidents(directory, stats, index_incident_events)
         if affected:
