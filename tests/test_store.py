@@ -155,6 +155,25 @@ def test_flow_by_unique_prefix(store):
     assert store.flow("abcdef01" + "0" * 24).flow == "login"
 
 
+def test_flow_by_unique_suffix_when_no_prefix_matches(store):
+    # flows started together share the start of their ids (the time) and differ at the end
+    first, second = (
+        "0191aa00000a" + "0" * 13 + "1d00d51",
+        "0191aa00000a" + "0" * 13 + "2d00d51",
+    )
+    store.flow_started(flow_rec(first))
+    store.flow_started(flow_rec(second))
+    with pytest.raises(AmbiguousPrefix, match="'0191aa00000a' is the start of several"):
+        store.flow("0191aa00000a")
+    assert store.flow("1d00d51").correlation_id == first
+    assert store.flow("2d00d51").correlation_id == second
+    with pytest.raises(AmbiguousPrefix, match="'d00d51' is the end of several flows"):
+        store.flow("d00d51")
+    assert store.flow("3d00d51") is None
+    assert store.flow("%d00d51") is None  # not a pattern
+    assert store.flow("00d51") is None  # shorter than 6 characters: only a full id
+
+
 def test_flows_filters_newest_first(store):
     for i, (state, flow, machine) in enumerate(
         [("pending", "login", "client"), ("failed", "login", "client"),

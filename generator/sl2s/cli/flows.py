@@ -33,7 +33,8 @@ def _age(text: str) -> float:
 
 _DIR = typer.Argument(..., help="The generated system package, e.g. services.")
 _ID = typer.Argument(
-    ..., help="A flow run's correlation id (or a unique prefix of 6+ characters)."
+    ...,
+    help="A flow run's correlation id (or a unique prefix or suffix of 6+ characters).",
 )
 
 

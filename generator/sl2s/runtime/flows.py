@@ -1,7 +1,8 @@
 """What `sl2s flows` does (list / show / resume / cancel / prune), on a system's flow store.
 
 The CLI (sl2s.cli.flows) only parses, calls these and prints. Every problem is an `Sl2sError` with
-a one-line message. Flows are named by correlation id or a unique prefix of at least 6 characters.
+a one-line message. Flows are named by correlation id or a unique prefix or suffix of at
+least 6 characters.
 
 Resume re-runs the flow's entry function in this process under the same correlation id, with the
 recorded starting context: steps whose completion was recorded replay (not run again), the rest

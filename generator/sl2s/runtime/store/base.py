@@ -296,8 +296,12 @@ class SqlStore(ABC):
         return total
 
     def flow(self, correlation_id: str) -> FlowRecord | None:
-        """By full correlation id, else by a unique prefix of at least 6 characters
-        (`AmbiguousPrefix` when several flows start with it)."""
+        """By full correlation id, else by a unique prefix of at least 6 characters, else by a
+        unique suffix of at least 6 (`AmbiguousPrefix` when several flows match). A correlation
+        id begins with the time its run began and ends with random digits, so flows started
+        together share their first characters and are told apart by their last: a prefix is a
+        key range, a suffix a scan of the flows (for the command line, not the hot path).
+        """
         with self._read() as cur:
             cur.execute(self._sql["flow_get"], (correlation_id,))
             row = cur.fetchone()
@@ -305,11 +309,14 @@ class SqlStore(ABC):
                 return None if row is None else _flow(row)
             upper = correlation_id[:-1] + chr(ord(correlation_id[-1]) + 1)
             cur.execute(self._sql["flow_prefix"], (correlation_id, upper))
-            rows = cur.fetchall()
+            rows, where = cur.fetchall(), "start"
+            if not rows and correlation_id.isalnum():  # (no LIKE wildcard in it)
+                cur.execute(self._sql["flow_suffix"], ("%" + correlation_id,))
+                rows, where = cur.fetchall(), "end"
         if len(rows) > 1:
             shown = ", ".join(r[0] for r in rows[:5])
             raise AmbiguousPrefix(
-                f"{correlation_id!r} is the start of several flows ({shown}"
+                f"{correlation_id!r} is the {where} of several flows ({shown}"
                 f"{', ...' if len(rows) > 5 else ''}): give more of the id"
             )
         return _flow(rows[0]) if rows else None

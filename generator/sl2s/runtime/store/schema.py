@@ -150,6 +150,8 @@ SQL = {
     "flow_get": f"SELECT {FLOW_COLUMNS} FROM sl2s_flows WHERE correlation_id = ?",
     "flow_prefix": f"SELECT {FLOW_COLUMNS} FROM sl2s_flows"
     " WHERE correlation_id >= ? AND correlation_id < ? ORDER BY correlation_id LIMIT 6",
+    "flow_suffix": f"SELECT {FLOW_COLUMNS} FROM sl2s_flows WHERE correlation_id LIKE ?"
+    " ORDER BY correlation_id LIMIT 6",
     "flow_position": "UPDATE sl2s_flows SET position = ?, progressed = ? WHERE correlation_id = ?",
     "flows_ended": "SELECT correlation_id FROM sl2s_flows WHERE state = ? AND updated <= ?"
     " LIMIT ?",
