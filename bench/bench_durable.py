@@ -116,6 +116,7 @@ def start_server(tree: Path, env: dict) -> tuple[subprocess.Popen, str]:
 
 
 def hop_rounds(urls: dict[str, str], hops: int, rounds: int) -> dict[str, list[float]]:
+    from sl2s.runtime.core.events import new_correlation_id
     from sl2s.runtime.transport import HopRequest
     from sl2s.runtime.transport.http.config import HttpConfig
     from sl2s.runtime.transport.http.sender import HttpTransport
@@ -130,7 +131,7 @@ def hop_rounds(urls: dict[str, str], hops: int, rounds: int) -> dict[str, list[f
     }
 
     def request() -> HopRequest:
-        cid = uuid.uuid4().hex
+        cid = new_correlation_id()  # as a machine of sl2s makes them
         return HopRequest(
             system=SYSTEM,
             flow="login",

@@ -997,3 +997,21 @@ def test_sqlite_a_forked_child_writes_with_its_own_connection(tmp_path):
         assert store._wconn_ is parent_conn
     finally:
         store.close()
+
+
+def test_correlation_ids_are_32_hex_digits_in_the_order_they_were_made(monkeypatch):
+    # the store's b-trees are keyed by correlation id: made in time order, a group commit's
+    # flows land on the same right-edge pages instead of one random page each
+    from sl2s.runtime.core import events
+
+    clock = iter(range(1_700_000_000_000_000_000, 1_800_000_000_000_000_000, 1_000_003))
+    monkeypatch.setattr(events, "_time_ns", lambda: next(clock))
+    made = [events.new_correlation_id() for _ in range(500)]
+    assert all(
+        len(cid) == 32 and int(cid, 16) >= 0 and cid == cid.lower() for cid in made
+    )
+    assert made == sorted(made) and len(set(made)) == len(made)
+    # the same millisecond: told apart by the 80 random bits that follow the time
+    monkeypatch.setattr(events, "_time_ns", lambda: 1_700_000_000_000_000_000)
+    same = {events.new_correlation_id() for _ in range(1000)}
+    assert len(same) == 1000 and len({cid[:12] for cid in same}) == 1

@@ -61,6 +61,15 @@ def new_trace_id() -> str:
     return os.urandom(16).hex()
 
 
+def new_correlation_id() -> str:
+    """32 hex digits, time-ordered: the time in milliseconds (12 digits) then 80 random bits
+    (20 digits), as UUIDv7 lays them out. The flow store keys its rows by correlation id, and
+    time-ordered keys are inserted at the right edge of its b-trees: a group commit of many
+    flows writes a few pages instead of one per flow and b-tree, and those pages stay cached.
+    """
+    return f"{_time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
+
+
 def new_span_id() -> str:
     return os.urandom(8).hex()
 

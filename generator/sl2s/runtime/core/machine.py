@@ -76,7 +76,7 @@ class Machine:
             trace_id=trace_id,
             parent_span_id=parent_span,
             correlation_id=(
-                events.new_trace_id() if resume is None else resume.correlation_id
+                events.new_correlation_id() if resume is None else resume.correlation_id
             ),
             causation_id=None,
             secret_names=set(self.secret_names(flow)),
