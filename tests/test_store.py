@@ -895,6 +895,24 @@ def test_hop_claim_reads_the_flow_state_with_the_claim(store):
     assert store.hop_claim(hop_rec("k2")) == (None, "cancelled")
 
 
+def test_claims_in_one_commit_each_get_their_own_answer(store):
+    # a server's concurrent hops claimed in one transaction (the group commit): a new key, the
+    # same key twice (the second finds the first's claim), a key claimed before (its record),
+    # keys of a known and of an unknown flow
+    store.flow_started(flow_rec())
+    assert store.hop_claim(hop_rec("old", owner="other")) == (None, "pending")
+    got = store.commit(
+        claims=[hop_rec("new"), hop_rec("twice"), hop_rec("twice", owner="late"),
+                hop_rec("old"), hop_rec("stranger", cid="e" * 32)]
+    )  # fmt: skip
+    assert got[0] == (None, "pending") and got[1] == (None, "pending")
+    assert got[2][1] == "pending" and got[2][0].owner == "host:1:0"  # the first's claim
+    assert got[3][1] == "pending" and got[3][0].owner == "other"
+    assert got[4] == (None, None)
+    assert [store.hop_get(k).owner for k in ("new", "twice", "old", "stranger")] == [
+        "host:1:0", "host:1:0", "other", "host:1:0"]  # fmt: skip
+
+
 def test_commit_of_a_hop_servers_answers(store):
     # steps and several answers in one commit (a server's concurrent hops)
     store.flow_started(flow_rec())
