@@ -182,6 +182,8 @@ def test_a_hop_server_killed_mid_flow_and_restarted_finishes_the_flow(relay, vic
     assert counted(counts) == expected
     rec, steps, hops = the_flow(env)
     assert rec.state == "completed" and set(steps) == set(STEPS)
+    # its deadline (the default 60 s, from the first hop) went in with its record
+    assert 60 <= rec.deadline - rec.created < 65
     assert sorted((h.target, h.state, h.status) for h in hops) == [
         ("back", "answered", 200),
         ("middle", "answered", 200),

@@ -137,6 +137,11 @@ def show_lines(directory: str, flow_id: str) -> list[str]:
         f"{rec.state} (attempt {rec.attempt})",
         f"  started {_when(rec.created)}, last progress {_when(rec.updated)}"
         + (f", last step '{rec.position}'" if rec.position else ""),
+        *(
+            [f"  deadline {_when(rec.deadline)} (its waits on other machines end then)"]
+            if rec.deadline is not None
+            else []
+        ),
         f"  context: {orjson.dumps(rec.context, option=orjson.OPT_SORT_KEYS).decode()}"
         + (
             f"; secrets not kept (give them to resume): {', '.join(rec.secrets)}"

@@ -103,8 +103,9 @@ class Buffer:
 
     def __init__(self, store) -> None:
         self.store = store
-        # (correlation id, system, flow, machine, context, secret names, created, attempt)
-        self.flows: list[tuple] = []
+        # [correlation id, system, flow, machine, context, secret names, created, attempt,
+        # deadline]
+        self.flows: list[list] = []
         # (correlation id, step, machine, outcome JSON text, replayable, event id, completed):
         # StepRecord's fields in order, what the store's `commit` takes as they are
         self.steps: list[tuple] = []
@@ -136,12 +137,14 @@ class Buffer:
                 secrets=secrets,
                 position=None,
                 error=None,
-                deadline=None,
+                deadline=deadline,
                 created=created,
                 updated=created,
                 attempt=attempt,
             )
-            for cid, system_name, flow, machine, context, secrets, created, attempt in flows
+            for (
+                cid, system_name, flow, machine, context, secrets, created, attempt, deadline
+            ) in flows  # fmt: skip
         ]
         # steps: rows in StepRecord's order, the outcome already JSON text
         group_for(self.store).commit(_Batch(records, steps, ended, answered))
@@ -324,7 +327,7 @@ def record_flow(buffer: Buffer, run, attempt: int) -> None:
     context = {k: v for k, v in run._masked.items() if k not in secrets}
     hidden = tuple(sorted(k for k in run.fields if k in secrets))
     buffer.flows.append(
-        (
+        [
             run.correlation_id,
             run.machine.system,
             run.flow,
@@ -333,8 +336,19 @@ def record_flow(buffer: Buffer, run, attempt: int) -> None:
             hidden,
             time.time(),
             attempt,
-        )
+            None,  # the deadline: set before the run's first hop (`set_deadline`)
+        ]
     )
+
+
+def set_deadline(buffer: Buffer, correlation_id: str, deadline: float) -> None:
+    """The deadline of flow run `correlation_id` (epoch seconds: how long it may wait on other
+    machines, fixed by its first hop), recorded with the run's record when that is still to be
+    written (the commit before the first hop writes it). A run whose record is written already
+    (a resumed one) keeps what it has."""
+    for row in buffer.flows:
+        if row[0] == correlation_id and row[8] is None:
+            row[8] = deadline
 
 
 # -- replay -------------------------------------------------------------------------------------

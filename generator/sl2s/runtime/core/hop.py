@@ -176,6 +176,11 @@ class HopResponse:
 
 
 class Transport(Protocol):
+    """What carries hops. A transport may also have `deadline(request) -> float | None`: the
+    epoch time until which the flow run may wait on other machines (starting that clock if this is
+    the run's first hop), which the run records in the flow store with its first commit.
+    """
+
     def call(self, request: HopRequest) -> HopResponse: ...
 
 

@@ -99,13 +99,6 @@ class RunHops(RunFailures):
         machine = self.machine
         fields, replaced = self._outgoing(secrets, target)
         self._check_json(fields, target, at)
-        if self._buf:
-            # a hop is an effect others see: what led to it is committed first, so a segment run
-            # again after a crash replays it and re-sends this hop with the same body and key
-            try:
-                self._commit()
-            except WiringError as failure:
-                self._raise(failure)
         request = HopRequest(
             system=machine.system,
             flow=self.flow,
@@ -129,8 +122,24 @@ class RunHops(RunFailures):
                 else {"correlation_id": self.parent[0], "step": self.parent[1]}
             ),
         )
+        transport = select_transport()
+        if self._buf:
+            if (
+                self._buf.flows
+            ):  # the run's record is still to be written: with its deadline
+                deadline = getattr(transport, "deadline", None)
+                if deadline is not None:
+                    durable.set_deadline(
+                        self._buf, self.correlation_id, deadline(request)
+                    )
+            # a hop is an effect others see: what led to it is committed first, so a segment run
+            # again after a crash replays it and re-sends this hop with the same body and key
+            try:
+                self._commit()
+            except WiringError as failure:
+                self._raise(failure)
         try:
-            response = select_transport().call(request)
+            response = transport.call(request)
         except RuntimeFailure as failure:
             self._raise(failure)
         if response.causation_id:

@@ -76,6 +76,17 @@ class HttpTransport:
             found = self._digests[key] = _system_info(request).flow_digests
         return found
 
+    def deadline(self, request: HopRequest) -> float:
+        """The flow run's deadline for this hop (its first hop starts it: `deadlines.for_hop`);
+        `call` then sends the same one."""
+        config = self.config_for(request.system, request.source)
+        return deadlines.for_hop(
+            request.correlation_id,
+            request.idempotency_key,
+            config.deadline_for(request.flow),
+            time.time(),
+        )
+
     def call(self, request: HopRequest) -> HopResponse:
         config = self.config_for(request.system, request.source)
         where = _Where(request)  # the plan line, looked up only for an error message
