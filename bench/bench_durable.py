@@ -13,7 +13,10 @@ store (SL2S_STORE=none), measured in the same run, in alternating rounds. Prints
    `HttpTransport.call` (signed, keep-alive), each hop with a new idempotency key, into two server
    processes of the same tree on loopback: one with the SQLite store (the hop claimed together
    with a read of its flow's state, steps committed with the answer) and one with SL2S_STORE=none (answers in memory);
-   with `--postgres`, a third on the PostgreSQL store of a throw-away cluster (target <= 1.6x).
+   with `--postgres`, a third on the PostgreSQL store of a throw-away cluster (target <= 1.6x),
+   and PostgreSQL's own floor on that cluster: a bare round trip, a one-row insert committed
+   without waiting for the WAL flush (the least a claim costs) and one that waits (the least an
+   answer costs), with the ratio a hop making both could at best reach.
 
 4. Login flow, 32 concurrent callers here (the client machine, over HTTP) against each of the two
    servers, the client on the same store as its server (shared file, as under `sl2s up`):
@@ -225,6 +228,36 @@ def login_rounds(
     return per
 
 
+def postgres_floor(url: str, count: int = 2000) -> tuple[float, float, float]:
+    """What PostgreSQL itself costs here, whatever sl2s does: seconds per bare round trip
+    (`SELECT 1`), per one-row insert committed without waiting for the WAL flush (the least a
+    hop's claim can be: it must be visible before the segment runs) and per one-row insert
+    that waits for the flush (the least its answer can be: durable before it is sent); each
+    the best of three runs of `count`, on a table of its own."""
+    import psycopg
+
+    statements = {
+        "trip": "SELECT 1",
+        "claim": "WITH c AS (SELECT set_config('synchronous_commit', 'off', true))"
+        " INSERT INTO floor_rows SELECT %s, 'x' FROM c",
+        "answer": "INSERT INTO floor_rows VALUES (%s, 'x')",
+    }
+    best = {}
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE floor_rows (k text PRIMARY KEY, v text)")
+        for name, sql in statements.items():
+            times = []
+            for _ in range(3):
+                keys = [(uuid.uuid4().hex,) for _ in range(count)]
+                start = time.perf_counter()
+                for key in keys:
+                    conn.execute(sql, key if "%s" in sql else None, prepare=True)
+                times.append((time.perf_counter() - start) / count)
+            best[name] = min(times)
+        conn.execute("DROP TABLE floor_rows")
+    return best["trip"], best["claim"], best["answer"]
+
+
 def ratio_line(
     name: str,
     with_: list[float],
@@ -319,15 +352,13 @@ def run(args: argparse.Namespace, work: Path) -> int:
             from pg import start_cluster
 
             cluster = start_cluster(fsync=True)
+            pg_url = cluster.create_database("bench")
             servers["postgres"] = start_server(
                 tree,
-                {
-                    **base,
-                    "SL2S_LOG_DIR": str(work / "logs-pg"),
-                    "SL2S_STORE": cluster.create_database("bench"),
-                },
+                {**base, "SL2S_LOG_DIR": str(work / "logs-pg"), "SL2S_STORE": pg_url},
             )
         per = hop_rounds({k: v[1] for k, v in servers.items()}, args.hops, args.rounds)
+        floor = postgres_floor(pg_url) if args.postgres else None
         os.environ["SL2S_LOG_DIR"] = str(work / "logs-client")
         stores = {
             "with": f"sqlite:///{work}/logs-with/flows.sqlite3",  # shared, as under sl2s up
@@ -346,6 +377,14 @@ def run(args: argparse.Namespace, work: Path) -> int:
     if "postgres" in per:
         ratio_line(
             "  the same, PostgreSQL store", per["postgres"], per["without"], 1e3, 1.6
+        )
+        trip, claim, answer = floor
+        least = (min(per["without"]) + claim + answer) / min(per["without"])
+        print(
+            f"  PostgreSQL's floor, same cluster: a round trip {trip * 1e6:.0f} us, a one-row"
+            f" insert committed without waiting for the WAL flush (a claim) {claim * 1e6:.0f} us,"
+            f" one waiting for it (an answer) {answer * 1e6:.0f} us: a hop that makes both is"
+            f" at least {least:.2f}x the hop without a store"
         )
     share = statistics.median(
         w / o for w, o in zip(throughput["with"], throughput["without"])
