@@ -46,6 +46,9 @@ def test_the_runs_page_finds_runs_by_metadata_and_links_each(served):
     assert status == 200
     assert re.findall(r'class="run-link" href="/run/(\w+)"', html) == [PARENT, CHILD]
     assert "actor=bob" in html and "ticket=JIRA-12" in html
+    # a child run names its parent by the end of its id: ids begin with the time they were made,
+    # so runs started together share their first characters
+    assert f'child of <a href="/run/{PARENT}">{PARENT[-8:]}</a>' in html
     assert 'class="stream-link" href="/stream?field=actor%3Dbob&amp;flow="' in html
     status, html, _ = served.get("/?outcome=failed")
     assert re.findall(r'class="run-link" href="/run/(\w+)"', html) == [DAVE, FAILED]
