@@ -398,16 +398,25 @@ def taken_over() -> Iterator[None]:
         _local.takeover = False
 
 
-@contextmanager
-def answering(store) -> Iterator[None]:
-    """While active, an inbound hop handled in this thread leaves its checkpoints in the buffer for
-    `store`: the HTTP server commits them in one transaction with the hop's answer, before the
-    answer leaves (`Buffer.commit(answered=...)`)."""
-    _local.answering = store
-    try:
-        yield
-    finally:
-        _local.answering = None
+class answering:
+    """While active (a context manager), an inbound hop handled in this thread leaves its
+    checkpoints in the buffer for `store` — the HTTP server commits them in one transaction with
+    the hop's answer, before the answer leaves (`Buffer.commit(answered=...)`) — and
+    `refuse_cancelled` takes the state of flow run `correlation_id` as `state` (None: unknown to
+    the store) instead of reading it: the server read it with the hop's claim. (A class, not a
+    generator: it runs once per hop on the server's hot path.)"""
+
+    __slots__ = ("store", "known", "previous")
+
+    def __init__(self, store, correlation_id: str, state: str | None) -> None:
+        self.store, self.known = store, (correlation_id, state)
+
+    def __enter__(self) -> None:
+        self.previous = getattr(_local, "known_state", None)
+        _local.answering, _local.known_state = self.store, self.known
+
+    def __exit__(self, *exc) -> None:
+        _local.answering, _local.known_state = None, self.previous
 
 
 def defers_commit(store) -> bool:
@@ -515,19 +524,6 @@ def owner_gone(recorded: str, created: float, now: float) -> bool:
 
 
 # -- a flow run's state ----------------------------------------------------------------------------
-
-
-@contextmanager
-def flow_state_known(correlation_id: str, state: str | None) -> Iterator[None]:
-    """While active, `refuse_cancelled` takes the state of flow run `correlation_id` as `state`
-    (None: unknown to the store) instead of reading it: the hop server read it with the hop's
-    claim, in the same transaction (`store.hop_claim`)."""
-    previous = getattr(_local, "known_state", None)
-    _local.known_state = (correlation_id, state)
-    try:
-        yield
-    finally:
-        _local.known_state = previous
 
 
 def refuse_cancelled(store, correlation_id: str) -> None:

@@ -32,6 +32,7 @@ import orjson
 
 from sl2s.runtime.core import durable
 from sl2s.runtime.redact import mask_context
+from sl2s.runtime.store.records import HopRecord
 from sl2s.runtime.transport import HopRequest
 from sl2s.runtime.transport.http import protocol as p
 
@@ -103,8 +104,6 @@ class DurableHops:
     ) -> Answer:
         """Run in a worker thread: the stored answer, a refusal, or the segment's own answer
         (stored before it is returned)."""
-        from sl2s.runtime.store import HopRecord
-
         self._start_expiry()
         store, now, key = self.store, self.clock(), request.idempotency_key
         me = durable.owner()
@@ -169,10 +168,7 @@ class DurableHops:
             )
         headers: Mapping[str, str]
         try:
-            with (
-                durable.answering(store),
-                durable.flow_state_known(request.correlation_id, flow_state),
-            ):
+            with durable.answering(store, request.correlation_id, flow_state):
                 if taken_over:
                     with durable.taken_over():
                         status, headers, body = call(request)
