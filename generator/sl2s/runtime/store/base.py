@@ -318,6 +318,7 @@ class SqlStore(ABC):
             raise AmbiguousPrefix(
                 f"{correlation_id!r} is the {where} of several flows ({shown}"
                 f"{', ...' if len(rows) > 5 else ''}): give more of the id"
+                + (", or its last 6 or more characters" if where == "start" else "")
             )
         return _flow(rows[0]) if rows else None
 
