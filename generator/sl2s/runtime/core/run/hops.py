@@ -124,14 +124,14 @@ class RunHops(RunFailures):
         )
         transport = select_transport()
         if self._buf:
-            if (
-                self._buf.flows
-            ):  # the run's record is still to be written: with its deadline
-                deadline = getattr(transport, "deadline", None)
-                if deadline is not None:
-                    durable.set_deadline(
-                        self._buf, self.correlation_id, deadline(request)
-                    )
+            deadline = getattr(transport, "deadline", None)
+            if self._buf.flows and deadline is not None:
+                # the run's record is still to be written: it goes with the run's deadline
+                try:
+                    until = deadline(request)
+                except RuntimeFailure as failure:
+                    self._raise(failure)
+                durable.set_deadline(self._buf, self.correlation_id, until)
             # a hop is an effect others see: what led to it is committed first, so a segment run
             # again after a crash replays it and re-sends this hop with the same body and key
             try:
