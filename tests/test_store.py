@@ -529,7 +529,7 @@ def test_expiry_walks_an_index(url):
         "nonces_expire": (NOW, 10),
         "flows_ended": ("completed", NOW, 10),
         "hop_get": ("k",),
-        "hops_of": (CID,),
+        "hops_of": (CID + ".", CID + "/", CID, CID),
         "steps_of": (CID,),
         "flow_prefix": ("abcdef", "abcdeg"),
     }
@@ -657,9 +657,71 @@ def test_a_newer_schema_is_refused(url):
         with psycopg.connect(url) as conn:
             conn.execute(sql)
     with pytest.raises(
-        StoreError, match="schema version 99; this sl2s knows version 1.*upgrade"
+        StoreError,
+        match=f"schema version 99; this sl2s knows version {SCHEMA_VERSION}.*upgrade",
     ):
         open_store(url)
+
+
+def _indexes(url: str) -> set[str]:
+    if url.startswith("sqlite:"):
+        with sqlite3.connect(url[len("sqlite:///") - 1 :]) as conn:
+            sql = "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'sl2s_%'"
+            return {row[0] for row in conn.execute(sql)}
+    with psycopg.connect(url) as conn:
+        sql = "SELECT indexname FROM pg_indexes WHERE indexname LIKE 'sl2s_%'"
+        return {row[0] for row in conn.execute(sql)}
+
+
+def test_a_store_of_schema_version_1_is_brought_to_2_and_keeps_its_rows(url):
+    # version 1 indexed hops by correlation id (and, on SQLite, by expiry): a claim wrote two
+    # b-trees more than it does now
+    store = open_store(url)
+    try:
+        store.flow_started(flow_rec())
+        store.hop_begin(hop_rec(f"{CID}.0.received"))
+    finally:
+        store.close()
+    old = [
+        "CREATE INDEX sl2s_hops_correlation ON sl2s_hops (correlation_id)",
+        "UPDATE sl2s_meta SET value = '1' WHERE key = 'schema_version'",
+    ]
+    if url.startswith("sqlite:"):
+        old.insert(0, "CREATE INDEX sl2s_hops_expires ON sl2s_hops (expires)")
+        with sqlite3.connect(url[len("sqlite:///") - 1 :]) as conn:
+            for sql in old:
+                conn.execute(sql)
+    else:
+        with psycopg.connect(url) as conn:
+            for sql in old:
+                conn.execute(sql)
+    assert "sl2s_hops_correlation" in _indexes(url)
+
+    store = open_store(url)
+    try:
+        assert store.flow(CID).flow == "login"
+        assert [h.key for h in store.hops_of(CID)] == [f"{CID}.0.received"]
+    finally:
+        store.close()
+    assert f"('schema_version', '{SCHEMA_VERSION}')" in dump(url)
+    found = _indexes(url)
+    assert "sl2s_hops_correlation" not in found and "sl2s_hops_foreign" in found
+    assert ("sl2s_hops_expires" in found) == url.startswith("postgres")
+
+
+def test_a_flows_hops_whatever_their_keys_oldest_first(store):
+    # the keys sl2s makes begin with the flow's id; a caller of the protocol may make others
+    other = "f" * 32
+    store.hop_begin(hop_rec(f"{CID}.0.back", created=NOW + 2))
+    store.hop_begin(hop_rec("someone-elses-key-0001", created=NOW + 1))
+    store.hop_begin(hop_rec(f"{CID}.1.back", created=NOW + 3))
+    store.hop_begin(hop_rec(f"{other}.0.back", cid=other, created=NOW))
+    store.hop_begin(
+        hop_rec(f"{CID}.0.x", cid=other, created=NOW)
+    )  # its id, another flow's
+    assert [h.key for h in store.hops_of(CID)] == [
+        "someone-elses-key-0001", f"{CID}.0.back", f"{CID}.1.back"]  # fmt: skip
+    assert [h.key for h in store.hops_of(other)] == [f"{other}.0.back", f"{CID}.0.x"]
 
 
 def test_sqlite_settings(tmp_path):

@@ -33,6 +33,7 @@ from sl2s.runtime.store.schema import (
     SQLITE_ROWS_MAX,
     STEP_ROWS_MAX,
     ddl,
+    migrations,
     sqlite_many,
     statements,
     step_insert_rows,
@@ -179,6 +180,11 @@ class SqlStore(ABC):
             cur.execute(self._sql["version_insert"], (str(SCHEMA_VERSION),))
             cur.execute(self._sql["version_get"])
             found = int(cur.fetchone()[0])
+            # an older store: brought to this version in the same transaction
+            for version, steps in migrations(self.dialect, found):
+                for statement in steps:
+                    cur.execute(statement)
+                cur.execute(self._sql["version_set"], (str(version),))
         if found > SCHEMA_VERSION:
             raise StoreError(
                 f"store {self.url} has schema version {found}; this sl2s knows version"
@@ -503,9 +509,19 @@ class SqlStore(ABC):
             return cur.rowcount == 1
 
     def hops_of(self, correlation_id: str) -> list[HopRecord]:
+        """The hops of flow run `correlation_id`, oldest first."""
         with self._read() as cur:
-            cur.execute(self._sql["hops_of"], (correlation_id,))
-            return [_hop(row) for row in cur.fetchall()]
+            cur.execute(
+                self._sql["hops_of"],
+                (
+                    correlation_id + ".",
+                    correlation_id + "/",
+                    correlation_id,
+                    correlation_id,
+                ),
+            )
+            hops = [_hop(row) for row in cur.fetchall()]
+        return sorted(hops, key=lambda hop: hop.created)
 
     def nonce_seen(self, nonce: str, expires: float) -> bool:
         """True if `nonce` was seen before (a replay); otherwise remember it until `expires`."""
