@@ -117,23 +117,23 @@ TABLES = (
 # so the oldest hops come first, and one index fewer is one page fewer for every claim to write
 # (a claim wrote four b-trees: 150 -> 128 us of the hop server's durable work, in process, with
 # time-ordered ids). PostgreSQL has no such order and keeps an index.
+# The indexes schema version 1 had and 2 has not are dropped on every open, not only when the
+# version moves: an sl2s of version 1 that opens the store (and is then refused) creates them
+# again first.
 EXTRA = {
-    "sqlite": (),
+    "sqlite": (
+        "DROP INDEX IF EXISTS sl2s_hops_expires",
+        "DROP INDEX IF EXISTS sl2s_hops_correlation",
+    ),
     "postgres": (
         "CREATE INDEX IF NOT EXISTS sl2s_hops_expires ON sl2s_hops (expires)",
+        "DROP INDEX IF EXISTS sl2s_hops_correlation",
     ),
 }
 
-# What a store of an older schema version runs to reach the next (then its version is set).
-MIGRATIONS = {
-    2: {
-        "sqlite": (
-            "DROP INDEX IF EXISTS sl2s_hops_expires",
-            "DROP INDEX IF EXISTS sl2s_hops_correlation",
-        ),
-        "postgres": ("DROP INDEX IF EXISTS sl2s_hops_correlation",),
-    },
-}
+# What a store of an older schema version runs to reach the next, beyond `ddl` (which every
+# open runs); then its version is set.
+MIGRATIONS: dict[int, dict[str, tuple[str, ...]]] = {2: {"sqlite": (), "postgres": ()}}
 
 
 def ddl(dialect: str) -> list[str]:
