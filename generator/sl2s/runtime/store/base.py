@@ -33,7 +33,6 @@ from sl2s.runtime.store.schema import (
     SQLITE_ROWS_MAX,
     STEP_ROWS_MAX,
     ddl,
-    migrations,
     sqlite_many,
     statements,
     step_insert_rows,
@@ -180,11 +179,10 @@ class SqlStore(ABC):
             cur.execute(self._sql["version_insert"], (str(SCHEMA_VERSION),))
             cur.execute(self._sql["version_get"])
             found = int(cur.fetchone()[0])
-            # an older store: brought to this version in the same transaction
-            for version, steps in migrations(self.dialect, found):
-                for statement in steps:
-                    cur.execute(statement)
-                cur.execute(self._sql["version_set"], (str(version),))
+            if (
+                found < SCHEMA_VERSION
+            ):  # an older store, which `ddl` just brought up to date
+                cur.execute(self._sql["version_set"], (str(SCHEMA_VERSION),))
         if found > SCHEMA_VERSION:
             raise StoreError(
                 f"store {self.url} has schema version {found}; this sl2s knows version"

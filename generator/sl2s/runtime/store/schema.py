@@ -131,20 +131,13 @@ EXTRA = {
     ),
 }
 
-# What a store of an older schema version runs to reach the next, beyond `ddl` (which every
-# open runs); then its version is set.
-MIGRATIONS: dict[int, dict[str, tuple[str, ...]]] = {2: {"sqlite": (), "postgres": ()}}
-
 
 def ddl(dialect: str) -> list[str]:
-    """The CREATE statements for `dialect` ("sqlite" or "postgres"), in order."""
+    """The CREATE statements for `dialect` ("sqlite" or "postgres"), in order; run on every open,
+    they also bring a store of an older schema version to this one (version 1 -> 2: `EXTRA`).
+    """
     types = DIALECTS[dialect]
     return [statement.format(**types) for statement in TABLES] + list(EXTRA[dialect])
-
-
-def migrations(dialect: str, found: int) -> list[tuple[int, tuple[str, ...]]]:
-    """The steps from schema version `found` to SCHEMA_VERSION: (version, statements), in order."""
-    return [(v, MIGRATIONS[v][dialect]) for v in range(found + 1, SCHEMA_VERSION + 1)]
 
 
 FLOW_COLUMNS = (

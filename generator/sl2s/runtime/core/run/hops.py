@@ -124,8 +124,8 @@ class RunHops(RunFailures):
         )
         transport = select_transport()
         if self._buf:
-            deadline = getattr(transport, "deadline", None)
-            if self._buf.flows and deadline is not None:
+            deadline = getattr(transport, "deadline", None) if self._buf.flows else None
+            if deadline is not None:
                 # the run's record is still to be written: it goes with the run's deadline
                 try:
                     until = deadline(request)

@@ -99,9 +99,7 @@ class HttpTransport:
                 f' or add `{request.target} = "http://host:port"` under [machines] in sl2s.toml',
             )
         key = request.idempotency_key
-        deadline = deadlines.for_hop(
-            request.correlation_id, key, config.deadline_for(request.flow), time.time()
-        )
+        deadline = self.deadline(request)
         version = self.flow_digests(request).get(request.flow)
         body = _body(request, deadlines.to_wire(deadline), version)
         path = p.hop_path(request.flow, request.at)
